@@ -1,0 +1,35 @@
+# Crucible: every target bootstraps what it needs (system packages, uv, the locked venv).
+SHELL := /bin/bash
+UV := .tools/bin/uv
+PY := .venv/bin/python
+export UV_PYTHON_DOWNLOADS := never
+
+.PHONY: deps run test test-fast lint format bench lock clean
+
+deps: .venv/.bootstrapped
+
+.venv/.bootstrapped: uv.lock pyproject.toml scripts/bootstrap.sh
+	@scripts/bootstrap.sh
+	@touch $@
+
+run: deps
+	@$(PY) -m crucible_contracts.devrun
+
+test: deps
+	@$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: deps
+	@.venv/bin/ruff check . && .venv/bin/ruff format --check .
+
+format: deps
+	@.venv/bin/ruff format . && .venv/bin/ruff check --fix .
+
+bench: deps
+	@$(PY) -m crucible_bench $(BENCH_ARGS)
+
+lock:
+	@scripts/bootstrap.sh || true
+	@$(UV) lock
+
+clean:
+	rm -rf .venv .tools .run .bench .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Crucible's shared contracts: what every service agrees on, and nothing service-specific."""

@@ -1,0 +1,181 @@
+"""HTTP clients for Crucible's internal services: typed calls, typed errors, no wire details leaking."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from typing import Any
+
+import httpx
+
+from crucible_contracts.errors import BY_CODE, Busy, CrucibleError, Unavailable
+from crucible_contracts.models import (
+    Deleted,
+    EvalTask,
+    EvaluationCreate,
+    EvaluationPage,
+    EvaluationView,
+    Event,
+    ExecuteRequest,
+    ExecuteResult,
+    RunCreate,
+    RunUpdate,
+    RunView,
+)
+from crucible_contracts.names import INTERNAL_KEY_HEADER, Role
+
+
+def raise_for_error(response: httpx.Response) -> None:
+    """Turn an error answer back into the exception the other service raised."""
+    if response.is_success:
+        return
+    try:
+        error = response.json()["error"]
+        cls = BY_CODE.get(error["code"], CrucibleError)
+        message, details = error["message"], error.get("details") or {}
+    except (ValueError, KeyError, TypeError):
+        cls, message, details = CrucibleError, response.text[:500], {}
+    if response.status_code in (429, 503) and cls is CrucibleError:
+        cls = Busy if response.status_code == 429 else Unavailable
+    exc = CrucibleError.__new__(cls)
+    CrucibleError.__init__(exc, message, **details)
+    exc.status_code = response.status_code
+    if isinstance(exc, Busy):
+        exc.retry_after = float(response.headers.get("Retry-After", details.get("retry_after", 1)))
+    raise exc
+
+
+class InternalClient:
+    """A pooled, thread-safe client of one internal service; network failures become Unavailable."""
+
+    def __init__(self, base_url: str, *, internal_key: str | None = None, timeout: float = 10):
+        headers = {INTERNAL_KEY_HEADER: internal_key} if internal_key else {}
+        self.base_url = base_url.rstrip("/")
+        self._http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout)
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise Unavailable(f"{self.base_url} unreachable: {exc!r}", url=self.base_url) from exc
+        raise_for_error(response)
+        return response
+
+    def close(self) -> None:
+        self._http.close()
+
+
+class StorageClient(InternalClient):
+    def create_evaluation(self, evaluation: EvaluationCreate) -> EvaluationView:
+        response = self.request("POST", "/evaluations", json=evaluation.model_dump(mode="json"))
+        return EvaluationView.model_validate_json(response.content)
+
+    def get_evaluation(self, eval_id: str) -> EvaluationView:
+        response = self.request("GET", f"/evaluations/{eval_id}")
+        return EvaluationView.model_validate_json(response.content)
+
+    def list_evaluations(self, **filters: Any) -> EvaluationPage:
+        params = {key: value for key, value in filters.items() if value is not None}
+        response = self.request("GET", "/evaluations", params=params)
+        return EvaluationPage.model_validate_json(response.content)
+
+    def add_run(self, eval_id: str, run: RunCreate) -> RunView:
+        response = self.request("POST", f"/evaluations/{eval_id}/runs", json=run.model_dump())
+        return RunView.model_validate_json(response.content)
+
+    def update_run(self, eval_id: str, role: Role, update: RunUpdate) -> RunView:
+        body = update.model_dump(mode="json", exclude_none=True)
+        response = self.request("PATCH", f"/evaluations/{eval_id}/runs/{role}", json=body)
+        return RunView.model_validate_json(response.content)
+
+    def events(self, eval_id: str) -> list[Event]:
+        response = self.request("GET", f"/evaluations/{eval_id}/events")
+        return [Event.model_validate(item) for item in response.json()]
+
+    def delete_older_than(self, seconds: float) -> int:
+        response = self.request("DELETE", "/evaluations", params={"older_than_seconds": seconds})
+        return Deleted.model_validate_json(response.content).deleted
+
+
+class ExecutorPool:
+    """Round-robin over executor instances, skipping those that answer busy or cannot be reached.
+
+    `execute` returns the first instance's result; it raises Busy when every live instance is at
+    capacity and Unavailable when none can be reached. An unreachable instance is skipped for
+    `down_cooldown` seconds, unless every instance is down.
+    """
+
+    def __init__(
+        self,
+        urls: list[str],
+        *,
+        internal_key: str | None = None,
+        down_cooldown: float = 5.0,
+        connect_timeout: float = 2.0,
+    ) -> None:
+        if not urls:
+            raise ValueError("an executor pool needs at least one URL")
+        self.clients = [InternalClient(url, internal_key=internal_key) for url in urls]
+        self._connect_timeout = connect_timeout
+        self._next = itertools.count()
+        self._lock = threading.Lock()
+        self._down_until: dict[str, float] = {}
+        self._down_cooldown = down_cooldown
+
+    def _rotation(self) -> list[InternalClient]:
+        with self._lock:
+            start = next(self._next) % len(self.clients)
+        ordered = self.clients[start:] + self.clients[:start]
+        now = time.monotonic()
+        live = [c for c in ordered if self._down_until.get(c.base_url, 0) <= now]
+        return live or ordered
+
+    def execute(self, request: ExecuteRequest) -> ExecuteResult:
+        timeout = httpx.Timeout(request.timeout + 30, connect=self._connect_timeout)
+        busy: list[Busy] = []
+        down: list[Unavailable] = []
+        for client in self._rotation():
+            try:
+                response = client.request(
+                    "POST", "/execute", json=request.model_dump(mode="json"), timeout=timeout
+                )
+            except Busy as exc:
+                busy.append(exc)
+                continue
+            except Unavailable as exc:
+                self._down_until[client.base_url] = time.monotonic() + self._down_cooldown
+                down.append(exc)
+                continue
+            return ExecuteResult.model_validate_json(response.content)
+        if busy:
+            retry_after = min(exc.retry_after for exc in busy)
+            raise Busy("every executor is at capacity", retry_after=retry_after)
+        raise Unavailable("no executor could be reached", errors=[str(e) for e in down])
+
+    def kill(self, eval_id: str) -> bool:
+        """Ask every instance to end the program of `eval_id`; True when one of them was running it."""
+        killed = False
+        for client in self.clients:
+            try:
+                response = client.request("POST", f"/kill/{eval_id}")
+                killed = killed or bool(response.json().get("killed"))
+            except CrucibleError:
+                continue
+        return killed
+
+    def close(self) -> None:
+        for client in self.clients:
+            client.close()
+
+
+def execute_request_for(task: EvalTask) -> ExecuteRequest:
+    return ExecuteRequest(
+        eval_id=task.eval_id,
+        role=task.role,
+        code=task.code,
+        language=task.language,
+        timeout=task.timeout,
+        stdin=task.stdin,
+        memory_mb=task.memory_mb,
+    )

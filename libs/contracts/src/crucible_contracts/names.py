@@ -1,0 +1,47 @@
+"""Names shared across processes: Celery tasks and queues, Redis channels and keys, HTTP headers."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+TASK_EVALUATE = "tasks.evaluate_code"
+
+INTERNAL_KEY_HEADER = "X-Internal-Key"
+
+# Redis pub/sub channel on which storage publishes every committed status change.
+EVENTS_CHANNEL = "crucible:events"
+
+
+class Queue(StrEnum):
+    """Celery queues, in the order a worker drains them."""
+
+    HIGH = "high"
+    DEFAULT = "default"
+    LOW = "low"
+    SHADOW = "shadow"
+
+
+QUEUE_ORDER = (Queue.HIGH, Queue.DEFAULT, Queue.LOW, Queue.SHADOW)
+
+
+class Backend(StrEnum):
+    LEGACY = "legacy"
+    CELERY = "celery"
+
+    @property
+    def other(self) -> Backend:
+        return Backend.CELERY if self is Backend.LEGACY else Backend.LEGACY
+
+
+class Role(StrEnum):
+    """An evaluation has one primary run (what the client sees) and at most one shadow run."""
+
+    PRIMARY = "primary"
+    SHADOW = "shadow"
+
+
+class EventName(StrEnum):
+    CREATED = "eval.created"
+    STATUS_CHANGED = "eval.status_changed"
+    REROUTED = "eval.rerouted"
+    RETRIED = "eval.retried"

@@ -1,0 +1,361 @@
+"""pytest fixtures that start Crucible's real dependencies: redis-server, PostgreSQL, service processes.
+
+Registered as a pytest11 entry point, so every test in the workspace has them. Nothing here is a
+fake: each fixture starts (or connects to) the real program and waits until it answers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(
+    predicate: Callable[[], Any], *, timeout: float = 30, interval: float = 0.05, what: str = ""
+) -> Any:
+    """Poll `predicate` until it returns something truthy; that value is returned.
+
+    Exceptions raised by the predicate count as "not yet". On the deadline, AssertionError names
+    `what` and the last exception seen.
+    """
+    deadline = time.monotonic() + timeout
+    last: BaseException | None = None
+    while True:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except Exception as exc:
+            last = exc
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"timed out after {timeout}s waiting for {what or predicate!r}; last error: {last!r}"
+            )
+        time.sleep(interval)
+
+
+# --- processes ---------------------------------------------------------------------------------
+
+
+@dataclass
+class ManagedProcess:
+    """A child process started by a fixture, its log file, and how to stop it."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    log_path: Path
+    proc: subprocess.Popen | None = None
+    url: str | None = None
+    port: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def start(self) -> ManagedProcess:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            self.argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        log.close()
+        return self
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def logs(self, tail: int = 4000) -> str:
+        with contextlib.suppress(OSError):
+            return self.log_path.read_text(errors="replace")[-tail:]
+        return ""
+
+    def signal(self, signum: int) -> None:
+        if self.alive():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signum)
+
+    def stop(self, timeout: float = 10) -> None:
+        if not self.alive():
+            return
+        self.signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.signal(signal.SIGKILL)
+            self.proc.wait(5)
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group: a crash, not a shutdown."""
+        self.signal(signal.SIGKILL)
+        if self.proc is not None:
+            self.proc.wait(5)
+
+
+class ProcessStarter:
+    """Starts processes for one test (or session) and stops all of them at teardown."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.started: list[ManagedProcess] = []
+
+    def process(
+        self,
+        name: str,
+        argv: list[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        ready: Callable[[ManagedProcess], Any] | None = None,
+        ready_timeout: float = 30,
+    ) -> ManagedProcess:
+        full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        log_path = self.log_dir / f"{name}-{uuid.uuid4().hex[:6]}.log"
+        managed = ManagedProcess(name=name, argv=argv, env=full_env, log_path=log_path).start()
+        self.started.append(managed)
+        if ready is not None:
+            self.wait_ready(managed, ready, ready_timeout)
+        return managed
+
+    def wait_ready(
+        self, managed: ManagedProcess, ready: Callable[[ManagedProcess], Any], timeout: float = 30
+    ) -> None:
+        def check() -> Any:
+            if not managed.alive():
+                raise AssertionError(f"{managed.name} exited early:\n{managed.logs()}")
+            return ready(managed)
+
+        try:
+            wait_for(check, timeout=timeout, what=f"{managed.name} to be ready")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n--- {managed.name} log ---\n{managed.logs()}") from None
+
+    def service(
+        self,
+        app: str,
+        *,
+        name: str | None = None,
+        env: Mapping[str, str] | None = None,
+        port: int | None = None,
+        health_path: str = "/health",
+    ) -> ManagedProcess:
+        """Run `app` (a `module:create_app` factory) under uvicorn on a free port; wait for health."""
+        port = port or free_port()
+        argv = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            app,
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ]
+        managed = self.process(name or app.split(":")[0], argv, env=env)
+        managed.port, managed.url = port, f"http://127.0.0.1:{port}"
+        self.wait_ready(
+            managed, lambda m: httpx.get(m.url + health_path, timeout=1).status_code == 200
+        )
+        return managed
+
+    def restart(self, managed: ManagedProcess, health_path: str = "/health") -> ManagedProcess:
+        managed.stop()
+        managed.start()
+        if managed.url:
+            self.wait_ready(
+                managed, lambda m: httpx.get(m.url + health_path, timeout=1).status_code == 200
+            )
+        return managed
+
+    def stop_all(self) -> None:
+        for managed in reversed(self.started):
+            managed.stop()
+
+
+@pytest.fixture
+def processes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcessStarter]:
+    """Start real processes for this test; every one is stopped when the test ends."""
+    starter = ProcessStarter(tmp_path_factory.mktemp("logs"))
+    yield starter
+    starter.stop_all()
+
+
+@pytest.fixture(scope="session")
+def session_processes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcessStarter]:
+    """Like `processes`, for processes shared by the whole session."""
+    starter = ProcessStarter(tmp_path_factory.mktemp("session-logs"))
+    yield starter
+    starter.stop_all()
+
+
+# --- Redis -------------------------------------------------------------------------------------
+
+
+def _docker_engine_answers() -> bool:
+    try:
+        import docker
+
+        docker.from_env(timeout=2).ping()
+    except Exception:
+        return False
+    return True
+
+
+def start_redis_server(starter: ProcessStarter, *, port: int | None = None) -> ManagedProcess:
+    """A private `redis-server` on a free loopback port, keeping nothing on disk."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.fail("redis-server is not installed: run `make deps` (apt-get install redis-server)")
+    port = port or free_port()
+    argv = [
+        binary,
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        tempfile.mkdtemp(prefix="crucible-redis-"),
+    ]
+
+    def ping(_: ManagedProcess) -> bool:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+
+    managed = starter.process(f"redis-{port}", argv, ready=ping)
+    managed.port, managed.url = port, f"redis://127.0.0.1:{port}/0"
+    return managed
+
+
+@pytest.fixture(scope="session")
+def redis_url(session_processes: ProcessStarter) -> Iterator[str]:
+    """URL of a Redis for this session: TEST_REDIS_URL, else testcontainers when a Docker engine
+    answers, else a private redis-server process."""
+    if os.environ.get("TEST_REDIS_URL"):
+        yield os.environ["TEST_REDIS_URL"]
+        return
+    if _docker_engine_answers():
+        from testcontainers.redis import RedisContainer
+
+        with RedisContainer() as container:
+            host = container.get_container_host_ip()
+            yield f"redis://{host}:{container.get_exposed_port(6379)}/0"
+        return
+    yield start_redis_server(session_processes).url
+
+
+@pytest.fixture
+def redis_server(processes: ProcessStarter) -> ManagedProcess:
+    """A redis-server owned by this test alone, which the test may stop and start (fault tests)."""
+    return start_redis_server(processes)
+
+
+# --- PostgreSQL --------------------------------------------------------------------------------
+
+
+def _pg_bin(name: str) -> str | None:
+    found = shutil.which(name)
+    if found:
+        return found
+    candidates = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), reverse=True)
+    return str(candidates[0]) if candidates else None
+
+
+def _as_postgres_user(argv: list[str]) -> list[str]:
+    # initdb and postgres refuse to run as root.
+    if os.geteuid() == 0:
+        return ["runuser", "-u", "postgres", "--", *argv]
+    return argv
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url(session_processes: ProcessStarter) -> str:
+    """SQLAlchemy URL of a PostgreSQL server: TEST_POSTGRES_URL, else a private cluster made with
+    initdb on a free port for this session."""
+    if os.environ.get("TEST_POSTGRES_URL"):
+        return os.environ["TEST_POSTGRES_URL"]
+    initdb, postgres = _pg_bin("initdb"), _pg_bin("postgres")
+    if not (initdb and postgres):
+        pytest.fail("PostgreSQL is not installed: run `make deps` (apt-get install postgresql)")
+    data = Path(tempfile.mkdtemp(prefix="crucible-pg-"))
+    if os.geteuid() == 0:
+        shutil.chown(data, "postgres", "postgres")
+    subprocess.run(
+        _as_postgres_user(
+            [initdb, "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8"]
+        ),
+        check=True,
+        capture_output=True,
+    )
+    port = free_port()
+    argv = _as_postgres_user(
+        [
+            postgres,
+            "-D",
+            str(data),
+            "-p",
+            str(port),
+            "-k",
+            str(data),
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            "fsync=off",
+            "-c",
+            "max_connections=200",
+        ]
+    )
+
+    def accepts(_: ManagedProcess) -> bool:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+
+    session_processes.process(f"postgres-{port}", argv, ready=accepts)
+    url = f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+    wait_for(lambda: _pg_connects(url), timeout=30, what="postgres to accept logins")
+    return url
+
+
+def _pg_connects(url: str) -> bool:
+    import psycopg
+
+    with psycopg.connect(url.replace("+psycopg", ""), connect_timeout=2):
+        return True
+
+
+@pytest.fixture
+def postgres_url(postgres_server_url: str) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for this test, dropped afterwards."""
+    import psycopg
+
+    name = f"crucible_test_{uuid.uuid4().hex[:12]}"
+    admin = postgres_server_url.replace("+psycopg", "")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base = postgres_server_url.rsplit("/", 1)[0]
+    yield f"{base}/{name}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

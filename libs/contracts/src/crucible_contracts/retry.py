@@ -1,0 +1,37 @@
+"""Retry policies as data: how long to wait before attempt N, and when to give up."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential back-off with full jitter, capped.
+
+    `max_attempts` counts every attempt, the first included; `delay(n)` is the wait after the
+    n-th failed attempt (n starts at 1).
+    """
+
+    max_attempts: int = 5
+    base_delay: float = 0.5
+    max_delay: float = 30.0
+    jitter: bool = True
+
+    def delay(self, failed_attempts: int, rng: random.Random | None = None) -> float:
+        ceiling = min(self.max_delay, self.base_delay * 2 ** max(0, failed_attempts - 1))
+        if not self.jitter:
+            return ceiling
+        return (rng or random).uniform(ceiling / 2, ceiling)
+
+    def exhausted(self, attempts: int) -> bool:
+        return attempts >= self.max_attempts
+
+
+# Executor answered busy: try again soon; this is load, not a failure.
+EXECUTOR_BUSY = RetryPolicy(max_attempts=60, base_delay=0.2, max_delay=2.0)
+# Network errors and 5xx from executors or storage.
+TRANSIENT = RetryPolicy(max_attempts=5, base_delay=0.5, max_delay=15.0)
+# Recording a result that already exists: worth waiting for rather than running the program again.
+RECORD_RESULT = RetryPolicy(max_attempts=8, base_delay=0.25, max_delay=5.0)

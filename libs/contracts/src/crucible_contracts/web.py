@@ -1,0 +1,106 @@
+"""FastAPI glue shared by the services: the one error body, the internal-key check, `/metrics`."""
+
+from __future__ import annotations
+
+import hmac
+import time
+from collections.abc import Callable
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from crucible_contracts.errors import Busy, CrucibleError, InvalidInput, Unauthorized
+from crucible_contracts.names import INTERNAL_KEY_HEADER
+
+OPEN_PATHS = frozenset({"/health", "/metrics"})
+
+HTTP_REQUESTS = Counter(
+    "crucible_http_requests_total", "HTTP requests served", ["service", "method", "route", "code"]
+)
+HTTP_LATENCY = Histogram(
+    "crucible_http_request_seconds",
+    "HTTP request latency",
+    ["service", "method", "route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+
+
+def error_response(exc: CrucibleError) -> JSONResponse:
+    headers = (
+        {"Retry-After": str(max(1, round(exc.retry_after)))} if isinstance(exc, Busy) else None
+    )
+    return JSONResponse(exc.body(), status_code=exc.status_code, headers=headers)
+
+
+def _validation_response(exc: RequestValidationError) -> JSONResponse:
+    problems = exc.errors()
+    first = problems[0] if problems else {"loc": ("body",), "msg": "invalid request"}
+    field = ".".join(str(part) for part in first["loc"] if part != "body") or "body"
+    message = first["msg"]
+    if first.get("type") == "json_invalid":
+        field, message = "body", "request body is not valid JSON"
+    error = InvalidInput(field, message, problems=[_plain(p) for p in problems])
+    return error_response(error)
+
+
+def _plain(problem: dict) -> dict:
+    return {"loc": [str(part) for part in problem.get("loc", ())], "msg": problem.get("msg", "")}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Every error a service raises or FastAPI produces leaves in the shape of `errors.py`."""
+
+    @app.exception_handler(CrucibleError)
+    async def _crucible(_: Request, exc: CrucibleError) -> JSONResponse:
+        return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return _validation_response(exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        body = {"error": {"code": code, "message": str(exc.detail), "details": {}}}
+        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+
+def install_internal_key(app: FastAPI, expected: str | None) -> None:
+    """When `expected` is set, every call but `/health` and `/metrics` must carry it (else 401)."""
+    if not expected:
+        return
+
+    @app.middleware("http")
+    async def _check_key(request: Request, call_next: Callable) -> Response:
+        if request.url.path not in OPEN_PATHS:
+            given = request.headers.get(INTERNAL_KEY_HEADER, "")
+            if not hmac.compare_digest(given.encode(), expected.encode()):
+                return error_response(Unauthorized(f"missing or wrong {INTERNAL_KEY_HEADER}"))
+        return await call_next(request)
+
+
+def install_metrics(app: FastAPI, service: str) -> None:
+    """`GET /metrics` in Prometheus text format, and request counters labelled by route template."""
+
+    @app.middleware("http")
+    async def _measure(request: Request, call_next: Callable) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        HTTP_REQUESTS.labels(service, request.method, path, str(response.status_code)).inc()
+        HTTP_LATENCY.labels(service, request.method, path).observe(time.perf_counter() - started)
+        return response
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+def install_common(app: FastAPI, *, service: str, internal_api_key: str | None) -> None:
+    install_error_handlers(app)
+    install_internal_key(app, internal_api_key)
+    install_metrics(app, service)

@@ -1,0 +1,1 @@
+"""Crucible api-gateway: the public API, routing between legacy and Celery, migration control."""

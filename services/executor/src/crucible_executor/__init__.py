@@ -1,0 +1,1 @@
+"""Crucible executor: runs one untrusted program in a sandbox and returns its result."""
