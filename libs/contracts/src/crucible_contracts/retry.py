@@ -20,7 +20,8 @@ class RetryPolicy:
     jitter: bool = True
 
     def delay(self, failed_attempts: int, rng: random.Random | None = None) -> float:
-        ceiling = min(self.max_delay, self.base_delay * 2 ** max(0, failed_attempts - 1))
+        # The exponent is capped so that a long outage cannot overflow the float.
+        ceiling = min(self.max_delay, self.base_delay * 2 ** min(max(0, failed_attempts - 1), 32))
         if not self.jitter:
             return ceiling
         return (rng or random).uniform(ceiling / 2, ceiling)
