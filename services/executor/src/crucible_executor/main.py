@@ -1,0 +1,38 @@
+"""The executor's FastAPI app: `uvicorn --factory crucible_executor.main:create_app`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from crucible_contracts.logs import setup_logging
+from crucible_contracts.web import install_common
+from crucible_executor import metrics
+from crucible_executor.config import Settings
+from crucible_executor.languages import load_languages
+from crucible_executor.probe import select_runner
+from crucible_executor.routes import router
+from crucible_executor.service import Executor
+from crucible_executor.slots import SlotRegistry
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    setup_logging(f"executor[{settings.executor_id}]", settings.log_level)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runner = await select_runner(settings, load_languages())
+        slots = SlotRegistry(settings.executor_slots, retry_after=settings.retry_after_seconds)
+        app.state.executor = Executor(settings=settings, runner=runner, slots=slots)
+        metrics.SLOTS.labels(settings.executor_id).set(settings.executor_slots)
+        metrics.BUSY_SLOTS.labels(settings.executor_id).set(0)
+        yield
+        await slots.shutdown()
+
+    app = FastAPI(title="Crucible executor", lifespan=lifespan)
+    install_common(app, service="executor", internal_api_key=settings.internal_api_key)
+    app.include_router(router)
+    return app

@@ -1,0 +1,29 @@
+"""The executor's Prometheus metrics (module level: one registry per process)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+RUNS = Counter(
+    "crucible_executor_runs_total",
+    "Programs run to their end, by status and reason",
+    ["executor_id", "status", "reason"],
+)
+REJECTED = Counter(
+    "crucible_executor_rejected_total",
+    "POST /execute answered busy because every slot was taken",
+    ["executor_id"],
+)
+JOINED = Counter(
+    "crucible_executor_joined_total",
+    "POST /execute that joined a run of the same eval_id and role instead of starting one",
+    ["executor_id"],
+)
+BUSY_SLOTS = Gauge("crucible_executor_busy_slots", "Slots running a program now", ["executor_id"])
+SLOTS = Gauge("crucible_executor_slots", "Slots of this executor", ["executor_id"])
+RUN_SECONDS = Histogram(
+    "crucible_executor_run_seconds",
+    "Wall time of a run, sandbox start-up included",
+    ["executor_id", "status"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+)

@@ -1,0 +1,123 @@
+"""What the routes call: validate a request against the limits, run it in a slot, report capacity."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from crucible_contracts.errors import Busy, InvalidInput
+from crucible_contracts.models import ExecuteRequest, ExecuteResult
+from crucible_executor import metrics
+from crucible_executor.config import Settings
+from crucible_executor.languages import Language
+from crucible_executor.runner import Execution, Runner
+from crucible_executor.slots import SlotRegistry
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Executor:
+    """The executor's state: its settings, its runner (one sandbox mode) and its slots."""
+
+    settings: Settings
+    runner: Runner
+    slots: SlotRegistry
+
+    @property
+    def languages(self) -> dict[str, Language]:
+        return self.runner.languages
+
+
+def validate(
+    request: ExecuteRequest, *, settings: Settings, languages: dict[str, Language]
+) -> None:
+    """Raise InvalidInput (naming the field and the limit) for a request the executor will not run."""
+    language = languages.get(request.language)
+    if language is None or not language.available:
+        names = sorted(name for name, lang in languages.items() if lang.available)
+        raise InvalidInput("language", f"must be one of {names}", allowed=names)
+    if not settings.min_timeout <= request.timeout <= settings.max_timeout:
+        raise InvalidInput(
+            "timeout",
+            f"must be between {settings.min_timeout:g} and {settings.max_timeout:g} seconds",
+            min=settings.min_timeout,
+            max=settings.max_timeout,
+        )
+    if len(request.code.encode()) > settings.max_code_bytes:
+        raise InvalidInput(
+            "code", f"must be at most {settings.max_code_bytes} bytes", max=settings.max_code_bytes
+        )
+    if request.stdin is not None and len(request.stdin.encode()) > settings.max_stdin_bytes:
+        raise InvalidInput(
+            "stdin",
+            f"must be at most {settings.max_stdin_bytes} bytes",
+            max=settings.max_stdin_bytes,
+        )
+    if request.memory_mb is not None and request.memory_mb < settings.min_memory_mb:
+        raise InvalidInput(
+            "memory_mb",
+            f"must be at least {settings.min_memory_mb} (above {settings.memory_mb} it is capped)",
+            min=settings.min_memory_mb,
+            max=settings.memory_mb,
+        )
+
+
+async def execute(*, request: ExecuteRequest, executor: Executor) -> ExecuteResult:
+    """Run the program to its end in a free slot, or join the run of the same (eval_id, role).
+
+    Raises Busy at once when every slot is taken. The run belongs to the slot registry, not to
+    this call: a caller that goes away does not stop it, and a retry joins it.
+    """
+    validate(request, settings=executor.settings, languages=executor.languages)
+    executor_id = executor.settings.executor_id
+
+    async def start(execution: Execution) -> ExecuteResult:
+        metrics.BUSY_SLOTS.labels(executor_id).set(executor.slots.busy)
+        began = time.monotonic()
+        try:
+            result = await executor.runner.run(request, slot=execution.slot, execution=execution)
+        finally:
+            metrics.BUSY_SLOTS.labels(executor_id).set(executor.slots.busy - 1)
+        metrics.RUNS.labels(executor_id, result.status, result.reason or "").inc()
+        metrics.RUN_SECONDS.labels(executor_id, result.status).observe(time.monotonic() - began)
+        log.info(
+            "eval %s %s ended %s (%s) in %.0f ms",
+            request.eval_id,
+            request.role,
+            result.status,
+            result.reason or result.exit_code,
+            result.runtime_ms,
+        )
+        return result
+
+    try:
+        task, joined = executor.slots.join_or_start((request.eval_id, request.role), start)
+    except Busy:
+        metrics.REJECTED.labels(executor_id).inc()
+        raise
+    if joined:
+        metrics.JOINED.labels(executor_id).inc()
+    return await asyncio.shield(task)
+
+
+def kill(*, eval_id: str, executor: Executor) -> bool:
+    return executor.slots.kill(eval_id)
+
+
+def capacity(executor: Executor) -> dict[str, int]:
+    slots = executor.slots
+    return {"slots": slots.slots, "busy": slots.busy, "free": slots.free}
+
+
+def health(executor: Executor) -> dict[str, Any]:
+    return {
+        "status": "ok",
+        "executor_id": executor.settings.executor_id,
+        "sandbox": executor.runner.mode.value,
+        **capacity(executor),
+        "languages": sorted(name for name, lang in executor.languages.items() if lang.available),
+    }

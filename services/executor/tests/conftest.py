@@ -1,0 +1,122 @@
+"""Fixtures of the executor's tests: real executor processes, and a Runner driven directly."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import random
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from crucible_contracts.models import ExecuteRequest, ExecuteResult
+from crucible_contracts.pytest_plugin import ProcessStarter
+from crucible_executor.config import SandboxMode, Settings
+from crucible_executor.runner import Runner
+from crucible_executor.sandbox import pids_of_uid
+
+APP = "crucible_executor.main:create_app"
+# Each executor a test starts gets its own uid range, clear of the ranges `make run` uses.
+_UID_BASES = itertools.count(400_000 + random.randrange(0, 50_000) * 16, 16)
+
+
+@pytest.fixture(scope="session")
+def uid_base() -> Callable[[], int]:
+    """A fresh range of 16 sandbox uids, for one executor or Runner."""
+    return lambda: next(_UID_BASES)
+
+
+def executor_env(base: int, **extra: Any) -> dict[str, str]:
+    env = {
+        "EXECUTOR_ID": "executor-test",
+        "SANDBOX_UID_BASE": str(base),
+        "INTERNAL_API_KEY": "",
+        "SANDBOX_MODE": "auto",
+    }
+    env.update({key.upper(): str(value) for key, value in extra.items()})
+    return env
+
+
+@pytest.fixture(scope="session")
+def start_executor() -> Callable[..., Any]:
+    """start_executor(processes, **env) → a running executor process (env names in any case)."""
+
+    def start(starter: ProcessStarter, **env: Any) -> Any:
+        base = int(env.pop("sandbox_uid_base", next(_UID_BASES)))
+        managed = starter.service(APP, name="executor", env=executor_env(base, **env))
+        managed.extra["uid_base"] = base
+        return managed
+
+    return start
+
+
+@pytest.fixture(scope="session")
+def executor(session_processes: ProcessStarter, start_executor: Callable[..., Any]) -> Any:
+    """One bwrap executor with 4 slots, shared by the tests that only need it to run programs."""
+    return start_executor(session_processes, executor_slots=4, sandbox_mode="bwrap")
+
+
+@pytest.fixture
+def execute() -> Callable[..., httpx.Response]:
+    """execute(url, code, **fields) → the HTTP answer of POST /execute (a fresh eval_id)."""
+
+    def call(url: str, code: str, *, headers: dict | None = None, **fields: Any) -> httpx.Response:
+        body = {"eval_id": fields.pop("eval_id", uuid.uuid4().hex), "code": code, **fields}
+        return httpx.post(f"{url}/execute", json=body, headers=headers, timeout=60)
+
+    return call
+
+
+@pytest.fixture
+def runner_for(uid_base: Callable[[], int]) -> Callable[..., Runner]:
+    """runner_for(mode="bwrap", **settings) → a Runner driven in this process."""
+
+    def make(mode: str = "bwrap", **settings: Any) -> Runner:
+        settings.setdefault("sandbox_uid_base", uid_base())
+        return Runner(Settings(executor_id="runner-test", **settings), mode=SandboxMode(mode))
+
+    return make
+
+
+@pytest.fixture
+def run(runner_for: Callable[..., Runner]) -> Callable[..., ExecuteResult]:
+    """run(code, runner=None, **request fields) → the ExecuteResult of a real sandboxed run."""
+
+    def call(code: str, *, runner: Runner | None = None, **fields: Any) -> ExecuteResult:
+        runner = runner or runner_for()
+        request = ExecuteRequest(eval_id=uuid.uuid4().hex, code=code, **fields)
+        return asyncio.run(runner.run(request))
+
+    return call
+
+
+@pytest.fixture
+def host_processes_with() -> Callable[[str], list[int]]:
+    """host_processes_with(text) → pids of host processes whose command line contains `text`."""
+
+    def find(text: str) -> list[int]:
+        found = []
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry.name}/cmdline", "rb") as handle:
+                    cmdline = handle.read().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if text in cmdline:
+                found.append(int(entry.name))
+        return found
+
+    return find
+
+
+@pytest.fixture
+def live_pids_in_uid_range() -> Callable[[int, int], list[int]]:
+    return lambda base, count=16: [
+        pid for uid in range(base, base + count) for pid in pids_of_uid(uid)
+    ]

@@ -1,0 +1,186 @@
+"""The executor's HTTP contract: results, capacity, idempotent joins, kills, validation, auth."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+
+import httpx
+import pytest
+
+from crucible_contracts.pytest_plugin import wait_for
+
+
+class Background:
+    """A POST /execute running in a thread, for tests that act while a program runs."""
+
+    def __init__(self, execute, url: str, code: str, **fields) -> None:
+        self.response: httpx.Response | None = None
+        self._thread = threading.Thread(
+            target=lambda: setattr(self, "response", execute(url, code, **fields))
+        )
+        self._thread.start()
+
+    def result(self, timeout: float = 60) -> httpx.Response:
+        self._thread.join(timeout)
+        assert self.response is not None, "the background /execute never answered"
+        return self.response
+
+
+def busy(url: str) -> int:
+    return httpx.get(f"{url}/capacity").json()["busy"]
+
+
+@pytest.fixture
+def one_slot_executor(processes, start_executor):
+    return start_executor(processes, executor_slots=1)
+
+
+def test_health_names_the_active_sandbox_and_capacity_counts_slots(executor):
+    health = httpx.get(f"{executor.url}/health").json()
+    assert health["status"] == "ok"
+    assert health["executor_id"] == "executor-test"
+    assert health["sandbox"] == "bwrap"
+    assert "python" in health["languages"]
+    assert httpx.get(f"{executor.url}/capacity").json() == {"slots": 4, "busy": 0, "free": 4}
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "exit_code", "output", "error"),
+    [
+        ("print('hello')", "completed", 0, "hello\n", ""),
+        (
+            "import sys\nprint('bad input', file=sys.stderr)\nsys.exit(3)",
+            "failed",
+            3,
+            "",
+            "bad input\n",
+        ),
+        ("raise ValueError('boom')", "failed", 1, "", "ValueError: boom"),
+        ("import os, signal\nos.kill(os.getpid(), signal.SIGSEGV)", "failed", 139, "", ""),
+        ("print('héllo ✓')", "completed", 0, "héllo ✓\n", ""),
+    ],
+)
+def test_exit_code_output_and_stderr_of_a_program(
+    executor, execute, code, status, exit_code, output, error
+):
+    result = execute(executor.url, code).json()
+    assert result["status"] == status
+    assert result["exit_code"] == exit_code
+    assert result["executor_id"] == "executor-test"
+    if output is not None:
+        assert result["output"] == output
+    assert error in result["error"]
+    assert result["reason"] is None
+
+
+def test_invalid_utf8_output_is_replaced_not_refused(executor, execute):
+    code = "import sys\nsys.stdout.buffer.write(b'ok \\xff\\xfe end')"
+    result = execute(executor.url, code).json()
+    assert result["output"] == "ok \ufffd\ufffd end"
+
+
+def test_stdin_reaches_the_program(executor, execute):
+    stdin = "line one\n" + "x" * 200_000 + "\nlast\n"
+    code = "import sys\ndata = sys.stdin.read()\nprint(len(data), data.splitlines()[0], data.split()[-1])"
+    result = execute(executor.url, code, stdin=stdin).json()
+    assert result["output"] == f"{len(stdin)} line one last\n"
+
+
+def test_a_program_that_ignores_stdin_still_ends(executor, execute):
+    result = execute(executor.url, "print('done')", stdin="y" * 1_000_000).json()
+    assert result["status"] == "completed"
+    assert result["output"] == "done\n"
+
+
+def test_javascript_runs_with_node(executor, execute):
+    result = execute(executor.url, "console.log(6 * 7)", language="javascript").json()
+    assert result["status"] == "completed", result
+    assert result["output"] == "42\n"
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"language": "cobol"}, "language"),
+        ({"timeout": 0}, "timeout"),
+        ({"timeout": 301}, "timeout"),
+        ({"code": "#" * (64 * 1024 + 1)}, "code"),
+        ({"memory_mb": 1}, "memory_mb"),
+        ({"surprise": True}, "surprise"),
+    ],
+)
+def test_invalid_requests_get_422_naming_the_field(executor, execute, fields, field):
+    response = execute(executor.url, fields.pop("code", "print(1)"), **fields)
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["code"] == "invalid_input"
+    assert field in error["message"]
+
+
+def test_beyond_capacity_the_answer_is_429_with_retry_after_at_once(one_slot_executor, execute):
+    url = one_slot_executor.url
+    occupant = Background(execute, url, "import time\ntime.sleep(30)", eval_id="occupant")
+    wait_for(lambda: busy(url) == 1, timeout=10, what="the slot to be taken")
+    started = time.monotonic()
+    refused = execute(url, "print(1)")
+    assert time.monotonic() - started < 2
+    assert refused.status_code == 429
+    assert refused.headers["Retry-After"] == "1"
+    assert refused.json()["error"]["code"] == "busy"
+    assert httpx.post(f"{url}/kill/occupant").json() == {"killed": True}
+    assert occupant.result().json()["reason"] == "killed"
+    assert execute(url, "print(1)").status_code == 200
+
+
+def test_duplicate_execute_joins_the_running_program(one_slot_executor, execute):
+    url = one_slot_executor.url
+    code = "import os, time\ntime.sleep(1)\nprint(os.urandom(8).hex())"
+    first = Background(execute, url, code, eval_id="twice")
+    wait_for(lambda: busy(url) == 1, timeout=10, what="the first run to start")
+    second = execute(url, code, eval_id="twice")  # one slot: it would be 429 if not joined
+    assert second.status_code == 200
+    assert second.json() == first.result().json()
+    assert second.json()["status"] == "completed"
+    # The shadow role of the same eval is a different run.
+    other_role = Background(execute, url, code, eval_id="twice", role="shadow")
+    assert other_role.result().json()["output"] != second.json()["output"]
+
+
+def test_kill_ends_a_running_program(one_slot_executor, execute):
+    url = one_slot_executor.url
+    eval_id = uuid.uuid4().hex
+    running = Background(execute, url, "while True:\n    pass\n", eval_id=eval_id, timeout=60)
+    wait_for(lambda: busy(url) == 1, timeout=10, what="the program to start")
+    started = time.monotonic()
+    assert httpx.post(f"{url}/kill/{eval_id}").json() == {"killed": True}
+    result = running.result().json()
+    assert time.monotonic() - started < 5
+    assert result["status"] == "failed"
+    assert result["reason"] == "killed"
+    assert result["exit_code"] is None
+    assert busy(url) == 0
+    assert httpx.post(f"{url}/kill/{eval_id}").json() == {"killed": False}
+
+
+def test_metrics_count_runs_by_status(executor, execute):
+    execute(executor.url, "import sys; sys.exit(2)")
+    text = httpx.get(f"{executor.url}/metrics").text
+    assert (
+        'crucible_executor_runs_total{executor_id="executor-test",reason="",status="failed"}'
+        in text
+    )
+    assert "crucible_executor_busy_slots" in text
+    assert "crucible_executor_run_seconds_bucket" in text
+
+
+def test_the_internal_key_is_required_when_set(processes, start_executor, execute):
+    key = "k" * 24
+    secured = start_executor(processes, executor_slots=1, internal_api_key=key)
+    assert execute(secured.url, "print(1)").status_code == 401
+    assert execute(secured.url, "print(1)", headers={"X-Internal-Key": "wrong"}).status_code == 401
+    assert httpx.post(f"{secured.url}/kill/x").status_code == 401
+    allowed = execute(secured.url, "print(1)", headers={"X-Internal-Key": key})
+    assert allowed.status_code == 200
+    assert httpx.get(f"{secured.url}/health").status_code == 200
