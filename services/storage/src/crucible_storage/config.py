@@ -1,0 +1,25 @@
+"""Storage settings: where the database is, where events go, how big the connection pool is."""
+
+from __future__ import annotations
+
+from crucible_contracts.settings import ServiceSettings
+
+DEFAULT_DATABASE_URL = "sqlite:///./.run/crucible.db"
+
+
+class Settings(ServiceSettings):
+    """Read from the environment (DATABASE_URL, REDIS_URL, INTERNAL_API_KEY, ...)."""
+
+    database_url: str = DEFAULT_DATABASE_URL
+    # Unset: events are not published (the database stays the truth either way).
+    redis_url: str | None = None
+    # Apply Alembic migrations when the service starts; `python -m crucible_storage.migrate` also does.
+    migrate_on_start: bool = True
+    # How long start-up waits for a database that does not accept connections yet.
+    startup_wait_seconds: float = 30
+    db_pool_size: int = 10
+    db_max_overflow: int = 20
+    # SQLite: how long a writer waits for the file lock before giving up.
+    sqlite_busy_timeout_ms: int = 5000
+    # Redis publish timeouts: a slow or dead Redis must not hold up a committed write for long.
+    redis_timeout_seconds: float = 0.5

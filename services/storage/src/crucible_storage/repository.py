@@ -1,0 +1,207 @@
+"""Queries and writes on the storage tables. No decisions here: those are in transitions/service."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import case, delete, func, select, update
+from sqlalchemy.orm import Session, selectinload
+
+from crucible_contracts.models import EvaluationCreate
+from crucible_contracts.names import Backend, EventName, Role
+from crucible_contracts.status import Status
+from crucible_storage.tables import Comparison, Evaluation, EventRecord, Run
+
+
+def insert_evaluation(session: Session, *, create: EvaluationCreate, now: datetime) -> Evaluation:
+    """Add the evaluation and its primary run (queued, on `create.backend`); flushed, not committed."""
+    evaluation = Evaluation(
+        eval_id=create.eval_id,
+        code=create.code,
+        language=create.language,
+        timeout=create.timeout,
+        stdin=create.stdin,
+        memory_mb=create.memory_mb,
+        priority=create.priority,
+        routing_key=create.routing_key,
+        created_at=now,
+    )
+    evaluation.runs.append(_new_run(role=Role.PRIMARY, backend=create.backend, now=now))
+    session.add(evaluation)
+    session.flush()
+    return evaluation
+
+
+def insert_run(
+    session: Session, *, eval_id: str, role: Role, backend: Backend, now: datetime
+) -> Run:
+    run = _new_run(role=role, backend=backend, now=now)
+    run.eval_id = eval_id
+    session.add(run)
+    session.flush()
+    return run
+
+
+def _new_run(*, role: Role, backend: Backend, now: datetime) -> Run:
+    return Run(
+        role=role,
+        backend=backend,
+        status=Status.QUEUED,
+        attempts=0,
+        output_truncated=False,
+        error_truncated=False,
+        created_at=now,
+    )
+
+
+def evaluation_exists(session: Session, *, eval_id: str) -> bool:
+    found = session.execute(select(Evaluation.eval_id).where(Evaluation.eval_id == eval_id))
+    return found.first() is not None
+
+
+def get_evaluation(session: Session, *, eval_id: str) -> Evaluation | None:
+    query = (
+        select(Evaluation)
+        .where(Evaluation.eval_id == eval_id)
+        .options(selectinload(Evaluation.runs))
+        .execution_options(populate_existing=True)
+    )
+    return session.scalars(query).one_or_none()
+
+
+def list_evaluations(
+    session: Session,
+    *,
+    status: Status | None,
+    backend: Backend | None,
+    limit: int,
+    offset: int,
+) -> tuple[Sequence[Evaluation], int]:
+    """One page, newest first, filtered on the primary run; and how many match in all."""
+    matching = select(Evaluation.eval_id).join(
+        Run, (Run.eval_id == Evaluation.eval_id) & (Run.role == Role.PRIMARY)
+    )
+    if status is not None:
+        matching = matching.where(Run.status == status)
+    if backend is not None:
+        matching = matching.where(Run.backend == backend)
+    total = session.scalar(select(func.count()).select_from(matching.subquery())) or 0
+    page_ids = (
+        matching.order_by(Evaluation.created_at.desc(), Evaluation.eval_id.desc())
+        .limit(limit)
+        .offset(offset)
+    )
+    query = (
+        select(Evaluation)
+        .where(Evaluation.eval_id.in_(page_ids.scalar_subquery()))
+        .options(selectinload(Evaluation.runs))
+        .order_by(Evaluation.created_at.desc(), Evaluation.eval_id.desc())
+    )
+    return session.scalars(query).all(), total
+
+
+def get_run(session: Session, *, eval_id: str, role: Role) -> Run | None:
+    """The run as committed now (never a copy cached by the session)."""
+    query = (
+        select(Run)
+        .where(Run.eval_id == eval_id, Run.role == role)
+        .execution_options(populate_existing=True)
+    )
+    return session.scalars(query).one_or_none()
+
+
+def compare_and_set_run(
+    session: Session,
+    *,
+    eval_id: str,
+    role: Role,
+    expected_status: Status,
+    values: dict[str, Any],
+    attempts: int | None,
+) -> Run | None:
+    """UPDATE the run only if its status is still `expected_status`; the updated run, else None.
+
+    `attempts` is written as max(current, attempts) inside the statement, so it only grows.
+    """
+    changes = dict(values)
+    if attempts is not None:
+        changes["attempts"] = case((Run.attempts < attempts, attempts), else_=Run.attempts)
+    statement = (
+        update(Run)
+        .where(Run.eval_id == eval_id, Run.role == role, Run.status == expected_status)
+        .values(**changes)
+        .returning(Run)
+        .execution_options(populate_existing=True, synchronize_session=False)
+    )
+    return session.scalars(statement).one_or_none()
+
+
+def add_event(
+    session: Session,
+    *,
+    eval_id: str,
+    event: EventName,
+    role: Role | None,
+    status: Status | None,
+    at: datetime,
+    detail: dict[str, Any],
+) -> EventRecord:
+    record = EventRecord(
+        eval_id=eval_id, event=event.value, role=role, status=status, at=at, detail=detail
+    )
+    session.add(record)
+    session.flush()
+    return record
+
+
+def list_events(session: Session, *, eval_id: str) -> Sequence[EventRecord]:
+    """The timeline of one evaluation, oldest first."""
+    query = select(EventRecord).where(EventRecord.eval_id == eval_id).order_by(EventRecord.id)
+    return session.scalars(query).all()
+
+
+def delete_created_before(session: Session, *, cutoff: datetime) -> int:
+    """Delete evaluations created before `cutoff`; runs, events and comparisons go with them."""
+    result = session.execute(
+        delete(Evaluation)
+        .where(Evaluation.created_at < cutoff)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount or 0
+
+
+def set_created_at(session: Session, *, eval_id: str, created_at: datetime) -> None:
+    """Back-date an evaluation. For tests and data repair only: the API never moves created_at."""
+    session.execute(
+        update(Evaluation)
+        .where(Evaluation.eval_id == eval_id)
+        .values(created_at=created_at)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def get_comparison(session: Session, *, eval_id: str) -> Comparison | None:
+    return session.get(Comparison, eval_id, populate_existing=True)
+
+
+def insert_comparison(
+    session: Session,
+    *,
+    eval_id: str,
+    outcome: str,
+    differing_fields: list[str],
+    details: dict[str, Any],
+    now: datetime,
+) -> Comparison:
+    comparison = Comparison(
+        eval_id=eval_id,
+        outcome=outcome,
+        differing_fields=differing_fields,
+        details=details,
+        created_at=now,
+    )
+    session.add(comparison)
+    session.flush()
+    return comparison

@@ -1,0 +1,99 @@
+"""HTTP routes of storage: the API crucible_contracts.clients.StorageClient calls. Thin adapters."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response, status
+
+from crucible_contracts.models import (
+    Deleted,
+    EvaluationCreate,
+    EvaluationPage,
+    EvaluationView,
+    Event,
+    RunCreate,
+    RunUpdate,
+    RunView,
+)
+from crucible_contracts.names import Backend, Role
+from crucible_contracts.status import Status
+from crucible_storage import service
+from crucible_storage.deps import DatabaseDep, PublisherDep, ReadSession, WriteSession
+from crucible_storage.schemas import ComparisonRecord, ComparisonView, Health
+
+MAX_PAGE = 500
+
+router = APIRouter()
+
+
+@router.get("/health")
+def health(database: DatabaseDep) -> Health:
+    return service.health(database=database)
+
+
+@router.post("/evaluations", status_code=status.HTTP_201_CREATED)
+def create_evaluation(
+    body: EvaluationCreate, session: WriteSession, publisher: PublisherDep
+) -> EvaluationView:
+    return service.create_evaluation(session=session, publisher=publisher, create=body)
+
+
+@router.get("/evaluations")
+def list_evaluations(
+    session: ReadSession,
+    status: Status | None = None,
+    backend: Backend | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> EvaluationPage:
+    return service.list_evaluations(
+        session=session, status=status, backend=backend, limit=limit, offset=offset
+    )
+
+
+@router.delete("/evaluations")
+def delete_evaluations(
+    session: WriteSession, older_than_seconds: Annotated[float, Query(gt=0)]
+) -> Deleted:
+    return service.delete_older_than(session=session, seconds=older_than_seconds)
+
+
+@router.get("/evaluations/{eval_id}")
+def get_evaluation(eval_id: str, session: ReadSession) -> EvaluationView:
+    return service.get_evaluation(session=session, eval_id=eval_id)
+
+
+@router.post("/evaluations/{eval_id}/runs", status_code=status.HTTP_201_CREATED)
+def add_run(
+    eval_id: str, body: RunCreate, session: WriteSession, publisher: PublisherDep
+) -> RunView:
+    return service.add_run(session=session, publisher=publisher, eval_id=eval_id, run=body)
+
+
+@router.patch("/evaluations/{eval_id}/runs/{role}")
+def update_run(
+    eval_id: str, role: Role, body: RunUpdate, session: WriteSession, publisher: PublisherDep
+) -> RunView:
+    return service.update_run(
+        session=session, publisher=publisher, eval_id=eval_id, role=role, update=body
+    )
+
+
+@router.get("/evaluations/{eval_id}/events")
+def list_events(eval_id: str, session: ReadSession) -> list[Event]:
+    return service.list_events(session=session, eval_id=eval_id)
+
+
+@router.put("/evaluations/{eval_id}/comparison")
+def record_comparison(
+    eval_id: str, body: ComparisonRecord, session: WriteSession, response: Response
+) -> ComparisonView:
+    view, created = service.record_comparison(session=session, eval_id=eval_id, record=body)
+    response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+    return view
+
+
+@router.get("/evaluations/{eval_id}/comparison")
+def get_comparison(eval_id: str, session: ReadSession) -> ComparisonView:
+    return service.get_comparison(session=session, eval_id=eval_id)

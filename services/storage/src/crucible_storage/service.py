@@ -1,0 +1,295 @@
+"""Storage's operations: each takes a session, commits what it wrote, then publishes the events.
+
+Publishing only after the commit means a follower of the event stream never hears of a change that
+the database does not hold; a change whose event is lost is still in the database.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from crucible_contracts.errors import Conflict, CrucibleError, InvalidInput, NotFound
+from crucible_contracts.models import (
+    Deleted,
+    EvaluationCreate,
+    EvaluationPage,
+    EvaluationView,
+    Event,
+    RunCreate,
+    RunUpdate,
+    RunView,
+)
+from crucible_contracts.names import Backend, EventName, Role
+from crucible_contracts.status import Status
+from crucible_storage import repository
+from crucible_storage.db import Database
+from crucible_storage.events import EventPublisher
+from crucible_storage.schemas import ComparisonRecord, ComparisonView, Health
+from crucible_storage.tables import Comparison, Evaluation, EventRecord, Run, utcnow
+from crucible_storage.transitions import RunState, plan_update
+
+# Each lost compare-and-set means the status moved forward, and it can do that at most twice.
+MAX_CAS_ROUNDS = 5
+
+
+# --- evaluations ---------------------------------------------------------------------------------
+
+
+def create_evaluation(
+    *, session: Session, publisher: EventPublisher, create: EvaluationCreate
+) -> EvaluationView:
+    """Create the evaluation with its primary run queued on `create.backend`; 409 if it exists."""
+    if repository.evaluation_exists(session, eval_id=create.eval_id):
+        raise _exists(create.eval_id)
+    now = utcnow()
+    try:
+        evaluation = repository.insert_evaluation(session, create=create, now=now)
+        record = repository.add_event(
+            session,
+            eval_id=create.eval_id,
+            event=EventName.CREATED,
+            role=Role.PRIMARY,
+            status=Status.QUEUED,
+            at=now,
+            detail={"backend": create.backend.value, "priority": create.priority},
+        )
+        session.commit()
+    except IntegrityError as exc:  # created concurrently between the check and the insert
+        session.rollback()
+        raise _exists(create.eval_id) from exc
+    publisher.publish([event_view(record)])
+    return evaluation_view(evaluation)
+
+
+def get_evaluation(*, session: Session, eval_id: str) -> EvaluationView:
+    return evaluation_view(_evaluation_or_404(session, eval_id))
+
+
+def list_evaluations(
+    *,
+    session: Session,
+    status: Status | None = None,
+    backend: Backend | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> EvaluationPage:
+    """Newest first; `status` and `backend` filter on the primary run."""
+    items, total = repository.list_evaluations(
+        session, status=status, backend=backend, limit=limit, offset=offset
+    )
+    return EvaluationPage(
+        items=[evaluation_view(item) for item in items], total=total, limit=limit, offset=offset
+    )
+
+
+def delete_older_than(*, session: Session, seconds: float) -> Deleted:
+    """Delete every evaluation created more than `seconds` ago, whatever its status."""
+    if seconds <= 0:
+        raise InvalidInput("older_than_seconds", "must be > 0", value=seconds)
+    deleted = repository.delete_created_before(
+        session, cutoff=utcnow() - timedelta(seconds=seconds)
+    )
+    session.commit()
+    return Deleted(deleted=deleted)
+
+
+# --- runs ------------------------------------------------------------------------------------------
+
+
+def add_run(
+    *, session: Session, publisher: EventPublisher, eval_id: str, run: RunCreate
+) -> RunView:
+    """Add a run (the shadow one) beside the primary; 409 if the evaluation has that role already."""
+    _evaluation_or_404(session, eval_id)
+    if repository.get_run(session, eval_id=eval_id, role=run.role) is not None:
+        raise Conflict(f"evaluation {eval_id} already has a {run.role} run", eval_id=eval_id)
+    now = utcnow()
+    try:
+        created = repository.insert_run(
+            session, eval_id=eval_id, role=run.role, backend=run.backend, now=now
+        )
+        record = repository.add_event(
+            session,
+            eval_id=eval_id,
+            event=EventName.CREATED,
+            role=run.role,
+            status=Status.QUEUED,
+            at=now,
+            detail={"backend": run.backend.value},
+        )
+        session.commit()
+    except IntegrityError as exc:
+        session.rollback()
+        raise Conflict(f"evaluation {eval_id} already has a {run.role} run") from exc
+    publisher.publish([event_view(record)])
+    return run_view(created)
+
+
+def update_run(
+    *, session: Session, publisher: EventPublisher, eval_id: str, role: Role, update: RunUpdate
+) -> RunView:
+    """Apply a consumer's report to a run, under the state machine of `transitions.plan_update`.
+
+    The write is a compare-and-set on the status the plan was made from; when another writer got
+    there first, the run is read again and the update decided anew (it may then be idempotent, or
+    illegal). Raises NotFound, IllegalTransition or Conflict.
+    """
+    for _ in range(MAX_CAS_ROUNDS):
+        run = repository.get_run(session, eval_id=eval_id, role=role)
+        if run is None:
+            raise _run_not_found(session, eval_id, role)
+        now = utcnow()
+        plan = plan_update(_state(run), update, now=now)
+        if plan.is_noop:
+            return run_view(run)
+        updated = repository.compare_and_set_run(
+            session,
+            eval_id=eval_id,
+            role=role,
+            expected_status=plan.expected_status,
+            values=plan.values,
+            attempts=plan.attempts,
+        )
+        if updated is None:
+            continue
+        records = [
+            repository.add_event(
+                session,
+                eval_id=eval_id,
+                event=planned.event,
+                role=role,
+                status=planned.status,
+                at=now,
+                detail=planned.detail,
+            )
+            for planned in plan.events
+        ]
+        session.commit()
+        publisher.publish(event_view(record) for record in records)
+        return run_view(updated)
+    raise Conflict(f"run {role} of {eval_id} kept changing; try again", eval_id=eval_id)
+
+
+def list_events(*, session: Session, eval_id: str) -> list[Event]:
+    """The evaluation's timeline, oldest first; 404 for an unknown evaluation."""
+    if not repository.evaluation_exists(session, eval_id=eval_id):
+        raise NotFound(f"evaluation {eval_id} not found", eval_id=eval_id)
+    return [event_view(record) for record in repository.list_events(session, eval_id=eval_id)]
+
+
+# --- comparisons -----------------------------------------------------------------------------------
+
+
+def record_comparison(
+    *, session: Session, eval_id: str, record: ComparisonRecord
+) -> tuple[ComparisonView, bool]:
+    """Record the comparison once. (view, True) when written now; (existing one, False) after."""
+    _evaluation_or_404(session, eval_id)
+    existing = repository.get_comparison(session, eval_id=eval_id)
+    if existing is not None:
+        return comparison_view(existing), False
+    try:
+        comparison = repository.insert_comparison(
+            session,
+            eval_id=eval_id,
+            outcome=record.outcome,
+            differing_fields=record.differing_fields,
+            details=record.details,
+            now=utcnow(),
+        )
+        session.commit()
+    except IntegrityError:  # recorded concurrently: the first one stands
+        session.rollback()
+        winner = repository.get_comparison(session, eval_id=eval_id)
+        if winner is None:
+            raise
+        return comparison_view(winner), False
+    return comparison_view(comparison), True
+
+
+def get_comparison(*, session: Session, eval_id: str) -> ComparisonView:
+    comparison = repository.get_comparison(session, eval_id=eval_id)
+    if comparison is None:
+        raise NotFound(f"no comparison recorded for {eval_id}", eval_id=eval_id)
+    return comparison_view(comparison)
+
+
+def health(*, database: Database) -> Health:
+    """Ok with the database kind, or Unavailable when the database does not answer."""
+    database.ping()
+    return Health(status="ok", database=database.dialect)
+
+
+# --- views -----------------------------------------------------------------------------------------
+
+
+def run_view(run: Run) -> RunView:
+    return RunView.model_validate(run, from_attributes=True)
+
+
+def evaluation_view(evaluation: Evaluation) -> EvaluationView:
+    primary = next((run for run in evaluation.runs if run.role is Role.PRIMARY), None)
+    if primary is None:
+        raise CrucibleError(f"evaluation {evaluation.eval_id} has no primary run")
+    runs = sorted(evaluation.runs, key=lambda run: run.role is not Role.PRIMARY)
+    return EvaluationView(
+        eval_id=evaluation.eval_id,
+        language=evaluation.language,
+        code=evaluation.code,
+        stdin=evaluation.stdin,
+        timeout=evaluation.timeout,
+        memory_mb=evaluation.memory_mb,
+        priority=evaluation.priority,
+        routing_key=evaluation.routing_key,
+        created_at=evaluation.created_at,
+        **run_view(primary).model_dump(exclude={"role", "created_at"}),
+        runs=[run_view(run) for run in runs],
+    )
+
+
+def event_view(record: EventRecord) -> Event:
+    return Event(
+        eval_id=record.eval_id,
+        event=EventName(record.event),
+        role=record.role,
+        status=record.status,
+        at=record.at,
+        detail=record.detail or {},
+    )
+
+
+def comparison_view(comparison: Comparison) -> ComparisonView:
+    return ComparisonView.model_validate(comparison, from_attributes=True)
+
+
+# --- helpers ---------------------------------------------------------------------------------------
+
+
+def _state(run: Run) -> RunState:
+    return RunState(
+        eval_id=run.eval_id,
+        role=run.role,
+        status=run.status,
+        backend=run.backend,
+        attempts=run.attempts,
+    )
+
+
+def _evaluation_or_404(session: Session, eval_id: str) -> Evaluation:
+    evaluation = repository.get_evaluation(session, eval_id=eval_id)
+    if evaluation is None:
+        raise NotFound(f"evaluation {eval_id} not found", eval_id=eval_id)
+    return evaluation
+
+
+def _run_not_found(session: Session, eval_id: str, role: Role) -> NotFound:
+    if repository.evaluation_exists(session, eval_id=eval_id):
+        return NotFound(f"evaluation {eval_id} has no {role} run", eval_id=eval_id, role=role.value)
+    return NotFound(f"evaluation {eval_id} not found", eval_id=eval_id)
+
+
+def _exists(eval_id: str) -> Conflict:
+    return Conflict(f"evaluation {eval_id} already exists", eval_id=eval_id)

@@ -1,0 +1,203 @@
+"""Fixtures of the storage tests: real SQLite files and real PostgreSQL databases, migrated, and
+real storage processes on top of them."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from crucible_contracts.clients import StorageClient
+from crucible_contracts.ids import new_eval_id
+from crucible_contracts.models import (
+    EvaluationCreate,
+    EvaluationView,
+    Event,
+    RunUpdate,
+    RunView,
+)
+from crucible_contracts.names import Backend, Role
+from crucible_contracts.pytest_plugin import ManagedProcess, ProcessStarter
+from crucible_contracts.status import Status
+from crucible_storage import migrate, service
+from crucible_storage.db import Database
+from crucible_storage.events import EventPublisher
+
+DATABASES = ["sqlite", "postgresql"]
+APP = "crucible_storage.main:create_app"
+
+# How to reach each status from queued, one legal step at a time.
+PATH_TO: dict[Status, list[Status]] = {
+    Status.QUEUED: [],
+    Status.RUNNING: [Status.RUNNING],
+    **{
+        status: [Status.RUNNING, status]
+        for status in (Status.COMPLETED, Status.FAILED, Status.TIMEOUT)
+    },
+    Status.CANCELLED: [Status.CANCELLED],
+    Status.ERROR: [Status.RUNNING, Status.ERROR],
+}
+
+
+def _evaluation_create(**fields: object) -> EvaluationCreate:
+    body = {
+        "eval_id": new_eval_id(),
+        "code": "print('hi')",
+        "language": "python",
+        "timeout": 5,
+        "backend": Backend.LEGACY,
+        **fields,
+    }
+    return EvaluationCreate.model_validate(body)
+
+
+def _sqlite_url(folder: Path) -> str:
+    return f"sqlite:///{folder / 'crucible.db'}"
+
+
+@pytest.fixture(params=DATABASES)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database for this test: a SQLite file, or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return _sqlite_url(tmp_path)
+    return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def database(database_url: str) -> Iterator[Database]:
+    """`database_url`, migrated to head."""
+    db = Database(database_url)
+    migrate.upgrade(db)
+    yield db
+    db.dispose()
+
+
+@pytest.fixture(scope="module", params=DATABASES)
+def shared_database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """One database per module and kind, for tests that each work on their own eval_ids."""
+    if request.param == "sqlite":
+        yield _sqlite_url(tmp_path_factory.mktemp("shared-db"))
+        return
+    server = request.getfixturevalue("postgres_server_url")
+    admin = server.replace("+psycopg", "")
+    name = f"crucible_shared_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield f"{server.rsplit('/', 1)[0]}/{name}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+def shared_database(shared_database_url: str) -> Iterator[Database]:
+    db = Database(shared_database_url)
+    migrate.upgrade(db)
+    yield db
+    db.dispose()
+
+
+class ServiceDriver:
+    """Calls crucible_storage.service on a real database with one session per call, as routes do."""
+
+    def __init__(self, database: Database, publisher: EventPublisher) -> None:
+        self.database = database
+        self.publisher = publisher
+
+    def create(self, **fields: object) -> EvaluationView:
+        create = _evaluation_create(**fields)
+        with self.database.writer() as session:
+            return service.create_evaluation(
+                session=session, publisher=self.publisher, create=create
+            )
+
+    def update(self, eval_id: str, role: Role = Role.PRIMARY, **fields: object) -> RunView:
+        with self.database.writer() as session:
+            return service.update_run(
+                session=session,
+                publisher=self.publisher,
+                eval_id=eval_id,
+                role=role,
+                update=RunUpdate.model_validate(fields),
+            )
+
+    def walk_to(self, eval_id: str, status: Status) -> RunView | None:
+        """Move the primary run from queued to `status` by legal steps."""
+        view = None
+        for step in PATH_TO[status]:
+            view = self.update(eval_id, status=step)
+        return view
+
+    def get(self, eval_id: str) -> EvaluationView:
+        with self.database.reader() as session:
+            return service.get_evaluation(session=session, eval_id=eval_id)
+
+    def events(self, eval_id: str) -> list[Event]:
+        with self.database.reader() as session:
+            return service.list_events(session=session, eval_id=eval_id)
+
+
+@pytest.fixture
+def store(database: Database) -> ServiceDriver:
+    """The service layer on a fresh database of each kind; events are not published."""
+    return ServiceDriver(database, EventPublisher(None))
+
+
+@pytest.fixture
+def pg_store(postgres_url: str) -> Iterator[ServiceDriver]:
+    """The service layer on a fresh PostgreSQL database only (row-lock behaviour)."""
+    db = Database(postgres_url)
+    migrate.upgrade(db)
+    yield ServiceDriver(db, EventPublisher(None))
+    db.dispose()
+
+
+@pytest.fixture
+def shared_store(shared_database: Database) -> ServiceDriver:
+    """The service layer on this module's database of each kind."""
+    return ServiceDriver(shared_database, EventPublisher(None))
+
+
+def _storage_env(database_url: str, **env: str) -> dict[str, str]:
+    # Explicit blanks so that variables of the calling shell never leak into a test.
+    return {"DATABASE_URL": database_url, "REDIS_URL": "", "INTERNAL_API_KEY": "", **env}
+
+
+@pytest.fixture
+def start_storage(processes: ProcessStarter, database_url: str) -> Callable[..., ManagedProcess]:
+    """Start a real storage process on `database_url`; keyword arguments are extra environment."""
+
+    def start(**env: str) -> ManagedProcess:
+        return processes.service(APP, name="storage", env=_storage_env(database_url, **env))
+
+    return start
+
+
+@pytest.fixture(scope="module")
+def shared_storage(
+    session_processes: ProcessStarter, shared_database_url: str
+) -> Iterator[ManagedProcess]:
+    """A storage process on this module's database of each kind, stopped with the module."""
+    managed = session_processes.service(
+        APP, name="storage-shared", env=_storage_env(shared_database_url)
+    )
+    yield managed
+    managed.stop()
+
+
+@pytest.fixture
+def shared_client(shared_storage: ManagedProcess) -> Iterator[StorageClient]:
+    client = StorageClient(shared_storage.url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def new_evaluation() -> Callable[..., EvaluationCreate]:
+    """An EvaluationCreate with a fresh eval_id; keyword arguments override its fields."""
+
+    return _evaluation_create
