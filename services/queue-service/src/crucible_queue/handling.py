@@ -1,0 +1,225 @@
+"""How the queue-worker carries one delivered task to its end, and what it then tells the queue.
+
+The steps are those of `crucible_contracts.consumer` (start_run → execute → record_result), each
+wrapped in the legacy path's retries: executors at capacity are waited for with the busy policy
+(load, not a failure), unreachable executors and storage with the transient policy. A run ends
+`error` with a reason naming the cause when a policy is exhausted; when even that cannot be
+written (storage down), the task goes back to the queue so that the reason is never lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TypeVar
+
+from prometheus_client import Counter
+
+from crucible_contracts import consumer
+from crucible_contracts.clients import ExecutorPool, StorageClient, execute_request_for
+from crucible_contracts.errors import Busy, CrucibleError, NotFound, Unavailable
+from crucible_contracts.models import EvalTask, ExecuteResult
+from crucible_contracts.retry import RetryPolicy
+from crucible_queue.models import Delivery
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+RETRIES = Counter(
+    "crucible_legacy_worker_retries_total", "Waits before trying a step again", ["cause"]
+)
+
+
+class Ack(StrEnum):
+    COMPLETE = "complete"
+    FAIL = "fail"
+    REQUEUE = "requeue"
+    NONE = "none"  # abandoned at shutdown: whoever abandoned it already gave it back
+
+
+@dataclass
+class Verdict:
+    """What to tell the queue-service about a task once the worker is done with it."""
+
+    ack: Ack
+    reason: str | None = None
+    count_attempt: bool = False
+
+
+@dataclass
+class Guard:
+    """One in-flight task. `lock` orders recording a result against abandoning it at shutdown."""
+
+    delivery: Delivery
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    abandoned: bool = False
+    done: bool = False
+
+
+class Interrupted(Exception):
+    """The worker is stopping while this task waits to be retried: give the task back."""
+
+
+class GiveUp(Exception):
+    """A retry policy is exhausted or the task cannot run: end the run `error` with this reason."""
+
+
+@dataclass
+class Policies:
+    transient: RetryPolicy
+    busy: RetryPolicy
+    record: RetryPolicy
+    max_attempts: int
+
+
+class TaskHandler:
+    """Runs delivered tasks; thread-safe (clients are pooled and shared between threads)."""
+
+    def __init__(
+        self,
+        *,
+        storage: StorageClient,
+        executors: ExecutorPool,
+        policies: Policies,
+        stopping: threading.Event,
+    ) -> None:
+        self.storage = storage
+        self.executors = executors
+        self.policies = policies
+        self.stopping = stopping
+
+    def handle(self, guard: Guard) -> Verdict:
+        """Take the task of `guard` to a recorded end (or give it back) and say how to ack it."""
+        delivery = guard.delivery
+        task, attempt = delivery.task, delivery.attempts
+        try:
+            if attempt > self.policies.max_attempts:
+                raise GiveUp(
+                    f"worker lost too often: delivered {attempt} times without an answer "
+                    f"(limit {self.policies.max_attempts})"
+                )
+            started = self._storage_call(
+                "start run", lambda: consumer.start_run(task, storage=self.storage, attempt=attempt)
+            )
+            if not started:
+                return Verdict(Ack.COMPLETE, "run had already ended; skipped")
+            result = self._execute(task)
+            return self._record(guard, result)
+        except Interrupted as exc:
+            return Verdict(Ack.REQUEUE, f"worker stopping: {exc}")
+        except NotFound as exc:
+            log.error("eval %s unknown to storage: %s", task.eval_id, exc)
+            return Verdict(Ack.FAIL, f"evaluation unknown to storage: {exc.message}")
+        except GiveUp as exc:
+            return self._give_up(task, str(exc), attempt)
+        except Exception as exc:
+            # A bug or a garbled answer must not kill the thread or leave the run `running`.
+            log.exception("eval %s: unexpected error", task.eval_id)
+            return self._give_up(task, f"queue-worker could not handle the task: {exc!r}", attempt)
+
+    # --- steps -----------------------------------------------------------------------------
+
+    def _execute(self, task: EvalTask) -> ExecuteResult:
+        request = execute_request_for(task)
+        busy = transient = 0
+        while True:
+            try:
+                return self.executors.execute(request)
+            except Busy as exc:
+                busy += 1
+                if self.policies.busy.exhausted(busy):
+                    raise GiveUp(
+                        f"executors stayed at capacity through {busy} tries: {exc.message}"
+                    ) from exc
+                self._wait(self.policies.busy.delay(busy), "executor_busy")
+            except CrucibleError as exc:
+                if not _is_transient(exc):
+                    raise GiveUp(f"executor refused the task: {exc.message}") from exc
+                transient += 1
+                if self.policies.transient.exhausted(transient):
+                    raise GiveUp(
+                        f"executors unreachable after {transient} attempts: {_describe(exc)}"
+                    ) from exc
+                log.warning("eval %s: executors unreachable (%s); retrying", task.eval_id, exc)
+                self._wait(self.policies.transient.delay(transient), "executor_down")
+
+    def _record(self, guard: Guard, result: ExecuteResult) -> Verdict:
+        task = guard.delivery.task
+        with guard.lock:
+            if guard.abandoned:
+                return Verdict(Ack.NONE)
+            try:
+                consumer.record_result(
+                    task, result, storage=self.storage, policy=self.policies.record
+                )
+            except Unavailable as exc:
+                raise GiveUp(f"result could not be recorded, storage unreachable: {exc}") from exc
+            finally:
+                guard.done = True
+        if result.status == "completed":
+            return Verdict(Ack.COMPLETE)
+        return Verdict(Ack.COMPLETE, f"program ended {result.status}")
+
+    def _give_up(self, task: EvalTask, reason: str, attempt: int) -> Verdict:
+        """End the run `error`; when storage cannot take even that, hand the task back."""
+        log.error("eval %s %s ends error: %s", task.eval_id, task.role, reason)
+        try:
+            self._storage_call(
+                "record error",
+                lambda: consumer.end_with_error(
+                    task, reason, storage=self.storage, attempts=attempt
+                ),
+                interruptible=False,
+            )
+        except NotFound as exc:
+            return Verdict(Ack.FAIL, f"{reason}; evaluation unknown to storage: {exc.message}")
+        except GiveUp as exc:
+            # Nowhere to write the reason: keep the task visible in the queue until storage is back.
+            log.error(
+                "eval %s: could not record the error (%s); back to the queue", task.eval_id, exc
+            )
+            return Verdict(Ack.REQUEUE, f"{reason}; and {exc}")
+        return Verdict(Ack.FAIL, reason)
+
+    # --- retry plumbing --------------------------------------------------------------------
+
+    def _storage_call(self, what: str, call: Callable[[], T], *, interruptible: bool = True) -> T:
+        failures = 0
+        while True:
+            try:
+                return call()
+            except CrucibleError as exc:
+                if not _is_transient(exc):
+                    raise
+                failures += 1
+                if self.policies.transient.exhausted(failures):
+                    raise GiveUp(
+                        f"storage unreachable ({what}) after {failures} attempts: {_describe(exc)}"
+                    ) from exc
+                log.warning("storage unreachable (%s): %s; retrying", what, exc)
+                delay = self.policies.transient.delay(failures)
+                if interruptible:
+                    self._wait(delay, "storage_down")
+                else:
+                    RETRIES.labels("storage_down").inc()
+                    threading.Event().wait(delay)
+
+    def _wait(self, delay: float, cause: str) -> None:
+        RETRIES.labels(cause).inc()
+        if self.stopping.wait(delay):
+            raise Interrupted(f"gave the task back while waiting ({cause})")
+
+
+def _is_transient(exc: CrucibleError) -> bool:
+    """Network errors and 5xx answers are worth retrying; 4xx answers are not."""
+    status = getattr(exc, "status_code", 500)
+    return isinstance(exc, Unavailable) or status >= 500
+
+
+def _describe(exc: CrucibleError) -> str:
+    errors = exc.details.get("errors") if exc.details else None
+    return f"{exc.message} ({'; '.join(errors)})" if errors else exc.message

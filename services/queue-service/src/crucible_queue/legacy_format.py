@@ -1,0 +1,85 @@
+"""The legacy wire format: the dict the queue-service keeps in its deque, and its EvalTask mapping.
+
+This is the only module that knows the shape of a legacy record. Everything else goes through the
+functions below and speaks `crucible_contracts.models.EvalTask`.
+
+A record looks like the legacy system's JSON blobs did::
+
+    {
+        "id": "<eval_id>:<role>",
+        "payload": {"eval_id", "kind", "backend", "source", "lang", "time_limit",
+                    "input", "mem_mb", "priority"},
+        "enqueued_at": 1700000000.25,   # epoch seconds
+        "attempts": 0,                  # deliveries to a worker that did not finish it
+        "version": 1,
+    }
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from crucible_contracts.errors import InvalidInput
+from crucible_contracts.models import EvalTask
+
+VERSION = 1
+
+# EvalTask field -> legacy payload key; the legacy system had its own vocabulary.
+_PAYLOAD_KEYS = {
+    "eval_id": "eval_id",
+    "role": "kind",
+    "backend": "backend",
+    "code": "source",
+    "language": "lang",
+    "timeout": "time_limit",
+    "stdin": "input",
+    "memory_mb": "mem_mb",
+    "priority": "priority",
+}
+
+LegacyRecord = dict[str, Any]
+
+
+def task_id_for(task: EvalTask) -> str:
+    """The queue's id of a run: one id per (eval_id, role), so enqueueing twice is detectable."""
+    return f"{task.eval_id}:{task.role}"
+
+
+def encode(task: EvalTask, *, now: float) -> LegacyRecord:
+    """A fresh legacy record for `task`, enqueued at epoch time `now`, never delivered yet."""
+    values = task.model_dump(mode="json")
+    return {
+        "id": task_id_for(task),
+        "payload": {legacy: values[field] for field, legacy in _PAYLOAD_KEYS.items()},
+        "enqueued_at": now,
+        "attempts": 0,
+        "version": VERSION,
+    }
+
+
+def decode(record: LegacyRecord) -> EvalTask:
+    """The EvalTask a legacy record carries; InvalidInput when the record is not one."""
+    try:
+        payload = record["payload"]
+        values = {field: payload[legacy] for field, legacy in _PAYLOAD_KEYS.items()}
+    except (KeyError, TypeError) as exc:
+        raise InvalidInput("record", f"not a legacy queue record: missing {exc}") from exc
+    return EvalTask.model_validate(values)
+
+
+def record_id(record: LegacyRecord) -> str:
+    return record["id"]
+
+
+def attempts(record: LegacyRecord) -> int:
+    return record["attempts"]
+
+
+def enqueued_at(record: LegacyRecord) -> float:
+    return record["enqueued_at"]
+
+
+def add_attempts(record: LegacyRecord, delta: int) -> int:
+    """Change the delivery count by `delta` (never below 0); returns the new count."""
+    record["attempts"] = max(0, record["attempts"] + delta)
+    return record["attempts"]

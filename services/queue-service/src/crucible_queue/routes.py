@@ -1,0 +1,77 @@
+"""HTTP adapters of the queue-service: each route calls one TaskQueue method."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request, Response, status
+
+from crucible_contracts.models import EvalTask
+from crucible_queue.models import (
+    Acked,
+    Delivery,
+    Enqueued,
+    FailBody,
+    QueueStatus,
+    RequeueBody,
+    TaskView,
+)
+from crucible_queue.taskqueue import TaskQueue
+
+router = APIRouter()
+
+
+def _queue(request: Request) -> TaskQueue:
+    return request.app.state.queue
+
+
+Queue = Annotated[TaskQueue, Depends(_queue)]
+
+
+@router.get("/health")
+def health(queue: Queue) -> dict:
+    return {"status": "ok", "service": "queue-service", "queued": queue.status().queued}
+
+
+@router.get("/status")
+def queue_status(queue: Queue) -> QueueStatus:
+    return queue.status()
+
+
+@router.post("/tasks", status_code=status.HTTP_201_CREATED)
+def enqueue(task: EvalTask, queue: Queue) -> Enqueued:
+    return queue.enqueue(task)
+
+
+@router.get("/tasks/next", response_model=Delivery, responses={204: {"description": "empty"}})
+def next_task(queue: Queue) -> Delivery | Response:
+    delivery = queue.next()
+    return delivery if delivery is not None else Response(status_code=204)
+
+
+@router.get("/tasks/{task_id}")
+def get_task(task_id: str, queue: Queue) -> TaskView:
+    return queue.get(task_id)
+
+
+@router.post("/tasks/{task_id}/complete")
+def complete(task_id: str, queue: Queue) -> Acked:
+    view = queue.complete(task_id)
+    return Acked(task_id=view.task_id, state=view.state)
+
+
+@router.post("/tasks/{task_id}/fail")
+def fail(task_id: str, body: FailBody, queue: Queue) -> Acked:
+    view = queue.fail(task_id, body.reason)
+    return Acked(task_id=view.task_id, state=view.state)
+
+
+@router.post("/tasks/{task_id}/requeue")
+def requeue(task_id: str, queue: Queue, body: RequeueBody | None = None) -> TaskView:
+    body = body or RequeueBody()
+    return queue.requeue(task_id, reason=body.reason, count_attempt=body.count_attempt)
+
+
+@router.delete("/tasks/{task_id}")
+def cancel(task_id: str, queue: Queue) -> TaskView:
+    return queue.cancel(task_id)

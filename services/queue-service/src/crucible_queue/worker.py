@@ -1,0 +1,222 @@
+"""The queue-worker process: threads that poll the queue-service and run what they get.
+
+`python -m crucible_queue.worker`. `Worker.run()` blocks until `stop()` (SIGTERM/SIGINT): no new
+task is taken, in-flight ones finish within QUEUE_WORKER_SHUTDOWN_GRACE seconds, and the ones
+still running then are killed on their executor and given back to the queue. Exit status 0.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import sys
+import threading
+import time
+
+from prometheus_client import Counter, start_http_server
+
+from crucible_contracts.clients import ExecutorPool, StorageClient
+from crucible_contracts.errors import Conflict, CrucibleError, NotFound
+from crucible_contracts.logs import setup_logging
+from crucible_contracts.retry import RetryPolicy
+from crucible_queue.client import QueueClient
+from crucible_queue.config import Settings
+from crucible_queue.handling import Ack, Guard, Policies, TaskHandler, Verdict
+from crucible_queue.models import Delivery
+
+log = logging.getLogger(__name__)
+
+# Back-off steps stop growing here: the delay is long capped by then, and 2**n must stay a float.
+_MAX_BACKOFF_STEP = 32
+
+TASKS = Counter("crucible_legacy_worker_tasks_total", "Tasks handled by outcome", ["ack"])
+
+
+class Worker:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        key = settings.internal_api_key
+        self.queue = QueueClient(settings.queue_service_url, internal_key=key)
+        self.storage = StorageClient(settings.storage_service_url, internal_key=key)
+        self.executors = ExecutorPool(settings.executor_urls, internal_key=key)
+        self.stopping = threading.Event()
+        self.handler = TaskHandler(
+            storage=self.storage,
+            executors=self.executors,
+            policies=Policies(
+                transient=settings.transient_policy,
+                busy=settings.busy_policy,
+                record=settings.record_policy,
+                max_attempts=settings.queue_max_attempts,
+            ),
+            stopping=self.stopping,
+        )
+        self._lock = threading.Lock()
+        self._inflight: dict[str, Guard] = {}
+        self._outage_since: float | None = None
+        self._failed_polls = 0
+        self._threads: list[threading.Thread] = []
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        for n in range(self.settings.queue_worker_concurrency):
+            thread = threading.Thread(target=self._loop, name=f"queue-worker-{n}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        log.info(
+            "polling %s with %d threads; executors %s",
+            self.settings.queue_service_url,
+            len(self._threads),
+            ", ".join(self.settings.executor_urls),
+        )
+
+    def stop(self) -> None:
+        """Stop taking tasks; `run()` then finishes or gives back what is in flight."""
+        if not self.stopping.is_set():
+            log.info("stopping: no new tasks; finishing %d in flight", len(self._inflight))
+        self.stopping.set()
+
+    def run(self) -> int:
+        """Poll until stopped; returns the process exit status."""
+        self.start()
+        while not self.stopping.wait(0.5):
+            pass
+        deadline = time.monotonic() + self.settings.queue_worker_shutdown_grace
+        for thread in self._threads:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        if any(thread.is_alive() for thread in self._threads):
+            # Their threads are daemons still blocked in HTTP calls: leave the clients open.
+            self._abandon_inflight()
+        else:
+            for client in (self.queue, self.storage, self.executors):
+                client.close()
+        log.info("stopped")
+        return 0
+
+    # --- one thread ------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        idle_policy = RetryPolicy(
+            base_delay=self.settings.queue_poll_interval,
+            max_delay=self.settings.queue_poll_idle_max,
+        )
+        empty_polls = 0
+        while not self.stopping.is_set():
+            delivery = self._poll()
+            if delivery is None:
+                empty_polls = min(empty_polls + 1, _MAX_BACKOFF_STEP)
+                self.stopping.wait(idle_policy.delay(empty_polls))
+                continue
+            empty_polls = 0
+            self._run(delivery)
+
+    def _poll(self) -> Delivery | None:
+        """The next task, or None when there is none or the queue-service cannot be reached."""
+        try:
+            delivery = self.queue.next_task()
+        except CrucibleError as exc:
+            self._outage(exc)
+            return None
+        with self._lock:
+            if self._outage_since is not None:
+                log.info(
+                    "queue-service reachable again after %.1fs",
+                    time.monotonic() - self._outage_since,
+                )
+                self._outage_since = None
+        return delivery
+
+    def _outage(self, exc: CrucibleError) -> None:
+        """Log once per outage, then back off (capped, jittered) until the queue answers again."""
+        with self._lock:
+            if self._outage_since is None:
+                self._outage_since = time.monotonic()
+                self._failed_polls = 0
+                log.warning("queue-service unavailable, polling with back-off: %s", exc)
+            self._failed_polls = min(self._failed_polls + 1, _MAX_BACKOFF_STEP)
+            failed = self._failed_polls
+        policy = RetryPolicy(base_delay=0.1, max_delay=self.settings.queue_poll_outage_max)
+        self.stopping.wait(policy.delay(failed))
+
+    def _run(self, delivery: Delivery) -> None:
+        guard = Guard(delivery)
+        with self._lock:
+            self._inflight[delivery.task_id] = guard
+        try:
+            verdict = self.handler.handle(guard)
+            log.info(
+                "task %s (delivery %d): %s%s",
+                delivery.task_id,
+                delivery.attempts,
+                verdict.ack,
+                f" ({verdict.reason})" if verdict.reason else "",
+            )
+            self._ack(delivery.task_id, verdict)
+        finally:
+            with self._lock:
+                self._inflight.pop(delivery.task_id, None)
+
+    def _ack(self, task_id: str, verdict: Verdict) -> None:
+        """Tell the queue-service; retried while it is down. Lost acks end in a lease expiry,
+        whose re-delivery storage then refuses as already ended."""
+        TASKS.labels(verdict.ack.value).inc()
+        policy = self.settings.transient_policy
+        for attempt in range(1, policy.max_attempts + 1):
+            try:
+                if verdict.ack is Ack.COMPLETE:
+                    self.queue.complete(task_id)
+                elif verdict.ack is Ack.FAIL:
+                    self.queue.fail(task_id, verdict.reason or "failed")
+                elif verdict.ack is Ack.REQUEUE:
+                    self.queue.requeue(
+                        task_id,
+                        reason=verdict.reason or "given back",
+                        count_attempt=verdict.count_attempt,
+                    )
+                return
+            except (NotFound, Conflict) as exc:
+                log.warning("ack %s of %s not applied: %s", verdict.ack, task_id, exc)
+                return
+            except CrucibleError as exc:
+                if policy.exhausted(attempt):
+                    log.error("ack %s of %s lost: %s", verdict.ack, task_id, exc)
+                    return
+                time.sleep(policy.delay(attempt))
+
+    def _abandon_inflight(self) -> None:
+        """Grace is over: stop what still runs and give it back, unless its result is in."""
+        with self._lock:
+            guards = list(self._inflight.values())
+        for guard in guards:
+            with guard.lock:
+                if guard.done:
+                    continue
+                guard.abandoned = True
+            delivery = guard.delivery
+            killed = self.executors.kill(delivery.task.eval_id)
+            log.warning(
+                "task %s still running after the shutdown grace: %s; giving it back",
+                delivery.task_id,
+                "killed" if killed else "not found on an executor",
+            )
+            with contextlib.suppress(CrucibleError):
+                self.queue.requeue(
+                    delivery.task_id, reason="worker shut down before the program finished"
+                )
+
+
+def main() -> int:
+    settings = Settings()
+    setup_logging("queue-worker", settings.log_level)
+    if settings.queue_worker_metrics_port:
+        start_http_server(settings.queue_worker_metrics_port)
+    worker = Worker(settings)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: worker.stop())
+    return worker.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,56 @@
+"""The legacy record format: EvalTask → record → EvalTask is the identity, and bad records are refused."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from crucible_contracts.errors import InvalidInput
+from crucible_contracts.models import EvalTask
+from crucible_contracts.names import Backend, Role
+from crucible_queue import legacy_format as fmt
+
+tasks = st.builds(
+    EvalTask,
+    eval_id=st.text(min_size=1, max_size=40),
+    role=st.sampled_from(Role),
+    backend=st.sampled_from(Backend),
+    code=st.text(max_size=200),
+    language=st.sampled_from(["python", "javascript"]),
+    timeout=st.floats(min_value=1, max_value=300),
+    stdin=st.none() | st.text(max_size=50),
+    memory_mb=st.none() | st.integers(min_value=1, max_value=4096),
+    priority=st.booleans(),
+)
+
+
+@given(tasks)
+def test_a_task_survives_the_round_trip_through_a_json_legacy_record(task):
+    record = fmt.encode(task, now=1_700_000_000.5)
+    stored = json.loads(json.dumps(record))
+
+    assert fmt.decode(stored) == task
+    assert fmt.record_id(stored) == f"{task.eval_id}:{task.role}"
+
+
+def test_a_new_record_is_undelivered_and_stamped(make_task):
+    task = make_task()
+    record = fmt.encode(task, now=12.5)
+
+    assert fmt.attempts(record) == 0
+    assert fmt.enqueued_at(record) == 12.5
+    assert record["payload"]["source"] == task.code
+    assert fmt.add_attempts(record, 1) == 1
+    assert fmt.add_attempts(record, -5) == 0
+
+
+@pytest.mark.parametrize(
+    "record",
+    [{}, {"payload": None}, {"payload": {"eval_id": "x"}}, {"id": "x", "attempts": 0}],
+)
+def test_a_record_without_the_legacy_payload_is_refused(record):
+    with pytest.raises(InvalidInput):
+        fmt.decode(record)
