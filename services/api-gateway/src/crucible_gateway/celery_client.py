@@ -1,0 +1,99 @@
+"""Submitting evaluations to the Celery path by task name, and reading its queue depths.
+
+The gateway never imports the worker: it publishes `tasks.evaluate_code` by name on a queue chosen
+by priority. A dead broker fails fast (short connect timeout, at most one reconnect) and surfaces
+as `Unavailable`, so that the caller can fall back to the legacy path.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import redis
+from celery import Celery
+from kombu.exceptions import KombuError
+
+from crucible_contracts.errors import Unavailable
+from crucible_contracts.limits import celery_time_limits
+from crucible_contracts.models import EvalTask
+from crucible_contracts.names import QUEUE_ORDER, TASK_EVALUATE, Queue
+
+log = logging.getLogger(__name__)
+
+# One reconnect covers a pooled connection that went stale while the broker restarted; more
+# would only hold the client's request while the broker is really down.
+_PUBLISH_RETRY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
+_BROKER_ERRORS = (KombuError, redis.RedisError, OSError)
+
+
+def queue_for(task: EvalTask) -> Queue:
+    return Queue.HIGH if task.priority else Queue.DEFAULT
+
+
+class CeleryDispatcher:
+    """A publish-only Celery app on one broker, with a pooled connection; thread-safe."""
+
+    def __init__(self, broker_url: str, *, connect_timeout: float = 1.5, pool_limit: int = 10):
+        self.broker_url = broker_url
+        transport = {
+            "socket_connect_timeout": connect_timeout,
+            "socket_timeout": max(connect_timeout, 5.0),
+            "max_retries": 1,
+        }
+        self.app = Celery("crucible_gateway", broker=broker_url, set_as_current=False)
+        self.app.conf.update(
+            broker_connection_timeout=connect_timeout,
+            broker_connection_retry=False,
+            broker_connection_max_retries=1,
+            broker_pool_limit=pool_limit,
+            broker_transport_options=transport,
+            task_serializer="json",
+            accept_content=["json"],
+            task_create_missing_queues=True,
+        )
+        self._redis = redis.Redis.from_url(
+            broker_url, socket_connect_timeout=connect_timeout, socket_timeout=connect_timeout
+        )
+
+    def submit(self, task: EvalTask) -> Queue:
+        """Publish `task`; returns the queue it went to. Raises Unavailable when the broker is down."""
+        queue = queue_for(task)
+        soft, hard = celery_time_limits(task.timeout)
+        try:
+            self.app.send_task(
+                TASK_EVALUATE,
+                kwargs={"task": task.model_dump(mode="json")},
+                task_id=f"{task.eval_id}:{task.role}",
+                queue=queue.value,
+                soft_time_limit=soft,
+                time_limit=hard,
+                retry=True,
+                retry_policy=_PUBLISH_RETRY,
+            )
+        except _BROKER_ERRORS as exc:
+            raise Unavailable(f"Celery broker unreachable: {exc!r}", backend="celery") from exc
+        return queue
+
+    def queue_depths(self) -> dict[str, int]:
+        """Messages waiting in each Celery queue (LLEN on the broker). Raises Unavailable."""
+        try:
+            pipe = self._redis.pipeline(transaction=False)
+            for queue in QUEUE_ORDER:
+                pipe.llen(queue.value)
+            lengths = pipe.execute()
+        except redis.RedisError as exc:
+            raise Unavailable(f"Celery broker unreachable: {exc!r}", backend="celery") from exc
+        return {
+            queue.value: int(length) for queue, length in zip(QUEUE_ORDER, lengths, strict=True)
+        }
+
+    def ping(self) -> None:
+        """Raises Unavailable unless the broker answers PING."""
+        try:
+            self._redis.ping()
+        except redis.RedisError as exc:
+            raise Unavailable(f"Celery broker unreachable: {exc!r}", backend="celery") from exc
+
+    def close(self) -> None:
+        self.app.close()
+        self._redis.close()

@@ -1,0 +1,81 @@
+"""The api-gateway's settings: migration defaults, downstream URLs, client auth and input limits."""
+
+from __future__ import annotations
+
+from typing import Self
+
+from pydantic import Field, model_validator
+
+from crucible_contracts.limits import Limits
+from crucible_contracts.settings import UNSAFE_SECRETS, ServiceSettings
+from crucible_gateway.routing import MigrationMode, MigrationSettings
+
+_DEFAULT_LIMITS = Limits()
+
+
+class Settings(ServiceSettings):
+    """Read from the environment (names as in DESIGN.md); invalid values refuse to start."""
+
+    celery_enabled: bool = False
+    celery_percentage: float = Field(default=0.0, ge=0.0, le=1.0)
+    force_legacy_queue: bool = False
+    migration_mode: MigrationMode = MigrationMode.SPLIT
+
+    celery_broker_url: str = "redis://127.0.0.1:6380/0"
+    redis_url: str = "redis://127.0.0.1:6381/0"
+    queue_service_url: str = "http://127.0.0.1:8002"
+    storage_service_url: str = "http://127.0.0.1:8082"
+
+    operator_token: str | None = None
+    api_keys: str = ""
+
+    gateway_languages: str = "python,javascript"
+    max_code_bytes: int = Field(default=_DEFAULT_LIMITS.max_code_bytes, gt=0)
+    max_stdin_bytes: int = Field(default=_DEFAULT_LIMITS.max_stdin_bytes, ge=0)
+    min_timeout: float = Field(default=_DEFAULT_LIMITS.min_timeout, gt=0)
+    max_timeout: float = Field(default=_DEFAULT_LIMITS.max_timeout, gt=0)
+    default_timeout: float = Field(default=_DEFAULT_LIMITS.default_timeout, gt=0)
+    max_batch: int = Field(default=_DEFAULT_LIMITS.max_batch, gt=0)
+
+    # How long a dead dependency may hold a request before the gateway gives up on it.
+    broker_connect_timeout: float = Field(default=1.5, gt=0)
+    downstream_timeout: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _check_gateway(self) -> Self:
+        if not self.min_timeout <= self.default_timeout <= self.max_timeout:
+            raise ValueError("DEFAULT_TIMEOUT must lie between MIN_TIMEOUT and MAX_TIMEOUT")
+        if not self.languages:
+            raise ValueError("GATEWAY_LANGUAGES must name at least one language")
+        if self.environment == "production" and self.operator_token is not None:
+            token = self.operator_token
+            if len(token) < 16 or token.lower() in UNSAFE_SECRETS:
+                raise ValueError("OPERATOR_TOKEN must be a secret of at least 16 characters")
+        return self
+
+    @property
+    def languages(self) -> tuple[str, ...]:
+        return tuple(part.strip() for part in self.gateway_languages.split(",") if part.strip())
+
+    @property
+    def api_key_list(self) -> tuple[str, ...]:
+        return tuple(part.strip() for part in self.api_keys.split(",") if part.strip())
+
+    def limits(self) -> Limits:
+        return Limits(
+            max_code_bytes=self.max_code_bytes,
+            max_stdin_bytes=self.max_stdin_bytes,
+            min_timeout=self.min_timeout,
+            max_timeout=self.max_timeout,
+            default_timeout=self.default_timeout,
+            max_batch=self.max_batch,
+        )
+
+    def migration(self) -> MigrationSettings:
+        """The split in force at start; an admin API may change it at run time later."""
+        return MigrationSettings(
+            celery_enabled=self.celery_enabled,
+            celery_percentage=self.celery_percentage,
+            mode=self.migration_mode,
+            force_legacy=self.force_legacy_queue,
+        )

@@ -1,0 +1,72 @@
+"""Builds the api-gateway app: clients created once, public routes, auth, one error body, /metrics."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from crucible_contracts.clients import StorageClient
+from crucible_contracts.logs import setup_logging
+from crucible_contracts.web import install_common
+from crucible_gateway.auth import install_api_keys
+from crucible_gateway.celery_client import CeleryDispatcher
+from crucible_gateway.config import Settings
+from crucible_gateway.legacy_client import LegacyQueueClient
+from crucible_gateway.migration import StaticMigrationSource
+from crucible_gateway.routes import router
+from crucible_gateway.service import Paths
+
+SERVICE = "api-gateway"
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The gateway app; `settings` default to the environment (read here, never at import)."""
+    settings = settings or Settings()
+    setup_logging(SERVICE, settings.log_level)
+    # One INFO line per downstream call drowns the gateway's own log; failures still surface.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    storage = StorageClient(
+        settings.storage_service_url,
+        internal_key=settings.internal_api_key,
+        timeout=settings.downstream_timeout,
+    )
+    paths = Paths(
+        legacy=LegacyQueueClient(
+            settings.queue_service_url,
+            internal_key=settings.internal_api_key,
+            timeout=settings.downstream_timeout,
+        ),
+        celery=CeleryDispatcher(
+            settings.celery_broker_url, connect_timeout=settings.broker_connect_timeout
+        ),
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        storage.close()
+        paths.legacy.close()
+        paths.celery.close()
+
+    app = FastAPI(title="Crucible api-gateway", lifespan=lifespan)
+    app.state.settings = settings
+    app.state.storage = storage
+    app.state.paths = paths
+    app.state.limits = settings.limits()
+    app.state.migration_source = StaticMigrationSource(settings.migration())
+
+    install_api_keys(app, settings.api_key_list)
+    # The gateway is the public edge: clients authenticate with API_KEYS, not with the internal
+    # key, which it only sends on its own calls to storage and the queue-service.
+    install_common(app, service=SERVICE, internal_api_key=None)
+    app.include_router(router)
+
+    @app.get("/health")
+    def health() -> dict[str, str]:
+        """Liveness: 200 while the process serves requests, whatever its dependencies do."""
+        return {"status": "ok", "service": SERVICE}
+
+    return app

@@ -1,0 +1,25 @@
+"""The gateway's Prometheus counters: what was submitted where, what fell back, what failed."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter
+
+SUBMITTED = Counter(
+    "crucible_gateway_evaluations_submitted_total",
+    "Evaluations accepted and dispatched, by the backend that took them",
+    ["backend"],
+)
+FALLBACKS = Counter(
+    "crucible_gateway_fallbacks_total",
+    "Evaluations dispatched to the other path because the chosen one could not take them",
+    ["from_backend", "to_backend"],
+)
+DISPATCH_FAILURES = Counter(
+    "crucible_gateway_dispatch_failures_total",
+    "Attempts to hand an evaluation to a path that failed",
+    ["backend"],
+)
+NO_PATH = Counter(
+    "crucible_gateway_no_path_total",
+    "Evaluations that neither path could take (recorded as error, answered 503)",
+)

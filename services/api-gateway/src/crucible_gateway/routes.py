@@ -1,0 +1,96 @@
+"""The public HTTP API: thin adapters from requests to one service function each."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from crucible_contracts.models import (
+    Accepted,
+    BatchAccepted,
+    BatchRequest,
+    EvalRequest,
+    EvaluationPage,
+    EvaluationView,
+)
+from crucible_contracts.names import Backend
+from crucible_contracts.status import Status
+from crucible_gateway import service
+from crucible_gateway.deps import LanguagesDep, LimitsDep, MigrationDep, PathsDep, StorageDep
+
+router = APIRouter(prefix="/api")
+
+
+@router.post("/eval", status_code=202)
+def submit_eval(
+    body: EvalRequest,
+    storage: StorageDep,
+    paths: PathsDep,
+    migration: MigrationDep,
+    limits: LimitsDep,
+    languages: LanguagesDep,
+) -> Accepted:
+    return service.submit(
+        request=body,
+        storage=storage,
+        paths=paths,
+        migration=migration,
+        limits=limits,
+        languages=languages,
+    )
+
+
+@router.post("/eval-batch", status_code=202)
+def submit_batch(
+    body: BatchRequest,
+    storage: StorageDep,
+    paths: PathsDep,
+    migration: MigrationDep,
+    limits: LimitsDep,
+    languages: LanguagesDep,
+) -> BatchAccepted:
+    return service.submit_batch(
+        batch=body,
+        storage=storage,
+        paths=paths,
+        migration=migration,
+        limits=limits,
+        languages=languages,
+    )
+
+
+@router.get("/eval/{eval_id}")
+def get_eval(eval_id: str, storage: StorageDep) -> EvaluationView:
+    return service.get_evaluation(eval_id=eval_id, storage=storage)
+
+
+@router.get("/evaluations")
+def list_evaluations(
+    storage: StorageDep,
+    status: Status | None = None,
+    backend: Backend | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> EvaluationPage:
+    return service.list_evaluations(
+        storage=storage, status=status, backend=backend, limit=limit, offset=offset
+    )
+
+
+@router.get("/queue-status")
+def queue_status(paths: PathsDep) -> dict[str, Any]:
+    return service.queue_status(paths=paths)
+
+
+@router.get("/status")
+def gateway_status(
+    storage: StorageDep,
+    paths: PathsDep,
+    migration: MigrationDep,
+    limits: LimitsDep,
+    languages: LanguagesDep,
+) -> dict[str, Any]:
+    return service.gateway_status(
+        storage=storage, paths=paths, migration=migration, limits=limits, languages=languages
+    )

@@ -1,0 +1,137 @@
+"""Fixtures of the gateway's tests: real storage, queue-service, broker Redis and gateway processes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from crucible_contracts.pytest_plugin import ManagedProcess, ProcessStarter
+
+INTERNAL_KEY = "gateway-tests-internal-key"
+GATEWAY_APP = "crucible_gateway.main:create_app"
+
+
+def _start_storage(starter: ProcessStarter, directory: Path) -> ManagedProcess:
+    env = {
+        "DATABASE_URL": f"sqlite:///{directory / 'crucible.db'}",
+        "INTERNAL_API_KEY": INTERNAL_KEY,
+    }
+    return starter.service("crucible_storage.main:create_app", name="storage", env=env)
+
+
+def _start_queue_service(starter: ProcessStarter) -> ManagedProcess:
+    return starter.service(
+        "crucible_queue.main:create_app",
+        name="queue-service",
+        env={"INTERNAL_API_KEY": INTERNAL_KEY},
+    )
+
+
+@pytest.fixture(scope="session")
+def storage(
+    session_processes: ProcessStarter, tmp_path_factory: pytest.TempPathFactory
+) -> ManagedProcess:
+    """A storage service shared by the session (SQLite in a temporary directory)."""
+    return _start_storage(session_processes, tmp_path_factory.mktemp("storage"))
+
+
+@pytest.fixture(scope="session")
+def queue_service(session_processes: ProcessStarter) -> ManagedProcess:
+    """A queue-service shared by the session; tests that stop one use `own_queue_service`."""
+    return _start_queue_service(session_processes)
+
+
+@pytest.fixture
+def own_queue_service(processes: ProcessStarter) -> ManagedProcess:
+    """A queue-service owned by this test alone, which it may stop."""
+    return _start_queue_service(processes)
+
+
+@pytest.fixture
+def own_storage(processes: ProcessStarter, tmp_path: Path) -> ManagedProcess:
+    """A storage service owned by this test alone, which it may stop."""
+    return _start_storage(processes, tmp_path)
+
+
+@pytest.fixture
+def internal() -> Callable[[str], httpx.Client]:
+    """An HTTP client of an internal service, carrying the internal key."""
+
+    def client(url: str) -> httpx.Client:
+        return httpx.Client(base_url=url, headers={"X-Internal-Key": INTERNAL_KEY}, timeout=10)
+
+    return client
+
+
+@pytest.fixture
+def broker_redis(redis_server: ManagedProcess) -> redis.Redis:
+    """A client of this test's private broker Redis (`redis_server`)."""
+    client = redis.Redis.from_url(redis_server.url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def start_gateway(
+    processes: ProcessStarter, storage: ManagedProcess, queue_service: ManagedProcess
+) -> Callable[..., ManagedProcess]:
+    """Start a real gateway process. Keyword arguments become its environment (upper-cased);
+    `storage`, `queue` and `broker` override the URLs of its dependencies."""
+
+    def start(
+        *,
+        broker: str,
+        queue: str | None = None,
+        storage_url: str | None = None,
+        **env: object,
+    ) -> ManagedProcess:
+        full_env = {
+            "STORAGE_SERVICE_URL": storage_url or storage.url,
+            "QUEUE_SERVICE_URL": queue or queue_service.url,
+            "CELERY_BROKER_URL": broker,
+            "INTERNAL_API_KEY": INTERNAL_KEY,
+            "API_KEYS": "",
+            "CELERY_ENABLED": "false",
+            "CELERY_PERCENTAGE": "0",
+            "FORCE_LEGACY_QUEUE": "false",
+            **{key.upper(): str(value) for key, value in env.items()},
+        }
+        return processes.service(GATEWAY_APP, name="gateway", env=full_env)
+
+    return start
+
+
+@pytest.fixture(scope="session")
+def shared_gateway(
+    session_processes: ProcessStarter,
+    storage: ManagedProcess,
+    queue_service: ManagedProcess,
+    redis_url: str,
+) -> ManagedProcess:
+    """One gateway (Celery enabled, 50 %) for tests that only read or validate.
+
+    Its broker is a database of the session Redis no other suite uses, so that no Celery worker
+    started by another service's tests ever sees the tasks it publishes.
+    """
+    broker = redis_url.rsplit("/", 1)[0] + "/13"
+    env = {
+        "STORAGE_SERVICE_URL": storage.url,
+        "QUEUE_SERVICE_URL": queue_service.url,
+        "CELERY_BROKER_URL": broker,
+        "INTERNAL_API_KEY": INTERNAL_KEY,
+        "API_KEYS": "",
+        "CELERY_ENABLED": "true",
+        "CELERY_PERCENTAGE": "0.5",
+        "FORCE_LEGACY_QUEUE": "false",
+    }
+    return session_processes.service(GATEWAY_APP, name="shared-gateway", env=env)
+
+
+@pytest.fixture
+def api(shared_gateway: ManagedProcess) -> httpx.Client:
+    with httpx.Client(base_url=shared_gateway.url, timeout=30) as client:
+        yield client

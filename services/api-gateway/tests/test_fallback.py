@@ -1,0 +1,158 @@
+"""Fallback over real processes: a path that cannot take an evaluation hands it to the other one."""
+
+from __future__ import annotations
+
+import httpx
+
+from crucible_contracts.pytest_plugin import wait_for
+
+CODE = {"code": "print('hello')"}
+
+
+def _metric(url: str, line_start: str) -> float:
+    for line in httpx.get(f"{url}/metrics", timeout=10).text.splitlines():
+        if line.startswith(line_start):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_with_the_queue_service_down_a_legacy_evaluation_goes_to_celery(
+    start_gateway, own_queue_service, redis_server, broker_redis, storage, internal
+):
+    gateway = start_gateway(
+        broker=redis_server.url,
+        queue=own_queue_service.url,
+        celery_enabled=True,
+        celery_percentage=0,
+    )
+    own_queue_service.stop()
+
+    response = httpx.post(f"{gateway.url}/api/eval", json=CODE, timeout=30)
+
+    assert response.status_code == 202, response.text
+    answer = response.json()
+    assert (answer["backend"], answer["fallback_from"]) == ("celery", "legacy")
+    stored = httpx.get(f"{gateway.url}/api/eval/{answer['eval_id']}", timeout=10).json()
+    assert (stored["status"], stored["backend"]) == ("queued", "celery")
+    assert broker_redis.llen("default") == 1
+    events = internal(storage.url).get(f"/evaluations/{answer['eval_id']}/events").json()
+    assert any(event["detail"].get("fallback_from") == "legacy" for event in events), events
+    fallbacks = 'crucible_gateway_fallbacks_total{from_backend="legacy",to_backend="celery"}'
+    assert _metric(gateway.url, fallbacks) == 1.0
+
+
+def test_with_the_broker_down_a_celery_evaluation_goes_to_legacy(
+    start_gateway, redis_server, queue_service, internal
+):
+    gateway = start_gateway(broker=redis_server.url, celery_enabled=True, celery_percentage=1.0)
+    redis_server.stop()
+
+    response = httpx.post(f"{gateway.url}/api/eval", json=CODE, timeout=30)
+
+    assert response.status_code == 202, response.text
+    answer = response.json()
+    assert (answer["backend"], answer["fallback_from"]) == ("legacy", "celery")
+    stored = httpx.get(f"{gateway.url}/api/eval/{answer['eval_id']}", timeout=10).json()
+    assert stored["backend"] == "legacy"
+    task = internal(queue_service.url).get(f"/tasks/{answer['eval_id']}:primary")
+    assert task.status_code == 200, task.text
+    assert task.json()["state"] == "queued"
+
+
+def test_once_the_broker_is_back_celery_evaluations_go_to_celery_again(
+    start_gateway, redis_server, queue_service
+):
+    gateway = start_gateway(broker=redis_server.url, celery_enabled=True, celery_percentage=1.0)
+    first = httpx.post(f"{gateway.url}/api/eval", json=CODE, timeout=30).json()
+    assert first["backend"] == "celery"
+    redis_server.stop()
+    assert httpx.post(f"{gateway.url}/api/eval", json=CODE, timeout=30).json()["backend"] == (
+        "legacy"
+    )
+
+    redis_server.start()
+
+    def lands_on_celery() -> bool:
+        answer = httpx.post(f"{gateway.url}/api/eval", json=CODE, timeout=30).json()
+        return answer["backend"] == "celery" and answer["fallback_from"] is None
+
+    wait_for(lands_on_celery, timeout=20, interval=0.2, what="submissions to reach Celery again")
+
+
+def test_with_both_paths_down_the_client_gets_503_and_the_record_says_error(
+    start_gateway, own_queue_service, redis_server, storage, internal
+):
+    gateway = start_gateway(
+        broker=redis_server.url,
+        queue=own_queue_service.url,
+        celery_enabled=True,
+        celery_percentage=0.5,
+    )
+    own_queue_service.stop()
+    redis_server.stop()
+
+    response = httpx.post(f"{gateway.url}/api/eval", json=CODE, timeout=30)
+
+    assert response.status_code == 503, response.text
+    error = response.json()["error"]
+    assert error["code"] == "no_path_available"
+    eval_id = error["details"]["eval_id"]
+    assert set(error["details"]["errors"]) == {"legacy", "celery"}
+    stored = internal(storage.url).get(f"/evaluations/{eval_id}").json()
+    assert stored["status"] == "error"
+    assert "no path" in stored["reason"]
+
+
+def test_with_celery_disabled_a_dead_queue_service_is_not_bypassed_to_celery(
+    start_gateway, own_queue_service, redis_server, broker_redis
+):
+    gateway = start_gateway(
+        broker=redis_server.url, queue=own_queue_service.url, celery_enabled=False
+    )
+    own_queue_service.stop()
+
+    response = httpx.post(f"{gateway.url}/api/eval", json=CODE, timeout=30)
+
+    assert response.status_code == 503, response.text
+    assert response.json()["error"]["code"] == "no_path_available"
+    assert broker_redis.llen("default") == 0
+
+
+def test_a_batch_item_no_path_took_is_answered_with_status_error(
+    start_gateway, own_queue_service, redis_server
+):
+    gateway = start_gateway(
+        broker=redis_server.url, queue=own_queue_service.url, celery_enabled=False
+    )
+    own_queue_service.stop()
+
+    response = httpx.post(
+        f"{gateway.url}/api/eval-batch", json={"evaluations": [CODE, CODE]}, timeout=30
+    )
+
+    assert response.status_code == 202, response.text
+    entries = response.json()["evaluations"]
+    assert [entry["status"] for entry in entries] == ["error", "error"]
+    for entry in entries:
+        stored = httpx.get(f"{gateway.url}/api/eval/{entry['eval_id']}", timeout=10).json()
+        assert stored["status"] == "error"
+
+
+def test_with_storage_down_the_client_gets_503_and_nothing_is_dispatched(
+    start_gateway, own_storage, own_queue_service, redis_server, broker_redis, internal
+):
+    gateway = start_gateway(
+        broker=redis_server.url,
+        queue=own_queue_service.url,
+        storage_url=own_storage.url,
+        celery_enabled=True,
+        celery_percentage=0.5,
+    )
+    own_storage.stop()
+
+    responses = [httpx.post(f"{gateway.url}/api/eval", json=CODE, timeout=30) for _ in range(4)]
+
+    assert {response.status_code for response in responses} == {503}
+    assert {response.json()["error"]["code"] for response in responses} == {"unavailable"}
+    assert internal(own_queue_service.url).get("/status").json()["queued"] == 0
+    assert broker_redis.llen("default") == 0
