@@ -1,0 +1,76 @@
+"""The Celery worker's settings: broker, downstream services, retry policies and housekeeping."""
+
+from __future__ import annotations
+
+from crucible_contracts.limits import Limits, celery_time_limits
+from crucible_contracts.retry import EXECUTOR_BUSY, TRANSIENT, RetryPolicy
+from crucible_contracts.settings import ServiceSettings, split_urls
+
+SECONDS_PER_DAY = 86_400
+
+
+class Settings(ServiceSettings):
+    """Read from the environment (CELERY_BROKER_URL, EXECUTOR_SERVICE_URL, ...), once, in main.py."""
+
+    celery_broker_url: str = "redis://127.0.0.1:6380/0"
+    # Results go to storage; a result backend is only for operators and tests that want one.
+    celery_result_backend: str | None = None
+    storage_service_url: str = "http://127.0.0.1:8082"
+    # executor-2 and executor-3; executor-1 serves the legacy path.
+    executor_service_url: str = "http://127.0.0.1:8084,http://127.0.0.1:8085"
+    celery_concurrency: int = 2
+    max_timeout: float = Limits().max_timeout
+
+    # Executor answered busy: load, not a failure, so many quick retries.
+    busy_retry_max_attempts: int = EXECUTOR_BUSY.max_attempts
+    busy_retry_base_delay: float = EXECUTOR_BUSY.base_delay
+    busy_retry_max_delay: float = EXECUTOR_BUSY.max_delay
+    # Executors or storage unreachable (or 5xx): exponential back-off with jitter, then `error`.
+    transient_retry_max_attempts: int = TRANSIENT.max_attempts
+    transient_retry_base_delay: float = TRANSIENT.base_delay
+    transient_retry_max_delay: float = TRANSIENT.max_delay
+    # A worker process that dies mid-task (OOM, kill) sends it again after this delay; after
+    # this many losses the run ends `error` instead: the program itself may be what kills it.
+    max_worker_losses: int = 3
+    worker_lost_retry_delay: float = 1.0
+    # How long an executor that could not be reached is skipped by a worker process.
+    executor_down_cooldown: float = 5.0
+
+    retention_days: float = 30
+    purge_interval_seconds: float = 3600
+    result_expires_seconds: int = SECONDS_PER_DAY
+    beat_schedule_filename: str = "celerybeat-schedule"
+
+    def executor_urls(self) -> list[str]:
+        return split_urls(self.executor_service_url)
+
+    def busy_policy(self) -> RetryPolicy:
+        return RetryPolicy(
+            max_attempts=self.busy_retry_max_attempts,
+            base_delay=self.busy_retry_base_delay,
+            max_delay=self.busy_retry_max_delay,
+        )
+
+    def transient_policy(self) -> RetryPolicy:
+        return RetryPolicy(
+            max_attempts=self.transient_retry_max_attempts,
+            base_delay=self.transient_retry_base_delay,
+            max_delay=self.transient_retry_max_delay,
+        )
+
+    def default_time_limits(self) -> tuple[float, float]:
+        """(soft, hard) limits for a task sent without its own: those of the longest program."""
+        return celery_time_limits(self.max_timeout)
+
+    def visibility_timeout(self) -> int:
+        """Seconds Redis waits before redelivering an unacknowledged task.
+
+        With acks_late a task stays unacknowledged while it waits out a retry countdown and then
+        runs up to its hard limit; a shorter visibility timeout would hand it to a second worker
+        while the first is still on it.
+        """
+        longest_delay = max(self.busy_retry_max_delay, self.transient_retry_max_delay)
+        return int(self.default_time_limits()[1] + longest_delay + 60)
+
+    def retention_seconds(self) -> float:
+        return self.retention_days * SECONDS_PER_DAY
