@@ -13,7 +13,7 @@ deps: .venv/.bootstrapped
 	@touch $@
 
 run: deps
-	@$(PY) -m crucible_contracts.devrun
+	@scripts/run.sh
 
 test: deps
 	@$(PY) -m pytest $(PYTEST_ARGS)

@@ -42,6 +42,9 @@ class CeleryDispatcher:
         }
         self.app = Celery("crucible_gateway", broker=broker_url, set_as_current=False)
         self.app.conf.update(
+            # Results live in storage; without this Celery would take CELERY_RESULT_BACKEND from
+            # the environment and make every publish depend on that Redis as well.
+            result_backend="disabled",
             broker_connection_timeout=connect_timeout,
             broker_connection_retry=False,
             broker_connection_max_retries=1,
@@ -69,6 +72,7 @@ class CeleryDispatcher:
                 time_limit=hard,
                 retry=True,
                 retry_policy=_PUBLISH_RETRY,
+                ignore_result=True,
             )
         except _BROKER_ERRORS as exc:
             raise Unavailable(f"Celery broker unreachable: {exc!r}", backend="celery") from exc

@@ -1,0 +1,170 @@
+"""Cross-service fixtures: the whole Crucible suite started as real processes on free ports."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from crucible_contracts.pytest_plugin import (
+    ManagedProcess,
+    ProcessStarter,
+    free_port,
+    start_redis_server,
+    wait_for,
+)
+from crucible_contracts.status import Status
+
+
+@dataclass
+class Suite:
+    """Every Crucible process of one test run, and how to reach them."""
+
+    starter: ProcessStarter
+    env: dict[str, str]
+    broker: ManagedProcess
+    state_redis: ManagedProcess
+    storage: ManagedProcess
+    executors: list[ManagedProcess]
+    queue_service: ManagedProcess
+    queue_worker: ManagedProcess
+    celery_worker: ManagedProcess
+    gateways: list[ManagedProcess] = field(default_factory=list)
+
+    def gateway(self, **env: str) -> ManagedProcess:
+        """Start a gateway with this suite's wiring and `env` on top (e.g. CELERY_PERCENTAGE)."""
+        gateway = self.starter.service(
+            "crucible_gateway.main:create_app", name="gateway", env={**self.env, **env}
+        )
+        self.gateways.append(gateway)
+        return gateway
+
+
+def _celery_worker_ready(env: dict[str, str]):
+    from celery import Celery
+
+    client = Celery(broker=env["CELERY_BROKER_URL"])
+
+    def ready(_: ManagedProcess) -> bool:
+        return bool(client.control.ping(timeout=0.5))
+
+    return ready
+
+
+def start_suite(starter: ProcessStarter, run_dir: Path, **overrides: str) -> Suite:
+    broker = start_redis_server(starter)
+    state = start_redis_server(starter)
+    env = {
+        "CELERY_BROKER_URL": broker.url,
+        "CELERY_RESULT_BACKEND": broker.url.replace("/0", "/1"),
+        "REDIS_URL": state.url,
+        "DATABASE_URL": f"sqlite:///{run_dir}/crucible.db",
+        "LOG_LEVEL": "INFO",
+        **overrides,
+    }
+    storage = starter.service("crucible_storage.main:create_app", name="storage", env=env)
+    env["STORAGE_SERVICE_URL"] = storage.url
+    executors = [
+        starter.service(
+            "crucible_executor.main:create_app",
+            name=f"executor-{n}",
+            env={**env, "EXECUTOR_ID": f"executor-{n}", "SANDBOX_UID_BASE": str(61000 + 1000 * n)},
+        )
+        for n in (1, 2, 3)
+    ]
+    env["LEGACY_EXECUTOR_URL"] = executors[0].url
+    env["EXECUTOR_SERVICE_URL"] = ",".join(e.url for e in executors[1:])
+    queue_service = starter.service("crucible_queue.main:create_app", name="queue-service", env=env)
+    env["QUEUE_SERVICE_URL"] = queue_service.url
+    queue_worker = starter.process(
+        "queue-worker", [sys.executable, "-m", "crucible_queue.worker"], env=env
+    )
+    celery_worker = starter.process(
+        "celery-worker",
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "crucible_worker.main:app",
+            "worker",
+            "-P",
+            "prefork",
+            "-c",
+            "2",
+            "-Q",
+            "high,default,low,shadow",
+            "-n",
+            f"suite-{free_port()}@%h",
+            "--loglevel",
+            "INFO",
+        ],
+        env=env,
+        ready=_celery_worker_ready(env),
+        ready_timeout=60,
+    )
+    return Suite(
+        starter=starter,
+        env=env,
+        broker=broker,
+        state_redis=state,
+        storage=storage,
+        executors=executors,
+        queue_service=queue_service,
+        queue_worker=queue_worker,
+        celery_worker=celery_worker,
+    )
+
+
+@pytest.fixture(scope="session")
+def suite(session_processes: ProcessStarter, tmp_path_factory: pytest.TempPathFactory) -> Suite:
+    """The whole suite, shared by every end-to-end test that does not break any part of it."""
+    return start_suite(session_processes, tmp_path_factory.mktemp("suite"))
+
+
+@pytest.fixture
+def own_suite(processes: ProcessStarter, tmp_path: Path) -> Suite:
+    """A whole suite for one test alone, which the test may break (fault tests)."""
+    return start_suite(processes, tmp_path)
+
+
+class Client:
+    """A client of the public API, as a user would drive it."""
+
+    def __init__(self, base_url: str) -> None:
+        self.http = httpx.Client(base_url=base_url, timeout=30)
+
+    def submit(self, code: str, **fields) -> dict:
+        response = self.http.post("/api/eval", json={"code": code, **fields})
+        assert response.status_code == 202, response.text
+        return response.json()
+
+    def get(self, eval_id: str) -> dict:
+        response = self.http.get(f"/api/eval/{eval_id}")
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def wait_done(self, eval_id: str, timeout: float = 60) -> dict:
+        return wait_for(
+            lambda: (view := self.get(eval_id)) and Status(view["status"]).is_terminal() and view,
+            timeout=timeout,
+            interval=0.05,
+            what=f"evaluation {eval_id} to finish",
+        )
+
+
+@pytest.fixture
+def client_for() -> Iterator:
+    clients: list[Client] = []
+
+    def make(gateway: ManagedProcess) -> Client:
+        clients.append(Client(gateway.url))
+        return clients[-1]
+
+    yield make
+    for client in clients:
+        client.http.close()

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# `make run`: the whole Crucible suite as local processes under honcho; Ctrl-C stops them all.
+# Every DESIGN.md variable set in the environment is passed through; the rest get local defaults.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export VENV="$PWD/.venv" RUN_DIR="$PWD/.run"
+export BIND_HOST="${BIND_HOST:-127.0.0.1}"
+export GATEWAY_PORT="${GATEWAY_PORT:-8000}" QUEUE_SERVICE_PORT="${QUEUE_SERVICE_PORT:-8002}"
+export STORAGE_PORT="${STORAGE_PORT:-8082}" EXECUTOR_1_PORT="${EXECUTOR_1_PORT:-8083}"
+export EXECUTOR_2_PORT="${EXECUTOR_2_PORT:-8084}" EXECUTOR_3_PORT="${EXECUTOR_3_PORT:-8085}"
+export FLOWER_PORT="${FLOWER_PORT:-5555}"
+# Crucible's own Redis instances, beside (never on) a Redis that may already use 6379.
+export BROKER_REDIS_PORT="${BROKER_REDIS_PORT:-6380}" STATE_REDIS_PORT="${STATE_REDIS_PORT:-6381}"
+
+export CELERY_BROKER_URL="${CELERY_BROKER_URL:-redis://127.0.0.1:$BROKER_REDIS_PORT/0}"
+export CELERY_RESULT_BACKEND="${CELERY_RESULT_BACKEND:-redis://127.0.0.1:$BROKER_REDIS_PORT/1}"
+export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:$STATE_REDIS_PORT/0}"
+export STORAGE_SERVICE_URL="${STORAGE_SERVICE_URL:-http://127.0.0.1:$STORAGE_PORT}"
+export QUEUE_SERVICE_URL="${QUEUE_SERVICE_URL:-http://127.0.0.1:$QUEUE_SERVICE_PORT}"
+export LEGACY_EXECUTOR_URL="${LEGACY_EXECUTOR_URL:-http://127.0.0.1:$EXECUTOR_1_PORT}"
+export EXECUTOR_SERVICE_URL="${EXECUTOR_SERVICE_URL:-http://127.0.0.1:$EXECUTOR_2_PORT,http://127.0.0.1:$EXECUTOR_3_PORT}"
+export DATABASE_URL="${DATABASE_URL:-sqlite:///$RUN_DIR/crucible.db}"
+export CELERY_ENABLED="${CELERY_ENABLED:-false}" CELERY_PERCENTAGE="${CELERY_PERCENTAGE:-0.0}"
+export FORCE_LEGACY_QUEUE="${FORCE_LEGACY_QUEUE:-false}" MIGRATION_MODE="${MIGRATION_MODE:-split}"
+export CELERY_CONCURRENCY="${CELERY_CONCURRENCY:-2}" LOG_LEVEL="${LOG_LEVEL:-INFO}"
+export PYTHONUNBUFFERED=1
+
+busy=()
+for port in "$GATEWAY_PORT" "$QUEUE_SERVICE_PORT" "$STORAGE_PORT" "$EXECUTOR_1_PORT" "$EXECUTOR_2_PORT" \
+            "$EXECUTOR_3_PORT" "$FLOWER_PORT" "$BROKER_REDIS_PORT" "$STATE_REDIS_PORT"; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then busy+=("$port"); fi
+done
+if ((${#busy[@]})); then
+  echo "make run: port(s) ${busy[*]} already in use; stop what holds them or set e.g. GATEWAY_PORT=9000" >&2
+  exit 1
+fi
+
+mkdir -p "$RUN_DIR/redis-broker" "$RUN_DIR/redis-state"
+cat <<TABLE
+Crucible is starting (Ctrl-C stops everything):
+  gateway         http://$BIND_HOST:$GATEWAY_PORT      (API, /docs, /metrics)
+  queue-service   http://$BIND_HOST:$QUEUE_SERVICE_PORT      (legacy deque) + queue-worker -> $LEGACY_EXECUTOR_URL
+  storage         http://$BIND_HOST:$STORAGE_PORT      ($DATABASE_URL)
+  executor-1..3   http://$BIND_HOST:$EXECUTOR_1_PORT  :$EXECUTOR_2_PORT  :$EXECUTOR_3_PORT
+  celery-worker   broker $CELERY_BROKER_URL, executors $EXECUTOR_SERVICE_URL
+  beat, flower    http://$BIND_HOST:$FLOWER_PORT
+  redis           broker :$BROKER_REDIS_PORT, state/events :$STATE_REDIS_PORT
+  routing         CELERY_ENABLED=$CELERY_ENABLED CELERY_PERCENTAGE=$CELERY_PERCENTAGE FORCE_LEGACY_QUEUE=$FORCE_LEGACY_QUEUE MIGRATION_MODE=$MIGRATION_MODE
+TABLE
+exec "$VENV/bin/honcho" --procfile deploy/Procfile.local --app-root "$PWD" start
