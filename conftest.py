@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,9 +37,14 @@ class Suite:
     gateways: list[ManagedProcess] = field(default_factory=list)
 
     def gateway(self, **env: str) -> ManagedProcess:
-        """Start a gateway with this suite's wiring and `env` on top (e.g. CELERY_PERCENTAGE)."""
+        """Start a gateway with this suite's wiring and `env` on top (e.g. CELERY_PERCENTAGE).
+
+        Each gateway gets its own migration-settings key, so that its environment seeds its own
+        document instead of reading the one another gateway of this session seeded.
+        """
+        own = {"MIGRATION_KEY_PREFIX": f"crucible:migration:{uuid.uuid4().hex[:8]}"}
         gateway = self.starter.service(
-            "crucible_gateway.main:create_app", name="gateway", env={**self.env, **env}
+            "crucible_gateway.main:create_app", name="gateway", env={**self.env, **own, **env}
         )
         self.gateways.append(gateway)
         return gateway

@@ -5,6 +5,12 @@ from __future__ import annotations
 from enum import StrEnum
 
 TASK_EVALUATE = "tasks.evaluate_code"
+TASK_PURGE = "tasks.purge_old_evaluations"
+TASK_HARD_LIMIT = "tasks.end_after_hard_time_limit"
+TASK_DEAD_LETTER = "tasks.dead_letter"
+
+# Evaluations the platform gave up on are parked here for operators; no worker consumes it.
+DEAD_LETTER_QUEUE = "dead_letter"
 
 INTERNAL_KEY_HEADER = "X-Internal-Key"
 

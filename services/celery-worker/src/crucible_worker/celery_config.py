@@ -7,14 +7,23 @@ from typing import Any
 from kombu import Exchange
 from kombu import Queue as KombuQueue
 
-from crucible_contracts.names import QUEUE_ORDER, Queue
+from crucible_contracts.names import (
+    DEAD_LETTER_QUEUE,
+    QUEUE_ORDER,
+    TASK_DEAD_LETTER,
+    TASK_HARD_LIMIT,
+    TASK_PURGE,
+    Queue,
+)
 from crucible_worker.config import Settings
 
-TASK_PURGE = "tasks.purge_old_evaluations"
-# Evaluations the platform gave up on are parked here for operators; no worker consumes it.
-DEAD_LETTER_QUEUE = "dead_letter"
-TASK_DEAD_LETTER = "tasks.dead_letter"
-TASK_HARD_LIMIT = "tasks.end_after_hard_time_limit"
+__all__ = [
+    "DEAD_LETTER_QUEUE",
+    "TASK_DEAD_LETTER",
+    "TASK_HARD_LIMIT",
+    "TASK_PURGE",
+    "celery_config",
+]
 PURGE_SCHEDULE_NAME = "purge-old-evaluations"
 
 

@@ -13,12 +13,13 @@ from pydantic import ValidationError
 from crucible_contracts.consumer import end_with_error, process
 from crucible_contracts.errors import CrucibleError
 from crucible_contracts.models import EvalTask
-from crucible_contracts.names import TASK_EVALUATE, Queue
-from crucible_worker.celery_config import (
+from crucible_contracts.names import (
     DEAD_LETTER_QUEUE,
     TASK_DEAD_LETTER,
+    TASK_EVALUATE,
     TASK_HARD_LIMIT,
     TASK_PURGE,
+    Queue,
 )
 from crucible_worker.config import Settings
 from crucible_worker.resources import Resources
