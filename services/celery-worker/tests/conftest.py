@@ -23,8 +23,8 @@ from crucible_contracts.pytest_plugin import (
     ProcessStarter,
     free_port,
     start_redis_server,
-    wait_for,
 )
+from crucible_contracts.pytest_plugin import wait_until_ended as _wait_until_ended
 
 INTERNAL_KEY = "celery-worker-tests-internal-key"
 WORKER_APP = "crucible_worker.main:app"
@@ -259,15 +259,7 @@ def submit() -> Callable[..., tuple[str, AsyncResult]]:
 @pytest.fixture
 def wait_until_ended() -> Callable[..., EvaluationView]:
     """Poll storage until the evaluation reaches a terminal status; returns it."""
-
-    def wait(storage: StorageClient, eval_id: str, timeout: float = 30) -> EvaluationView:
-        def ended() -> EvaluationView | None:
-            view = storage.get_evaluation(eval_id)
-            return view if view.status.is_terminal() else None
-
-        return wait_for(ended, timeout=timeout, what=f"eval {eval_id} to end")
-
-    return wait
+    return _wait_until_ended
 
 
 @pytest.fixture

@@ -13,7 +13,12 @@ from crucible_contracts.clients import StorageClient
 from crucible_contracts.ids import new_eval_id
 from crucible_contracts.models import EvalTask, EvaluationCreate, EvaluationView
 from crucible_contracts.names import INTERNAL_KEY_HEADER, Backend, Role
-from crucible_contracts.pytest_plugin import ManagedProcess, ProcessStarter, free_port, wait_for
+from crucible_contracts.pytest_plugin import (
+    ManagedProcess,
+    ProcessStarter,
+    free_port,
+    wait_until_ended,
+)
 
 KEY = "queue-tests-internal-key-0123456789"
 QUEUE_APP = "crucible_queue.main:create_app"
@@ -206,15 +211,7 @@ def _enqueue(queue_url: str, task: EvalTask) -> httpx.Response:
 @pytest.fixture
 def wait_ended() -> Callable[..., EvaluationView]:
     """Wait until the evaluation's primary run is terminal; returns its view."""
-
-    def wait(storage: StorageClient, eval_id: str, timeout: float = 30) -> EvaluationView:
-        def ended() -> EvaluationView | None:
-            view = storage.get_evaluation(eval_id)
-            return view if view.status.is_terminal() else None
-
-        return wait_for(ended, timeout=timeout, what=f"eval {eval_id} to end")
-
-    return wait
+    return wait_until_ended
 
 
 @pytest.fixture

@@ -55,6 +55,16 @@ def wait_for(
         time.sleep(interval)
 
 
+def wait_until_ended(storage: Any, eval_id: str, timeout: float = 30) -> Any:
+    """Poll storage (a StorageClient) until the evaluation is terminal; returns its view."""
+
+    def ended() -> Any:
+        view = storage.get_evaluation(eval_id)
+        return view if view.status.is_terminal() else None
+
+    return wait_for(ended, timeout=timeout, what=f"eval {eval_id} to end")
+
+
 # --- processes ---------------------------------------------------------------------------------
 
 
