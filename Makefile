@@ -24,8 +24,9 @@ lint: deps
 format: deps
 	@.venv/bin/ruff format . && .venv/bin/ruff check --fix .
 
+# For now the sandbox's own cost (docs/sandbox.md); the whole-suite benchmark is issue 6's work.
 bench: deps
-	@$(PY) -m crucible_bench $(BENCH_ARGS)
+	@SANDBOX_UID_BASE=700000 $(PY) -m crucible_executor.bench $(BENCH_ARGS)
 
 lock:
 	@scripts/bootstrap.sh || true
