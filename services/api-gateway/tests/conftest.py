@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,6 +14,12 @@ from crucible_contracts.pytest_plugin import ManagedProcess, ProcessStarter
 
 INTERNAL_KEY = "gateway-tests-internal-key"
 GATEWAY_APP = "crucible_gateway.main:create_app"
+OPERATORS = "alice:alice-operator-token,bob:bob-operator-token"
+
+
+def unique_prefix() -> str:
+    """A migration key prefix no other gateway of the session reads (each env seeds its own)."""
+    return f"crucible:migration:test:{uuid.uuid4().hex[:10]}"
 
 
 def _start_storage(starter: ProcessStarter, directory: Path) -> ManagedProcess:
@@ -77,10 +84,15 @@ def broker_redis(redis_server: ManagedProcess) -> redis.Redis:
 
 @pytest.fixture
 def start_gateway(
-    processes: ProcessStarter, storage: ManagedProcess, queue_service: ManagedProcess
+    processes: ProcessStarter,
+    storage: ManagedProcess,
+    queue_service: ManagedProcess,
+    redis_url: str,
 ) -> Callable[..., ManagedProcess]:
     """Start a real gateway process. Keyword arguments become its environment (upper-cased);
-    `storage`, `queue` and `broker` override the URLs of its dependencies."""
+    `storage`, `queue` and `broker` override the URLs of its dependencies. Its state Redis is the
+    session Redis under a fresh MIGRATION_KEY_PREFIX unless `redis_url`/`migration_key_prefix`
+    are given."""
 
     def start(
         *,
@@ -98,6 +110,9 @@ def start_gateway(
             "CELERY_ENABLED": "false",
             "CELERY_PERCENTAGE": "0",
             "FORCE_LEGACY_QUEUE": "false",
+            "REDIS_URL": redis_url,
+            "MIGRATION_KEY_PREFIX": unique_prefix(),
+            "OPERATOR_TOKEN": OPERATORS,
             **{key.upper(): str(value) for key, value in env.items()},
         }
         return processes.service(GATEWAY_APP, name="gateway", env=full_env)
@@ -127,6 +142,8 @@ def shared_gateway(
         "CELERY_ENABLED": "true",
         "CELERY_PERCENTAGE": "0.5",
         "FORCE_LEGACY_QUEUE": "false",
+        "REDIS_URL": redis_url,
+        "MIGRATION_KEY_PREFIX": unique_prefix(),
     }
     return session_processes.service(GATEWAY_APP, name="shared-gateway", env=env)
 
@@ -135,3 +152,34 @@ def shared_gateway(
 def api(shared_gateway: ManagedProcess) -> httpx.Client:
     with httpx.Client(base_url=shared_gateway.url, timeout=30) as client:
         yield client
+
+
+@pytest.fixture
+def state_redis(redis_url: str) -> redis.Redis:
+    """A client of the session's state Redis (tests use their own key prefixes in it)."""
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def session_broker(redis_url: str) -> str:
+    """A broker database of the session Redis that no Celery worker drains (tasks just wait)."""
+    return redis_url.rsplit("/", 1)[0] + "/13"
+
+
+@pytest.fixture
+def admin() -> Callable[..., httpx.Client]:
+    """An HTTP client of a gateway as operator `alice` (or with the given headers)."""
+    clients: list[httpx.Client] = []
+
+    def client(url: str, headers: dict | None = None) -> httpx.Client:
+        if headers is None:
+            headers = {"Authorization": "Bearer alice-operator-token"}
+        made = httpx.Client(base_url=url, headers=headers, timeout=10)
+        clients.append(made)
+        return made
+
+    yield client
+    for made in clients:
+        made.close()

@@ -112,6 +112,8 @@ def test_status_reports_the_configuration_in_force_and_healthy_dependencies(api)
     assert status["celery_enabled"] is True
     assert status["celery_percentage"] == 0.5
     assert (status["mode"], status["force_legacy"]) == ("split", False)
+    assert status["migration_source"]["version"] == 1
+    assert status["migration_source"]["stale"] is False
     assert status["dependencies"] == {
         "storage": {"ok": True},
         "queue_service": {"ok": True},

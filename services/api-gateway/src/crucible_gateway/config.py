@@ -26,6 +26,11 @@ class Settings(ServiceSettings):
     queue_service_url: str = "http://127.0.0.1:8002"
     storage_service_url: str = "http://127.0.0.1:8082"
 
+    # Migration control: the shared settings document in REDIS_URL, under this key prefix.
+    migration_key_prefix: str = Field(default="crucible:migration", min_length=1)
+    migration_refresh_interval: float = Field(default=0.5, gt=0, le=10)
+    migration_audit_max: int = Field(default=1000, gt=0)
+
     operator_token: str | None = None
     api_keys: str = ""
 
@@ -47,11 +52,23 @@ class Settings(ServiceSettings):
             raise ValueError("DEFAULT_TIMEOUT must lie between MIN_TIMEOUT and MAX_TIMEOUT")
         if not self.languages:
             raise ValueError("GATEWAY_LANGUAGES must name at least one language")
-        if self.environment == "production" and self.operator_token is not None:
-            token = self.operator_token
-            if len(token) < 16 or token.lower() in UNSAFE_SECRETS:
-                raise ValueError("OPERATOR_TOKEN must be a secret of at least 16 characters")
+        if self.environment == "production":
+            for token in self.operator_tokens.values():
+                if len(token) < 16 or token.lower() in UNSAFE_SECRETS:
+                    raise ValueError("OPERATOR_TOKEN must be a secret of at least 16 characters")
         return self
+
+    @property
+    def operator_tokens(self) -> dict[str, str]:
+        """Operator name -> token: "name:token,name2:token2", or one bare token named "operator"."""
+        tokens: dict[str, str] = {}
+        for part in (self.operator_token or "").split(","):
+            name, sep, token = part.strip().partition(":")
+            if not sep:
+                name, token = "operator", name
+            if token.strip():
+                tokens[name.strip() or "operator"] = token.strip()
+        return tokens
 
     @property
     def languages(self) -> tuple[str, ...]:
@@ -72,7 +89,7 @@ class Settings(ServiceSettings):
         )
 
     def migration(self) -> MigrationSettings:
-        """The split in force at start; an admin API may change it at run time later."""
+        """The split the environment asks for: only the seed of the shared document (when absent)."""
         return MigrationSettings(
             celery_enabled=self.celery_enabled,
             celery_percentage=self.celery_percentage,

@@ -8,7 +8,10 @@ from fastapi import Depends, Request
 
 from crucible_contracts.clients import StorageClient
 from crucible_contracts.limits import Limits
+from crucible_gateway.auth import operator_name, presented_operator_token
 from crucible_gateway.config import Settings
+from crucible_gateway.migration import RedisMigrationSource
+from crucible_gateway.migration_store import MigrationStore
 from crucible_gateway.routing import MigrationSettings
 from crucible_gateway.service import Paths
 
@@ -29,6 +32,19 @@ def get_migration(request: Request) -> MigrationSettings:
     return request.app.state.migration_source.current()
 
 
+def get_migration_source(request: Request) -> RedisMigrationSource:
+    return request.app.state.migration_source
+
+
+def get_migration_store(request: Request) -> MigrationStore:
+    return request.app.state.migration_store
+
+
+def get_operator(request: Request) -> str:
+    """The calling operator's name; 401 without a token, 403 with a wrong one or none configured."""
+    return operator_name(presented_operator_token(request), request.app.state.operator_tokens)
+
+
 def get_limits(request: Request) -> Limits:
     return request.app.state.limits
 
@@ -41,5 +57,8 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 StorageDep = Annotated[StorageClient, Depends(get_storage)]
 PathsDep = Annotated[Paths, Depends(get_paths)]
 MigrationDep = Annotated[MigrationSettings, Depends(get_migration)]
+MigrationSourceDep = Annotated[RedisMigrationSource, Depends(get_migration_source)]
+MigrationStoreDep = Annotated[MigrationStore, Depends(get_migration_store)]
+OperatorDep = Annotated[str, Depends(get_operator)]
 LimitsDep = Annotated[Limits, Depends(get_limits)]
 LanguagesDep = Annotated[tuple[str, ...], Depends(get_languages)]

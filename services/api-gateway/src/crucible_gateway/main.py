@@ -6,20 +6,25 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import redis
 from fastapi import FastAPI
 
 from crucible_contracts.clients import StorageClient
 from crucible_contracts.logs import setup_logging
 from crucible_contracts.web import install_common
+from crucible_gateway.admin_routes import router as admin_router
 from crucible_gateway.auth import install_api_keys
 from crucible_gateway.celery_client import CeleryDispatcher
 from crucible_gateway.config import Settings
 from crucible_gateway.legacy_client import LegacyQueueClient
-from crucible_gateway.migration import StaticMigrationSource
+from crucible_gateway.migration import RedisMigrationSource
+from crucible_gateway.migration_store import MigrationDocument, MigrationStore
 from crucible_gateway.routes import router
 from crucible_gateway.service import Paths
 
 SERVICE = "api-gateway"
+# Short, so that a dead state Redis marks the settings stale quickly and never holds a request.
+STATE_REDIS_TIMEOUT = 1.0
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -44,9 +49,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ),
     )
 
+    state_redis = redis.Redis.from_url(
+        settings.redis_url,
+        socket_connect_timeout=STATE_REDIS_TIMEOUT,
+        socket_timeout=STATE_REDIS_TIMEOUT,
+    )
+    store = MigrationStore(
+        state_redis, prefix=settings.migration_key_prefix, audit_max=settings.migration_audit_max
+    )
+    # The environment only seeds the shared document when none exists yet.
+    source = RedisMigrationSource(
+        store=store,
+        seed=MigrationDocument.seed_from(settings.migration()),
+        refresh_interval=settings.migration_refresh_interval,
+    )
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        source.start()
         yield
+        source.stop()
+        state_redis.close()
         storage.close()
         paths.legacy.close()
         paths.celery.close()
@@ -56,13 +79,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.storage = storage
     app.state.paths = paths
     app.state.limits = settings.limits()
-    app.state.migration_source = StaticMigrationSource(settings.migration())
+    app.state.migration_store = store
+    app.state.migration_source = source
+    app.state.operator_tokens = settings.operator_tokens
 
     install_api_keys(app, settings.api_key_list)
     # The gateway is the public edge: clients authenticate with API_KEYS, not with the internal
     # key, which it only sends on its own calls to storage and the queue-service.
     install_common(app, service=SERVICE, internal_api_key=None)
     app.include_router(router)
+    app.include_router(admin_router)
 
     @app.get("/health")
     def health() -> dict[str, str]:

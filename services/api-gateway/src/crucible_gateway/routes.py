@@ -17,7 +17,14 @@ from crucible_contracts.models import (
 from crucible_contracts.names import Backend
 from crucible_contracts.status import Status
 from crucible_gateway import service
-from crucible_gateway.deps import LanguagesDep, LimitsDep, MigrationDep, PathsDep, StorageDep
+from crucible_gateway.deps import (
+    LanguagesDep,
+    LimitsDep,
+    MigrationDep,
+    MigrationSourceDep,
+    PathsDep,
+    StorageDep,
+)
 
 router = APIRouter(prefix="/api")
 
@@ -87,10 +94,15 @@ def queue_status(paths: PathsDep) -> dict[str, Any]:
 def gateway_status(
     storage: StorageDep,
     paths: PathsDep,
-    migration: MigrationDep,
+    source: MigrationSourceDep,
     limits: LimitsDep,
     languages: LanguagesDep,
 ) -> dict[str, Any]:
     return service.gateway_status(
-        storage=storage, paths=paths, migration=migration, limits=limits, languages=languages
+        storage=storage,
+        paths=paths,
+        migration=source.current(),
+        migration_source=source.status(),
+        limits=limits,
+        languages=languages,
     )

@@ -1,7 +1,7 @@
 """The routing decision: which path (legacy or Celery) an evaluation takes, and where it may fall back.
 
-Pure functions of their arguments. Where the migration settings come from (the environment today,
-a shared Redis document later) is the caller's business: the decision only sees `MigrationSettings`.
+Pure functions of their arguments. Where the migration settings come from (the shared Redis
+document, see `migration.py`) is the caller's business: the decision only sees `MigrationSettings`.
 """
 
 from __future__ import annotations

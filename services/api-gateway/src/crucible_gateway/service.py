@@ -258,10 +258,15 @@ def gateway_status(
     storage: StorageClient,
     paths: Paths,
     migration: MigrationSettings,
+    migration_source: dict[str, Any],
     limits: Limits,
     languages: Sequence[str],
 ) -> dict[str, Any]:
-    """The configuration in force and whether each dependency answers right now."""
+    """The configuration in force and whether each dependency answers right now.
+
+    `migration_source` says which version of the shared settings is in force and whether it is
+    stale (the state Redis could not be read since `stale_since`).
+    """
     checks = {
         "storage": lambda: storage.request("GET", "/health", timeout=HEALTH_TIMEOUT),
         "queue_service": lambda: paths.legacy.ping(timeout=HEALTH_TIMEOUT),
@@ -276,6 +281,7 @@ def gateway_status(
             dependencies[name] = {"ok": False, "error": str(exc)}
     return {
         **migration.model_dump(mode="json"),
+        "migration_source": migration_source,
         "languages": list(languages),
         "limits": limits.model_dump(mode="json"),
         "dependencies": dependencies,

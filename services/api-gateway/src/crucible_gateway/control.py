@@ -1,0 +1,122 @@
+"""Migration control use cases: read, change (compare-and-set) and audit the shared settings document.
+
+Every change goes through `MigrationStore.update` (one versioned write plus one audit entry) and is
+put in force in this replica at once; the other replicas follow on their next refresh.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from crucible_gateway.migration import RedisMigrationSource
+from crucible_gateway.migration_store import (
+    AuditEntry,
+    ComparisonRules,
+    MigrationDocument,
+    MigrationStore,
+)
+from crucible_gateway.routing import MigrationMode
+
+
+class VersionedWrite(BaseModel):
+    """What every write names: the version it was based on, and why it is made."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    expected_version: int = Field(ge=0)
+    reason: str = Field(min_length=1, pattern=r"\S")
+
+
+class MigrationUpdate(VersionedWrite):
+    """`PUT /api/admin/migration`: any of the editable fields; absent ones stay as they are."""
+
+    celery_enabled: bool | None = None
+    celery_percentage: float | None = Field(default=None, ge=0.0, le=1.0)
+    mode: MigrationMode | None = None
+    shadow_percentage: float | None = Field(default=None, ge=0.0, le=1.0)
+    force_legacy: bool | None = None
+    comparison: ComparisonRules | None = None
+
+    def changes(self) -> dict[str, Any]:
+        fields = self.model_dump(exclude_unset=True, exclude={"expected_version", "reason"})
+        return {name: value for name, value in fields.items() if value is not None}
+
+
+class Promote(VersionedWrite):
+    """`POST /api/admin/migration/promote`: Celery on, split mode, legacy not forced, this share."""
+
+    celery_percentage: float = Field(ge=0.0, le=1.0)
+
+
+def update(
+    *,
+    body: MigrationUpdate,
+    actor: str,
+    store: MigrationStore,
+    source: RedisMigrationSource,
+) -> MigrationDocument:
+    """Apply the fields given in `body`; Conflict on a stale version, InvalidInput on bad values."""
+    return _write(body, body.changes(), "update", actor=actor, store=store, source=source)
+
+
+def promote(
+    *, body: Promote, actor: str, store: MigrationStore, source: RedisMigrationSource
+) -> MigrationDocument:
+    changes = {
+        "celery_enabled": True,
+        "celery_percentage": body.celery_percentage,
+        "mode": MigrationMode.SPLIT,
+        "force_legacy": False,
+    }
+    return _write(body, changes, "promote", actor=actor, store=store, source=source)
+
+
+def pause(
+    *, body: VersionedWrite, actor: str, store: MigrationStore, source: RedisMigrationSource
+) -> MigrationDocument:
+    """Everything to legacy at once, keeping the share, so that `promote` can resume it."""
+    return _write(body, {"force_legacy": True}, "pause", actor=actor, store=store, source=source)
+
+
+def abort(
+    *, body: VersionedWrite, actor: str, store: MigrationStore, source: RedisMigrationSource
+) -> MigrationDocument:
+    """Back out of the migration: legacy forced, Celery disabled, shares zeroed, split mode.
+
+    Unlike pause, nothing of the old share survives: clearing force_legacy alone sends nothing to
+    Celery; a new `promote` with a chosen share is needed.
+    """
+    changes = {
+        "force_legacy": True,
+        "celery_enabled": False,
+        "celery_percentage": 0.0,
+        "shadow_percentage": 0.0,
+        "mode": MigrationMode.SPLIT,
+    }
+    return _write(body, changes, "abort", actor=actor, store=store, source=source)
+
+
+def audit(*, store: MigrationStore, limit: int) -> list[AuditEntry]:
+    return store.audit(limit=limit)
+
+
+def _write(
+    body: VersionedWrite,
+    changes: dict[str, Any],
+    action: str,
+    *,
+    actor: str,
+    store: MigrationStore,
+    source: RedisMigrationSource,
+) -> MigrationDocument:
+    document = store.update(
+        expected_version=body.expected_version,
+        changes=changes,
+        actor=actor,
+        reason=body.reason,
+        action=action,
+    )
+    source.accept(document)
+    return document

@@ -1,0 +1,187 @@
+"""The shared migration settings: one versioned JSON document in Redis, compare-and-set writes, audit.
+
+Keys (under a prefix, MIGRATION_KEY_PREFIX): `<prefix>:document` holds the `MigrationDocument`,
+`<prefix>:audit` a capped list of `AuditEntry`, newest first. A write names the version it read;
+WATCH/MULTI makes it fail with Conflict when anyone wrote in between, so exactly one of several
+concurrent writers of one version wins.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import redis
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from crucible_contracts.errors import Conflict, InvalidInput, Unavailable
+from crucible_gateway.routing import MigrationMode, MigrationSettings
+
+
+class ComparisonRules(BaseModel):
+    """Placeholder for the shadow comparison's normalisation rules (used by later work)."""
+
+    rules_version: int = Field(default=1, ge=1)
+    rules: list[str] = Field(default_factory=list)
+
+
+class MigrationDocument(BaseModel):
+    """The migration settings every gateway replica follows. Version 0 = the environment's seed."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    version: int = Field(default=0, ge=0)
+    celery_enabled: bool = False
+    celery_percentage: float = Field(default=0.0, ge=0.0, le=1.0)
+    mode: MigrationMode = MigrationMode.SPLIT
+    shadow_percentage: float = Field(default=0.0, ge=0.0, le=1.0)
+    force_legacy: bool = False
+    comparison: ComparisonRules = Field(default_factory=ComparisonRules)
+    updated_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    updated_by: str = "environment"
+
+    def settings(self) -> MigrationSettings:
+        """What the routing decision reads."""
+        return MigrationSettings(
+            celery_enabled=self.celery_enabled,
+            celery_percentage=self.celery_percentage,
+            mode=self.mode,
+            force_legacy=self.force_legacy,
+        )
+
+    @classmethod
+    def seed_from(cls, settings: MigrationSettings) -> MigrationDocument:
+        """Version 1, built from the environment's settings."""
+        return cls(version=1, updated_by="environment", **settings.model_dump())
+
+
+# The fields an operator may change; everything else (version, updated_*) the store sets.
+EDITABLE_FIELDS = (
+    "celery_enabled",
+    "celery_percentage",
+    "mode",
+    "shadow_percentage",
+    "force_legacy",
+    "comparison",
+)
+
+
+class AuditEntry(BaseModel):
+    """One change of the document: who, when, versions, what changed ([old, new]) and why."""
+
+    actor: str
+    at: datetime
+    action: str
+    version_before: int
+    version_after: int
+    changes: dict[str, list[Any]]
+    reason: str
+
+
+class MigrationStore:
+    """The document and its audit log in one Redis, under `prefix`."""
+
+    def __init__(self, client: redis.Redis, *, prefix: str, audit_max: int = 1000) -> None:
+        self._redis = client
+        self.document_key = f"{prefix}:document"
+        self.audit_key = f"{prefix}:audit"
+        self._audit_max = audit_max
+
+    def load(self) -> MigrationDocument | None:
+        """The stored document, or None when there is none. Raises redis.RedisError."""
+        raw = self._redis.get(self.document_key)
+        return None if raw is None else MigrationDocument.model_validate_json(raw)
+
+    def seed(self, document: MigrationDocument) -> MigrationDocument:
+        """Store `document` only if none exists (SET NX); returns the document now in force."""
+        self._redis.set(self.document_key, document.model_dump_json(), nx=True)
+        stored = self.load()
+        return stored if stored is not None else document
+
+    def update(
+        self,
+        *,
+        expected_version: int,
+        changes: dict[str, Any],
+        actor: str,
+        reason: str,
+        action: str = "update",
+    ) -> MigrationDocument:
+        """Apply `changes` if the stored version is still `expected_version`; audit the change.
+
+        Raises InvalidInput (empty reason, unknown field, invalid value), Conflict when
+        the version moved on (details name the current version), Unavailable when Redis fails.
+        """
+        if not reason.strip():
+            raise InvalidInput("reason", "a non-empty reason is required for every change")
+        unknown = set(changes) - set(EDITABLE_FIELDS)
+        if unknown:
+            raise InvalidInput(sorted(unknown)[0], "not a field an operator may change")
+        try:
+            with self._redis.pipeline() as pipe:
+                pipe.watch(self.document_key)
+                current = self._current(pipe)
+                if current.version != expected_version:
+                    raise _stale(expected_version, current.version)
+                new = _apply(current, changes, actor=actor)
+                entry = AuditEntry(
+                    actor=actor,
+                    at=new.updated_at,
+                    action=action,
+                    version_before=current.version,
+                    version_after=new.version,
+                    changes=_diff(current, new),
+                    reason=reason.strip(),
+                )
+                pipe.multi()
+                pipe.set(self.document_key, new.model_dump_json())
+                pipe.lpush(self.audit_key, entry.model_dump_json())
+                pipe.ltrim(self.audit_key, 0, self._audit_max - 1)
+                pipe.execute()
+                return new
+        except redis.WatchError:
+            latest = self.load()
+            raise _stale(expected_version, latest.version if latest else None) from None
+        except redis.RedisError as exc:
+            raise Unavailable(f"state Redis: {exc}") from exc
+
+    def audit(self, *, limit: int = 50) -> list[AuditEntry]:
+        """The newest `limit` audit entries, newest first."""
+        try:
+            raw = self._redis.lrange(self.audit_key, 0, limit - 1)
+        except redis.RedisError as exc:
+            raise Unavailable(f"state Redis: {exc}") from exc
+        return [AuditEntry.model_validate_json(item) for item in raw]
+
+    def _current(self, pipe: redis.client.Pipeline) -> MigrationDocument:
+        raw = pipe.get(self.document_key)
+        if raw is None:
+            raise Conflict("no migration document is stored yet", current_version=None)
+        return MigrationDocument.model_validate_json(raw)
+
+
+def _stale(expected: int, current: int | None) -> Conflict:
+    return Conflict(
+        f"expected_version {expected} is stale: the current version is {current}",
+        expected_version=expected,
+        current_version=current,
+    )
+
+
+def _apply(current: MigrationDocument, changes: dict[str, Any], *, actor: str) -> MigrationDocument:
+    data = current.model_dump()
+    data.update(changes)
+    data.update(version=current.version + 1, updated_at=datetime.now(UTC), updated_by=actor)
+    try:
+        return MigrationDocument.model_validate(data)
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        field = ".".join(str(part) for part in problem["loc"]) or "body"
+        raise InvalidInput(field, problem["msg"]) from exc
+
+
+def _diff(old: MigrationDocument, new: MigrationDocument) -> dict[str, list[Any]]:
+    before, after = old.model_dump(mode="json"), new.model_dump(mode="json")
+    return {
+        name: [before[name], after[name]] for name in EDITABLE_FIELDS if before[name] != after[name]
+    }

@@ -1,0 +1,154 @@
+"""The shared migration document against a real Redis: seeding, compare-and-set, audit, the cache."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+
+import pytest
+import redis
+
+from crucible_contracts.errors import Conflict, InvalidInput
+from crucible_contracts.pytest_plugin import wait_for
+from crucible_gateway.migration import RedisMigrationSource
+from crucible_gateway.migration_store import MigrationDocument, MigrationStore
+from crucible_gateway.routing import MigrationSettings
+
+ENV_SEED = MigrationDocument.seed_from(
+    MigrationSettings(celery_enabled=True, celery_percentage=0.25)
+)
+
+
+@pytest.fixture
+def store(state_redis: redis.Redis) -> MigrationStore:
+    return MigrationStore(state_redis, prefix=f"test:{uuid.uuid4().hex}", audit_max=5)
+
+
+def test_the_environment_seeds_the_document_only_when_none_exists(store):
+    first = store.seed(ENV_SEED)
+    other_env = MigrationDocument.seed_from(MigrationSettings(celery_percentage=0.9))
+
+    second = store.seed(other_env)
+
+    assert first.celery_percentage == second.celery_percentage == 0.25
+    assert store.load().version == 1
+
+
+def test_an_update_bumps_the_version_and_records_who_what_and_why(store):
+    store.seed(ENV_SEED)
+
+    new = store.update(
+        expected_version=1, changes={"celery_percentage": 0.5}, actor="alice", reason="step 2"
+    )
+
+    assert (new.version, new.celery_percentage, new.updated_by) == (2, 0.5, "alice")
+    assert store.load() == new
+    [entry] = store.audit(limit=10)
+    assert (entry.actor, entry.reason, entry.action) == ("alice", "step 2", "update")
+    assert (entry.version_before, entry.version_after) == (1, 2)
+    assert entry.changes == {"celery_percentage": [0.25, 0.5]}
+
+
+def test_a_write_based_on_a_stale_version_is_a_conflict_naming_the_current_version(store):
+    store.seed(ENV_SEED)
+    store.update(expected_version=1, changes={"force_legacy": True}, actor="alice", reason="a")
+
+    with pytest.raises(Conflict) as raised:
+        store.update(expected_version=1, changes={"force_legacy": False}, actor="bob", reason="b")
+
+    assert raised.value.details["current_version"] == 2
+    assert store.load().force_legacy is True
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason", "field"),
+    [
+        ({"celery_percentage": 1.5}, "why", "celery_percentage"),
+        ({"shadow_percentage": -0.1}, "why", "shadow_percentage"),
+        ({"mode": "mirror"}, "why", "mode"),
+        ({"version": 9}, "why", "version"),
+        ({"force_legacy": True}, "  ", "reason"),
+    ],
+)
+def test_invalid_changes_are_refused_and_nothing_is_written(store, changes, reason, field):
+    store.seed(ENV_SEED)
+
+    with pytest.raises(InvalidInput) as raised:
+        store.update(expected_version=1, changes=changes, actor="alice", reason=reason)
+
+    assert raised.value.field == field
+    assert store.load().version == 1
+    assert store.audit(limit=10) == []
+
+
+def test_concurrent_writers_of_one_version_let_exactly_one_win(store):
+    store.seed(ENV_SEED)
+    writers = 8
+    barrier = threading.Barrier(writers)
+    outcomes: list[str] = []
+
+    def write(n: int) -> None:
+        barrier.wait()
+        try:
+            store.update(
+                expected_version=1,
+                changes={"celery_percentage": n / 10},
+                actor=f"writer-{n}",
+                reason="race",
+            )
+            outcomes.append("won")
+        except Conflict:
+            outcomes.append("conflict")
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(outcomes) == ["conflict"] * (writers - 1) + ["won"]
+    assert store.load().version == 2
+    assert len(store.audit(limit=10)) == 1
+
+
+def test_the_audit_log_is_newest_first_and_capped(store):
+    store.seed(ENV_SEED)
+    for version in range(1, 8):
+        store.update(
+            expected_version=version,
+            changes={"celery_percentage": version / 10},
+            actor="alice",
+            reason=f"step {version}",
+        )
+
+    entries = store.audit(limit=100)
+
+    assert [entry.version_after for entry in entries] == [8, 7, 6, 5, 4]
+    assert [entry.version_after for entry in store.audit(limit=2)] == [8, 7]
+
+
+def test_the_source_follows_the_store_and_keeps_its_last_document_while_redis_is_down(
+    redis_server,
+):
+    client = redis.Redis.from_url(redis_server.url, socket_timeout=1, socket_connect_timeout=1)
+    store = MigrationStore(client, prefix="test")
+    source = RedisMigrationSource(store=store, seed=ENV_SEED, refresh_interval=0.05)
+    source.start()
+    try:
+        assert source.status()["stale"] is False
+        store.update(expected_version=1, changes={"celery_percentage": 1.0}, actor="a", reason="r")
+        wait_for(lambda: source.current().celery_percentage == 1.0, timeout=5, what="refresh")
+
+        redis_server.stop()
+        wait_for(lambda: source.status()["stale"], timeout=5, what="stale")
+
+        assert source.current().celery_percentage == 1.0
+        assert source.status()["stale_since"] is not None
+        redis_server.start()
+        # The restarted Redis is empty: the replica writes back what it last knew, not its env.
+        wait_for(lambda: not source.status()["stale"], timeout=10, what="fresh again")
+        assert store.load().version == 2
+        assert store.load().celery_percentage == 1.0
+    finally:
+        source.stop()
+        client.close()
