@@ -119,7 +119,8 @@ def test_malformed_task_is_dead_lettered_not_retried(stack):
     )
 
     assert result.get(timeout=10) == {"eval_id": None, "outcome": "rejected"}
-    assert broker.llen(DEAD_LETTER_QUEUE) == before + 1
+    # The run is recorded `error` first, then parked on the dead-letter queue.
+    wait_for(lambda: broker.llen(DEAD_LETTER_QUEUE) == before + 1, what="a dead-letter entry")
 
 
 def test_worker_drains_high_before_default_before_low(
@@ -193,4 +194,7 @@ def test_evaluation_whose_worker_is_lost_too_often_ends_error(
     view = wait_until_ended(storage, eval_id)
     assert view.status == Status.ERROR
     assert view.reason == "the worker process running it was lost 2 times"
-    assert stack.worker.broker().llen(DEAD_LETTER_QUEUE) == dead_letters + 1
+    wait_for(
+        lambda: stack.worker.broker().llen(DEAD_LETTER_QUEUE) == dead_letters + 1,
+        what="a dead-letter entry",
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+from crucible_contracts.pytest_plugin import wait_for
 from crucible_contracts.status import Status
 from crucible_worker.celery_config import DEAD_LETTER_QUEUE
 
@@ -49,7 +50,8 @@ def test_all_executors_unreachable_retries_with_backoff_then_ends_error(
     assert "no executor could be reached" in view.reason
     assert view.attempts == 3
     assert result.get(timeout=10)["outcome"] == "error"
-    assert worker.broker().llen(DEAD_LETTER_QUEUE) == 1
+    # The run is recorded `error` first, then parked on the dead-letter queue.
+    wait_for(lambda: worker.broker().llen(DEAD_LETTER_QUEUE) == 1, what="a dead-letter entry")
 
 
 def test_busy_executor_is_retried_without_counting_as_a_failure(
