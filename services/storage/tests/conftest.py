@@ -5,26 +5,33 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 
 import psycopg
 import pytest
+from sqlalchemy import update
 
 from crucible_contracts.clients import StorageClient
 from crucible_contracts.ids import new_eval_id
 from crucible_contracts.models import (
+    ComparisonOutcome,
+    ComparisonRecord,
+    ComparisonView,
     EvaluationCreate,
     EvaluationView,
     Event,
+    RunCreate,
     RunUpdate,
     RunView,
 )
 from crucible_contracts.names import Backend, Role
 from crucible_contracts.pytest_plugin import ManagedProcess, ProcessStarter
 from crucible_contracts.status import Status
-from crucible_storage import migrate, service
+from crucible_storage import migrate, repository, service
 from crucible_storage.db import Database
 from crucible_storage.events import EventPublisher
+from crucible_storage.tables import Comparison, Run
 
 DATABASES = ["sqlite", "postgresql"]
 APP = "crucible_storage.main:create_app"
@@ -125,12 +132,52 @@ class ServiceDriver:
                 update=RunUpdate.model_validate(fields),
             )
 
-    def walk_to(self, eval_id: str, status: Status) -> RunView | None:
-        """Move the primary run from queued to `status` by legal steps."""
+    def walk_to(self, eval_id: str, status: Status, role: Role = Role.PRIMARY) -> RunView | None:
+        """Move the run of `role` from queued to `status` by legal steps."""
         view = None
         for step in PATH_TO[status]:
-            view = self.update(eval_id, status=step)
+            view = self.update(eval_id, role=role, status=step)
         return view
+
+    def add_shadow(self, eval_id: str, backend: Backend = Backend.CELERY) -> RunView:
+        with self.database.writer() as session:
+            return service.add_run(
+                session=session,
+                publisher=self.publisher,
+                eval_id=eval_id,
+                run=RunCreate(role=Role.SHADOW, backend=backend),
+            )
+
+    def compare(
+        self, eval_id: str, outcome: ComparisonOutcome = ComparisonOutcome.MATCH, **fields: object
+    ) -> ComparisonView:
+        record = ComparisonRecord.model_validate({"outcome": outcome, **fields})
+        with self.database.writer() as session:
+            view, _ = service.record_comparison(session=session, eval_id=eval_id, record=record)
+        return view
+
+    def set_created_at(self, eval_id: str, created_at: datetime) -> None:
+        """Back-date the evaluation (its runs keep their own created_at)."""
+        with self.database.writer() as session:
+            repository.set_created_at(session, eval_id=eval_id, created_at=created_at)
+            session.commit()
+
+    def set_run_times(self, eval_id: str, role: Role = Role.PRIMARY, **times: datetime) -> None:
+        """Overwrite created_at / started_at / completed_at of a run: durations a test can know."""
+        with self.database.writer() as session:
+            session.execute(
+                update(Run).where(Run.eval_id == eval_id, Run.role == role).values(**times)
+            )
+            session.commit()
+
+    def set_compared_at(self, eval_id: str, created_at: datetime) -> None:
+        with self.database.writer() as session:
+            session.execute(
+                update(Comparison)
+                .where(Comparison.eval_id == eval_id)
+                .values(created_at=created_at)
+            )
+            session.commit()
 
     def get(self, eval_id: str) -> EvaluationView:
         with self.database.reader() as session:

@@ -7,11 +7,10 @@ from datetime import timedelta
 import pytest
 
 from crucible_contracts.errors import Conflict, IllegalTransition, NotFound
-from crucible_contracts.models import RunCreate
+from crucible_contracts.models import ComparisonOutcome, ComparisonRecord, RunCreate
 from crucible_contracts.names import Backend, EventName, Role
 from crucible_contracts.status import TERMINAL, TRANSITIONS, Status
 from crucible_storage import repository, service
-from crucible_storage.schemas import ComparisonRecord
 from crucible_storage.tables import utcnow
 
 LEGAL = [(old, new) for old, targets in TRANSITIONS.items() for new in sorted(targets)]
@@ -198,7 +197,9 @@ def test_delete_by_age_removes_only_old_evaluations_with_everything_they_own(sto
                 session, eval_id=eval_id, created_at=utcnow() - timedelta(hours=2)
             )
         service.record_comparison(
-            session=session, eval_id=old[0], record=ComparisonRecord(outcome="match")
+            session=session,
+            eval_id=old[0],
+            record=ComparisonRecord(outcome=ComparisonOutcome.MATCH),
         )
         session.commit()
 
@@ -218,8 +219,10 @@ def test_delete_by_age_removes_only_old_evaluations_with_everything_they_own(sto
 
 def test_a_comparison_is_recorded_once(store) -> None:
     eval_id = store.create().eval_id
-    first = ComparisonRecord(outcome="mismatch", differing_fields=["output"], details={"a": 1})
-    second = ComparisonRecord(outcome="match")
+    first = ComparisonRecord(
+        outcome=ComparisonOutcome.MISMATCH, differing_fields=["output"], details={"a": 1}
+    )
+    second = ComparisonRecord(outcome=ComparisonOutcome.MATCH)
 
     with store.database.writer() as session:
         recorded, created = service.record_comparison(

@@ -5,12 +5,15 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+from datetime import datetime
 from typing import Any
 
 import httpx
 
 from crucible_contracts.errors import BY_CODE, Busy, CrucibleError, Unavailable
 from crucible_contracts.models import (
+    ComparisonRecord,
+    ComparisonView,
     Deleted,
     EvalTask,
     EvaluationCreate,
@@ -19,6 +22,7 @@ from crucible_contracts.models import (
     Event,
     ExecuteRequest,
     ExecuteResult,
+    MigrationStats,
     RunCreate,
     RunUpdate,
     RunView,
@@ -96,6 +100,38 @@ class StorageClient(InternalClient):
     def delete_older_than(self, seconds: float) -> int:
         response = self.request("DELETE", "/evaluations", params={"older_than_seconds": seconds})
         return Deleted.model_validate_json(response.content).deleted
+
+    def record_comparison(
+        self, eval_id: str, record: ComparisonRecord
+    ) -> tuple[ComparisonView, bool]:
+        """Record the comparison of `eval_id` once: (it, True) when this call recorded it, else
+        (the comparison recorded first, unchanged, False)."""
+        response = self.request(
+            "PUT", f"/evaluations/{eval_id}/comparison", json=record.model_dump(mode="json")
+        )
+        return ComparisonView.model_validate_json(response.content), response.status_code == 201
+
+    def get_comparison(self, eval_id: str) -> ComparisonView:
+        """The recorded comparison; NotFound when there is none (yet)."""
+        response = self.request("GET", f"/evaluations/{eval_id}/comparison")
+        return ComparisonView.model_validate_json(response.content)
+
+    def pending_comparisons(self, *, limit: int = 100) -> list[EvaluationView]:
+        """Evaluations with a shadow run, an ended primary and no comparison: those whose shadow
+        ended too first, then the others; oldest first within each (limit 1..500)."""
+        response = self.request("GET", "/comparisons/pending", params={"limit": limit})
+        return [EvaluationView.model_validate(item) for item in response.json()]
+
+    def stats(
+        self, *, since: datetime, until: datetime | None = None, samples: int = 5
+    ) -> MigrationStats:
+        """Per-path statistics of the runs created and comparisons recorded in [since, until);
+        `until` defaults to storage's now. Datetimes must carry a time zone (else InvalidInput)."""
+        params: dict[str, Any] = {"since": since.isoformat(), "samples": samples}
+        if until is not None:
+            params["until"] = until.isoformat()
+        response = self.request("GET", "/stats", params=params)
+        return MigrationStats.model_validate_json(response.content)
 
 
 class ExecutorPool:

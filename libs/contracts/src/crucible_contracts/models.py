@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -210,3 +211,82 @@ class Event(BaseModel):
 
 class Deleted(BaseModel):
     deleted: int
+
+
+# --- comparisons (shadow mode) and migration statistics ---------------------------------------
+
+
+class ComparisonOutcome(StrEnum):
+    """How a primary run and its shadow compared. "Failed" here means ended `error` (the platform
+    could not run it); a user program's failure on both paths is an agreement, not a failure."""
+
+    MATCH = "match"
+    MATCH_AFTER_NORMALISATION = "match_after_normalisation"
+    MISMATCH = "mismatch"
+    PRIMARY_FAILED_ONLY = "primary_failed_only"
+    SHADOW_FAILED_ONLY = "shadow_failed_only"
+    BOTH_FAILED = "both_failed"
+    SHADOW_MISSING = "shadow_missing"
+
+
+class ComparisonRecord(Wire):
+    """`PUT /evaluations/{eval_id}/comparison` body: what the comparer found (recorded once).
+
+    `differing_fields` names the compared fields that differ after normalisation (status,
+    exit_code, stdout, stderr); `details` holds each run's backend, status and durations, the
+    rules version applied and the fields that only normalisation made equal.
+    """
+
+    outcome: ComparisonOutcome
+    differing_fields: list[str] = Field(default_factory=list)
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class ComparisonView(BaseModel):
+    eval_id: str
+    outcome: ComparisonOutcome
+    differing_fields: list[str]
+    details: dict[str, Any]
+    created_at: datetime
+
+
+class LatencySummary(BaseModel):
+    """Nearest-rank percentiles of one duration, in milliseconds; None without samples."""
+
+    count: int = 0
+    p50_ms: float | None = None
+    p95_ms: float | None = None
+    p99_ms: float | None = None
+
+
+class PathStats(BaseModel):
+    """The runs one path (backend) took in a window, primary and shadow together."""
+
+    backend: Backend
+    total: int = 0
+    terminal: int = 0
+    by_status: dict[str, int] = Field(default_factory=dict)
+    by_role: dict[str, int] = Field(default_factory=dict)
+    success_rate: float | None = Field(default=None, description="completed / terminal")
+    error_rate: float | None = Field(default=None, description="error / terminal")
+    queue_wait: LatencySummary = Field(default_factory=LatencySummary)  # created -> started
+    run_time: LatencySummary = Field(default_factory=LatencySummary)  # started -> completed
+    end_to_end: LatencySummary = Field(default_factory=LatencySummary)  # created -> completed
+
+
+class ComparisonStats(BaseModel):
+    total: int = 0
+    by_outcome: dict[str, int] = Field(default_factory=dict)
+    rates: dict[str, float] = Field(default_factory=dict)
+    samples: list[ComparisonView] = Field(
+        default_factory=list, description="A few of the newest comparisons that did not match."
+    )
+
+
+class MigrationStats(BaseModel):
+    """`GET /stats`: runs created and comparisons recorded in [since, until)."""
+
+    since: datetime
+    until: datetime
+    paths: dict[Backend, PathStats]
+    comparisons: ComparisonStats

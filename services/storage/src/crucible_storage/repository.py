@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, delete, func, select, update
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy import ColumnElement, Row, case, delete, exists, func, select, update
+from sqlalchemy.orm import Session, aliased, selectinload
 
 from crucible_contracts.models import EvaluationCreate
 from crucible_contracts.names import Backend, EventName, Role
-from crucible_contracts.status import Status
+from crucible_contracts.status import TERMINAL, Status
 from crucible_storage.tables import Comparison, Evaluation, EventRecord, Run
 
 
@@ -100,6 +100,30 @@ def list_evaluations(
         .order_by(Evaluation.created_at.desc(), Evaluation.eval_id.desc())
     )
     return session.scalars(query).all(), total
+
+
+def pending_comparisons(session: Session, *, limit: int) -> Sequence[Evaluation]:
+    """Evaluations with a shadow run and no comparison yet whose primary run has ended, with their
+    runs: those whose shadow ended too first, then the rest; oldest first within each group.
+
+    One statement for the evaluations and one (selectinload) for all their runs.
+    """
+    primary, shadow = aliased(Run), aliased(Run)
+    ended = sorted(TERMINAL)
+    shadow_not_ended = case((shadow.status.in_(ended), 0), else_=1)
+    query = (
+        select(Evaluation)
+        .join(primary, (primary.eval_id == Evaluation.eval_id) & (primary.role == Role.PRIMARY))
+        .join(shadow, (shadow.eval_id == Evaluation.eval_id) & (shadow.role == Role.SHADOW))
+        .where(
+            primary.status.in_(ended),
+            ~exists().where(Comparison.eval_id == Evaluation.eval_id),
+        )
+        .order_by(shadow_not_ended, Evaluation.created_at, Evaluation.eval_id)
+        .limit(limit)
+        .options(selectinload(Evaluation.runs))
+    )
+    return session.scalars(query).all()
 
 
 def get_run(session: Session, *, eval_id: str, role: Role) -> Run | None:
@@ -205,3 +229,42 @@ def insert_comparison(
     session.add(comparison)
     session.flush()
     return comparison
+
+
+def run_rows(session: Session, *, since: datetime, until: datetime) -> Sequence[Row[Any]]:
+    """(backend, role, status, created_at, started_at, completed_at) of every run created in
+    [since, until): only the columns statistics need, never the outputs."""
+    query = select(
+        Run.backend, Run.role, Run.status, Run.created_at, Run.started_at, Run.completed_at
+    ).where(Run.created_at >= since, Run.created_at < until)
+    return session.execute(query).all()
+
+
+def count_comparisons_by_outcome(
+    session: Session, *, since: datetime, until: datetime
+) -> dict[str, int]:
+    """How many comparisons of each outcome were recorded in [since, until)."""
+    query = (
+        select(Comparison.outcome, func.count())
+        .where(_recorded_within(since, until))
+        .group_by(Comparison.outcome)
+    )
+    return {outcome: count for outcome, count in session.execute(query).all()}
+
+
+def newest_comparisons(
+    session: Session, *, since: datetime, until: datetime, excluding: Collection[str], limit: int
+) -> Sequence[Comparison]:
+    """Up to `limit` comparisons recorded in [since, until) whose outcome is not in `excluding`,
+    newest first."""
+    query = (
+        select(Comparison)
+        .where(_recorded_within(since, until), Comparison.outcome.not_in(sorted(excluding)))
+        .order_by(Comparison.created_at.desc(), Comparison.eval_id.desc())
+        .limit(limit)
+    )
+    return session.scalars(query).all()
+
+
+def _recorded_within(since: datetime, until: datetime) -> ColumnElement[bool]:
+    return (Comparison.created_at >= since) & (Comparison.created_at < until)

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
 from crucible_contracts.models import (
+    ComparisonRecord,
+    ComparisonView,
     Deleted,
     EvaluationCreate,
     EvaluationPage,
     EvaluationView,
     Event,
+    MigrationStats,
     RunCreate,
     RunUpdate,
     RunView,
@@ -20,9 +24,10 @@ from crucible_contracts.names import Backend, Role
 from crucible_contracts.status import Status
 from crucible_storage import service
 from crucible_storage.deps import DatabaseDep, PublisherDep, ReadSession, WriteSession
-from crucible_storage.schemas import ComparisonRecord, ComparisonView, Health
+from crucible_storage.schemas import Health
 
 MAX_PAGE = 500
+MAX_SAMPLES = 100
 
 router = APIRouter()
 
@@ -97,3 +102,20 @@ def record_comparison(
 @router.get("/evaluations/{eval_id}/comparison")
 def get_comparison(eval_id: str, session: ReadSession) -> ComparisonView:
     return service.get_comparison(session=session, eval_id=eval_id)
+
+
+@router.get("/comparisons/pending")
+def pending_comparisons(
+    session: ReadSession, limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100
+) -> list[EvaluationView]:
+    return service.pending_comparisons(session=session, limit=limit)
+
+
+@router.get("/stats")
+def migration_stats(
+    session: ReadSession,
+    since: datetime,
+    until: datetime | None = None,
+    samples: Annotated[int, Query(ge=0, le=MAX_SAMPLES)] = 5,
+) -> MigrationStats:
+    return service.migration_stats(session=session, since=since, until=until, samples=samples)

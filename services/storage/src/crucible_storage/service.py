@@ -6,28 +6,31 @@ the database does not hold; a change whose event is lost is still in the databas
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from crucible_contracts.errors import Conflict, CrucibleError, InvalidInput, NotFound
 from crucible_contracts.models import (
+    ComparisonRecord,
+    ComparisonView,
     Deleted,
     EvaluationCreate,
     EvaluationPage,
     EvaluationView,
     Event,
+    MigrationStats,
     RunCreate,
     RunUpdate,
     RunView,
 )
 from crucible_contracts.names import Backend, EventName, Role
 from crucible_contracts.status import Status
-from crucible_storage import repository
+from crucible_storage import repository, stats
 from crucible_storage.db import Database
 from crucible_storage.events import EventPublisher
-from crucible_storage.schemas import ComparisonRecord, ComparisonView, Health
+from crucible_storage.schemas import Health
 from crucible_storage.tables import Comparison, Evaluation, EventRecord, Run, utcnow
 from crucible_storage.transitions import RunState, plan_update
 
@@ -195,7 +198,7 @@ def record_comparison(
         comparison = repository.insert_comparison(
             session,
             eval_id=eval_id,
-            outcome=record.outcome,
+            outcome=record.outcome.value,
             differing_fields=record.differing_fields,
             details=record.details,
             now=utcnow(),
@@ -215,6 +218,48 @@ def get_comparison(*, session: Session, eval_id: str) -> ComparisonView:
     if comparison is None:
         raise NotFound(f"no comparison recorded for {eval_id}", eval_id=eval_id)
     return comparison_view(comparison)
+
+
+def pending_comparisons(*, session: Session, limit: int = 100) -> list[EvaluationView]:
+    """Evaluations whose comparison may be due: a shadow run, no comparison, the primary ended.
+
+    Those whose shadow ended too come first, so that a comparer taking the first `limit` always
+    gets the ready ones even when many shadows are still running; deciding whether a shadow that
+    has not ended is overdue is the comparer's business. Oldest first within each group.
+    """
+    return [
+        evaluation_view(evaluation)
+        for evaluation in repository.pending_comparisons(session, limit=limit)
+    ]
+
+
+# --- migration statistics --------------------------------------------------------------------------
+
+
+def migration_stats(
+    *, session: Session, since: datetime, until: datetime | None = None, samples: int = 5
+) -> MigrationStats:
+    """Runs created and comparisons recorded in [since, until) (`until` defaults to storage's now),
+    per path, with up to `samples` of the newest comparisons that did not agree.
+
+    Raises InvalidInput for a datetime without a time zone or a window that ends before it starts.
+    """
+    until = until or utcnow()
+    stats.check_window(since=since, until=until)
+    rows = repository.run_rows(session, since=since, until=until)
+    disagreeing = repository.newest_comparisons(
+        session, since=since, until=until, excluding=stats.AGREEING, limit=samples
+    )
+    return stats.migration_stats(
+        since=since,
+        until=until,
+        runs=[stats.RunRow._make(row) for row in rows],
+        outcome_counts=repository.count_comparisons_by_outcome(session, since=since, until=until),
+        samples=[comparison_view(comparison) for comparison in disagreeing],
+    )
+
+
+# --- health ----------------------------------------------------------------------------------------
 
 
 def health(*, database: Database) -> Health:

@@ -132,6 +132,7 @@ class Run(Base):
     __table_args__ = (
         Index("ix_runs_role_status", "role", "status"),
         Index("ix_runs_role_backend", "role", "backend"),
+        Index("ix_runs_created_at", "created_at"),
     )
 
 
@@ -156,7 +157,11 @@ class EventRecord(Base):
 
 
 class Comparison(Base):
-    """The primary and shadow runs of one evaluation, compared once both ended."""
+    """The primary and shadow runs of one evaluation, compared once both ended.
+
+    `outcome` holds a `crucible_contracts.models.ComparisonOutcome` value, checked by the API rather
+    than by a CHECK constraint, so that the comparer can learn a new outcome without a migration.
+    """
 
     __tablename__ = "comparisons"
 
@@ -167,3 +172,5 @@ class Comparison(Base):
     differing_fields: Mapped[list[str]] = mapped_column(default=list)
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (Index("ix_comparisons_created_at", "created_at"),)
