@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 import uuid
 from collections.abc import Callable, Iterator
@@ -9,20 +11,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import redis
 from celery import Celery
 from celery.result import AsyncResult
+from prometheus_client.parser import text_string_to_metric_families
 
 from crucible_contracts.clients import StorageClient
+from crucible_contracts.dlq import DeadLetter, DeadLetterStore
 from crucible_contracts.ids import new_eval_id
-from crucible_contracts.models import EvalTask, EvaluationCreate, EvaluationView
-from crucible_contracts.names import TASK_EVALUATE, Backend, Queue
+from crucible_contracts.models import EvalTask, EvaluationCreate, EvaluationView, Event
+from crucible_contracts.names import TASK_EVALUATE, Backend, EventName, Queue
 from crucible_contracts.pytest_plugin import (
     ManagedProcess,
     ProcessStarter,
     free_port,
     start_redis_server,
+    wait_for,
 )
 from crucible_contracts.pytest_plugin import wait_until_ended as _wait_until_ended
 
@@ -41,6 +47,26 @@ class Worker:
 
     def broker(self) -> redis.Redis:
         return redis.Redis.from_url(self.broker_url)
+
+    def dead_letters(self, **match: Any) -> list[DeadLetter]:
+        """The entries of this worker's dead-letter queue whose fields equal `match`."""
+        client = self.broker()
+        try:
+            entries = DeadLetterStore(client).list(limit=10_000)
+        finally:
+            client.close()
+        return [e for e in entries if all(getattr(e, k) == v for k, v in match.items())]
+
+    def idle(self) -> bool:
+        """Nothing waits in its queues, and it runs, holds or schedules no task."""
+        client = self.broker()
+        try:
+            waiting = sum(client.llen(queue.value) for queue in Queue)
+        finally:
+            client.close()
+        inspect = self.client.control.inspect([self.nodename], timeout=1)
+        held = [inspect.active(), inspect.reserved(), inspect.scheduled()]
+        return waiting == 0 and not any((found or {}).get(self.nodename) for found in held)
 
 
 @dataclass
@@ -82,6 +108,7 @@ def _start_worker(
     storage_url: str,
     executor_urls: list[str],
     env: dict[str, str] | None = None,
+    concurrency: int = 2,
 ) -> Worker:
     nodename = f"crucible-{uuid.uuid4().hex[:8]}@localhost"
     backend_url = broker_url.rsplit("/", 1)[0] + "/1"
@@ -103,7 +130,7 @@ def _start_worker(
         "-P",
         "prefork",
         "-c",
-        "2",
+        str(concurrency),
         "-Q",
         ",".join(queue.value for queue in Queue),
         "-n",
@@ -159,7 +186,12 @@ def start_worker(processes: ProcessStarter) -> Iterator[Callable[..., Worker]]:
     started: list[Worker] = []
 
     def start(
-        *, storage_url: str, executor_urls: list[str], broker_url: str | None = None, **env: str
+        *,
+        storage_url: str,
+        executor_urls: list[str],
+        broker_url: str | None = None,
+        concurrency: int = 2,
+        **env: str,
     ) -> Worker:
         worker = _start_worker(
             processes,
@@ -167,6 +199,7 @@ def start_worker(processes: ProcessStarter) -> Iterator[Callable[..., Worker]]:
             storage_url=storage_url,
             executor_urls=executor_urls,
             env=env,
+            concurrency=concurrency,
         )
         started.append(worker)
         return worker
@@ -228,6 +261,7 @@ def submit() -> Callable[..., tuple[str, AsyncResult]]:
         timeout: float = 10,
         queue: Queue = Queue.DEFAULT,
         before_send: Callable[[str], Any] | None = None,
+        extra_kwargs: dict[str, Any] | None = None,
         **options: Any,
     ) -> tuple[str, AsyncResult]:
         eval_id = new_eval_id()
@@ -247,7 +281,7 @@ def submit() -> Callable[..., tuple[str, AsyncResult]]:
         )
         result = client.send_task(
             TASK_EVALUATE,
-            kwargs={"task": task.model_dump(mode="json")},
+            kwargs={"task": task.model_dump(mode="json"), **(extra_kwargs or {})},
             queue=queue.value,
             **options,
         )
@@ -266,3 +300,54 @@ def wait_until_ended() -> Callable[..., EvaluationView]:
 def dead_url() -> Callable[[], str]:
     """Makes URLs of loopback ports nothing listens on."""
     return lambda: f"http://127.0.0.1:{free_port()}"
+
+
+@pytest.fixture
+def retries_of() -> Callable[[StorageClient, str], list[Event]]:
+    """The `eval.retried` events of an evaluation, oldest first."""
+
+    def retries(storage: StorageClient, eval_id: str) -> list[Event]:
+        return [event for event in storage.events(eval_id) if event.event == EventName.RETRIED]
+
+    return retries
+
+
+@pytest.fixture
+def executor_sample() -> Callable[..., float]:
+    """The sum of an executor's Prometheus samples called `name` that carry `labels`."""
+
+    def sample(url: str, name: str, **labels: str) -> float:
+        text = httpx.get(f"{url}/metrics", timeout=5).text
+        return sum(
+            found.value
+            for family in text_string_to_metric_families(text)
+            for found in family.samples
+            if found.name == name and labels.items() <= found.labels.items()
+        )
+
+    return sample
+
+
+@pytest.fixture
+def executor_busy() -> Callable[[str], int]:
+    """How many of an executor's slots run a program now (from its /health)."""
+    return lambda url: httpx.get(f"{url}/health", timeout=5).json()["busy"]
+
+
+@pytest.fixture
+def kill_pool_process() -> Callable[..., int]:
+    """SIGKILL the worker process running a task, once it runs it (as the OOM killer would)."""
+
+    def kill(worker: Worker, task_id: str, *, after_pid: int | None = None) -> int:
+        inspect = worker.client.control.inspect([worker.nodename], timeout=1)
+
+        def pool_pid() -> int | None:
+            active = (inspect.active() or {}).get(worker.nodename, [])
+            pids = [task["worker_pid"] for task in active if task["id"] == task_id]
+            return next((pid for pid in pids if pid != after_pid), None)
+
+        pid = wait_for(pool_pid, timeout=15, what=f"task {task_id} to run in a new process")
+        os.kill(pid, signal.SIGKILL)
+        return pid
+
+    return kill

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import signal
 from collections import Counter
 from datetime import datetime
 
-import pytest
-
 from crucible_contracts.models import RunUpdate
-from crucible_contracts.names import TASK_EVALUATE, Queue, Role
+from crucible_contracts.names import Queue, Role
 from crucible_contracts.pytest_plugin import wait_for
 from crucible_contracts.status import Status
-from crucible_worker.celery_config import DEAD_LETTER_QUEUE
 
 
 def test_program_output_is_recorded_as_completed(stack, storage, submit, wait_until_ended):
@@ -81,48 +76,6 @@ def test_run_already_cancelled_in_storage_is_skipped(stack, storage, submit):
     assert view.output in (None, "")
 
 
-def test_soft_time_limit_ends_the_run_error_with_its_reason(
-    stack, storage, submit, wait_until_ended
-):
-    code = "import time\ntime.sleep(20)"
-    eval_id, result = submit(
-        stack.worker.client, storage, code, timeout=30, soft_time_limit=1, time_limit=10
-    )
-
-    view = wait_until_ended(storage, eval_id, timeout=15)
-
-    assert view.status == Status.ERROR
-    assert view.reason.startswith("the worker's soft time limit of 1s passed")
-    assert view.reason.endswith("the program was stopped")
-    assert result.get(timeout=10)["outcome"] == "error"
-
-
-def test_hard_time_limit_ends_the_run_error_with_its_reason(
-    stack, storage, submit, wait_until_ended
-):
-    # No soft limit to handle first: the pool process is killed, as when a task is stuck.
-    code = "import time\ntime.sleep(20)"
-    eval_id, _ = submit(stack.worker.client, storage, code, timeout=30, time_limit=1)
-
-    view = wait_until_ended(storage, eval_id, timeout=15)
-
-    assert view.status == Status.ERROR
-    assert view.reason == "the worker's hard time limit of 1s passed; the task was killed"
-
-
-def test_malformed_task_is_dead_lettered_not_retried(stack):
-    broker = stack.worker.broker()
-    before = broker.llen(DEAD_LETTER_QUEUE)
-
-    result = stack.worker.client.send_task(
-        TASK_EVALUATE, kwargs={"task": {"eval_id": "x"}}, queue="default"
-    )
-
-    assert result.get(timeout=10) == {"eval_id": None, "outcome": "rejected"}
-    # The run is recorded `error` first, then parked on the dead-letter queue.
-    wait_for(lambda: broker.llen(DEAD_LETTER_QUEUE) == before + 1, what="a dead-letter entry")
-
-
 def test_worker_drains_high_before_default_before_low(
     stack, storage, redis_server, celery_client, start_worker, submit, wait_until_ended
 ):
@@ -146,55 +99,98 @@ def test_worker_drains_high_before_default_before_low(
     assert max(default_started) <= min(low_started)
 
 
-@pytest.fixture
-def kill_pool_process(stack):
-    """SIGKILL the worker process running a task, once it runs it (as the OOM killer would)."""
-    inspect = stack.worker.client.control.inspect([stack.worker.nodename], timeout=1)
-
-    def kill(task_id: str, *, after_pid: int | None = None) -> int:
-        def pool_pid() -> int | None:
-            active = (inspect.active() or {}).get(stack.worker.nodename, [])
-            pids = [task["worker_pid"] for task in active if task["id"] == task_id]
-            return next((pid for pid in pids if pid != after_pid), None)
-
-        pid = wait_for(pool_pid, timeout=15, what=f"task {task_id} to run in a new process")
-        os.kill(pid, signal.SIGKILL)
-        return pid
-
-    return kill
-
-
-def test_worker_process_lost_mid_task_runs_the_evaluation_again(
-    stack, storage, submit, wait_until_ended, kill_pool_process
+def test_high_priority_evaluation_overtakes_default_work_waiting_for_a_busy_worker(
+    stack, storage, start_worker, submit, wait_until_ended
 ):
-    code = "import time\ntime.sleep(2)\nprint('survived')"
-    eval_id, result = submit(stack.worker.client, storage, code)
+    worker = start_worker(
+        storage_url=stack.storage_url, executor_urls=stack.executor_urls, concurrency=1
+    )
+    busy, _ = submit(worker.client, storage, "import time\ntime.sleep(3)")
+    wait_for(lambda: storage.get_evaluation(busy).status == Status.RUNNING, what="a busy worker")
 
-    kill_pool_process(result.id)
+    default = [submit(worker.client, storage, "print('default')")[0] for _ in range(3)]
+    low = [submit(worker.client, storage, "print('low')", queue=Queue.LOW)[0] for _ in range(2)]
+    shadow = [submit(worker.client, storage, "print(0)", queue=Queue.SHADOW)[0] for _ in range(2)]
+    high, _ = submit(worker.client, storage, "print('high')", queue=Queue.HIGH)
+
+    def started(eval_ids: list[str]) -> list[datetime]:
+        return [wait_until_ended(storage, eval_id).started_at for eval_id in eval_ids]
+
+    (high_started,) = started([high])
+    default_started, low_started, shadow_started = started(default), started(low), started(shadow)
+    assert high_started < min(default_started)
+    # Maintenance and shadow work never runs while user work waits.
+    assert max(default_started) < min(low_started)
+    assert max(low_started) < min(shadow_started)
+
+
+def test_worker_process_lost_mid_program_runs_it_again_never_beside_itself(
+    stack,
+    storage,
+    start_worker,
+    start_executor,
+    submit,
+    wait_until_ended,
+    kill_pool_process,
+    retries_of,
+    executor_sample,
+    executor_busy,
+):
+    # One slot: had the second attempt started while the first program still ran, the executor
+    # would have answered it busy (rejected) or joined it to the first run (joined).
+    executor = start_executor("executor-solo", slots=1)
+    worker = start_worker(storage_url=stack.storage_url, executor_urls=[executor.url])
+    code = "import time\ntime.sleep(3)\nprint('survived')"
+    eval_id, result = submit(worker.client, storage, code)
+    wait_for(lambda: executor_busy(executor.url) == 1, what="the program to run")
+
+    kill_pool_process(worker, result.id)
 
     view = wait_until_ended(storage, eval_id)
     assert view.status == Status.COMPLETED
     assert view.output == "survived\n"
     assert view.attempts == 2
+    (retry,) = retries_of(storage, eval_id)
+    assert retry.detail["attempts"] == 2
+    assert retry.detail["failure"] == "worker_lost"
+    assert retry.detail["error"] == "the worker process running attempt 1 was lost"
     assert wait_for(lambda: result.ready(), timeout=10, what="the task result")
     assert result.result["outcome"] == "completed"
 
+    def runs(**labels: str) -> float:
+        return executor_sample(executor.url, "crucible_executor_runs_total", **labels)
 
-def test_evaluation_whose_worker_is_lost_too_often_ends_error(
-    stack, storage, submit, wait_until_ended, kill_pool_process
+    assert runs(status="completed") == 1
+    assert runs(status="failed", reason="killed") == 1
+    assert executor_sample(executor.url, "crucible_executor_rejected_total") == 0
+    assert executor_sample(executor.url, "crucible_executor_joined_total") == 0
+    assert worker.dead_letters() == []
+
+
+def test_evaluation_whose_worker_is_lost_too_often_ends_error_in_the_dead_letter_queue(
+    stack, storage, submit, wait_until_ended, kill_pool_process, retries_of
 ):
     # The stack's worker runs with MAX_WORKER_LOSSES=2.
-    dead_letters = stack.worker.broker().llen(DEAD_LETTER_QUEUE)
     code = "import time\ntime.sleep(10)"
     eval_id, result = submit(stack.worker.client, storage, code, timeout=20)
 
-    first = kill_pool_process(result.id)
-    kill_pool_process(result.id, after_pid=first)
+    def attempt_runs(attempt: int) -> bool:
+        view = storage.get_evaluation(eval_id)
+        return view.status == Status.RUNNING and view.attempts == attempt
+
+    wait_for(lambda: attempt_runs(1), what="the first attempt to run")
+    first = kill_pool_process(stack.worker, result.id)
+    wait_for(lambda: attempt_runs(2), what="the second attempt to run")
+    kill_pool_process(stack.worker, result.id, after_pid=first)
 
     view = wait_until_ended(storage, eval_id)
     assert view.status == Status.ERROR
     assert view.reason == "the worker process running it was lost 2 times"
-    wait_for(
-        lambda: stack.worker.broker().llen(DEAD_LETTER_QUEUE) == dead_letters + 1,
-        what="a dead-letter entry",
-    )
+    assert view.attempts == 2
+    assert [event.detail["failure"] for event in retries_of(storage, eval_id)] == ["worker_lost"]
+    # The dead letter is parked before the run ends.
+    (entry,) = stack.worker.dead_letters(eval_id=eval_id)
+    assert entry.reason == view.reason
+    assert entry.attempts == 2
+    assert entry.task_id == result.id
+    assert "GaveUp" in entry.traceback

@@ -6,7 +6,6 @@ from collections import Counter
 
 from crucible_contracts.pytest_plugin import wait_for
 from crucible_contracts.status import Status
-from crucible_worker.celery_config import DEAD_LETTER_QUEUE
 
 
 def test_unreachable_executor_is_skipped(
@@ -32,7 +31,7 @@ def test_unreachable_executor_is_skipped(
 
 
 def test_all_executors_unreachable_retries_with_backoff_then_ends_error(
-    stack, storage, start_worker, dead_url, submit, wait_until_ended
+    stack, storage, start_worker, dead_url, submit, wait_until_ended, retries_of
 ):
     worker = start_worker(
         storage_url=stack.storage_url,
@@ -49,13 +48,27 @@ def test_all_executors_unreachable_retries_with_backoff_then_ends_error(
     assert "gave up after 3 failed attempts" in view.reason
     assert "no executor could be reached" in view.reason
     assert view.attempts == 3
-    assert result.get(timeout=10)["outcome"] == "error"
-    # The run is recorded `error` first, then parked on the dead-letter queue.
-    wait_for(lambda: worker.broker().llen(DEAD_LETTER_QUEUE) == 1, what="a dead-letter entry")
+    retries = retries_of(storage, eval_id)
+    assert [event.detail["attempts"] for event in retries] == [2, 3]
+    assert {event.detail["failure"] for event in retries} == {"transient"}
+    assert {event.detail["error"] for event in retries} == {"no executor could be reached"}
+    # Exponential back-off with full jitter: after failure n, within [base*2^(n-1)/2, that].
+    assert 0.1 <= retries[0].detail["countdown"] <= 0.2
+    assert 0.2 <= retries[1].detail["countdown"] <= 0.4
+    # The dead letter is parked before the run ends.
+    (entry,) = worker.dead_letters()
+    assert (entry.eval_id, entry.task_id, entry.reason) == (eval_id, result.id, view.reason)
+    assert entry.attempts == 3
+    assert entry.exception_type == "crucible_contracts.errors.Unavailable"
+    assert "Unavailable" in entry.traceback and "GaveUp" in entry.traceback
+    assert entry.kwargs["failures"] == 2
+    assert entry.first_seen_at is not None and entry.first_seen_at < entry.failed_at
+    wait_for(result.ready, timeout=10, what="the task result")
+    assert result.state == "FAILURE"
 
 
 def test_busy_executor_is_retried_without_counting_as_a_failure(
-    stack, storage, start_worker, start_executor, submit, wait_until_ended
+    stack, storage, start_worker, start_executor, submit, wait_until_ended, retries_of
 ):
     single_slot = start_executor("executor-single", slots=1)
     # One transient failure would end the run `error`: only busy retries may happen here.
@@ -75,3 +88,47 @@ def test_busy_executor_is_retried_without_counting_as_a_failure(
     attempts = Counter(view.attempts for view in views)
     assert attempts[1] == 1, attempts
     assert max(attempts) > 1, attempts
+    # A busy retry counts as an attempt, and each one is on the run's timeline.
+    for view in views:
+        retries = retries_of(storage, view.eval_id)
+        assert [event.detail["attempts"] for event in retries] == list(range(2, view.attempts + 1))
+        assert {event.detail["failure"] for event in retries} <= {"busy"}
+    assert worker.dead_letters() == []
+
+
+def test_executor_busy_through_every_retry_ends_error_in_the_dead_letter_queue(
+    stack,
+    storage,
+    start_worker,
+    start_executor,
+    submit,
+    wait_until_ended,
+    retries_of,
+    executor_busy,
+):
+    single_slot = start_executor("executor-full", slots=1)
+    worker = start_worker(
+        storage_url=stack.storage_url,
+        executor_urls=[single_slot.url],
+        BUSY_RETRY_MAX_ATTEMPTS="3",
+        BUSY_RETRY_BASE_DELAY="0.1",
+        BUSY_RETRY_MAX_DELAY="0.3",
+    )
+    submit(worker.client, storage, "import time\ntime.sleep(15)", timeout=20)
+    wait_for(lambda: executor_busy(single_slot.url) == 1, what="the executor to be full")
+
+    eval_id, result = submit(worker.client, storage, "print('never runs')")
+    view = wait_until_ended(storage, eval_id)
+
+    assert view.status == Status.ERROR
+    assert view.reason == "every executor stayed at capacity through 3 attempts"
+    assert view.attempts == 3
+    retries = retries_of(storage, eval_id)
+    assert [event.detail["attempts"] for event in retries] == [2, 3]
+    assert {event.detail["failure"] for event in retries} == {"busy"}
+    # The executor asks for 1 s (Retry-After); the busy policy caps the wait at 0.3 s.
+    assert {event.detail["countdown"] for event in retries} == {0.3}
+    (entry,) = worker.dead_letters(eval_id=eval_id)
+    assert (entry.reason, entry.attempts, entry.task_id) == (view.reason, 3, result.id)
+    assert entry.exception_type == "crucible_contracts.errors.Busy"
+    assert "Busy" in entry.traceback

@@ -14,11 +14,13 @@ from crucible_worker.celery_config import PURGE_SCHEDULE_NAME, TASK_PURGE, celer
 from crucible_worker.config import Settings
 from crucible_worker.resources import Resources
 from crucible_worker.retrying import (
+    Failure,
     GiveUp,
     Policies,
     RetryLater,
     hard_time_limit_reason,
     next_step,
+    retry_record,
     soft_time_limit_reason,
     worker_losses,
 )
@@ -35,13 +37,16 @@ def test_busy_retries_soon_and_keeps_the_failure_count():
     assert isinstance(step, RetryLater)
     assert step.busy_retries == 1
     assert step.failures == 2
+    assert step.failure is Failure.BUSY
     assert 1 <= step.countdown <= 2.0
 
 
 def test_busy_countdown_is_capped_by_the_policy_even_for_a_long_retry_after():
     step = next_step(Busy("full", retry_after=60), busy_retries=0, failures=0, policies=POLICIES)
 
-    assert step == RetryLater(countdown=2.0, busy_retries=1, failures=0)
+    assert step == RetryLater(
+        countdown=2.0, busy_retries=1, failures=0, failure=Failure.BUSY, error="full"
+    )
 
 
 def test_busy_gives_up_when_its_own_budget_is_spent():
@@ -66,6 +71,7 @@ def test_unavailable_backs_off_exponentially_with_jitter(failures):
     assert isinstance(step, RetryLater)
     assert ceiling / 2 <= step.countdown <= ceiling
     assert (step.busy_retries, step.failures) == (5, failures + 1)
+    assert (step.failure, step.error) == (Failure.TRANSIENT, "no executor could be reached")
 
 
 def test_unavailable_gives_up_naming_the_cause_when_exhausted():
@@ -174,3 +180,25 @@ def test_only_the_hard_time_limit_has_an_app_default_so_a_hard_kill_is_always_po
 
     assert config["task_time_limit"] == celery_time_limits(300)[1]
     assert "task_soft_time_limit" not in config
+
+
+def test_a_retry_record_raises_the_attempts_and_says_why():
+    update = retry_record(
+        next_attempt=3, failure=Failure.TRANSIENT, error="storage answered 503", countdown=1.23456
+    )
+
+    assert update.status is None
+    assert update.attempts == 3
+    assert update.detail == {
+        "failure": "transient",
+        "error": "storage answered 503",
+        "countdown": 1.235,
+    }
+
+
+def test_config_has_no_dead_letter_celery_queue_and_caps_the_redis_one():
+    settings = Settings()
+
+    assert "dead_letter" not in [queue.name for queue in celery_config(settings)["task_queues"]]
+    assert settings.dead_letter_max == 10_000
+    assert Settings(dead_letter_max=5).dead_letter_max == 5

@@ -7,10 +7,11 @@ from enum import StrEnum
 TASK_EVALUATE = "tasks.evaluate_code"
 TASK_PURGE = "tasks.purge_old_evaluations"
 TASK_HARD_LIMIT = "tasks.end_after_hard_time_limit"
+# Records a give-up that Celery reported in a worker's main process (e.g. a hard time limit).
 TASK_DEAD_LETTER = "tasks.dead_letter"
 
-# Evaluations the platform gave up on are parked here for operators; no worker consumes it.
-DEAD_LETTER_QUEUE = "dead_letter"
+# Redis key (in the broker's Redis) of the dead-letter queue: see crucible_contracts.dlq.
+DEAD_LETTER_KEY = "crucible:dead_letter"
 
 INTERNAL_KEY_HEADER = "X-Internal-Key"
 

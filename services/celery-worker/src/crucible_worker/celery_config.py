@@ -7,23 +7,10 @@ from typing import Any
 from kombu import Exchange
 from kombu import Queue as KombuQueue
 
-from crucible_contracts.names import (
-    DEAD_LETTER_QUEUE,
-    QUEUE_ORDER,
-    TASK_DEAD_LETTER,
-    TASK_HARD_LIMIT,
-    TASK_PURGE,
-    Queue,
-)
+from crucible_contracts.names import QUEUE_ORDER, TASK_PURGE, Queue
 from crucible_worker.config import Settings
 
-__all__ = [
-    "DEAD_LETTER_QUEUE",
-    "TASK_DEAD_LETTER",
-    "TASK_HARD_LIMIT",
-    "TASK_PURGE",
-    "celery_config",
-]
+__all__ = ["TASK_PURGE", "celery_config"]
 PURGE_SCHEDULE_NAME = "purge-old-evaluations"
 
 

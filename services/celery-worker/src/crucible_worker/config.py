@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from crucible_contracts.dlq import DEFAULT_MAX_ENTRIES
 from crucible_contracts.limits import Limits, celery_time_limits
 from crucible_contracts.retry import EXECUTOR_BUSY, TRANSIENT, RetryPolicy
 from crucible_contracts.settings import ServiceSettings, split_urls
@@ -35,6 +36,11 @@ class Settings(ServiceSettings):
     worker_lost_retry_delay: float = 1.0
     # How long an executor that could not be reached is skipped by a worker process.
     executor_down_cooldown: float = 5.0
+    # How long a new attempt waits for the executors to let go of a lost attempt's program.
+    lost_program_stop_timeout: float = 10.0
+
+    # Entries kept in the dead-letter queue (in the broker's Redis); the oldest go first.
+    dead_letter_max: int = DEFAULT_MAX_ENTRIES
 
     retention_days: float = 30
     purge_interval_seconds: float = 3600

@@ -1,15 +1,18 @@
-"""The clients one worker process keeps for its whole life: storage and the executor pool."""
+"""The clients one worker process keeps for its whole life: storage, executors, dead letters."""
 
 from __future__ import annotations
 
 import threading
 
+import redis
+
 from crucible_contracts.clients import ExecutorPool, StorageClient
+from crucible_contracts.dlq import DeadLetterStore
 from crucible_worker.config import Settings
 
 
 class Resources:
-    """Creates the storage client and the executor pool on first use, once per process.
+    """Creates the storage client, the executor pool and the DLQ store on first use, per process.
 
     Nothing is created at import or in the parent of a prefork pool, so no connection is ever
     shared across a fork; `close` is called when the worker process shuts down.
@@ -20,6 +23,8 @@ class Resources:
         self._lock = threading.Lock()
         self._storage: StorageClient | None = None
         self._executors: ExecutorPool | None = None
+        self._dead_letters: DeadLetterStore | None = None
+        self._redis: redis.Redis | None = None
 
     @property
     def storage(self) -> StorageClient:
@@ -42,10 +47,26 @@ class Resources:
                 )
             return self._executors
 
+    @property
+    def dead_letters(self) -> DeadLetterStore:
+        """The dead-letter queue, in the broker's Redis (which the gateway's admin API knows)."""
+        with self._lock:
+            if self._dead_letters is None:
+                # Short timeouts: a broker that does not answer fails the write, not the worker.
+                self._redis = redis.Redis.from_url(
+                    self._settings.celery_broker_url, socket_connect_timeout=5, socket_timeout=5
+                )
+                self._dead_letters = DeadLetterStore(
+                    self._redis, max_entries=self._settings.dead_letter_max
+                )
+            return self._dead_letters
+
     def close(self) -> None:
         with self._lock:
             if self._storage is not None:
                 self._storage.close()
             if self._executors is not None:
                 self._executors.close()
-            self._storage = self._executors = None
+            if self._redis is not None:
+                self._redis.close()
+            self._storage = self._executors = self._dead_letters = self._redis = None

@@ -4,9 +4,19 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from enum import StrEnum
 
 from crucible_contracts.errors import Busy, CrucibleError
+from crucible_contracts.models import RunUpdate
 from crucible_contracts.retry import RetryPolicy
+
+
+class Failure(StrEnum):
+    """Why an attempt ended without a result, as each retry records it on the run."""
+
+    BUSY = "busy"  # every executor at capacity: load, not a failure
+    TRANSIENT = "transient"  # executors or storage unreachable, or a 5xx
+    WORKER_LOST = "worker_lost"  # the worker process died mid-task (OOM, SIGKILL)
 
 
 @dataclass(frozen=True)
@@ -22,6 +32,8 @@ class RetryLater:
     countdown: float
     busy_retries: int
     failures: int
+    failure: Failure
+    error: str
 
 
 @dataclass(frozen=True)
@@ -55,14 +67,37 @@ def next_step(
             return GiveUp(f"every executor stayed at capacity through {tries} attempts")
         delay = max(policies.busy.delay(tries, rng), exc.retry_after)
         countdown = min(delay, policies.busy.max_delay)
-        return RetryLater(countdown=countdown, busy_retries=tries, failures=failures)
+        return RetryLater(
+            countdown=countdown,
+            busy_retries=tries,
+            failures=failures,
+            failure=Failure.BUSY,
+            error=exc.message,
+        )
     if is_transient(exc):
         tries = failures + 1
         if policies.transient.exhausted(tries):
             return GiveUp(f"gave up after {tries} failed attempts: {exc.message}")
         countdown = policies.transient.delay(tries, rng)
-        return RetryLater(countdown=countdown, busy_retries=busy_retries, failures=tries)
+        return RetryLater(
+            countdown=countdown,
+            busy_retries=busy_retries,
+            failures=tries,
+            failure=Failure.TRANSIENT,
+            error=exc.message,
+        )
     return GiveUp(f"not retried ({exc.code}): {exc.message}")
+
+
+def retry_record(*, next_attempt: int, failure: Failure, error: str, countdown: float) -> RunUpdate:
+    """What the run records when attempt `next_attempt` is scheduled, and why.
+
+    It raises `attempts` without changing the status, which storage records as one
+    `eval.retried` event carrying this detail. A busy retry counts as an attempt (the program was
+    offered to the executors again) but not as a failure: it never uses the transient budget.
+    """
+    detail = {"failure": failure.value, "error": error, "countdown": round(countdown, 3)}
+    return RunUpdate(attempts=next_attempt, detail=detail)
 
 
 def soft_time_limit_reason(soft_limit: float | None, *, killed: bool) -> str:

@@ -1,0 +1,182 @@
+"""The dead-letter queue: runs the platform gave up on, kept in Redis (capped) for operators.
+
+The Celery worker writes it (from its `task_failure` handler); the gateway's admin API lists,
+inspects, replays and purges it. Layout, under one key prefix:
+
+    {key}           list of entry ids, newest first (LPUSH), trimmed to `max_entries`
+    {key}:entries   hash id -> DeadLetter JSON
+
+Every write is one Lua script, so the list and the hash never disagree, even when two workers
+push at once and the oldest entries are dropped to keep the cap.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import redis
+from pydantic import BaseModel, Field
+from redis.commands.core import Script
+
+from crucible_contracts.errors import NotFound, Unavailable
+from crucible_contracts.names import DEAD_LETTER_KEY, Backend, Role
+
+DEFAULT_MAX_ENTRIES = 10_000
+
+
+def new_dead_letter_id() -> str:
+    return uuid.uuid4().hex
+
+
+class DeadLetter(BaseModel):
+    """One given-up task: enough to understand why and to send it again.
+
+    `eval_id`, `role` and `backend` are None only for a task whose arguments were too malformed to
+    say which run it was. `kwargs` are the task's arguments as they were sent; `first_seen_at` is
+    when the task was first received, when known.
+    """
+
+    id: str = Field(default_factory=new_dead_letter_id)
+    eval_id: str | None = None
+    role: Role | None = None
+    backend: Backend | None = None
+    task_name: str
+    task_id: str | None = None
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    reason: str
+    exception_type: str | None = None
+    exception: str | None = None
+    traceback: str | None = None
+    attempts: int = 0
+    failed_at: datetime
+    first_seen_at: datetime | None = None
+    replays: int = 0
+
+
+# KEYS: ids list, entries hash. ARGV: id, json, max_entries. Returns 1, or 0 when the id exists.
+_PUSH = """
+if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then
+  return 0
+end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+redis.call('LPUSH', KEYS[1], ARGV[1])
+local cap = tonumber(ARGV[3])
+local dropped = redis.call('LRANGE', KEYS[1], cap, -1)
+if #dropped > 0 then
+  redis.call('LTRIM', KEYS[1], 0, cap - 1)
+  for _, id in ipairs(dropped) do
+    redis.call('HDEL', KEYS[2], id)
+  end
+end
+return 1
+"""
+
+# KEYS: ids list, entries hash. ARGV: first index, last index. Returns the JSON of each entry.
+_PAGE = """
+local ids = redis.call('LRANGE', KEYS[1], ARGV[1], ARGV[2])
+local entries = {}
+for _, id in ipairs(ids) do
+  local entry = redis.call('HGET', KEYS[2], id)
+  if entry then
+    table.insert(entries, entry)
+  end
+end
+return entries
+"""
+
+# KEYS: ids list, entries hash. ARGV: id. Returns the removed entry's JSON, or nil.
+_REMOVE = """
+local entry = redis.call('HGET', KEYS[2], ARGV[1])
+if not entry then
+  return nil
+end
+redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('LREM', KEYS[1], 1, ARGV[1])
+return entry
+"""
+
+# KEYS: ids list, entries hash. Returns how many entries were deleted.
+_PURGE = """
+local count = redis.call('HLEN', KEYS[2])
+redis.call('DEL', KEYS[1], KEYS[2])
+return count
+"""
+
+
+class DeadLetterStore:
+    """The dead-letter queue in one Redis; thread-safe as the client is.
+
+    Every Redis failure surfaces as Unavailable, an unknown id as NotFound.
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        key: str = DEAD_LETTER_KEY,
+        max_entries: int = DEFAULT_MAX_ENTRIES,
+    ) -> None:
+        if max_entries < 1:
+            raise ValueError("a dead-letter queue needs room for at least one entry")
+        self.key = key
+        self.max_entries = max_entries
+        self._client = client
+        self._keys = [key, f"{key}:entries"]
+        self._push = client.register_script(_PUSH)
+        self._page = client.register_script(_PAGE)
+        self._remove = client.register_script(_REMOVE)
+        self._purge = client.register_script(_PURGE)
+
+    def push(self, entry: DeadLetter) -> bool:
+        """Add `entry` as the newest, dropping the oldest beyond the cap.
+
+        Idempotent by `entry.id`: pushing an id that is already there adds nothing and answers
+        False, so a failure reported (or forwarded) twice leaves one entry.
+        """
+        return bool(self._script(self._push, entry.id, entry.model_dump_json(), self.max_entries))
+
+    def list(self, limit: int = 100, offset: int = 0) -> list[DeadLetter]:
+        """Up to `limit` entries, newest first, skipping the `offset` newest."""
+        if limit < 0 or offset < 0:
+            raise ValueError("limit and offset cannot be negative")
+        if limit == 0:
+            return []
+        found = self._script(self._page, offset, offset + limit - 1)
+        return [DeadLetter.model_validate_json(entry) for entry in found]
+
+    def count(self) -> int:
+        return int(_guarded(lambda: self._client.llen(self.key)))
+
+    def get(self, entry_id: str) -> DeadLetter:
+        found = _guarded(lambda: self._client.hget(self._keys[1], entry_id))
+        if found is None:
+            raise _not_found(entry_id)
+        return DeadLetter.model_validate_json(found)
+
+    def remove(self, entry_id: str) -> DeadLetter:
+        """Take one entry out (e.g. once it was replayed) and answer it."""
+        found = self._script(self._remove, entry_id)
+        if found is None:
+            raise _not_found(entry_id)
+        return DeadLetter.model_validate_json(found)
+
+    def purge(self) -> int:
+        """Delete every entry; answers how many there were."""
+        return int(self._script(self._purge))
+
+    def _script(self, script: Script, *args: Any) -> Any:
+        return _guarded(lambda: script(keys=self._keys, args=list(args)))
+
+
+def _guarded(call: Callable[[], Any]) -> Any:
+    try:
+        return call()
+    except redis.RedisError as exc:
+        raise Unavailable(f"the dead-letter queue cannot be reached: {exc!r}") from exc
+
+
+def _not_found(entry_id: str) -> NotFound:
+    return NotFound(f"no dead-letter entry {entry_id}", id=entry_id)

@@ -1,0 +1,167 @@
+"""What a given-up task leaves behind: a dead-letter entry, a stopped program, a run ended `error`.
+
+No Celery here: the task_failure handler (failures.py) turns Celery's report into the arguments
+of `dead_letter_for` and calls `record_give_up` in a pool process.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from crucible_contracts.clients import ExecutorPool, StorageClient
+from crucible_contracts.consumer import end_with_error
+from crucible_contracts.dlq import DeadLetter, DeadLetterStore
+from crucible_contracts.errors import CrucibleError, Unavailable
+from crucible_contracts.models import EvalTask
+from crucible_contracts.names import Backend, Role
+
+log = logging.getLogger(__name__)
+
+
+class GaveUp(Exception):
+    """Raised by tasks.evaluate_code once it has decided not to try again.
+
+    Celery reports it through `task_failure` like any other failure of the task, so every way a
+    run is given up ends in the same handler. `attempts` and `first_seen_at` are what the task
+    knew; only the reason survives pickling to the worker's main process and the result backend.
+    """
+
+    def __init__(
+        self, reason: str, attempts: int | None = None, first_seen_at: datetime | None = None
+    ) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.attempts = attempts
+        self.first_seen_at = first_seen_at
+
+
+def unexpected_failure_reason(exc: BaseException) -> str:
+    return f"unexpected {type(exc).__name__} in the worker (a bug): {exc}"
+
+
+def run_of(kwargs: dict[str, Any]) -> EvalTask | None:
+    """The run a task's arguments name, or None when they are malformed.
+
+    A malformed task's run is never ended: arguments that do not validate cannot be trusted to
+    name the right evaluation. Its dead-letter entry still shows what they said.
+    """
+    try:
+        return EvalTask.model_validate(kwargs.get("task"))
+    except ValidationError:
+        return None
+
+
+def parse_time(value: Any) -> datetime | None:
+    try:
+        return datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
+def dead_letter_for(
+    *,
+    task_name: str,
+    task_id: str | None,
+    kwargs: dict[str, Any],
+    exception: BaseException | None,
+    traceback: str | None,
+    reason: str,
+    attempts: int,
+    failed_at: datetime,
+) -> DeadLetter:
+    """The entry of one failure as Celery reported it.
+
+    For a GaveUp the exception named is its cause (e.g. the Unavailable that exhausted the
+    retries), which is what an operator needs; the traceback shows the whole chain.
+    """
+    cause = exception
+    if isinstance(exception, GaveUp) and exception.__cause__ is not None:
+        cause = exception.__cause__
+    first_seen_at = parse_time(kwargs.get("first_seen_at"))
+    if isinstance(exception, GaveUp):
+        attempts = exception.attempts or attempts
+        first_seen_at = exception.first_seen_at or first_seen_at
+    return DeadLetter(
+        **_run_fields(kwargs.get("task")),
+        task_name=task_name,
+        task_id=task_id,
+        kwargs=kwargs,
+        reason=reason,
+        exception_type=_qualified_name(cause) if cause is not None else None,
+        exception=str(cause) if cause is not None else None,
+        traceback=traceback,
+        attempts=attempts,
+        failed_at=failed_at,
+        first_seen_at=first_seen_at,
+    )
+
+
+def attempts_recorded(task: EvalTask, *, storage: StorageClient) -> int:
+    """The attempts storage has for the run (for a failure reported without the task's context);
+    0 when storage cannot say, which must not keep the entry out of the dead-letter queue."""
+    try:
+        view = storage.get_evaluation(task.eval_id)
+    except CrucibleError as exc:
+        log.warning("could not read the attempts of eval %s: %s", task.eval_id, exc)
+        return 0
+    return next((run.attempts for run in view.runs if run.role == task.role), 0)
+
+
+def record_give_up(
+    entry: DeadLetter,
+    *,
+    dead_letters: DeadLetterStore,
+    storage: StorageClient,
+    executors: ExecutorPool,
+    stop_program: bool,
+) -> None:
+    """Stop the program (when it may still run), park `entry`, and end its run `error`.
+
+    The entry goes in before the run ends, so whoever sees the run `error` finds the entry. A
+    DLQ that cannot be reached does not keep the run from ending: its status and reason remain.
+    """
+    task = run_of(entry.kwargs)
+    if task is not None and stop_program:
+        executors.kill(task.eval_id)
+    try:
+        dead_letters.push(entry)
+    except Unavailable as exc:
+        log.error("could not park eval %s in the dead-letter queue: %s", entry.eval_id, exc)
+    if task is None:
+        log.error("malformed task %s dead-lettered: %s", entry.task_id, entry.reason)
+        return
+    log.warning("eval %s %s ends error: %s", task.eval_id, task.role, entry.reason)
+    try:
+        end_with_error(task, entry.reason, storage=storage, attempts=entry.attempts)
+    except CrucibleError as exc:
+        log.error("could not record the error of eval %s: %s", task.eval_id, exc)
+
+
+def _run_fields(task: Any) -> dict[str, Any]:
+    """eval_id, role and backend as far as the task argument gives them, valid or not."""
+    if not isinstance(task, dict):
+        return {}
+    eval_id = task.get("eval_id")
+    return {
+        "eval_id": eval_id if isinstance(eval_id, str) else None,
+        "role": _member(Role, task.get("role", Role.PRIMARY.value)),
+        "backend": _member(Backend, task.get("backend")),
+    }
+
+
+def _member(enum: type[Role] | type[Backend], value: Any) -> Any:
+    try:
+        return enum(value)
+    except ValueError:
+        return None
+
+
+def _qualified_name(exc: BaseException) -> str:
+    cls = type(exc)
+    if cls.__module__ == "builtins":
+        return cls.__qualname__
+    return f"{cls.__module__}.{cls.__qualname__}"

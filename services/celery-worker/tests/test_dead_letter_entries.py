@@ -1,0 +1,162 @@
+"""Plain logic of give-ups: the dead-letter entry, the reason, one report per failure, deliveries."""
+
+from __future__ import annotations
+
+import pickle
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
+
+from crucible_contracts.errors import Unavailable
+from crucible_contracts.models import EvalTask
+from crucible_contracts.names import TASK_EVALUATE, Backend, Role
+from crucible_worker.dead_letters import GaveUp, dead_letter_for, run_of
+from crucible_worker.delivery import Delivery
+from crucible_worker.failures import FailureReports, failure_reason
+from crucible_worker.retrying import Failure, RetryLater
+
+TASK = EvalTask(
+    eval_id="0" * 32, role=Role.SHADOW, backend=Backend.CELERY, code="print(1)", language="python",
+    timeout=5,
+).model_dump(mode="json")  # fmt: skip
+NOW = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+
+def entry_for(exception: BaseException, kwargs: dict, *, attempts: int = 1):
+    return dead_letter_for(
+        task_name=TASK_EVALUATE,
+        task_id="task-1",
+        kwargs=kwargs,
+        exception=exception,
+        traceback="Traceback (most recent call last): ...",
+        reason=failure_reason(exception),
+        attempts=attempts,
+        failed_at=NOW,
+    )
+
+
+def test_a_give_up_names_its_cause_and_carries_what_the_task_knew():
+    first_seen = NOW - timedelta(minutes=1)
+    try:
+        try:
+            raise Unavailable("no executor could be reached")
+        except Unavailable as exc:
+            raise GaveUp("gave up after 5 failed attempts", 5, first_seen) from exc
+    except GaveUp as exc:
+        gave_up = exc
+
+    entry = entry_for(gave_up, {"task": TASK, "failures": 4})
+
+    assert (entry.eval_id, entry.role, entry.backend) == ("0" * 32, Role.SHADOW, Backend.CELERY)
+    assert entry.reason == "gave up after 5 failed attempts"
+    assert entry.exception_type == "crucible_contracts.errors.Unavailable"
+    assert entry.exception == "no executor could be reached"
+    assert (entry.attempts, entry.first_seen_at, entry.failed_at) == (5, first_seen, NOW)
+    assert entry.kwargs == {"task": TASK, "failures": 4}
+    assert (entry.task_name, entry.task_id, entry.replays) == (TASK_EVALUATE, "task-1", 0)
+
+
+def test_an_unexpected_exception_is_named_and_the_first_seen_time_read_from_the_kwargs():
+    entry = entry_for(
+        TypeError("bad argument"), {"task": TASK, "first_seen_at": NOW.isoformat()}, attempts=2
+    )
+
+    assert entry.reason == "unexpected TypeError in the worker (a bug): bad argument"
+    assert (entry.exception_type, entry.exception) == ("TypeError", "bad argument")
+    assert (entry.attempts, entry.first_seen_at) == (2, NOW)
+
+
+@pytest.mark.parametrize(
+    ("task", "fields"),
+    [
+        ({"eval_id": "x", "role": "nope"}, ("x", None, None)),
+        ({"eval_id": 7, "backend": "celery"}, (None, Role.PRIMARY, Backend.CELERY)),
+        ("not a task", (None, None, None)),
+        (None, (None, None, None)),
+    ],
+)
+def test_a_malformed_task_keeps_what_can_be_read_of_its_run(task, fields):
+    entry = entry_for(GaveUp("malformed task: ..."), {"task": task, "first_seen_at": "yesterday"})
+
+    assert (entry.eval_id, entry.role, entry.backend) == fields
+    assert entry.first_seen_at is None
+    assert run_of(entry.kwargs) is None
+
+
+def test_only_a_valid_task_names_a_run_to_end():
+    assert run_of({"task": TASK}) == EvalTask.model_validate(TASK)
+    assert run_of({}) is None
+
+
+@pytest.mark.parametrize(
+    ("exception", "reason"),
+    [
+        (GaveUp("every executor stayed at capacity"), "every executor stayed at capacity"),
+        (TimeLimitExceeded(45), "the worker's hard time limit of 45s passed; the task was killed"),
+        (
+            SoftTimeLimitExceeded(),
+            "the worker's soft time limit passed before the executor answered; "
+            "the program was stopped",
+        ),
+        (KeyError("task"), "unexpected KeyError in the worker (a bug): 'task'"),
+    ],
+)
+def test_every_failure_has_a_reason(exception, reason):
+    assert failure_reason(exception) == reason
+
+
+def test_a_failure_reported_twice_for_the_same_request_is_acted_on_once():
+    reports = FailureReports()
+    kwargs = {"task": TASK}
+
+    assert reports.first("task-1", kwargs)
+    assert not reports.first("task-1", kwargs)
+    # Another request of the same task id (a replay) is a failure of its own.
+    assert reports.first("task-1", dict(kwargs))
+
+
+def test_gave_up_survives_pickling_with_its_reason():
+    copy = pickle.loads(pickle.dumps(GaveUp("worker lost 3 times", 3, NOW)))
+
+    assert isinstance(copy, GaveUp)
+    assert copy.reason == "worker lost 3 times"
+
+
+def test_a_malformed_task_is_given_up_naming_the_bad_fields():
+    with pytest.raises(GaveUp) as raised:
+        Delivery.decode({"eval_id": "x"}, retries=0, busy_retries=0, failures=0, first_seen_at=None)
+
+    assert raised.value.reason.startswith("malformed task: ")
+    assert "backend: Field required" in raised.value.reason
+    assert raised.value.attempts == 1
+
+
+def test_a_retry_carries_the_counters_and_the_first_seen_time():
+    delivery = Delivery.decode(
+        TASK, retries=3, busy_retries=1, failures=1, first_seen_at=NOW.isoformat()
+    )
+    step = RetryLater(
+        countdown=1, busy_retries=2, failures=1, failure=Failure.BUSY, error="every executor busy"
+    )
+
+    kwargs = delivery.retry_kwargs(step)
+
+    assert kwargs == {
+        "task": TASK,
+        "busy_retries": 2,
+        "failures": 1,
+        "first_seen_at": NOW.isoformat(),
+    }
+    assert (delivery.attempt, delivery.losses) == (4, 1)
+    assert delivery.gave_up("why").attempts == 4
+    assert delivery.gave_up("why", attempts=3).first_seen_at == NOW
+
+
+def test_a_first_delivery_is_first_seen_now():
+    before = datetime.now(UTC)
+
+    delivery = Delivery.decode(TASK, retries=0, busy_retries=0, failures=0, first_seen_at=None)
+
+    assert delivery.first_seen_at >= before
+    assert delivery.losses == 0

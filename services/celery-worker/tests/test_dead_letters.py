@@ -1,0 +1,91 @@
+"""Every give-up of tasks.evaluate_code leaves exactly one dead letter and a run ended `error`."""
+
+from __future__ import annotations
+
+from crucible_contracts.names import TASK_EVALUATE, Role
+from crucible_contracts.pytest_plugin import wait_for
+from crucible_contracts.status import Status
+
+
+def test_soft_time_limit_ends_the_run_error_with_its_reason(
+    stack, storage, submit, wait_until_ended
+):
+    code = "import time\ntime.sleep(20)"
+    eval_id, result = submit(
+        stack.worker.client, storage, code, timeout=30, soft_time_limit=1, time_limit=10
+    )
+
+    view = wait_until_ended(storage, eval_id, timeout=15)
+
+    assert view.status == Status.ERROR
+    assert view.reason.startswith("the worker's soft time limit of 1s passed")
+    assert view.reason.endswith("the program was stopped")
+    wait_for(result.ready, timeout=10, what="the task result")
+    assert result.state == "FAILURE"
+    (entry,) = stack.worker.dead_letters(eval_id=eval_id)
+    assert entry.reason == view.reason
+    assert entry.attempts == 1
+    assert "SoftTimeLimitExceeded" in entry.exception_type
+    assert entry.first_seen_at is not None and entry.first_seen_at <= entry.failed_at
+
+
+def test_hard_time_limit_ends_the_run_error_with_exactly_one_dead_letter(
+    stack, storage, submit, wait_until_ended
+):
+    # No soft limit to handle first: the pool process is killed, as when a task is stuck; Celery
+    # reports that in the worker's main process, twice.
+    code = "import time\ntime.sleep(20)"
+    eval_id, _ = submit(stack.worker.client, storage, code, timeout=30, time_limit=1)
+
+    view = wait_until_ended(storage, eval_id, timeout=15)
+
+    assert view.status == Status.ERROR
+    assert view.reason == "the worker's hard time limit of 1s passed; the task was killed"
+    wait_for(stack.worker.idle, what="the worker to settle")
+    (entry,) = stack.worker.dead_letters(eval_id=eval_id)
+    assert entry.reason == view.reason
+    assert entry.attempts == 1
+    assert "TimeLimitExceeded" in entry.exception_type
+    assert "TimeLimitExceeded" in entry.traceback
+    assert entry.kwargs["task"]["eval_id"] == eval_id
+
+
+def test_unexpected_exception_in_the_task_ends_the_run_error_with_one_dead_letter(
+    stack, storage, submit, wait_until_ended
+):
+    # A sender on another version of the contract: an argument this worker does not take.
+    eval_id, result = submit(
+        stack.worker.client, storage, "print('never runs')", extra_kwargs={"deadline": 5}
+    )
+
+    view = wait_until_ended(storage, eval_id)
+
+    assert view.status == Status.ERROR
+    assert view.reason.startswith("unexpected TypeError in the worker (a bug): ")
+    assert "deadline" in view.reason
+    wait_for(stack.worker.idle, what="the worker to settle")
+    (entry,) = stack.worker.dead_letters(eval_id=eval_id)
+    assert (entry.task_name, entry.task_id, entry.role) == (TASK_EVALUATE, result.id, Role.PRIMARY)
+    assert entry.exception_type == "TypeError"
+    assert "TypeError" in entry.traceback
+    assert entry.kwargs["deadline"] == 5
+    assert entry.attempts == 1
+    assert result.state == "FAILURE"
+
+
+def test_malformed_task_is_dead_lettered_not_retried(stack):
+    result = stack.worker.client.send_task(
+        TASK_EVALUATE, kwargs={"task": {"eval_id": "x"}}, queue="default"
+    )
+
+    wait_for(result.ready, timeout=10, what="the task result")
+    assert result.state == "FAILURE"
+    (entry,) = wait_for(
+        lambda: stack.worker.dead_letters(task_id=result.id), what="a dead-letter entry"
+    )
+    assert entry.reason.startswith("malformed task: ")
+    assert "backend: Field required" in entry.reason
+    assert entry.eval_id == "x"
+    assert entry.kwargs == {"task": {"eval_id": "x"}}
+    assert entry.attempts == 1
+    assert "ValidationError" in entry.exception_type
