@@ -11,10 +11,12 @@ from hypothesis import strategies as st
 from crucible_contracts.ids import new_eval_id
 from crucible_contracts.names import Backend
 from crucible_gateway.routing import (
+    MigrationMode,
     MigrationSettings,
     bucket,
     choose_backend,
     fallback_for,
+    shadow_backend,
 )
 
 keys = st.text(min_size=1, max_size=80)
@@ -112,3 +114,75 @@ def test_the_celery_share_of_real_eval_ids_is_close_to_half_at_fifty_percent():
 def test_a_percentage_outside_zero_to_one_is_refused(percentage):
     with pytest.raises(ValueError, match="celery_percentage"):
         MigrationSettings(celery_percentage=percentage)
+
+
+def _shadowing(share: float, **overrides) -> MigrationSettings:
+    fields = {
+        "celery_enabled": True,
+        "celery_percentage": 0.5,
+        "mode": MigrationMode.SHADOW,
+        "shadow_percentage": share,
+        **overrides,
+    }
+    return MigrationSettings(**fields)
+
+
+@pytest.mark.parametrize(
+    "migration",
+    [
+        _shadowing(1.0, mode=MigrationMode.SPLIT),
+        _shadowing(1.0, celery_enabled=False),
+        _shadowing(1.0, force_legacy=True),
+        _shadowing(0.0),
+    ],
+    ids=["split-mode", "celery-disabled", "legacy-forced", "zero-share"],
+)
+def test_no_shadow_run_unless_shadow_mode_with_celery_on_and_a_share(migration):
+    ids = [f"{i:032x}" for i in range(200)]
+    assert {
+        shadow_backend(eval_id=i, primary=Backend.LEGACY, migration=migration) for i in ids
+    } == {None}
+
+
+@pytest.mark.parametrize("primary", list(Backend))
+def test_the_shadow_runs_on_the_path_the_primary_did_not_take(primary):
+    assert (
+        shadow_backend(eval_id="a" * 32, primary=primary, migration=_shadowing(1.0))
+        is primary.other
+    )
+
+
+@given(key=keys, low=shares, high=shares)
+def test_raising_the_shadow_share_only_adds_shadowed_evaluations(key, low, high):
+    low, high = min(low, high), max(low, high)
+    before = shadow_backend(eval_id=key, primary=Backend.LEGACY, migration=_shadowing(low))
+    after = shadow_backend(eval_id=key, primary=Backend.LEGACY, migration=_shadowing(high))
+    assert not (before is not None and after is None)
+
+
+def test_which_evaluations_are_shadowed_does_not_follow_the_split():
+    """Salted buckets: at 50 % split and 50 % shadow, both paths' primaries get shadowed."""
+    migration = _shadowing(0.5)
+    ids = [f"{i:032x}" for i in range(4000)]
+    shadowed = {
+        choose_backend(eval_id=i, migration=migration)
+        for i in ids
+        if shadow_backend(eval_id=i, primary=Backend.LEGACY, migration=migration) is not None
+    }
+    assert shadowed == {Backend.LEGACY, Backend.CELERY}
+    share = sum(
+        shadow_backend(eval_id=i, primary=Backend.LEGACY, migration=migration) is not None
+        for i in ids
+    ) / len(ids)
+    assert abs(share - 0.5) < 0.04
+
+
+def test_a_routing_key_keeps_the_shadow_decision_with_the_key():
+    migration = _shadowing(0.3)
+    decisions = {
+        shadow_backend(
+            eval_id=new_eval_id(), primary=Backend.LEGACY, routing_key="user-7", migration=migration
+        )
+        for _ in range(50)
+    }
+    assert len(decisions) == 1

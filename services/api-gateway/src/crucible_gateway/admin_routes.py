@@ -7,9 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from crucible_gateway import control
-from crucible_gateway.control import MigrationUpdate, Promote, VersionedWrite
+from crucible_gateway.control import MigrationUpdate, Promote, StartRamp, VersionedWrite
 from crucible_gateway.deps import MigrationSourceDep, MigrationStoreDep, OperatorDep
-from crucible_gateway.migration_store import AuditEntry, MigrationDocument
+from crucible_gateway.migration_store import AuditEntry, GuardStatus, MigrationDocument
 
 router = APIRouter(prefix="/api/admin/migration")
 
@@ -46,6 +46,19 @@ def abort(
     body: VersionedWrite, actor: OperatorDep, store: MigrationStoreDep, source: MigrationSourceDep
 ) -> MigrationDocument:
     return control.abort(body=body, actor=actor, store=store, source=source)
+
+
+@router.post("/ramp")
+def start_ramp(
+    body: StartRamp, actor: OperatorDep, store: MigrationStoreDep, source: MigrationSourceDep
+) -> MigrationDocument:
+    return control.start_ramp(body=body, actor=actor, store=store, source=source)
+
+
+@router.get("/guard")
+def get_guard(_: OperatorDep, store: MigrationStoreDep) -> GuardStatus | None:
+    """The leader's latest guard evaluation (null when no leader evaluated in the last 30 s)."""
+    return store.guard_status()
 
 
 @router.get("/audit")

@@ -16,7 +16,7 @@ from kombu.exceptions import KombuError
 from crucible_contracts.errors import Unavailable
 from crucible_contracts.limits import celery_time_limits
 from crucible_contracts.models import EvalTask
-from crucible_contracts.names import QUEUE_ORDER, TASK_EVALUATE, Queue
+from crucible_contracts.names import QUEUE_ORDER, TASK_EVALUATE, Queue, Role
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +27,9 @@ _BROKER_ERRORS = (KombuError, redis.RedisError, OSError)
 
 
 def queue_for(task: EvalTask) -> Queue:
+    """Shadow runs have their own queue, drained last, so that they never delay user work."""
+    if task.role is Role.SHADOW:
+        return Queue.SHADOW
     return Queue.HIGH if task.priority else Queue.DEFAULT
 
 

@@ -20,6 +20,8 @@ class Settings(ServiceSettings):
     celery_percentage: float = Field(default=0.0, ge=0.0, le=1.0)
     force_legacy_queue: bool = False
     migration_mode: MigrationMode = MigrationMode.SPLIT
+    # The share of evaluations that get a shadow run while MIGRATION_MODE=shadow.
+    shadow_percentage: float = Field(default=1.0, ge=0.0, le=1.0)
 
     celery_broker_url: str = "redis://127.0.0.1:6380/0"
     redis_url: str = "redis://127.0.0.1:6381/0"
@@ -30,6 +32,10 @@ class Settings(ServiceSettings):
     migration_key_prefix: str = Field(default="crucible:migration", min_length=1)
     migration_refresh_interval: float = Field(default=0.5, gt=0, le=10)
     migration_audit_max: int = Field(default=1000, gt=0)
+    # The leader replica's loop: comparison sweep, rollback guard and ramp, every this many seconds.
+    supervisor_interval: float = Field(default=1.0, gt=0, le=60)
+    # How long a leader's lease lasts unless renewed; another replica takes over after it.
+    leader_lease_seconds: float = Field(default=5.0, gt=0)
 
     operator_token: str | None = None
     api_keys: str = ""
@@ -94,5 +100,6 @@ class Settings(ServiceSettings):
             celery_enabled=self.celery_enabled,
             celery_percentage=self.celery_percentage,
             mode=self.migration_mode,
+            shadow_percentage=self.shadow_percentage,
             force_legacy=self.force_legacy_queue,
         )

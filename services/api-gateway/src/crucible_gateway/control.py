@@ -11,12 +11,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from crucible_gateway.migration import RedisMigrationSource
-from crucible_gateway.migration_store import (
-    AuditEntry,
-    ComparisonRules,
-    MigrationDocument,
-    MigrationStore,
-)
+from crucible_gateway.migration_store import AuditEntry, MigrationDocument, MigrationStore
 from crucible_gateway.routing import MigrationMode
 
 
@@ -37,7 +32,10 @@ class MigrationUpdate(VersionedWrite):
     mode: MigrationMode | None = None
     shadow_percentage: float | None = Field(default=None, ge=0.0, le=1.0)
     force_legacy: bool | None = None
-    comparison: ComparisonRules | None = None
+    # Nested settings: only the sub-fields given change (see MigrationDocument for their fields).
+    comparison: dict[str, Any] | None = None
+    guard: dict[str, Any] | None = None
+    ramp: dict[str, Any] | None = None
 
     def changes(self) -> dict[str, Any]:
         fields = self.model_dump(exclude_unset=True, exclude={"expected_version", "reason"})
@@ -48,6 +46,13 @@ class Promote(VersionedWrite):
     """`POST /api/admin/migration/promote`: Celery on, split mode, legacy not forced, this share."""
 
     celery_percentage: float = Field(ge=0.0, le=1.0)
+
+
+class StartRamp(VersionedWrite):
+    """`POST /api/admin/migration/ramp`: promote step by step while every guard check passes."""
+
+    steps: list[float] | None = None
+    hold_seconds: float | None = Field(default=None, gt=0)
 
 
 def update(
@@ -96,6 +101,30 @@ def abort(
         "mode": MigrationMode.SPLIT,
     }
     return _write(body, changes, "abort", actor=actor, store=store, source=source)
+
+
+def start_ramp(
+    *, body: StartRamp, actor: str, store: MigrationStore, source: RedisMigrationSource
+) -> MigrationDocument:
+    """Turn the ramp on: Celery enabled, legacy not forced, the share raised to the first step.
+
+    From then on the leader replica promotes one step each time the step has been held long
+    enough and the guard passes; a guard breach rolls back and stops the ramp.
+    """
+    ramp: dict[str, Any] = {"active": True}
+    if body.steps is not None:
+        ramp["steps"] = body.steps
+    if body.hold_seconds is not None:
+        ramp["hold_seconds"] = body.hold_seconds
+    current = source.document()
+    first_step = (body.steps or current.ramp.steps)[0]
+    changes = {
+        "celery_enabled": True,
+        "force_legacy": False,
+        "celery_percentage": max(current.celery_percentage, first_step),
+        "ramp": ramp,
+    }
+    return _write(body, changes, "ramp_start", actor=actor, store=store, source=source)
 
 
 def audit(*, store: MigrationStore, limit: int) -> list[AuditEntry]:

@@ -16,11 +16,13 @@ from crucible_gateway.admin_routes import router as admin_router
 from crucible_gateway.auth import install_api_keys
 from crucible_gateway.celery_client import CeleryDispatcher
 from crucible_gateway.config import Settings
+from crucible_gateway.leader import LeaderLease
 from crucible_gateway.legacy_client import LegacyQueueClient
 from crucible_gateway.migration import RedisMigrationSource
 from crucible_gateway.migration_store import MigrationDocument, MigrationStore
 from crucible_gateway.routes import router
 from crucible_gateway.service import Paths
+from crucible_gateway.supervisor import Supervisor
 
 SERVICE = "api-gateway"
 # Short, so that a dead state Redis marks the settings stale quickly and never holds a request.
@@ -63,11 +65,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         seed=MigrationDocument.seed_from(settings.migration()),
         refresh_interval=settings.migration_refresh_interval,
     )
+    # One replica at a time (the lease holder) sweeps comparisons and runs the guard and ramp.
+    supervisor = Supervisor(
+        lease=LeaderLease(
+            state_redis, key=store.leader_key, ttl_seconds=settings.leader_lease_seconds
+        ),
+        storage=storage,
+        store=store,
+        source=source,
+        interval=settings.supervisor_interval,
+    )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         source.start()
+        supervisor.start()
         yield
+        supervisor.stop()
         source.stop()
         state_redis.close()
         storage.close()
@@ -81,6 +95,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.limits = settings.limits()
     app.state.migration_store = store
     app.state.migration_source = source
+    app.state.supervisor = supervisor
     app.state.operator_tokens = settings.operator_tokens
 
     install_api_keys(app, settings.api_key_list)

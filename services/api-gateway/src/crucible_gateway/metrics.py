@@ -23,3 +23,23 @@ NO_PATH = Counter(
     "crucible_gateway_no_path_total",
     "Evaluations that neither path could take (recorded as error, answered 503)",
 )
+SHADOWS = Counter(
+    "crucible_gateway_shadow_runs_total",
+    "Shadow runs dispatched, by the backend that took them (result=ok) or failed to (result=error)",
+    ["backend", "result"],
+)
+COMPARISONS = Counter(
+    "crucible_gateway_comparisons_total",
+    "Comparisons of a primary and a shadow run recorded by the leader's sweep, by outcome",
+    ["outcome"],
+)
+GUARD_DECISIONS = Counter(
+    "crucible_gateway_guard_decisions_total",
+    "Rollback guard evaluations by the leader, by decision (pass, hold, breach)",
+    ["decision"],
+)
+GUARD_ACTIONS = Counter(
+    "crucible_gateway_guard_actions_total",
+    "Settings changes made by the leader's guard and ramp (guard_rollback, ramp_promote)",
+    ["action"],
+)

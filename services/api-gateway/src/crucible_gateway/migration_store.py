@@ -15,14 +15,9 @@ import redis
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from crucible_contracts.errors import Conflict, InvalidInput, Unavailable
+from crucible_gateway.comparison import ComparisonRules
+from crucible_gateway.guard import GuardSettings, RampSettings, Verdict
 from crucible_gateway.routing import MigrationMode, MigrationSettings
-
-
-class ComparisonRules(BaseModel):
-    """Placeholder for the shadow comparison's normalisation rules (used by later work)."""
-
-    rules_version: int = Field(default=1, ge=1)
-    rules: list[str] = Field(default_factory=list)
 
 
 class MigrationDocument(BaseModel):
@@ -37,6 +32,8 @@ class MigrationDocument(BaseModel):
     shadow_percentage: float = Field(default=0.0, ge=0.0, le=1.0)
     force_legacy: bool = False
     comparison: ComparisonRules = Field(default_factory=ComparisonRules)
+    guard: GuardSettings = Field(default_factory=GuardSettings)
+    ramp: RampSettings = Field(default_factory=RampSettings)
     updated_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     updated_by: str = "environment"
 
@@ -46,6 +43,7 @@ class MigrationDocument(BaseModel):
             celery_enabled=self.celery_enabled,
             celery_percentage=self.celery_percentage,
             mode=self.mode,
+            shadow_percentage=self.shadow_percentage,
             force_legacy=self.force_legacy,
         )
 
@@ -63,7 +61,11 @@ EDITABLE_FIELDS = (
     "shadow_percentage",
     "force_legacy",
     "comparison",
+    "guard",
+    "ramp",
 )
+# Editable fields that are nested settings: a change names only the sub-fields it changes.
+NESTED_FIELDS = ("comparison", "guard", "ramp")
 
 
 class AuditEntry(BaseModel):
@@ -78,6 +80,19 @@ class AuditEntry(BaseModel):
     reason: str
 
 
+class GuardStatus(BaseModel):
+    """What the leader's guard last found, and what it did about it."""
+
+    evaluated_at: datetime
+    leader: str
+    document_version: int
+    state: str = Field(description="evaluated | disabled | idle (Celery takes no traffic)")
+    since: datetime | None = None
+    verdict: Verdict | None = None
+    action: str | None = Field(default=None, description="guard_rollback | ramp_promote | None")
+    action_detail: str | None = None
+
+
 class MigrationStore:
     """The document and its audit log in one Redis, under `prefix`."""
 
@@ -85,6 +100,8 @@ class MigrationStore:
         self._redis = client
         self.document_key = f"{prefix}:document"
         self.audit_key = f"{prefix}:audit"
+        self.leader_key = f"{prefix}:leader"
+        self.guard_key = f"{prefix}:guard"
         self._audit_max = audit_max
 
     def load(self) -> MigrationDocument | None:
@@ -153,6 +170,20 @@ class MigrationStore:
             raise Unavailable(f"state Redis: {exc}") from exc
         return [AuditEntry.model_validate_json(item) for item in raw]
 
+    def save_guard_status(self, status: GuardStatus, *, ttl_seconds: float) -> None:
+        """Publish the leader's latest guard evaluation for every replica to show. Raises RedisError."""
+        self._redis.set(
+            self.guard_key, status.model_dump_json(), px=max(1, int(ttl_seconds * 1000))
+        )
+
+    def guard_status(self) -> GuardStatus | None:
+        """The latest guard evaluation, or None when no leader evaluated lately."""
+        try:
+            raw = self._redis.get(self.guard_key)
+        except redis.RedisError as exc:
+            raise Unavailable(f"state Redis: {exc}") from exc
+        return None if raw is None else GuardStatus.model_validate_json(raw)
+
     def _current(self, pipe: redis.client.Pipeline) -> MigrationDocument:
         raw = pipe.get(self.document_key)
         if raw is None:
@@ -170,14 +201,28 @@ def _stale(expected: int, current: int | None) -> Conflict:
 
 def _apply(current: MigrationDocument, changes: dict[str, Any], *, actor: str) -> MigrationDocument:
     data = current.model_dump()
-    data.update(changes)
+    for name, value in changes.items():
+        if name in NESTED_FIELDS and isinstance(value, dict):
+            data[name] = {**data[name], **value}
+        else:
+            data[name] = value
     data.update(version=current.version + 1, updated_at=datetime.now(UTC), updated_by=actor)
     try:
-        return MigrationDocument.model_validate(data)
+        new = MigrationDocument.model_validate(data)
     except ValidationError as exc:
         problem = exc.errors()[0]
         field = ".".join(str(part) for part in problem["loc"]) or "body"
         raise InvalidInput(field, problem["msg"]) from exc
+    return _bump_rules_version(current, new)
+
+
+def _bump_rules_version(current: MigrationDocument, new: MigrationDocument) -> MigrationDocument:
+    """New normalisation rules get a new rules_version, so that each comparison names its rules."""
+    old_rules, new_rules = current.comparison, new.comparison
+    if new_rules.rules == old_rules.rules or new_rules.rules_version > old_rules.rules_version:
+        return new
+    bumped = new_rules.model_copy(update={"rules_version": old_rules.rules_version + 1})
+    return new.model_copy(update={"comparison": bumped})
 
 
 def _diff(old: MigrationDocument, new: MigrationDocument) -> dict[str, list[Any]]:

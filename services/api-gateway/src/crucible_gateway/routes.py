@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, BackgroundTasks, Query, Request
 
 from crucible_contracts.models import (
     Accepted,
@@ -16,15 +16,18 @@ from crucible_contracts.models import (
 )
 from crucible_contracts.names import Backend
 from crucible_contracts.status import Status
-from crucible_gateway import service
+from crucible_gateway import report, service
+from crucible_gateway.comparison import SideBySide
 from crucible_gateway.deps import (
     LanguagesDep,
     LimitsDep,
     MigrationDep,
     MigrationSourceDep,
+    MigrationStoreDep,
     PathsDep,
     StorageDep,
 )
+from crucible_gateway.report import MigrationReport
 
 router = APIRouter(prefix="/api")
 
@@ -32,6 +35,7 @@ router = APIRouter(prefix="/api")
 @router.post("/eval", status_code=202)
 def submit_eval(
     body: EvalRequest,
+    background: BackgroundTasks,
     storage: StorageDep,
     paths: PathsDep,
     migration: MigrationDep,
@@ -45,12 +49,14 @@ def submit_eval(
         migration=migration,
         limits=limits,
         languages=languages,
+        defer=background.add_task,
     )
 
 
 @router.post("/eval-batch", status_code=202)
 def submit_batch(
     body: BatchRequest,
+    background: BackgroundTasks,
     storage: StorageDep,
     paths: PathsDep,
     migration: MigrationDep,
@@ -64,12 +70,39 @@ def submit_batch(
         migration=migration,
         limits=limits,
         languages=languages,
+        defer=background.add_task,
     )
 
 
 @router.get("/eval/{eval_id}")
 def get_eval(eval_id: str, storage: StorageDep) -> EvaluationView:
     return service.get_evaluation(eval_id=eval_id, storage=storage)
+
+
+@router.get("/eval/{eval_id}/comparison")
+def get_comparison(eval_id: str, storage: StorageDep, source: MigrationSourceDep) -> SideBySide:
+    """Both runs side by side, the recorded outcome ("pending" until both ended), and a diff."""
+    return report.comparison_of(
+        eval_id=eval_id, storage=storage, rules=source.document().comparison
+    )
+
+
+@router.get("/migration/report")
+def migration_report(
+    storage: StorageDep,
+    store: MigrationStoreDep,
+    source: MigrationSourceDep,
+    window: str = "1h",
+    samples: Annotated[int, Query(ge=0, le=50)] = 5,
+) -> MigrationReport:
+    """Per path: volume, success and error rates, latencies; comparison outcomes; the guard."""
+    return report.migration_report(
+        storage=storage,
+        store=store,
+        document=source.document(),
+        window=window,
+        samples=samples,
+    )
 
 
 @router.get("/evaluations")
@@ -92,6 +125,7 @@ def queue_status(paths: PathsDep) -> dict[str, Any]:
 
 @router.get("/status")
 def gateway_status(
+    request: Request,
     storage: StorageDep,
     paths: PathsDep,
     source: MigrationSourceDep,
@@ -105,4 +139,5 @@ def gateway_status(
         migration_source=source.status(),
         limits=limits,
         languages=languages,
+        leader=request.app.state.supervisor.is_leader,
     )

@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 from crucible_contracts.names import Backend
 
 _BUCKET_SPACE = 2**64
+SHADOW_SALT = "shadow:"
 
 
 class MigrationMode(StrEnum):
@@ -27,7 +28,22 @@ class MigrationSettings(BaseModel):
     celery_enabled: bool = False
     celery_percentage: float = Field(default=0.0, ge=0.0, le=1.0)
     mode: MigrationMode = MigrationMode.SPLIT
+    shadow_percentage: float = Field(default=0.0, ge=0.0, le=1.0)
     force_legacy: bool = False
+
+    @property
+    def shadowing(self) -> bool:
+        """Whether shadow runs may be dispatched at all: shadow mode, Celery on, legacy not forced.
+
+        Pausing (force_legacy) stops shadow runs too: an operator who pulled traffic off Celery
+        because it misbehaves does not want it fed with copies either.
+        """
+        return (
+            self.mode is MigrationMode.SHADOW
+            and self.celery_enabled
+            and not self.force_legacy
+            and self.shadow_percentage > 0
+        )
 
 
 def bucket(key: str) -> float:
@@ -55,6 +71,21 @@ def choose_backend(
         return Backend.LEGACY
     key = routing_key_of(eval_id=eval_id, routing_key=routing_key)
     return Backend.CELERY if bucket(key) < migration.celery_percentage else Backend.LEGACY
+
+
+def shadow_backend(
+    *, eval_id: str, primary: Backend, routing_key: str | None = None, migration: MigrationSettings
+) -> Backend | None:
+    """The path of the shadow run of this evaluation (always the other one), or None for no shadow.
+
+    The shadow share is bucketed like the split but with its own salt, so that which evaluations
+    are shadowed does not depend on which path they took, and raising `shadow_percentage` only
+    adds evaluations to the shadowed set.
+    """
+    if not migration.shadowing:
+        return None
+    key = routing_key_of(eval_id=eval_id, routing_key=routing_key)
+    return primary.other if bucket(SHADOW_SALT + key) < migration.shadow_percentage else None
 
 
 def fallback_for(chosen: Backend, *, migration: MigrationSettings) -> Backend | None:

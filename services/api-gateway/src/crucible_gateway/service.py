@@ -7,8 +7,9 @@ created in storage before it is dispatched, so that no path ever runs work stora
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from crucible_contracts.clients import StorageClient
@@ -24,6 +25,7 @@ from crucible_contracts.models import (
     EvaluationCreate,
     EvaluationPage,
     EvaluationView,
+    RunCreate,
     RunUpdate,
 )
 from crucible_contracts.names import Backend, Role
@@ -31,12 +33,24 @@ from crucible_contracts.status import Status
 from crucible_gateway import metrics
 from crucible_gateway.celery_client import CeleryDispatcher
 from crucible_gateway.legacy_client import LegacyQueueClient
-from crucible_gateway.routing import MigrationSettings, choose_backend, fallback_for
+from crucible_gateway.routing import (
+    MigrationSettings,
+    choose_backend,
+    fallback_for,
+    shadow_backend,
+)
 from crucible_gateway.validation import validate_batch, validate_eval
 
 log = logging.getLogger(__name__)
 
 HEALTH_TIMEOUT = 2.0
+
+# Runs a job: at once, or after the HTTP answer has gone out (FastAPI's BackgroundTasks.add_task).
+Defer = Callable[[Callable[[], None]], None]
+
+
+def run_now(job: Callable[[], None]) -> None:
+    job()
 
 
 @dataclass(frozen=True)
@@ -73,14 +87,16 @@ def submit(
     migration: MigrationSettings,
     limits: Limits,
     languages: Sequence[str],
+    defer: Defer = run_now,
 ) -> Accepted:
     """Validate, record (status queued) and dispatch one evaluation.
 
     Raises InvalidInput (nothing recorded), Unavailable when storage cannot record it (nothing
-    dispatched), NoPathAvailable when neither path took it (recorded as `error`).
+    dispatched), NoPathAvailable when neither path took it (recorded as `error`). A shadow run,
+    when the settings ask for one, is handed to `defer` (the route runs it after answering).
     """
     valid = validate_eval(request, limits=limits, languages=languages)
-    return _accept(valid, storage=storage, paths=paths, migration=migration)
+    return _accept(valid, storage=storage, paths=paths, migration=migration, defer=defer)
 
 
 def submit_batch(
@@ -91,6 +107,7 @@ def submit_batch(
     migration: MigrationSettings,
     limits: Limits,
     languages: Sequence[str],
+    defer: Defer = run_now,
 ) -> BatchAccepted:
     """Validate every item first, then accept each in order; one entry per item.
 
@@ -102,7 +119,9 @@ def submit_batch(
     accepted: list[Accepted] = []
     for item in items:
         try:
-            accepted.append(_accept(item, storage=storage, paths=paths, migration=migration))
+            accepted.append(
+                _accept(item, storage=storage, paths=paths, migration=migration, defer=defer)
+            )
         except NotDispatched as exc:
             accepted.append(exc.entry)
         except Unavailable as exc:
@@ -116,6 +135,7 @@ def _accept(
     storage: StorageClient,
     paths: Paths,
     migration: MigrationSettings,
+    defer: Defer,
 ) -> Accepted:
     eval_id = new_eval_id()
     chosen = choose_backend(eval_id=eval_id, routing_key=request.routing_key, migration=migration)
@@ -142,10 +162,19 @@ def _accept(
     )
     backend = _dispatch(task, storage=storage, paths=paths, migration=migration, view=view)
     metrics.SUBMITTED.labels(backend.value).inc()
+    shadow = shadow_backend(
+        eval_id=eval_id, primary=backend, routing_key=request.routing_key, migration=migration
+    )
+    if shadow is not None:
+        primary = task.model_copy(update={"backend": backend})
+        defer(
+            partial(dispatch_shadow, primary=primary, backend=shadow, storage=storage, paths=paths)
+        )
     return Accepted(
         eval_id=eval_id,
         status=Status.QUEUED,
         backend=backend,
+        shadow_backend=shadow,
         fallback_from=None if backend is chosen else chosen,
         created_at=view.created_at,
     )
@@ -217,6 +246,41 @@ def _record_error(storage: StorageClient, eval_id: str, *, reason: str) -> None:
         log.error("eval %s: could not record that no path took it: %s", eval_id, exc)
 
 
+# --- shadow runs ---------------------------------------------------------------------------------
+
+
+def dispatch_shadow(
+    *, primary: EvalTask, backend: Backend, storage: StorageClient, paths: Paths
+) -> None:
+    """Record and dispatch the shadow run of an accepted evaluation (after the client's answer).
+
+    The shadow run has the primary's eval_id and program, runs on `backend` (the path the primary
+    did not take), never with priority, and never falls back: a shadow that its path cannot take
+    ends `error` with the reason, which the comparison then reports. Nothing here can fail the
+    client's request: the primary run is already on its way.
+    """
+    eval_id = primary.eval_id
+    try:
+        storage.add_run(eval_id, RunCreate(role=Role.SHADOW, backend=backend))
+    except CrucibleError as exc:
+        metrics.SHADOWS.labels(backend.value, "error").inc()
+        log.error("eval %s: shadow run not recorded, so not dispatched: %s", eval_id, exc)
+        return
+    task = primary.model_copy(update={"role": Role.SHADOW, "backend": backend, "priority": False})
+    error = _try_path(paths, backend, task)
+    if error is None:
+        metrics.SHADOWS.labels(backend.value, "ok").inc()
+        return
+    metrics.SHADOWS.labels(backend.value, "error").inc()
+    update = RunUpdate(
+        status=Status.ERROR, reason=f"the {backend} path did not take the shadow run: {error}"
+    )
+    try:
+        storage.update_run(eval_id, Role.SHADOW, update)
+    except CrucibleError as exc:
+        log.error("eval %s: could not record that the shadow run was not taken: %s", eval_id, exc)
+
+
 # --- reading ------------------------------------------------------------------------------------
 
 
@@ -261,6 +325,7 @@ def gateway_status(
     migration_source: dict[str, Any],
     limits: Limits,
     languages: Sequence[str],
+    leader: bool = False,
 ) -> dict[str, Any]:
     """The configuration in force and whether each dependency answers right now.
 
@@ -282,6 +347,7 @@ def gateway_status(
     return {
         **migration.model_dump(mode="json"),
         "migration_source": migration_source,
+        "leader": leader,
         "languages": list(languages),
         "limits": limits.model_dump(mode="json"),
         "dependencies": dependencies,

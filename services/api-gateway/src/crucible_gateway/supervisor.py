@@ -1,0 +1,232 @@
+"""The migration supervisor: what the leader replica does every interval.
+
+1. Comparison sweep: every evaluation whose primary run has ended and whose shadow run has ended
+   too (or is overdue) gets its one comparison recorded. Storage keeps the first record of an
+   evaluation and ignores later ones, so a sweep that repeats itself, or two leaders for a moment,
+   can never record a comparison twice.
+2. Rollback guard: the runs since the settings last changed (within the guard's window) are judged;
+   a breach sets the Celery share back through the same versioned write an operator makes.
+3. Ramp: while a ramp is active and the guard passes, the share is promoted one step per hold.
+
+The functions are plain and take `now`; `Supervisor` only runs them in a thread on the leader.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import redis
+
+from crucible_contracts.clients import StorageClient
+from crucible_contracts.errors import Conflict, CrucibleError
+from crucible_gateway import metrics
+from crucible_gateway.comparison import ComparisonRules, due_comparison
+from crucible_gateway.guard import evaluate, ramp_due, rollback_target
+from crucible_gateway.leader import LeaderLease
+from crucible_gateway.migration import RedisMigrationSource
+from crucible_gateway.migration_store import GuardStatus, MigrationDocument, MigrationStore
+
+log = logging.getLogger(__name__)
+
+SWEEP_BATCH = 200
+GUARD_ACTOR = "guard"
+RAMP_ACTOR = "ramp"
+
+
+def sweep_comparisons(
+    *, storage: StorageClient, rules: ComparisonRules, now: datetime, limit: int = SWEEP_BATCH
+) -> int:
+    """Record the comparison of every evaluation that is due; returns how many were recorded now."""
+    recorded = 0
+    for evaluation in storage.pending_comparisons(limit=limit):
+        record = due_comparison(evaluation, rules, now)
+        if record is None:
+            continue
+        _, created = storage.record_comparison(evaluation.eval_id, record)
+        if created:
+            recorded += 1
+            metrics.COMPARISONS.labels(record.outcome.value).inc()
+    return recorded
+
+
+def guard_since(document: MigrationDocument, now: datetime) -> datetime:
+    """The start of the guard's window: never before the settings in force were written.
+
+    Runs made under earlier settings (a share since rolled back, say) say nothing about the
+    current ones; after every change the guard holds until enough new samples arrive.
+    """
+    return max(now - timedelta(seconds=document.guard.window_seconds), document.updated_at)
+
+
+def supervise_guard(
+    *,
+    storage: StorageClient,
+    store: MigrationStore,
+    document: MigrationDocument,
+    now: datetime,
+    leader: str,
+) -> GuardStatus:
+    """Judge the current settings, act on the verdict, and say what was found and done."""
+    status = GuardStatus(
+        evaluated_at=now, leader=leader, document_version=document.version, state="evaluated"
+    )
+    if not document.guard.enabled:
+        return status.model_copy(update={"state": "disabled"})
+    settings = document.settings()
+    if not settings.celery_enabled or settings.force_legacy:
+        return status.model_copy(update={"state": "idle"})
+    since = guard_since(document, now)
+    stats = storage.stats(since=since, until=now)
+    verdict = evaluate(stats, document.guard, shadow=settings.shadowing)
+    status = status.model_copy(update={"since": since, "verdict": verdict})
+    metrics.GUARD_DECISIONS.labels(verdict.decision).inc()
+    if verdict.decision == "breach":
+        return _roll_back(store=store, document=document, status=status)
+    step = ramp_due(
+        current=document.celery_percentage,
+        ramp=document.ramp,
+        verdict=verdict,
+        step_started_at=document.updated_at,
+        now=now,
+    )
+    if step is not None:
+        return _promote(store=store, document=document, status=status, step=step)
+    return status
+
+
+def _roll_back(
+    *, store: MigrationStore, document: MigrationDocument, status: GuardStatus
+) -> GuardStatus:
+    target = rollback_target(document.celery_percentage, document.guard, document.ramp)
+    if target >= document.celery_percentage and not document.ramp.active:
+        # Nothing left to take back (e.g. shadow mode at 0 %): report, do not write.
+        return status
+    summary = status.verdict.summary() if status.verdict else ""
+    reason = (
+        f"guard breached: {summary}; Celery share "
+        f"{document.celery_percentage:.0%} -> {target:.0%}"
+        + ("; ramp stopped" if document.ramp.active else "")
+    )
+    changes = {"celery_percentage": target, "ramp": {"active": False}}
+    written = _write(
+        store, document, changes, actor=GUARD_ACTOR, action="guard_rollback", reason=reason
+    )
+    if written:
+        metrics.GUARD_ACTIONS.labels("guard_rollback").inc()
+        log.error("guard rolled back the Celery share: %s", reason)
+        return status.model_copy(update={"action": "guard_rollback", "action_detail": reason})
+    return status
+
+
+def _promote(
+    *, store: MigrationStore, document: MigrationDocument, status: GuardStatus, step: float
+) -> GuardStatus:
+    last = step >= document.ramp.steps[-1]
+    summary = status.verdict.summary() if status.verdict else ""
+    reason = (
+        f"ramp: held {document.celery_percentage:.0%} for {document.ramp.hold_seconds:g}s and "
+        f"the guard passed ({summary}); Celery share -> {step:.0%}"
+        + ("; ramp complete" if last else "")
+    )
+    changes: dict[str, object] = {"celery_percentage": step}
+    if last:
+        changes["ramp"] = {"active": False}
+    written = _write(
+        store, document, changes, actor=RAMP_ACTOR, action="ramp_promote", reason=reason
+    )
+    if written:
+        metrics.GUARD_ACTIONS.labels("ramp_promote").inc()
+        log.warning("%s", reason)
+        return status.model_copy(update={"action": "ramp_promote", "action_detail": reason})
+    return status
+
+
+def _write(
+    store: MigrationStore,
+    document: MigrationDocument,
+    changes: dict[str, object],
+    *,
+    actor: str,
+    action: str,
+    reason: str,
+) -> bool:
+    """A versioned write based on `document`; False when someone changed the settings meanwhile
+    (the next tick judges the new settings instead)."""
+    try:
+        store.update(
+            expected_version=document.version,
+            changes=changes,
+            actor=actor,
+            reason=reason,
+            action=action,
+        )
+    except Conflict:
+        log.info("%s skipped: the settings changed since version %s", action, document.version)
+        return False
+    return True
+
+
+@dataclass
+class Supervisor:
+    """Runs `tick` every `interval` seconds in a daemon thread; acts only while holding the lease."""
+
+    lease: LeaderLease
+    storage: StorageClient
+    store: MigrationStore
+    source: RedisMigrationSource
+    interval: float = 1.0
+
+    def __post_init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.is_leader = False
+
+    def tick(self, now: datetime | None = None) -> GuardStatus | None:
+        """One round; None when this replica is not the leader or could not read the settings."""
+        now = now or datetime.now(UTC)
+        try:
+            self.is_leader = self.lease.holds()
+            if not self.is_leader:
+                return None
+            # The freshest document, not the cached one: the guard's writes name its version.
+            document = self.store.load()
+            if document is None:
+                return None
+            self.source.accept(document)
+            sweep_comparisons(storage=self.storage, rules=document.comparison, now=now)
+            status = supervise_guard(
+                storage=self.storage,
+                store=self.store,
+                document=document,
+                now=now,
+                leader=self.lease.identity,
+            )
+            self.store.save_guard_status(status, ttl_seconds=max(30.0, 10 * self.interval))
+            return status
+        except (CrucibleError, redis.RedisError) as exc:
+            # Storage or Redis down: nobody can judge now; the next tick tries again.
+            log.warning("supervisor tick skipped: %s", exc)
+            return None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="migration-supervisor", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        if self.is_leader:
+            with contextlib.suppress(redis.RedisError):
+                self.lease.release()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.tick()
+            except Exception:  # the loop must outlive a bug in one round
+                log.exception("supervisor tick failed")

@@ -1,0 +1,211 @@
+"""The migration as an operator runs it, over the whole suite: shadow runs and their comparisons,
+the report, the ramp, and the guard rolling back a broken Celery path."""
+
+from __future__ import annotations
+
+import sys
+
+import httpx
+import pytest
+
+from crucible_contracts.pytest_plugin import free_port, start_redis_server, wait_for
+
+pytestmark = pytest.mark.e2e
+
+TOKEN = "ops-token-for-the-migration-tests"
+OPERATOR = {"Authorization": f"Bearer {TOKEN}"}
+ADMIN = "/api/admin/migration"
+# The leader's loop runs often in tests, so that comparisons and guard decisions come quickly.
+FAST = {"OPERATOR_TOKEN": f"ops:{TOKEN}", "SUPERVISOR_INTERVAL": "0.2"}
+
+
+def _admin(gateway) -> httpx.Client:
+    return httpx.Client(base_url=gateway.url, headers=OPERATOR, timeout=30)
+
+
+def _change(admin: httpx.Client, path: str = "", method: str = "PUT", **fields) -> dict:
+    version = admin.get(ADMIN).json()["version"]
+    response = admin.request(
+        method, ADMIN + path, json={"expected_version": version, "reason": "test", **fields}
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def _comparison(client, eval_id: str, timeout: float = 60) -> dict:
+    """The side-by-side view once the leader has recorded the comparison."""
+
+    def recorded():
+        response = client.http.get(f"/api/eval/{eval_id}/comparison")
+        assert response.status_code == 200, response.text
+        body = response.json()
+        return body if body["outcome"] != "pending" else None
+
+    return wait_for(recorded, timeout=timeout, interval=0.1, what=f"comparison of {eval_id}")
+
+
+def test_shadow_runs_are_compared_once_with_the_right_outcome(suite, client_for):
+    gateway = suite.gateway(
+        CELERY_ENABLED="true",
+        CELERY_PERCENTAGE="0",
+        MIGRATION_MODE="shadow",
+        SHADOW_PERCENTAGE="1.0",
+        **FAST,
+    )
+    client = client_for(gateway)
+    programs = {
+        "match": "print('same on both paths')",
+        # A program's own failure, the same on both paths, is an agreement.
+        "failed-alike": "import sys\nprint('bad input', file=sys.stderr)\nsys.exit(3)",
+        "mismatch": "import random\nprint(random.random())",
+        "match_after_normalisation": "from datetime import datetime\nprint(datetime.now())",
+    }
+    accepted = {name: client.submit(code) for name, code in programs.items()}
+    for answer in accepted.values():
+        assert (answer["backend"], answer["shadow_backend"]) == ("legacy", "celery")
+
+    views = {name: _comparison(client, answer["eval_id"]) for name, answer in accepted.items()}
+
+    assert views["match"]["outcome"] == "match"
+    assert views["failed-alike"]["outcome"] == "match"
+    assert views["failed-alike"]["primary"]["status"] == "failed"
+    mismatch = views["mismatch"]
+    assert (mismatch["outcome"], mismatch["differing_fields"]) == ("mismatch", ["stdout"])
+    assert "primary (legacy)" in mismatch["diff"]["stdout"]
+    assert "shadow (celery)" in mismatch["diff"]["stdout"]
+    assert views["match_after_normalisation"]["outcome"] == "match_after_normalisation"
+    for view in views.values():
+        assert view["primary"]["backend"] == "legacy"
+        assert view["shadow"]["backend"] == "celery"
+    # The client sees the primary run only; the shadow is listed beside it.
+    evaluation = client.get(accepted["match"]["eval_id"])
+    assert (evaluation["backend"], evaluation["output"]) == ("legacy", "same on both paths\n")
+    assert sorted(run["role"] for run in evaluation["runs"]) == ["primary", "shadow"]
+
+    report = client.http.get("/api/migration/report", params={"window": "1h"}).json()
+    outcomes = report["comparisons"]["by_outcome"]
+    assert outcomes.get("mismatch", 0) >= 1 and outcomes.get("match", 0) >= 2
+    assert report["paths"]["celery"]["by_role"].get("shadow", 0) >= 4
+    assert any(
+        s["eval_id"] == accepted["mismatch"]["eval_id"] for s in report["comparisons"]["samples"]
+    )
+
+
+def test_a_shadow_that_never_finishes_is_reported_missing_after_its_deadline(suite, client_for):
+    # A queue-service nobody drains: the legacy shadow runs stay queued.
+    stalled = suite.starter.service(
+        "crucible_queue.main:create_app", name="stalled-queue-service", env=suite.env
+    )
+    gateway = suite.gateway(
+        CELERY_ENABLED="true",
+        CELERY_PERCENTAGE="1.0",
+        MIGRATION_MODE="shadow",
+        SHADOW_PERCENTAGE="1.0",
+        QUEUE_SERVICE_URL=stalled.url,
+        **FAST,
+    )
+    with _admin(gateway) as admin:
+        _change(admin, comparison={"shadow_grace_seconds": 1})
+    client = client_for(gateway)
+
+    accepted = client.submit("print('primary only')", timeout=1)
+    assert (accepted["backend"], accepted["shadow_backend"]) == ("celery", "legacy")
+    assert client.wait_done(accepted["eval_id"])["output"] == "primary only\n"
+
+    view = _comparison(client, accepted["eval_id"])
+    assert view["outcome"] == "shadow_missing"
+    assert view["shadow"]["status"] == "queued"
+
+
+def test_the_ramp_promotes_step_by_step_while_the_guard_passes(suite, client_for):
+    gateway = suite.gateway(CELERY_ENABLED="true", CELERY_PERCENTAGE="0", **FAST)
+    client = client_for(gateway)
+    with _admin(gateway) as admin:
+        _change(admin, guard={"min_samples": 3, "max_p95_latency_ratio": 20})
+        _change(admin, "/ramp", method="POST", steps=[0.5, 1.0], hold_seconds=1)
+        assert admin.get(ADMIN).json()["celery_percentage"] == 0.5
+
+        def promoted():
+            for _ in range(8):
+                client.wait_done(client.submit("print(1)")["eval_id"])
+            return admin.get(ADMIN).json()["celery_percentage"] == 1.0
+
+        wait_for(promoted, timeout=120, interval=0.1, what="the ramp to reach 100 %")
+        entries = admin.get(f"{ADMIN}/audit").json()
+        document = admin.get(ADMIN).json()
+
+    promotion = next(entry for entry in entries if entry["action"] == "ramp_promote")
+    assert promotion["actor"] == "ramp"
+    assert promotion["changes"]["celery_percentage"] == [0.5, 1.0]
+    assert "guard passed" in promotion["reason"] and "ramp complete" in promotion["reason"]
+    assert document["ramp"]["active"] is False
+
+
+def test_the_guard_rolls_back_a_broken_celery_path(suite, client_for):
+    # A Celery worker on its own broker whose executors cannot be reached: every run ends error.
+    broker = start_redis_server(suite.starter)
+    broken_env = {
+        **suite.env,
+        "CELERY_BROKER_URL": broker.url,
+        "EXECUTOR_SERVICE_URL": f"http://127.0.0.1:{free_port()}",
+        "TRANSIENT_RETRY_MAX_ATTEMPTS": "2",
+        "TRANSIENT_RETRY_BASE_DELAY": "0.05",
+    }
+    suite.starter.process(
+        "broken-celery-worker",
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "crucible_worker.main:app",
+            "worker",
+            "-P",
+            "prefork",
+            "-c",
+            "2",
+            "-n",
+            f"broken-{free_port()}@%h",
+        ],
+        env=broken_env,
+    )
+    # Two replicas of the gateway share the settings; only the leader's guard acts.
+    replica_env = {
+        "CELERY_ENABLED": "true",
+        "CELERY_PERCENTAGE": "0",
+        "CELERY_BROKER_URL": broker.url,
+        "MIGRATION_KEY_PREFIX": f"crucible:migration:guard-{free_port()}",
+        **FAST,
+    }
+    gateway, replica = suite.gateway(**replica_env), suite.gateway(**replica_env)
+    client, other_client = client_for(gateway), client_for(replica)
+    with _admin(gateway) as admin:
+        _change(admin, guard={"min_samples": 5, "window_seconds": 300})
+        _change(admin, "/promote", method="POST", celery_percentage=0.5)
+
+        submitted = [c.submit("print(1)") for _ in range(12) for c in (client, other_client)]
+        wait_for(
+            lambda: admin.get(ADMIN).json()["celery_percentage"] == 0.0,
+            timeout=120,
+            interval=0.2,
+            what="the guard to roll the Celery share back",
+        )
+        [rollback] = [
+            e for e in admin.get(f"{ADMIN}/audit").json() if e["action"] == "guard_rollback"
+        ]
+        guard = admin.get(f"{ADMIN}/guard").json()
+
+    assert rollback["actor"] == "guard"
+    assert rollback["changes"]["celery_percentage"] == [0.5, 0.0]
+    assert "error_rate" in rollback["reason"]
+    celery_runs = [s for s in submitted if s["backend"] == "celery"]
+    assert celery_runs and all(
+        client.wait_done(s["eval_id"])["status"] == "error" for s in celery_runs
+    )
+    # After the rollback every new evaluation goes to legacy, and completes.
+    after = client.submit("print('safe again')")
+    assert after["backend"] == "legacy"
+    assert client.wait_done(after["eval_id"])["output"] == "safe again\n"
+    leaders = [c.http.get("/api/status").json()["leader"] for c in (client, other_client)]
+    assert sorted(leaders) == [False, True]
+    assert guard["leader"]
