@@ -172,3 +172,33 @@ def test_metrics_count_submissions_by_backend(api):
 
     assert "crucible_gateway_evaluations_submitted_total{backend=" in text
     assert "crucible_http_requests_total" in text
+
+
+def test_the_comparison_of_an_evaluation_that_was_not_shadowed_is_404(api):
+    eval_id = api.post("/api/eval", json=CODE).json()["eval_id"]
+
+    response = api.get(f"/api/eval/{eval_id}/comparison")
+
+    assert response.status_code == 404
+    assert "no shadow run" in response.json()["error"]["message"]
+    assert api.get(f"/api/eval/{new_eval_id()}/comparison").status_code == 404
+
+
+def test_the_migration_report_counts_the_window_per_path(api):
+    accepted = [api.post("/api/eval", json=CODE).json() for _ in range(4)]
+
+    report = api.get("/api/migration/report", params={"window": "10m"}).json()
+
+    assert report["window_seconds"] == 600
+    assert set(report["paths"]) == {"legacy", "celery"}
+    created = sum(report["paths"][path]["total"] for path in ("legacy", "celery"))
+    assert created >= len(accepted)
+    assert report["settings"]["celery_percentage"] == 0.5
+
+
+@pytest.mark.parametrize("window", ["soon", "0", "40d"])
+def test_a_report_window_that_is_not_a_valid_duration_is_422(api, window):
+    response = api.get("/api/migration/report", params={"window": window})
+
+    assert response.status_code == 422
+    assert response.json()["error"]["details"]["field"] == "window"

@@ -152,3 +152,58 @@ def test_the_source_follows_the_store_and_keeps_its_last_document_while_redis_is
     finally:
         source.stop()
         client.close()
+
+
+def test_a_nested_change_names_only_the_sub_fields_it_changes(store):
+    store.seed(ENV_SEED)
+
+    new = store.update(
+        expected_version=1, changes={"guard": {"min_samples": 7}}, actor="alice", reason="tune"
+    )
+
+    assert new.guard.min_samples == 7
+    assert new.guard.window_seconds == ENV_SEED.guard.window_seconds
+    [entry] = store.audit(limit=1)
+    assert entry.changes["guard"][0]["min_samples"] == ENV_SEED.guard.min_samples
+    assert entry.changes["guard"][1]["min_samples"] == 7
+
+
+def test_new_normalisation_rules_get_a_new_rules_version(store):
+    store.seed(ENV_SEED)
+    rules = [{"name": "ids", "kind": "mask", "pattern": "id=\\d+", "replacement": "id=<n>"}]
+
+    changed = store.update(
+        expected_version=1, changes={"comparison": {"rules": rules}}, actor="a", reason="ids"
+    )
+    grace_only = store.update(
+        expected_version=2,
+        changes={"comparison": {"shadow_grace_seconds": 5}},
+        actor="a",
+        reason="grace",
+    )
+
+    assert changed.comparison.rules_version == ENV_SEED.comparison.rules_version + 1
+    assert grace_only.comparison.rules_version == changed.comparison.rules_version
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"guard": {"min_samples": 0}}, "guard.min_samples"),
+        ({"ramp": {"steps": [0.5, 0.2]}}, "ramp.steps"),
+        (
+            {"comparison": {"rules": [{"name": "x", "kind": "mask", "pattern": "("}]}},
+            "comparison.rules.0",
+        ),
+    ],
+)
+def test_an_invalid_nested_setting_is_refused_naming_it_and_nothing_is_written(
+    store, changes, field
+):
+    store.seed(ENV_SEED)
+
+    with pytest.raises(InvalidInput) as caught:
+        store.update(expected_version=1, changes=changes, actor="a", reason="bad")
+
+    assert caught.value.field.startswith(field)
+    assert store.load().version == 1
