@@ -14,3 +14,7 @@ def setup_logging(service: str, level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # One INFO line per internal HTTP call (a queue-worker polls several times a second) drowns
+    # the services' own logs; httpx's warnings and errors still come through.
+    if logging.getLevelName(level.upper()) != logging.DEBUG:
+        logging.getLogger("httpx").setLevel(logging.WARNING)
