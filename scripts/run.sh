@@ -24,6 +24,8 @@ export DATABASE_URL="${DATABASE_URL:-sqlite:///$RUN_DIR/crucible.db}"
 export CELERY_ENABLED="${CELERY_ENABLED:-false}" CELERY_PERCENTAGE="${CELERY_PERCENTAGE:-0.0}"
 export FORCE_LEGACY_QUEUE="${FORCE_LEGACY_QUEUE:-false}" MIGRATION_MODE="${MIGRATION_MODE:-split}"
 export CELERY_CONCURRENCY="${CELERY_CONCURRENCY:-2}" LOG_LEVEL="${LOG_LEVEL:-INFO}"
+# Flower's basic auth (user:password[,user2:password2]); unset, Flower is open (said below).
+if [[ -n "${FLOWER_BASIC_AUTH:-}" ]]; then export FLOWER_BASIC_AUTH; else unset FLOWER_BASIC_AUTH; fi
 export PYTHONUNBUFFERED=1
 
 busy=()
@@ -37,6 +39,13 @@ if ((${#busy[@]})); then
 fi
 
 mkdir -p "$RUN_DIR/redis-broker" "$RUN_DIR/redis-state"
+if [[ -n "${FLOWER_BASIC_AUTH:-}" ]]; then
+  flower_auth="basic auth from FLOWER_BASIC_AUTH"
+else
+  flower_auth="OPEN: no FLOWER_BASIC_AUTH"
+  echo "make run: warning: FLOWER_BASIC_AUTH is not set, so Flower is open to anyone who can reach" \
+       "$BIND_HOST:$FLOWER_PORT (set FLOWER_BASIC_AUTH=user:password to close it)" >&2
+fi
 cat <<TABLE
 Crucible is starting (Ctrl-C stops everything):
   gateway         http://$BIND_HOST:$GATEWAY_PORT      (API, /docs, /metrics)
@@ -44,7 +53,7 @@ Crucible is starting (Ctrl-C stops everything):
   storage         http://$BIND_HOST:$STORAGE_PORT      ($DATABASE_URL)
   executor-1..3   http://$BIND_HOST:$EXECUTOR_1_PORT  :$EXECUTOR_2_PORT  :$EXECUTOR_3_PORT
   celery-worker   broker $CELERY_BROKER_URL, executors $EXECUTOR_SERVICE_URL
-  beat, flower    http://$BIND_HOST:$FLOWER_PORT
+  beat, flower    http://$BIND_HOST:$FLOWER_PORT      ($flower_auth)
   redis           broker :$BROKER_REDIS_PORT, state/events :$STATE_REDIS_PORT
   routing         CELERY_ENABLED=$CELERY_ENABLED CELERY_PERCENTAGE=$CELERY_PERCENTAGE FORCE_LEGACY_QUEUE=$FORCE_LEGACY_QUEUE MIGRATION_MODE=$MIGRATION_MODE
 TABLE

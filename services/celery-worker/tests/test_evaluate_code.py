@@ -140,7 +140,8 @@ def test_worker_process_lost_mid_program_runs_it_again_never_beside_itself(
     # would have answered it busy (rejected) or joined it to the first run (joined).
     executor = start_executor("executor-solo", slots=1)
     worker = start_worker(storage_url=stack.storage_url, executor_urls=[executor.url])
-    code = "import time\ntime.sleep(3)\nprint('survived')"
+    # Long enough that the retry (1 s after the loss) always arrives while it still runs.
+    code = "import time\ntime.sleep(8)\nprint('survived')"
     eval_id, result = submit(worker.client, storage, code)
     wait_for(lambda: executor_busy(executor.url) == 1, what="the program to run")
 

@@ -24,6 +24,7 @@ from crucible_contracts.models import (
     RunCreate,
     RunUpdate,
     RunView,
+    StuckRun,
 )
 from crucible_contracts.names import Backend, Role
 from crucible_contracts.pytest_plugin import ManagedProcess, ProcessStarter
@@ -139,6 +140,21 @@ class ServiceDriver:
             view = self.update(eval_id, role=role, status=step)
         return view
 
+    def replay(self, eval_id: str, role: Role = Role.PRIMARY, *, max_replays: int = 3) -> RunView:
+        with self.database.writer() as session:
+            return service.replay_run(
+                session=session,
+                publisher=self.publisher,
+                eval_id=eval_id,
+                role=role,
+                max_replays=max_replays,
+            )
+
+    def stuck(self, **query: object) -> list[StuckRun]:
+        """service.stuck_runs with `query` (queued_before, running_before, backend, limit)."""
+        with self.database.reader() as session:
+            return service.stuck_runs(session=session, **query)
+
     def add_shadow(self, eval_id: str, backend: Backend = Backend.CELERY) -> RunView:
         with self.database.writer() as session:
             return service.add_run(
@@ -163,7 +179,8 @@ class ServiceDriver:
             session.commit()
 
     def set_run_times(self, eval_id: str, role: Role = Role.PRIMARY, **times: datetime) -> None:
-        """Overwrite created_at / started_at / completed_at of a run: durations a test can know."""
+        """Overwrite created_at / queued_at / started_at / completed_at of a run: durations a test
+        can know."""
         with self.database.writer() as session:
             session.execute(
                 update(Run).where(Run.eval_id == eval_id, Run.role == role).values(**times)

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 from sqlalchemy.exc import OperationalError
 
 from crucible_contracts.errors import Unavailable
@@ -35,6 +35,39 @@ def test_migrations_build_an_empty_database_and_are_idempotent(database_url) -> 
         with database.engine.connect() as connection:
             diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
         assert diff == []
+    finally:
+        database.dispose()
+
+
+def test_0003_gives_existing_runs_no_replays_and_their_creation_as_queued_at(database_url) -> None:
+    database = Database(database_url)
+    created = "2030-01-02 03:04:05"
+    try:
+        migrate.upgrade(database, "0002_stats_indexes")
+        with database.write_engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO evaluations (eval_id, code, language, timeout, priority, created_at)"
+                    " VALUES ('e1', 'print(1)', 'python', 5, false, :at)"
+                ),
+                {"at": created},
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO runs (eval_id, role, backend, status, attempts, output_truncated,"
+                    " error_truncated, created_at)"
+                    " VALUES ('e1', 'primary', 'legacy', 'queued', 0, false, false, :at)"
+                ),
+                {"at": created},
+            )
+
+        migrate.upgrade(database)
+
+        with database.engine.connect() as connection:
+            row = connection.execute(
+                text("SELECT replays, queued_at = created_at FROM runs WHERE eval_id = 'e1'")
+            ).one()
+        assert (row[0], bool(row[1])) == (0, True)
     finally:
         database.dispose()
 

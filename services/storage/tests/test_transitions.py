@@ -10,7 +10,7 @@ from crucible_contracts.errors import Conflict, IllegalTransition
 from crucible_contracts.models import RunUpdate
 from crucible_contracts.names import Backend, EventName, Role
 from crucible_contracts.status import TERMINAL, TRANSITIONS, Status
-from crucible_storage.transitions import RunState, plan_update
+from crucible_storage.transitions import RunState, plan_replay, plan_update
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 LEGAL = [(old, new) for old, targets in TRANSITIONS.items() for new in sorted(targets)]
@@ -102,3 +102,61 @@ def test_the_update_detail_goes_on_the_status_event() -> None:
 
     assert event.detail["by"] == "client"
     assert event.detail["backend"] == "legacy"
+
+
+# --- replay: the one explicit way out of a terminal state ------------------------------------------
+
+
+def test_replay_plans_queued_with_the_result_cleared_and_the_attempts_kept() -> None:
+    run = RunState(
+        eval_id="e1",
+        role=Role.PRIMARY,
+        status=Status.ERROR,
+        backend=Backend.CELERY,
+        attempts=4,
+        replays=1,
+        reason="gave up after 5 failed attempts",
+    )
+
+    plan = plan_replay(run, max_replays=3, now=NOW)
+
+    assert plan.expected_status is Status.ERROR
+    assert plan.attempts is None
+    assert {key: plan.values[key] for key in ("status", "replays", "queued_at")} == {
+        "status": Status.QUEUED,
+        "replays": 2,
+        "queued_at": NOW,
+    }
+    cleared = ("executor_id", "exit_code", "output", "error", "runtime_ms", "started_at")
+    assert all(plan.values[key] is None for key in (*cleared, "completed_at"))
+    assert plan.values["reason"].startswith("replayed (2 of 3)")
+    (event,) = plan.events
+    assert (event.event, event.status, event.detail["previous_reason"]) == (
+        EventName.REPLAYED,
+        Status.QUEUED,
+        "gave up after 5 failed attempts",
+    )
+
+
+@pytest.mark.parametrize("status", [s for s in Status if s is not Status.ERROR])
+def test_replay_of_a_run_that_did_not_end_error_is_illegal(status: Status) -> None:
+    with pytest.raises(IllegalTransition) as refused:
+        plan_replay(run_in(status), max_replays=3, now=NOW)
+
+    assert refused.value.details["current"] == status.value
+
+
+def test_replay_beyond_the_limit_is_a_conflict() -> None:
+    run = RunState(
+        eval_id="e1",
+        role=Role.PRIMARY,
+        status=Status.ERROR,
+        backend=Backend.LEGACY,
+        attempts=1,
+        replays=3,
+    )
+
+    with pytest.raises(Conflict) as refused:
+        plan_replay(run, max_replays=3, now=NOW)
+
+    assert not isinstance(refused.value, IllegalTransition)

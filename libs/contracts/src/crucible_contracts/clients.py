@@ -26,8 +26,9 @@ from crucible_contracts.models import (
     RunCreate,
     RunUpdate,
     RunView,
+    StuckRun,
 )
-from crucible_contracts.names import INTERNAL_KEY_HEADER, Role
+from crucible_contracts.names import INTERNAL_KEY_HEADER, Backend, Role
 
 
 def raise_for_error(response: httpx.Response) -> None:
@@ -92,6 +93,32 @@ class StorageClient(InternalClient):
         body = update.model_dump(mode="json", exclude_none=True)
         response = self.request("PATCH", f"/evaluations/{eval_id}/runs/{role}", json=body)
         return RunView.model_validate_json(response.content)
+
+    def replay_run(self, eval_id: str, role: Role) -> RunView:
+        """Send a run that ended `error` back to `queued` (result cleared, attempts kept, `replays`
+        counted). Conflict unless it is `error`, or once it was replayed MAX_REPLAYS times."""
+        response = self.request("POST", f"/evaluations/{eval_id}/runs/{role}/replay")
+        return RunView.model_validate_json(response.content)
+
+    def stuck_runs(
+        self,
+        *,
+        queued_before: datetime,
+        running_before: datetime,
+        backend: Backend | None = None,
+        limit: int = 100,
+    ) -> list[StuckRun]:
+        """Runs `queued` since before `queued_before` or `running` since before `running_before`
+        (optionally of one backend), the oldest first; limit 1..500. Datetimes need a time zone."""
+        params: dict[str, Any] = {
+            "queued_before": queued_before.isoformat(),
+            "running_before": running_before.isoformat(),
+            "limit": limit,
+        }
+        if backend is not None:
+            params["backend"] = backend.value
+        response = self.request("GET", "/runs/stuck", params=params)
+        return [StuckRun.model_validate(item) for item in response.json()]
 
     def events(self, eval_id: str) -> list[Event]:
         response = self.request("GET", f"/evaluations/{eval_id}/events")

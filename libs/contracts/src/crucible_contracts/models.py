@@ -158,6 +158,7 @@ class RunView(BaseModel):
     error_truncated: bool = False
     runtime_ms: float | None = None
     reason: str | None = None
+    replays: int = 0
     created_at: datetime
     started_at: datetime | None = None
     completed_at: datetime | None = None
@@ -211,6 +212,31 @@ class Event(BaseModel):
 
 class Deleted(BaseModel):
     deleted: int
+
+
+class StuckRun(BaseModel):
+    """`GET /runs/stuck`: a run still `queued` or `running` past the caller's deadline, with what a
+    reconciler needs to judge it and to dispatch it again.
+
+    `queued_at` is when the run last entered `queued` (its creation, or its latest replay);
+    `timeout`, `code`, `language`, `stdin`, `memory_mb` and `priority` are the evaluation's.
+    """
+
+    eval_id: str
+    role: Role
+    backend: Backend
+    status: Status
+    attempts: int = 0
+    replays: int = 0
+    created_at: datetime
+    queued_at: datetime
+    started_at: datetime | None = None
+    timeout: float
+    code: str
+    language: str
+    stdin: str | None = None
+    memory_mb: int | None = None
+    priority: bool = False
 
 
 # --- comparisons (shadow mode) and migration statistics ---------------------------------------

@@ -8,6 +8,7 @@ as `Unavailable`, so that the caller can fall back to the legacy path.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import redis
 from celery import Celery
@@ -94,6 +95,50 @@ class CeleryDispatcher:
             queue.value: int(length) for queue, length in zip(QUEUE_ORDER, lengths, strict=True)
         }
 
+    def revoke(self, task_id: str) -> None:
+        """Ask the workers not to start `task_id` (held only in their memory, so a hint: the
+        task itself checks storage before it starts, which is what makes a cancel stick)."""
+        try:
+            self.app.control.revoke(task_id)
+        except _BROKER_ERRORS as exc:
+            raise Unavailable(f"Celery broker unreachable: {exc!r}", backend="celery") from exc
+
+    def workers(self, *, timeout: float = 1.0) -> dict[str, Any]:
+        """Every worker that answers within `timeout`: its stats and the queues it consumes."""
+        inspect = self.app.control.inspect(timeout=timeout)
+        stats = self._broadcast(inspect.stats) or {}
+        queues = self._broadcast(inspect.active_queues) or {}
+        return {
+            name: {
+                "pid": info.get("pid"),
+                "uptime": info.get("uptime"),
+                "concurrency": (info.get("pool") or {}).get("max-concurrency"),
+                "processes": (info.get("pool") or {}).get("processes", []),
+                "tasks_total": info.get("total", {}),
+                "queues": [queue["name"] for queue in queues.get(name, [])],
+            }
+            for name, info in sorted(stats.items())
+        }
+
+    def tasks(self, *, timeout: float = 1.0) -> dict[str, Any]:
+        """Per worker: the tasks it runs now (active), has taken but not started (reserved), and
+        holds for a later time (scheduled: retries waiting out their countdown)."""
+        inspect = self.app.control.inspect(timeout=timeout)
+        return {
+            "active": _task_summaries(self._broadcast(inspect.active)),
+            "reserved": _task_summaries(self._broadcast(inspect.reserved)),
+            "scheduled": {
+                worker: [_summary(item.get("request", {}), eta=item.get("eta")) for item in items]
+                for worker, items in (self._broadcast(inspect.scheduled) or {}).items()
+            },
+        }
+
+    def _broadcast(self, call: Any) -> dict[str, Any] | None:
+        try:
+            return call()
+        except _BROKER_ERRORS as exc:
+            raise Unavailable(f"Celery broker unreachable: {exc!r}", backend="celery") from exc
+
     def ping(self) -> None:
         """Raises Unavailable unless the broker answers PING."""
         try:
@@ -104,3 +149,27 @@ class CeleryDispatcher:
     def close(self) -> None:
         self.app.close()
         self._redis.close()
+
+
+def _task_summaries(
+    replies: dict[str, list[dict[str, Any]]] | None,
+) -> dict[str, list[dict[str, Any]]]:
+    return {worker: [_summary(task) for task in tasks] for worker, tasks in (replies or {}).items()}
+
+
+def _summary(task: dict[str, Any], *, eta: str | None = None) -> dict[str, Any]:
+    """What an operator needs of a task request: which run, which queue, since when."""
+    kwargs = task.get("kwargs") or {}
+    body = kwargs.get("task") if isinstance(kwargs, dict) else None
+    summary = {
+        "task_id": task.get("id"),
+        "name": task.get("name"),
+        "eval_id": body.get("eval_id") if isinstance(body, dict) else None,
+        "role": body.get("role") if isinstance(body, dict) else None,
+        "queue": (task.get("delivery_info") or {}).get("routing_key"),
+        "started_at": task.get("time_start"),
+        "worker_pid": task.get("worker_pid"),
+    }
+    if eta is not None:
+        summary["eta"] = eta
+    return summary

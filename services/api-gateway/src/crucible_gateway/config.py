@@ -7,7 +7,7 @@ from typing import Self
 from pydantic import Field, model_validator
 
 from crucible_contracts.limits import Limits
-from crucible_contracts.settings import UNSAFE_SECRETS, ServiceSettings
+from crucible_contracts.settings import UNSAFE_SECRETS, ServiceSettings, split_urls
 from crucible_gateway.routing import MigrationMode, MigrationSettings
 
 _DEFAULT_LIMITS = Limits()
@@ -27,6 +27,9 @@ class Settings(ServiceSettings):
     redis_url: str = "redis://127.0.0.1:6381/0"
     queue_service_url: str = "http://127.0.0.1:8002"
     storage_service_url: str = "http://127.0.0.1:8082"
+    # Every executor, so that a cancel can stop a program wherever it runs (both paths' lists).
+    executor_service_url: str = "http://127.0.0.1:8084,http://127.0.0.1:8085"
+    legacy_executor_url: str = "http://127.0.0.1:8083"
 
     # Migration control: the shared settings document in REDIS_URL, under this key prefix.
     migration_key_prefix: str = Field(default="crucible:migration", min_length=1)
@@ -83,6 +86,10 @@ class Settings(ServiceSettings):
     @property
     def api_key_list(self) -> tuple[str, ...]:
         return tuple(part.strip() for part in self.api_keys.split(",") if part.strip())
+
+    def all_executor_urls(self) -> list[str]:
+        urls = split_urls(self.legacy_executor_url) + split_urls(self.executor_service_url)
+        return list(dict.fromkeys(urls))
 
     def limits(self) -> Limits:
         return Limits(

@@ -6,7 +6,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from crucible_contracts.clients import StorageClient
+from crucible_contracts.clients import ExecutorPool, StorageClient
+from crucible_contracts.dlq import DeadLetterStore
 from crucible_contracts.limits import Limits
 from crucible_gateway.auth import operator_name, presented_operator_token
 from crucible_gateway.config import Settings
@@ -45,6 +46,14 @@ def get_operator(request: Request) -> str:
     return operator_name(presented_operator_token(request), request.app.state.operator_tokens)
 
 
+def get_executors(request: Request) -> ExecutorPool | None:
+    return request.app.state.executors
+
+
+def get_dead_letters(request: Request) -> DeadLetterStore:
+    return request.app.state.dead_letters
+
+
 def get_limits(request: Request) -> Limits:
     return request.app.state.limits
 
@@ -60,5 +69,7 @@ MigrationDep = Annotated[MigrationSettings, Depends(get_migration)]
 MigrationSourceDep = Annotated[RedisMigrationSource, Depends(get_migration_source)]
 MigrationStoreDep = Annotated[MigrationStore, Depends(get_migration_store)]
 OperatorDep = Annotated[str, Depends(get_operator)]
+ExecutorsDep = Annotated[ExecutorPool | None, Depends(get_executors)]
+DeadLettersDep = Annotated[DeadLetterStore, Depends(get_dead_letters)]
 LimitsDep = Annotated[Limits, Depends(get_limits)]
 LanguagesDep = Annotated[tuple[str, ...], Depends(get_languages)]

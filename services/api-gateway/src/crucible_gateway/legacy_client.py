@@ -23,3 +23,8 @@ class LegacyQueueClient(InternalClient):
     def ping(self, *, timeout: float | None = None) -> None:
         kwargs = {} if timeout is None else {"timeout": timeout}
         self.request("GET", "/health", **kwargs)
+
+    def cancel(self, task_id: str) -> None:
+        """Take a still-queued task out of the deque. NotFound when not queued, Conflict when
+        the queue-worker is already processing it."""
+        self.request("DELETE", f"/tasks/{task_id}")

@@ -9,7 +9,8 @@ from contextlib import asynccontextmanager
 import redis
 from fastapi import FastAPI
 
-from crucible_contracts.clients import StorageClient
+from crucible_contracts.clients import ExecutorPool, StorageClient
+from crucible_contracts.dlq import DeadLetterStore
 from crucible_contracts.logs import setup_logging
 from crucible_contracts.web import install_common
 from crucible_gateway.admin_routes import router as admin_router
@@ -20,6 +21,7 @@ from crucible_gateway.leader import LeaderLease
 from crucible_gateway.legacy_client import LegacyQueueClient
 from crucible_gateway.migration import RedisMigrationSource
 from crucible_gateway.migration_store import MigrationDocument, MigrationStore
+from crucible_gateway.ops_routes import router as ops_router
 from crucible_gateway.routes import router
 from crucible_gateway.service import Paths
 from crucible_gateway.supervisor import Supervisor
@@ -50,6 +52,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings.celery_broker_url, connect_timeout=settings.broker_connect_timeout
         ),
     )
+
+    urls = settings.all_executor_urls()
+    executors = ExecutorPool(urls, internal_key=settings.internal_api_key) if urls else None
+    broker_redis = redis.Redis.from_url(
+        settings.celery_broker_url,
+        socket_connect_timeout=settings.broker_connect_timeout,
+        socket_timeout=settings.broker_connect_timeout,
+    )
+    dead_letters = DeadLetterStore(broker_redis)
 
     state_redis = redis.Redis.from_url(
         settings.redis_url,
@@ -84,6 +95,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         supervisor.stop()
         source.stop()
         state_redis.close()
+        broker_redis.close()
+        if executors is not None:
+            executors.close()
         storage.close()
         paths.legacy.close()
         paths.celery.close()
@@ -96,6 +110,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.migration_store = store
     app.state.migration_source = source
     app.state.supervisor = supervisor
+    app.state.executors = executors
+    app.state.dead_letters = dead_letters
     app.state.operator_tokens = settings.operator_tokens
 
     install_api_keys(app, settings.api_key_list)
@@ -104,6 +120,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_common(app, service=SERVICE, internal_api_key=None)
     app.include_router(router)
     app.include_router(admin_router)
+    app.include_router(ops_router)
 
     @app.get("/health")
     def health() -> dict[str, str]:

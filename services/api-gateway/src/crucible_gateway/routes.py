@@ -16,9 +16,11 @@ from crucible_contracts.models import (
 )
 from crucible_contracts.names import Backend
 from crucible_contracts.status import Status
-from crucible_gateway import report, service
+from crucible_gateway import cancellation, report, service
 from crucible_gateway.comparison import SideBySide
 from crucible_gateway.deps import (
+    DeadLettersDep,
+    ExecutorsDep,
     LanguagesDep,
     LimitsDep,
     MigrationDep,
@@ -79,6 +81,21 @@ def get_eval(eval_id: str, storage: StorageDep) -> EvaluationView:
     return service.get_evaluation(eval_id=eval_id, storage=storage)
 
 
+@router.post("/eval/{eval_id}/cancel")
+def cancel_eval(
+    eval_id: str,
+    storage: StorageDep,
+    paths: PathsDep,
+    executors: ExecutorsDep,
+    terminate: bool = False,
+) -> EvaluationView:
+    """Queued: withdrawn and `cancelled`. Running: 409 unless `terminate=true`, which also kills
+    its program. Already ended: 409."""
+    return cancellation.cancel(
+        eval_id=eval_id, terminate=terminate, storage=storage, paths=paths, executors=executors
+    )
+
+
 @router.get("/eval/{eval_id}/comparison")
 def get_comparison(eval_id: str, storage: StorageDep, source: MigrationSourceDep) -> SideBySide:
     """Both runs side by side, the recorded outcome ("pending" until both ended), and a diff."""
@@ -119,8 +136,8 @@ def list_evaluations(
 
 
 @router.get("/queue-status")
-def queue_status(paths: PathsDep) -> dict[str, Any]:
-    return service.queue_status(paths=paths)
+def queue_status(paths: PathsDep, dead_letters: DeadLettersDep) -> dict[str, Any]:
+    return service.queue_status(paths=paths, dead_letters=dead_letters)
 
 
 @router.get("/status")

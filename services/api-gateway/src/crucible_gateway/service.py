@@ -13,6 +13,7 @@ from functools import partial
 from typing import Any
 
 from crucible_contracts.clients import StorageClient
+from crucible_contracts.dlq import DeadLetterStore
 from crucible_contracts.errors import CrucibleError, NoPathAvailable, NotFound, Unavailable
 from crucible_contracts.ids import is_eval_id, new_eval_id
 from crucible_contracts.limits import Limits
@@ -302,8 +303,9 @@ def list_evaluations(
     return storage.list_evaluations(status=status, backend=backend, limit=limit, offset=offset)
 
 
-def queue_status(*, paths: Paths) -> dict[str, Any]:
-    """Depth of each path; a path that cannot be asked reports {"error": ...} instead."""
+def queue_status(*, paths: Paths, dead_letters: DeadLetterStore) -> dict[str, Any]:
+    """Depth of each path and each Celery queue, and the dead-letter queue's; a part that cannot
+    be asked reports {"error": ...} instead."""
     report: dict[str, Any] = {}
     try:
         report["legacy"] = paths.legacy.queue_status(timeout=HEALTH_TIMEOUT)
@@ -314,6 +316,10 @@ def queue_status(*, paths: Paths) -> dict[str, Any]:
         report["celery"] = {"queues": depths, "total": sum(depths.values())}
     except CrucibleError as exc:
         report["celery"] = {"error": str(exc)}
+    try:
+        report["dead_letter"] = {"entries": dead_letters.count()}
+    except CrucibleError as exc:
+        report["dead_letter"] = {"error": str(exc)}
     return report
 
 

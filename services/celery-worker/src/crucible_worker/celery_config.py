@@ -7,11 +7,12 @@ from typing import Any
 from kombu import Exchange
 from kombu import Queue as KombuQueue
 
-from crucible_contracts.names import QUEUE_ORDER, TASK_PURGE, Queue
+from crucible_contracts.names import QUEUE_ORDER, TASK_PURGE, TASK_RECONCILE, Queue
 from crucible_worker.config import Settings
 
-__all__ = ["TASK_PURGE", "celery_config"]
+__all__ = ["TASK_PURGE", "TASK_RECONCILE", "celery_config"]
 PURGE_SCHEDULE_NAME = "purge-old-evaluations"
+RECONCILE_SCHEDULE_NAME = "reconcile-stuck-runs"
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -55,13 +56,21 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_send_sent_event": True,
         "beat_schedule_filename": settings.beat_schedule_filename,
         "beat_schedule": {
-            PURGE_SCHEDULE_NAME: {
-                "task": TASK_PURGE,
-                "schedule": settings.purge_interval_seconds,
-                # An hourly purge that waited an hour is superseded by the next one.
-                "options": {"queue": Queue.LOW.value, "expires": settings.purge_interval_seconds},
-            }
+            PURGE_SCHEDULE_NAME: _housekeeping(TASK_PURGE, settings.purge_interval_seconds),
+            RECONCILE_SCHEDULE_NAME: _housekeeping(
+                TASK_RECONCILE, settings.reconcile_interval_seconds
+            ),
         },
+    }
+
+
+def _housekeeping(task: str, interval: float) -> dict[str, Any]:
+    """A periodic maintenance task on `low`, so it never delays user work. It expires after one
+    interval: one that waited that long is superseded by the next, and they never pile up."""
+    return {
+        "task": task,
+        "schedule": interval,
+        "options": {"queue": Queue.LOW.value, "expires": interval},
     }
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -89,19 +88,19 @@ def after_worker_loss(
     executors: ExecutorPool,
     max_losses: int,
     retry_delay: float,
-    stop_timeout: float,
 ) -> None:
     """Before a delivery that follows a lost worker process runs anything.
 
     The lost attempt's program may still be running on an executor: it is stopped first, so that
-    this attempt never runs the program beside it. After `max_losses` losses this raises GaveUp
-    (the program itself may be what kills the worker). Otherwise the retry is recorded: Celery
-    sent it, not the task, so nobody else could.
+    this attempt never runs the program beside it (an executor answers /kill once the killed run
+    has left its slot, and never lets a new request join a killed run). After `max_losses` losses
+    this raises GaveUp (the program itself may be what kills the worker). Otherwise the retry is
+    recorded: Celery sent it, not the task, so nobody else could.
     """
     losses = delivery.losses
     if not losses:
         return
-    stop_program(executors, delivery.task.eval_id, timeout=stop_timeout)
+    executors.kill(delivery.task.eval_id)
     if losses >= max_losses:
         # This delivery runs nothing: the attempts were the lost ones.
         raise delivery.gave_up(worker_lost_reason(losses), attempts=delivery.retries)
@@ -138,24 +137,6 @@ def record_retry(task: EvalTask, update: RunUpdate, *, storage: StorageClient) -
     except CrucibleError as exc:
         log.warning("could not record the retry of eval %s: %s", task.eval_id, exc)
     return True
-
-
-def stop_program(executors: ExecutorPool, eval_id: str, *, timeout: float) -> bool:
-    """Kill `eval_id`'s program on every executor and wait until none of them still holds it.
-
-    An executor answers /kill before the killed run has left its slot, and a new request for the
-    same run joins a run still in its slot: so /kill is repeated until every executor answers
-    that it runs nothing for `eval_id` (or `timeout` passes). True when a program was running.
-    """
-    deadline = time.monotonic() + timeout
-    was_running = False
-    while executors.kill(eval_id):
-        was_running = True
-        if time.monotonic() > deadline:
-            log.warning("the executors still hold eval %s after %gs", eval_id, timeout)
-            break
-        time.sleep(0.05)
-    return was_running
 
 
 def _summary(exc: ValidationError) -> str:

@@ -1,4 +1,5 @@
-"""The clients one worker process keeps for its whole life: storage, executors, dead letters."""
+"""The clients one worker process keeps for its whole life: storage, executors, dead letters,
+the broker and the legacy queue-service (for the reconciler)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ import redis
 from crucible_contracts.clients import ExecutorPool, StorageClient
 from crucible_contracts.dlq import DeadLetterStore
 from crucible_worker.config import Settings
+from crucible_worker.legacy_queue import LegacyQueue
 
 
 class Resources:
-    """Creates the storage client, the executor pool and the DLQ store on first use, per process.
+    """Creates each client on first use, per process.
 
     Nothing is created at import or in the parent of a prefork pool, so no connection is ever
     shared across a fork; `close` is called when the worker process shuts down.
@@ -23,6 +25,8 @@ class Resources:
         self._lock = threading.Lock()
         self._storage: StorageClient | None = None
         self._executors: ExecutorPool | None = None
+        self._every_executor: ExecutorPool | None = None
+        self._legacy_queue: LegacyQueue | None = None
         self._dead_letters: DeadLetterStore | None = None
         self._redis: redis.Redis | None = None
 
@@ -48,25 +52,60 @@ class Resources:
             return self._executors
 
     @property
+    def every_executor(self) -> ExecutorPool:
+        """The executors of both paths, to stop a stuck run's program wherever it runs."""
+        with self._lock:
+            if self._every_executor is None:
+                self._every_executor = ExecutorPool(
+                    self._settings.every_executor_url(),
+                    internal_key=self._settings.internal_api_key,
+                    down_cooldown=self._settings.executor_down_cooldown,
+                )
+            return self._every_executor
+
+    @property
+    def legacy_queue(self) -> LegacyQueue:
+        with self._lock:
+            if self._legacy_queue is None:
+                self._legacy_queue = LegacyQueue(
+                    self._settings.queue_service_url, internal_key=self._settings.internal_api_key
+                )
+            return self._legacy_queue
+
+    @property
+    def broker(self) -> redis.Redis:
+        """The broker's Redis, for the dead-letter queue and for reading queue depths."""
+        with self._lock:
+            return self._broker_locked()
+
+    @property
     def dead_letters(self) -> DeadLetterStore:
         """The dead-letter queue, in the broker's Redis (which the gateway's admin API knows)."""
         with self._lock:
             if self._dead_letters is None:
-                # Short timeouts: a broker that does not answer fails the write, not the worker.
-                self._redis = redis.Redis.from_url(
-                    self._settings.celery_broker_url, socket_connect_timeout=5, socket_timeout=5
-                )
                 self._dead_letters = DeadLetterStore(
-                    self._redis, max_entries=self._settings.dead_letter_max
+                    self._broker_locked(), max_entries=self._settings.dead_letter_max
                 )
             return self._dead_letters
 
+    def _broker_locked(self) -> redis.Redis:
+        if self._redis is None:
+            # Short timeouts: a broker that does not answer fails the call, not the worker.
+            self._redis = redis.Redis.from_url(
+                self._settings.celery_broker_url, socket_connect_timeout=5, socket_timeout=5
+            )
+        return self._redis
+
     def close(self) -> None:
         with self._lock:
-            if self._storage is not None:
-                self._storage.close()
-            if self._executors is not None:
-                self._executors.close()
-            if self._redis is not None:
-                self._redis.close()
-            self._storage = self._executors = self._dead_letters = self._redis = None
+            for client in (
+                self._storage,
+                self._executors,
+                self._every_executor,
+                self._legacy_queue,
+                self._redis,
+            ):
+                if client is not None:
+                    client.close()
+            self._storage = self._executors = self._every_executor = None
+            self._legacy_queue = self._dead_letters = self._redis = None

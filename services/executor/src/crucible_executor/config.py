@@ -31,6 +31,9 @@ class Settings(ServiceSettings):
     executor_id: str = "executor-1"
     executor_slots: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=1000)
     retry_after_seconds: float = 1
+    # How long POST /kill (and a retry of a killed run) waits for the killed program to be reaped
+    # and its slot freed; a SIGKILLed sandbox normally goes in milliseconds.
+    kill_reap_timeout_seconds: float = Field(default=5, ge=0)
 
     # What a request may ask for.
     max_code_bytes: int = _DEFAULTS.max_code_bytes

@@ -27,7 +27,8 @@ async def execute(body: ExecuteRequest, executor: ExecutorDep) -> ExecuteResult:
 
 @router.post("/kill/{eval_id}")
 async def kill(eval_id: str, executor: ExecutorDep) -> dict[str, bool]:
-    return {"killed": service.kill(eval_id=eval_id, executor=executor)}
+    killed = await service.kill(eval_id=eval_id, executor=executor)
+    return {"killed": killed.killed, "reaped": killed.reaped}
 
 
 @router.get("/capacity")

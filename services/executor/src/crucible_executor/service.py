@@ -14,7 +14,7 @@ from crucible_executor import metrics
 from crucible_executor.config import Settings
 from crucible_executor.languages import Language
 from crucible_executor.runner import Execution, Runner
-from crucible_executor.slots import SlotRegistry
+from crucible_executor.slots import Killed, SlotRegistry
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,8 @@ async def execute(*, request: ExecuteRequest, executor: Executor) -> ExecuteResu
     """Run the program to its end in a free slot, or join the run of the same (eval_id, role).
 
     Raises Busy at once when every slot is taken. The run belongs to the slot registry, not to
-    this call: a caller that goes away does not stop it, and a retry joins it.
+    this call: a caller that goes away does not stop it, and a retry joins it. A run that was
+    killed is never joined: the call waits for it to leave its slot and starts a new one.
     """
     validate(request, settings=executor.settings, languages=executor.languages)
     executor_id = executor.settings.executor_id
@@ -95,7 +96,11 @@ async def execute(*, request: ExecuteRequest, executor: Executor) -> ExecuteResu
         return result
 
     try:
-        task, joined = executor.slots.join_or_start((request.eval_id, request.role), start)
+        task, joined = await executor.slots.join_or_start(
+            (request.eval_id, request.role),
+            start,
+            reap_timeout=executor.settings.kill_reap_timeout_seconds,
+        )
     except Busy:
         metrics.REJECTED.labels(executor_id).inc()
         raise
@@ -104,8 +109,13 @@ async def execute(*, request: ExecuteRequest, executor: Executor) -> ExecuteResu
     return await asyncio.shield(task)
 
 
-def kill(*, eval_id: str, executor: Executor) -> bool:
-    return executor.slots.kill(eval_id)
+async def kill(*, eval_id: str, executor: Executor) -> Killed:
+    """SIGKILL every run of `eval_id` and answer once they have left their slots, so that a retry
+    sent after the answer starts a new run. The wait is bounded by KILL_REAP_TIMEOUT_SECONDS;
+    `reaped` says whether it was enough."""
+    return await executor.slots.kill(
+        eval_id, reap_timeout=executor.settings.kill_reap_timeout_seconds
+    )
 
 
 def capacity(executor: Executor) -> dict[str, int]:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
 
 from crucible_contracts.errors import Busy
 from crucible_contracts.models import ExecuteResult
@@ -22,13 +23,26 @@ Start = Callable[[Execution], Awaitable[ExecuteResult]]
 class Running:
     execution: Execution
     task: asyncio.Task[ExecuteResult]
+    # Set once the run has left its slot (its program reaped, the slot free again).
+    released: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@dataclass(frozen=True)
+class Killed:
+    """What POST /kill did: whether a run of the eval was there, and whether every such run has
+    left its slot within the wait (False: still being reaped when the wait ran out)."""
+
+    killed: bool
+    reaped: bool
 
 
 class SlotRegistry:
     """Which slot runs which (eval_id, role). Lives on the event loop: no locks needed.
 
     `join_or_start` starts a run in a free slot, or hands back the run already under way for the
-    same key (an idempotent retry joins it); with no free slot it raises Busy at once.
+    same key (an idempotent retry joins it); with no free slot it raises Busy at once. A run that
+    was killed is never joined: a retry waits for it to leave its slot and starts afresh, so a
+    kill followed by a retry cannot hand the retry the killed run's `failed`/`killed` result.
     """
 
     def __init__(self, slots: int, *, retry_after: float = 1) -> None:
@@ -48,8 +62,26 @@ class SlotRegistry:
     def running(self, key: RunKey) -> Running | None:
         return self._running.get(key)
 
-    def join_or_start(self, key: RunKey, start: Start) -> tuple[asyncio.Task[ExecuteResult], bool]:
-        """The task of the run for `key`, and whether it was already running (a join)."""
+    async def join_or_start(
+        self, key: RunKey, start: Start, *, reap_timeout: float
+    ) -> tuple[asyncio.Task[ExecuteResult], bool]:
+        """The task of the run for `key`, and whether it was already running (a join).
+
+        A killed run of `key` still in its slot is waited for (up to `reap_timeout` seconds),
+        then a new run starts; Busy when it has not left by then.
+        """
+        deadline = time.monotonic() + reap_timeout
+        while (current := self._running.get(key)) is not None and current.execution.killed:
+            if not await _released([current], within=deadline - time.monotonic()):
+                raise Busy(
+                    f"the killed run of {key[0]} {key[1]} is still leaving its slot",
+                    retry_after=self.retry_after,
+                )
+        return self._join_or_start_now(key, start)
+
+    def _join_or_start_now(
+        self, key: RunKey, start: Start
+    ) -> tuple[asyncio.Task[ExecuteResult], bool]:
         if (current := self._running.get(key)) is not None:
             return current.task, True
         if not self._free:
@@ -62,16 +94,22 @@ class SlotRegistry:
         return task, False
 
     def _release(self, key: RunKey, slot: int) -> None:
-        self._running.pop(key, None)
+        running = self._running.pop(key, None)
         self._free.append(slot)
         self._free.sort()
+        if running is not None:
+            running.released.set()
 
-    def kill(self, eval_id: str) -> bool:
-        """End every run of `eval_id` (all roles); True when there was one."""
+    async def kill(self, eval_id: str, *, reap_timeout: float) -> Killed:
+        """End every run of `eval_id` (all roles) and wait, up to `reap_timeout` seconds, until
+        each has been reaped and has left its slot."""
         found = [r for (run_eval, _), r in self._running.items() if run_eval == eval_id]
         for running in found:
             running.execution.kill()
-        return bool(found)
+        reaped = await _released(found, within=reap_timeout)
+        if not reaped:
+            log.warning("killed runs of eval %s still hold a slot after %gs", eval_id, reap_timeout)
+        return Killed(killed=bool(found), reaped=reaped)
 
     async def shutdown(self) -> None:
         """Kill and reap every running program (executor stopping)."""
@@ -81,3 +119,15 @@ class SlotRegistry:
         for outcome in await asyncio.gather(*tasks, return_exceptions=True):
             if isinstance(outcome, BaseException):
                 log.error("a run failed while the executor stopped: %r", outcome)
+
+
+async def _released(runs: Iterable[Running], *, within: float) -> bool:
+    """True once every run of `runs` has left its slot; False when `within` seconds pass first."""
+    waiting = [running.released.wait() for running in runs if not running.released.is_set()]
+    if not waiting:
+        return True
+    try:
+        await asyncio.wait_for(asyncio.gather(*waiting), max(within, 0))
+    except TimeoutError:
+        return False
+    return True

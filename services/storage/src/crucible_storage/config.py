@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pydantic import Field
+
 from crucible_contracts.settings import ServiceSettings
 
 DEFAULT_DATABASE_URL = "sqlite:///./.run/crucible.db"
@@ -23,3 +25,5 @@ class Settings(ServiceSettings):
     sqlite_busy_timeout_ms: int = 5000
     # Redis publish timeouts: a slow or dead Redis must not hold up a committed write for long.
     redis_timeout_seconds: float = 0.5
+    # How often an operator may send one run that ended `error` back to `queued`.
+    max_replays: int = Field(default=3, ge=0)

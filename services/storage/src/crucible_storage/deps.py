@@ -1,4 +1,5 @@
-"""FastAPI dependencies: one session per request (read or write), the database, the publisher."""
+"""FastAPI dependencies: one session per request (read or write), the database, the publisher,
+the settings."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
+from crucible_storage.config import Settings
 from crucible_storage.db import Database
 from crucible_storage.events import EventPublisher
 
@@ -18,6 +20,10 @@ def get_database(request: Request) -> Database:
 
 def get_publisher(request: Request) -> EventPublisher:
     return request.app.state.publisher
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
 
 
 def read_session(database: Annotated[Database, Depends(get_database)]) -> Iterator[Session]:
@@ -33,5 +39,6 @@ def write_session(database: Annotated[Database, Depends(get_database)]) -> Itera
 
 DatabaseDep = Annotated[Database, Depends(get_database)]
 PublisherDep = Annotated[EventPublisher, Depends(get_publisher)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
 ReadSession = Annotated[Session, Depends(read_session)]
 WriteSession = Annotated[Session, Depends(write_session)]

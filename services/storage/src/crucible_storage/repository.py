@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Row, case, delete, exists, func, select, update
-from sqlalchemy.orm import Session, aliased, selectinload
+from sqlalchemy.orm import Session, aliased, contains_eager, selectinload
 
 from crucible_contracts.models import EvaluationCreate
 from crucible_contracts.names import Backend, EventName, Role
@@ -53,6 +53,7 @@ def _new_run(*, role: Role, backend: Backend, now: datetime) -> Run:
         output_truncated=False,
         error_truncated=False,
         created_at=now,
+        queued_at=now,
     )
 
 
@@ -123,6 +124,34 @@ def pending_comparisons(session: Session, *, limit: int) -> Sequence[Evaluation]
         .limit(limit)
         .options(selectinload(Evaluation.runs))
     )
+    return session.scalars(query).all()
+
+
+def stuck_runs(
+    session: Session,
+    *,
+    queued_before: datetime,
+    running_before: datetime,
+    backend: Backend | None,
+    limit: int,
+) -> Sequence[Run]:
+    """Runs queued since before `queued_before` or running since before `running_before`, with
+    their evaluation loaded; the longest in that status first."""
+    queued_since = func.coalesce(Run.queued_at, Run.created_at)
+    since = case((Run.status == Status.RUNNING, Run.started_at), else_=queued_since)
+    query = (
+        select(Run)
+        .join(Run.evaluation)
+        .where(
+            ((Run.status == Status.QUEUED) & (queued_since < queued_before))
+            | ((Run.status == Status.RUNNING) & (Run.started_at < running_before))
+        )
+        .order_by(since, Run.eval_id, Run.role)
+        .limit(limit)
+        .options(contains_eager(Run.evaluation))
+    )
+    if backend is not None:
+        query = query.where(Run.backend == backend)
     return session.scalars(query).all()
 
 

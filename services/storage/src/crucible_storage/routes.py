@@ -19,11 +19,18 @@ from crucible_contracts.models import (
     RunCreate,
     RunUpdate,
     RunView,
+    StuckRun,
 )
 from crucible_contracts.names import Backend, Role
 from crucible_contracts.status import Status
 from crucible_storage import service
-from crucible_storage.deps import DatabaseDep, PublisherDep, ReadSession, WriteSession
+from crucible_storage.deps import (
+    DatabaseDep,
+    PublisherDep,
+    ReadSession,
+    SettingsDep,
+    WriteSession,
+)
 from crucible_storage.schemas import Health
 
 MAX_PAGE = 500
@@ -82,6 +89,40 @@ def update_run(
 ) -> RunView:
     return service.update_run(
         session=session, publisher=publisher, eval_id=eval_id, role=role, update=body
+    )
+
+
+@router.post("/evaluations/{eval_id}/runs/{role}/replay")
+def replay_run(
+    eval_id: str,
+    role: Role,
+    session: WriteSession,
+    publisher: PublisherDep,
+    settings: SettingsDep,
+) -> RunView:
+    return service.replay_run(
+        session=session,
+        publisher=publisher,
+        eval_id=eval_id,
+        role=role,
+        max_replays=settings.max_replays,
+    )
+
+
+@router.get("/runs/stuck")
+def stuck_runs(
+    session: ReadSession,
+    queued_before: datetime,
+    running_before: datetime,
+    backend: Backend | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+) -> list[StuckRun]:
+    return service.stuck_runs(
+        session=session,
+        queued_before=queued_before,
+        running_before=running_before,
+        backend=backend,
+        limit=limit,
     )
 
 

@@ -6,6 +6,7 @@ the database does not hold; a change whose event is lost is still in the databas
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from sqlalchemy.exc import IntegrityError
@@ -24,6 +25,7 @@ from crucible_contracts.models import (
     RunCreate,
     RunUpdate,
     RunView,
+    StuckRun,
 )
 from crucible_contracts.names import Backend, EventName, Role
 from crucible_contracts.status import Status
@@ -32,7 +34,7 @@ from crucible_storage.db import Database
 from crucible_storage.events import EventPublisher
 from crucible_storage.schemas import Health
 from crucible_storage.tables import Comparison, Evaluation, EventRecord, Run, utcnow
-from crucible_storage.transitions import RunState, plan_update
+from crucible_storage.transitions import Plan, RunState, plan_replay, plan_update
 
 # Each lost compare-and-set means the status moved forward, and it can do that at most twice.
 MAX_CAS_ROUNDS = 5
@@ -136,16 +138,51 @@ def update_run(
 ) -> RunView:
     """Apply a consumer's report to a run, under the state machine of `transitions.plan_update`.
 
-    The write is a compare-and-set on the status the plan was made from; when another writer got
-    there first, the run is read again and the update decided anew (it may then be idempotent, or
-    illegal). Raises NotFound, IllegalTransition or Conflict.
+    Raises NotFound, IllegalTransition or Conflict.
+    """
+    return _apply(
+        session=session,
+        publisher=publisher,
+        eval_id=eval_id,
+        role=role,
+        plan_for=lambda run, now: plan_update(run, update, now=now),
+    )
+
+
+def replay_run(
+    *, session: Session, publisher: EventPublisher, eval_id: str, role: Role, max_replays: int
+) -> RunView:
+    """Send a run that ended `error` back to `queued` (`transitions.plan_replay`), recording and
+    publishing an `eval.replayed` event. Raises NotFound, IllegalTransition (not `error`) or
+    Conflict (replayed `max_replays` times already)."""
+    return _apply(
+        session=session,
+        publisher=publisher,
+        eval_id=eval_id,
+        role=role,
+        plan_for=lambda run, now: plan_replay(run, max_replays=max_replays, now=now),
+    )
+
+
+def _apply(
+    *,
+    session: Session,
+    publisher: EventPublisher,
+    eval_id: str,
+    role: Role,
+    plan_for: Callable[[RunState, datetime], Plan],
+) -> RunView:
+    """Plan a change from the run as read, and write it with a compare-and-set on that status.
+
+    When another writer got there first, the run is read again and the change decided anew (it
+    may then be idempotent, or illegal).
     """
     for _ in range(MAX_CAS_ROUNDS):
         run = repository.get_run(session, eval_id=eval_id, role=role)
         if run is None:
             raise _run_not_found(session, eval_id, role)
         now = utcnow()
-        plan = plan_update(_state(run), update, now=now)
+        plan = plan_for(_state(run), now)
         if plan.is_noop:
             return run_view(run)
         updated = repository.compare_and_set_run(
@@ -174,6 +211,33 @@ def update_run(
         publisher.publish(event_view(record) for record in records)
         return run_view(updated)
     raise Conflict(f"run {role} of {eval_id} kept changing; try again", eval_id=eval_id)
+
+
+def stuck_runs(
+    *,
+    session: Session,
+    queued_before: datetime,
+    running_before: datetime,
+    backend: Backend | None = None,
+    limit: int = 100,
+) -> list[StuckRun]:
+    """Runs `queued` since before `queued_before` (since their creation or latest replay) or
+    `running` since before `running_before`, the longest in that status first.
+
+    Whether one is really stuck (its own timeout, whether its queue still holds it) is the
+    reconciler's decision. Raises InvalidInput for a datetime without a time zone.
+    """
+    for name, value in (("queued_before", queued_before), ("running_before", running_before)):
+        if value.tzinfo is None:
+            raise InvalidInput(name, "needs a time zone (e.g. ...Z or ...+00:00)")
+    runs = repository.stuck_runs(
+        session,
+        queued_before=queued_before,
+        running_before=running_before,
+        backend=backend,
+        limit=limit,
+    )
+    return [stuck_run_view(run) for run in runs]
 
 
 def list_events(*, session: Session, eval_id: str) -> list[Event]:
@@ -295,6 +359,27 @@ def evaluation_view(evaluation: Evaluation) -> EvaluationView:
     )
 
 
+def stuck_run_view(run: Run) -> StuckRun:
+    evaluation = run.evaluation
+    return StuckRun(
+        eval_id=run.eval_id,
+        role=run.role,
+        backend=run.backend,
+        status=run.status,
+        attempts=run.attempts,
+        replays=run.replays,
+        created_at=run.created_at,
+        queued_at=run.queued_at or run.created_at,
+        started_at=run.started_at,
+        timeout=evaluation.timeout,
+        code=evaluation.code,
+        language=evaluation.language,
+        stdin=evaluation.stdin,
+        memory_mb=evaluation.memory_mb,
+        priority=evaluation.priority,
+    )
+
+
 def event_view(record: EventRecord) -> Event:
     return Event(
         eval_id=record.eval_id,
@@ -320,6 +405,8 @@ def _state(run: Run) -> RunState:
         status=run.status,
         backend=run.backend,
         attempts=run.attempts,
+        replays=run.replays,
+        reason=run.reason,
     )
 
 

@@ -123,7 +123,12 @@ class Run(Base):
     error_truncated: Mapped[bool] = mapped_column(Boolean, default=False)
     runtime_ms: Mapped[float | None] = mapped_column(Float)
     reason: Mapped[str | None] = mapped_column(Text)
+    # How often an operator sent it back to queued after it ended `error` (see plan_replay).
+    replays: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # When it last entered `queued`: its creation, or its latest replay. Null only for rows
+    # written before migration 0003 filled it in.
+    queued_at: Mapped[datetime | None]
     started_at: Mapped[datetime | None]
     completed_at: Mapped[datetime | None]
 
@@ -133,6 +138,7 @@ class Run(Base):
         Index("ix_runs_role_status", "role", "status"),
         Index("ix_runs_role_backend", "role", "backend"),
         Index("ix_runs_created_at", "created_at"),
+        Index("ix_runs_status_backend", "status", "backend"),
     )
 
 

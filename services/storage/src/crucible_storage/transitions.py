@@ -28,6 +28,19 @@ PLAIN_FIELDS = (
     "reason",
 )
 
+# What a replay resets: a queued run carries no result.
+RESULT_CLEARED: dict[str, Any] = {
+    "executor_id": None,
+    "exit_code": None,
+    "output": None,
+    "error": None,
+    "output_truncated": False,
+    "error_truncated": False,
+    "runtime_ms": None,
+    "started_at": None,
+    "completed_at": None,
+}
+
 
 @dataclass(frozen=True)
 class RunState:
@@ -38,6 +51,8 @@ class RunState:
     status: Status
     backend: Backend
     attempts: int
+    replays: int = 0
+    reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -116,6 +131,46 @@ def plan_update(run: RunState, update: RunUpdate, *, now: datetime) -> Plan:
     elif attempts is not None:
         events.append(PlannedEvent(EventName.RETRIED, current, {"attempts": attempts, **detail}))
     return Plan(expected_status=current, values=values, attempts=attempts, events=tuple(events))
+
+
+def plan_replay(run: RunState, *, max_replays: int, now: datetime) -> Plan:
+    """Send a run that ended `error` back to `queued`: the one way out of a terminal state.
+
+    It is an operator's explicit act (replaying a dead letter), never a consumer's report, so it
+    is not a transition of the table. The result fields are cleared, `started_at` and
+    `completed_at` too, `queued_at` becomes `now`; `attempts` is kept, so the next attempt
+    continues the count; `replays` grows by one and `reason` says it was replayed and why it had
+    ended. Raises IllegalTransition unless the run is `error`, Conflict once it has been replayed
+    `max_replays` times.
+    """
+    if run.status is not Status.ERROR:
+        raise _illegal(run, f"is {run.status}: only a run that ended error can be replayed")
+    if run.replays >= max_replays:
+        raise Conflict(
+            f"run {run.role} of {run.eval_id} was replayed {run.replays} times already "
+            f"(limit {max_replays})",
+            eval_id=run.eval_id,
+            role=run.role.value,
+            replays=run.replays,
+            max_replays=max_replays,
+        )
+    replays = run.replays + 1
+    values: dict[str, Any] = {
+        **RESULT_CLEARED,
+        "status": Status.QUEUED,
+        "replays": replays,
+        "reason": f"replayed ({replays} of {max_replays}) after it ended error: {run.reason}",
+        "queued_at": now,
+    }
+    detail = {
+        "backend": run.backend.value,
+        "replays": replays,
+        "max_replays": max_replays,
+        "attempts": run.attempts,
+        "previous_reason": run.reason,
+    }
+    event = PlannedEvent(EventName.REPLAYED, Status.QUEUED, detail)
+    return Plan(expected_status=Status.ERROR, values=values, events=(event,))
 
 
 def _summary(run: RunState, update: RunUpdate) -> dict[str, Any]:

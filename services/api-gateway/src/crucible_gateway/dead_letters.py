@@ -1,0 +1,79 @@
+"""Operators' handling of the Celery path's dead-letter queue: list, inspect, replay, purge.
+
+A replay sends the given-up run again as a fresh attempt: storage reopens the run (`error` →
+`queued`, the one explicit way out of a terminal status, capped per run), the task is published
+again on its queue, and the entry leaves the queue. Should the run fail again, the worker files a
+new entry.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from pydantic import BaseModel, ValidationError
+
+from crucible_contracts.clients import StorageClient
+from crucible_contracts.dlq import DeadLetter, DeadLetterStore
+from crucible_contracts.errors import Conflict, CrucibleError
+from crucible_contracts.models import EvalTask, RunUpdate, RunView
+from crucible_contracts.status import Status
+from crucible_gateway.service import Paths
+
+log = logging.getLogger(__name__)
+
+
+class DeadLetterPage(BaseModel):
+    items: list[DeadLetter]
+    total: int
+    limit: int
+    offset: int
+
+
+class Replayed(BaseModel):
+    entry: DeadLetter
+    run: RunView
+
+
+class Purged(BaseModel):
+    purged: int
+
+
+def list_entries(*, store: DeadLetterStore, limit: int, offset: int) -> DeadLetterPage:
+    return DeadLetterPage(
+        items=store.list(limit=limit, offset=offset),
+        total=store.count(),
+        limit=limit,
+        offset=offset,
+    )
+
+
+def replay(
+    *, entry_id: str, actor: str, store: DeadLetterStore, storage: StorageClient, paths: Paths
+) -> Replayed:
+    """Send the entry's run again. Conflict when the entry cannot say which run it was, when
+    the run is no longer `error`, or when it was replayed too often (storage's cap)."""
+    entry = store.get(entry_id)
+    task = _task_of(entry)
+    run = storage.replay_run(task.eval_id, task.role)
+    try:
+        paths.celery.submit(task)
+    except CrucibleError as exc:
+        # Reopened but not sent: close it again rather than leave it queued with no message.
+        reason = f"replay by {actor} could not be sent: {exc}"
+        storage.update_run(task.eval_id, task.role, RunUpdate(status=Status.ERROR, reason=reason))
+        raise
+    store.remove(entry_id)
+    log.warning(
+        "dead letter %s (eval %s %s) replayed by %s", entry_id, task.eval_id, task.role, actor
+    )
+    return Replayed(entry=entry, run=run)
+
+
+def _task_of(entry: DeadLetter) -> EvalTask:
+    try:
+        return EvalTask.model_validate(entry.kwargs.get("task"))
+    except ValidationError as exc:
+        raise Conflict(
+            f"dead letter {entry.id} holds a malformed task; it cannot be replayed, only purged",
+            id=entry.id,
+        ) from exc
