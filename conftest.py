@@ -49,6 +49,18 @@ class Suite:
         self.gateways.append(gateway)
         return gateway
 
+    def extra_celery_worker(
+        self, name: str, *, concurrency: int = 1, queues: str | None = None, **env: str
+    ) -> ManagedProcess:
+        """Another Celery worker with this suite's wiring and `env` on top (e.g. its own broker)."""
+        return start_celery_worker(
+            self.starter, {**self.env, **env}, name=name, concurrency=concurrency, queues=queues
+        )
+
+    @staticmethod
+    def celery_command(*args: str) -> list[str]:
+        return celery_command(*args)
+
 
 def _celery_worker_ready(env: dict[str, str]):
     from celery import Celery
@@ -59,6 +71,29 @@ def _celery_worker_ready(env: dict[str, str]):
         return bool(client.control.ping(timeout=0.5))
 
     return ready
+
+
+def celery_command(*args: str) -> list[str]:
+    """`celery -A crucible_worker.main:app <args>` with this interpreter."""
+    return [sys.executable, "-m", "celery", "-A", "crucible_worker.main:app", *args]
+
+
+def start_celery_worker(
+    starter: ProcessStarter,
+    env: dict[str, str],
+    *,
+    name: str,
+    concurrency: int = 1,
+    queues: str | None = None,
+    wait: bool = True,
+) -> ManagedProcess:
+    """A prefork Celery worker with a unique node name; ready once it answers a ping on its broker
+    (`wait=False` for one whose broker is not expected to answer)."""
+    args = ["worker", "-P", "prefork", "-c", str(concurrency), "-n", f"{name}-{free_port()}@%h"]
+    if queues:
+        args += ["-Q", queues]
+    ready = {"ready": _celery_worker_ready(env), "ready_timeout": 60} if wait else {}
+    return starter.process(name, [*celery_command(*args), "--loglevel", "INFO"], env=env, **ready)
 
 
 def start_suite(starter: ProcessStarter, run_dir: Path, **overrides: str) -> Suite:
@@ -89,29 +124,8 @@ def start_suite(starter: ProcessStarter, run_dir: Path, **overrides: str) -> Sui
     queue_worker = starter.process(
         "queue-worker", [sys.executable, "-m", "crucible_queue.worker"], env=env
     )
-    celery_worker = starter.process(
-        "celery-worker",
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "crucible_worker.main:app",
-            "worker",
-            "-P",
-            "prefork",
-            "-c",
-            "2",
-            "-Q",
-            "high,default,low,shadow",
-            "-n",
-            f"suite-{free_port()}@%h",
-            "--loglevel",
-            "INFO",
-        ],
-        env=env,
-        ready=_celery_worker_ready(env),
-        ready_timeout=60,
+    celery_worker = start_celery_worker(
+        starter, env, name="celery-worker", concurrency=2, queues="high,default,low,shadow"
     )
     return Suite(
         starter=starter,

@@ -3,7 +3,6 @@ beat's reconciler, enqueued again and run to their end."""
 
 from __future__ import annotations
 
-import sys
 import uuid
 
 import pytest
@@ -19,10 +18,6 @@ pytestmark = pytest.mark.e2e
 FAST_RECONCILER = {"RECONCILE_INTERVAL_SECONDS": "1", "RECONCILE_QUEUED_AFTER_SECONDS": "1"}
 
 
-def _celery(*args: str) -> list[str]:
-    return [sys.executable, "-m", "celery", "-A", "crucible_worker.main:app", *args]
-
-
 def _start_reconciling(suite, schedule_file: str) -> None:
     """A Celery worker and a beat with the fast reconciler, in place of the suite's worker."""
     env = {**suite.env, **FAST_RECONCILER}
@@ -31,7 +26,7 @@ def _start_reconciling(suite, schedule_file: str) -> None:
     try:
         suite.starter.process(
             "celery-worker-housekeeping",
-            _celery("worker", "-P", "prefork", "-c", "2", "-Q", "low", "-n", nodename),
+            suite.celery_command("worker", "-P", "prefork", "-c", "2", "-Q", "low", "-n", nodename),
             env=env,
             ready=lambda _: pinger.control.ping(destination=[nodename], timeout=0.5),
             ready_timeout=60,
@@ -40,7 +35,7 @@ def _start_reconciling(suite, schedule_file: str) -> None:
         pinger.close()
     suite.starter.process(
         "beat",
-        _celery("beat", "--schedule", schedule_file, "--loglevel", "INFO"),
+        suite.celery_command("beat", "--schedule", schedule_file, "--loglevel", "INFO"),
         env=env,
         ready=lambda beat: "beat: Starting" in beat.logs(),
     )

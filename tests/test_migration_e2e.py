@@ -3,8 +3,6 @@ the report, the ramp, and the guard rolling back a broken Celery path."""
 
 from __future__ import annotations
 
-import sys
-
 import httpx
 import pytest
 
@@ -145,30 +143,12 @@ def test_the_guard_rolls_back_a_broken_celery_path(suite, client_for):
     # A Celery worker on its own broker whose executors cannot be reached: every run ends error.
     broker = start_redis_server(suite.starter)
     broken_env = {
-        **suite.env,
         "CELERY_BROKER_URL": broker.url,
         "EXECUTOR_SERVICE_URL": f"http://127.0.0.1:{free_port()}",
         "TRANSIENT_RETRY_MAX_ATTEMPTS": "2",
         "TRANSIENT_RETRY_BASE_DELAY": "0.05",
     }
-    suite.starter.process(
-        "broken-celery-worker",
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "crucible_worker.main:app",
-            "worker",
-            "-P",
-            "prefork",
-            "-c",
-            "2",
-            "-n",
-            f"broken-{free_port()}@%h",
-        ],
-        env=broken_env,
-    )
+    suite.extra_celery_worker("broken-celery-worker", concurrency=2, **broken_env)
     # Two replicas of the gateway share the settings; only the leader's guard acts.
     replica_env = {
         "CELERY_ENABLED": "true",

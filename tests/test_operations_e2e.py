@@ -3,8 +3,6 @@ dead-letter queue's admin API with replay, and the Celery workers/tasks views.""
 
 from __future__ import annotations
 
-import sys
-
 import httpx
 import pytest
 
@@ -18,24 +16,7 @@ SLEEPER = "import time\nprint('started', flush=True)\ntime.sleep(60)"
 
 
 def _celery_worker(suite, name: str, **env: str):
-    return suite.starter.process(
-        name,
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "crucible_worker.main:app",
-            "worker",
-            "-P",
-            "prefork",
-            "-c",
-            "1",
-            "-n",
-            f"{name}-{free_port()}@%h",
-        ],
-        env={**suite.env, **env},
-    )
+    return suite.extra_celery_worker(name, **env)
 
 
 def _status(client, eval_id: str) -> str:
