@@ -18,7 +18,8 @@ from crucible_executor.runner import Runner
 from crucible_executor.sandbox import mode_is_installed
 
 
-def _bare(runs: int) -> list[float]:
+def bare_spawn_ms(runs: int) -> list[float]:
+    """Milliseconds to spawn `python3 -c print(1)` outside any sandbox, `runs` times."""
     times = []
     for _ in range(runs):
         started = time.perf_counter()
@@ -40,7 +41,7 @@ async def _sandboxed(mode: SandboxMode, runs: int) -> list[float]:
 
 
 def main(runs: int = 20) -> None:
-    bare = statistics.median(_bare(runs))
+    bare = statistics.median(bare_spawn_ms(runs))
     print(f"bare /usr/bin/python3 -c 'print(1)': median {bare:.1f} ms over {runs} runs")
     for mode in (SandboxMode.BWRAP, SandboxMode.UNSHARE):
         if not mode_is_installed(mode, Settings()):

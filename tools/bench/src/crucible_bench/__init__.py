@@ -1,0 +1,1 @@
+"""crucible_bench: make bench, the whole suite under real HTTP load."""

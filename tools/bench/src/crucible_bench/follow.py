@@ -1,0 +1,114 @@
+"""Following evaluations to their end without polling: storage's status events on Redis pub/sub.
+
+Storage publishes every committed status change on `EVENTS_CHANNEL` (the state Redis). The bench
+listens there, as the gateway's live event stream would, and then reads the evaluation once
+through the gateway: that read is the moment the client has seen the result. Polling every
+evaluation at a short interval instead would load the gateway and storage with the driver's own
+traffic and still add half an interval to every visibility figure.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+
+import redis
+
+from crucible_contracts.names import EVENTS_CHANNEL, Role
+from crucible_contracts.status import Status
+
+log = logging.getLogger(__name__)
+
+
+def ended_eval_id(message: bytes | str) -> str | None:
+    """The eval_id of a status event that ends an evaluation's primary run, else None.
+
+    Shadow runs do not count: the client sees the primary run. Malformed messages are ignored
+    (the driver falls back to polling for an evaluation whose event never comes).
+    """
+    try:
+        event = json.loads(message)
+        status = Status(event["status"])
+    except (ValueError, KeyError, TypeError):
+        return None
+    if event.get("role") not in (None, Role.PRIMARY.value) or not status.is_terminal():
+        return None
+    eval_id = event.get("eval_id")
+    return eval_id if isinstance(eval_id, str) else None
+
+
+class Completions:
+    """Which evaluations have ended, learnt from the events channel; threads wait on one of them.
+
+    An event may arrive before the submitting thread knows its eval_id (the 202 is still on its
+    way), so ended ids are remembered until `forget`.
+    """
+
+    def __init__(self, redis_url: str) -> None:
+        self._redis = redis.Redis.from_url(redis_url)
+        self._lock = threading.Lock()
+        self._ended: set[str] = set()
+        self._waiters: dict[str, threading.Event] = {}
+        self._stop = threading.Event()
+        self._subscribed = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.events_seen = 0
+
+    def start(self, timeout: float = 10) -> None:
+        """Subscribe in a daemon thread; returns once the subscription is in place."""
+        self._thread = threading.Thread(target=self._listen, name="completions", daemon=True)
+        self._thread.start()
+        if not self._subscribed.wait(timeout):
+            raise RuntimeError(f"could not subscribe to {EVENTS_CHANNEL} within {timeout}s")
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._redis.close()
+
+    def wait(self, eval_id: str, timeout: float) -> bool:
+        """True once `eval_id`'s end has been published, False after `timeout` seconds."""
+        with self._lock:
+            if eval_id in self._ended:
+                return True
+            waiter = self._waiters.setdefault(eval_id, threading.Event())
+        return waiter.wait(timeout)
+
+    def has_ended(self, eval_id: str) -> bool:
+        with self._lock:
+            return eval_id in self._ended
+
+    def forget(self, eval_id: str) -> None:
+        with self._lock:
+            self._ended.discard(eval_id)
+            self._waiters.pop(eval_id, None)
+
+    def mark_ended(self, eval_id: str) -> None:
+        with self._lock:
+            self._ended.add(eval_id)
+            waiter = self._waiters.get(eval_id)
+        if waiter is not None:
+            waiter.set()
+
+    def _listen(self) -> None:
+        pubsub = self._redis.pubsub()
+        pubsub.subscribe(EVENTS_CHANNEL)
+        try:
+            while not self._stop.is_set():
+                message = pubsub.get_message(timeout=0.5)
+                if message is None:
+                    continue
+                if message["type"] == "subscribe":
+                    # Confirmed by the server: from here on no event is missed.
+                    self._subscribed.set()
+                elif message["type"] == "message":
+                    self.events_seen += 1
+                    eval_id = ended_eval_id(message["data"])
+                    if eval_id is not None:
+                        self.mark_ended(eval_id)
+        except redis.RedisError as exc:
+            log.warning("events channel lost (%s); the driver falls back to polling", exc)
+        finally:
+            pubsub.close()

@@ -1,0 +1,309 @@
+"""The bench's phases, each returning plain data for `.bench/latest.json`.
+
+1. sandbox baseline (POST /execute straight to the executors) and the bare interpreter's spawn;
+2. each path at 100 %, end to end through the gateway, at the consumers' concurrency and saturated;
+3. gateway submit latency at a fixed rate, per path and in shadow mode;
+4. a mixed workload on the Celery path.
+
+`run_paths` runs 1, 2 and 4 on one suite; `run_submit` one mode of 3, on a suite of its own.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from crucible_bench import load, machine, profiling
+from crucible_bench.api import QUICK, Executors, Gateway, Program
+from crucible_bench.follow import Completions
+from crucible_bench.stats import per_second, summarize
+from crucible_bench.suite import Suite
+from crucible_bench.timeline import Evaluation, count_by, span_seconds, split_summaries
+from crucible_executor.bench import bare_spawn_ms
+
+SLEEP = Program("sleep", "import time\ntime.sleep(0.5)\nprint(1)")
+CPU = Program(
+    "cpu",
+    "import time\nend = time.process_time() + 1\nwhile time.process_time() < end:\n    pass\nprint(1)",
+)
+MIX = {QUICK: 7, SLEEP: 2, CPU: 1}
+BARE_SPAWN_RUNS = 30
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    """What the phases do; see the CLI for where each value comes from."""
+
+    seconds: float
+    rate: float
+    celery_concurrency: int
+    legacy_concurrency: int
+    saturation_factor: int = 4
+    rate_threads: int = 128
+    seed: int = 6
+    profile: bool = False
+
+    @property
+    def baseline_concurrency(self) -> int:
+        return self.celery_concurrency
+
+
+@dataclass
+class Context:
+    """What every phase drives and where it records; `profiles` fills when profiling."""
+
+    suite: Suite
+    gateway: Gateway
+    executors: Executors
+    completions: Completions
+    settings: BenchSettings
+    profile_dir: Path
+    profiles: dict[str, Any] = field(default_factory=dict)
+
+
+def mixed_programs(seed: int, mix: dict[Program, int] = MIX) -> list[Program]:
+    """One cycle of the mixed workload in a fixed shuffled order (the same on every run)."""
+    cycle = [program for program, weight in mix.items() for _ in range(weight)]
+    random.Random(seed).shuffle(cycle)  # noqa: S311 - a repeatable order, not a secret
+    return cycle
+
+
+def measured(ctx: Context, phase: str, body: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Run `body` between two CPU snapshots (and under py-spy when profiling); adds "cpu"."""
+    roots = {"honcho": ctx.suite.honcho.pid, **ctx.suite.pids()} if ctx.suite.honcho else {}
+    before = machine.snapshot(roots)
+    with profiling.recording(ctx, phase, roots):
+        result = body()
+    result["cpu"] = machine.cpu_between(before, machine.snapshot(roots))
+    print(f"  {phase}: {summary_line(result)}", flush=True)
+    return result
+
+
+def summary_line(result: dict[str, Any]) -> str:
+    parts = []
+    if result.get("throughput_per_s"):
+        parts.append(f"{result['throughput_per_s']:.1f}/s")
+    latency = result.get("latency_ms") or result.get("split", {}).get("end_to_end")
+    if latency and latency.get("p50") is not None:
+        parts.append(f"p50 {latency['p50']:.1f} ms, p99 {latency['p99']:.1f} ms")
+    return ", ".join(parts) or "done"
+
+
+# --- 1. the sandbox ------------------------------------------------------------------------------
+
+
+def bare_python() -> dict[str, Any]:
+    """`/usr/bin/python3 -c 'print(1)'` spawned from this process (crucible_executor.bench)."""
+    times = bare_spawn_ms(BARE_SPAWN_RUNS)
+    return {"runs": len(times), "latency_ms": summarize(times).as_dict()}
+
+
+def sandbox_baseline(ctx: Context) -> dict[str, Any]:
+    concurrency = ctx.settings.baseline_concurrency
+
+    def body() -> dict[str, Any]:
+        executions, wall = load.sandbox_baseline(
+            ctx.executors, concurrency=concurrency, seconds=ctx.settings.seconds, program=QUICK
+        )
+        completed = [one for one in executions if one.status == "completed"]
+        return {
+            "concurrency": concurrency,
+            "executors": ctx.executors.urls,
+            "count": len(executions),
+            "statuses": _counts(one.status for one in executions),
+            "wall_s": wall,
+            "throughput_per_s": per_second(len(completed), wall),
+            "latency_ms": summarize(
+                (one.done_at - one.sent_at) * 1000 for one in completed
+            ).as_dict(),
+        }
+
+    return measured(ctx, "sandbox", body)
+
+
+# --- 2. each path end to end ---------------------------------------------------------------------
+
+
+def route(ctx: Context, *, backend: str, shadow: bool = False) -> None:
+    """All new evaluations to `backend` (shadow: primary legacy, every one shadowed on Celery).
+
+    The rollback guard is switched off: it compares the paths' latencies and would, rightly on a
+    saturated machine, move the share back in the middle of a phase.
+    """
+    ctx.gateway.set_migration(
+        reason=f"bench: {backend}{' + shadow' if shadow else ''}",
+        celery_enabled=True,
+        celery_percentage=1.0 if backend == "celery" else 0.0,
+        mode="shadow" if shadow else "split",
+        shadow_percentage=1.0 if shadow else 0.0,
+        force_legacy=False,
+        guard={"enabled": False},
+        ramp={"active": False},
+    )
+    warm, _ = load.end_to_end(ctx.gateway, ctx.completions, window=2, seconds=1, programs=[QUICK])
+    wrong = {one.backend for one in warm} - {backend}
+    if wrong:
+        raise RuntimeError(f"routing to {backend} put evaluations on {wrong}")
+
+
+def path_end_to_end(
+    ctx: Context, *, backend: str, window: int, phase: str, programs: Sequence[Program] = (QUICK,)
+) -> dict[str, Any]:
+    def body() -> dict[str, Any]:
+        evaluations, _ = load.end_to_end(
+            ctx.gateway,
+            ctx.completions,
+            window=window,
+            seconds=ctx.settings.seconds,
+            programs=programs,
+        )
+        return describe_evaluations(evaluations, window=window, backend=backend)
+
+    return measured(ctx, phase, body)
+
+
+def describe_evaluations(
+    evaluations: Sequence[Evaluation], *, window: int, backend: str
+) -> dict[str, Any]:
+    """Throughput over the closed loop's span (first POST to last seen), split, and counts."""
+    completed = [one for one in evaluations if one.status == "completed"]
+    span = span_seconds(evaluations)
+    return {
+        "backend": backend,
+        "window": window,
+        "count": len(evaluations),
+        "statuses": count_by(evaluations, "status"),
+        "backends": count_by(evaluations, "backend"),
+        "noticed_by": count_by(evaluations, "noticed_by"),
+        "span_s": span,
+        "throughput_per_s": per_second(len(completed), span),
+        "split": {part: one.as_dict() for part, one in split_summaries(completed).items()},
+    }
+
+
+# --- 3. submit latency at a fixed rate -----------------------------------------------------------
+
+
+def submit_rate(ctx: Context, *, phase: str) -> dict[str, Any]:
+    rate, seconds = ctx.settings.rate, ctx.settings.seconds
+
+    def body() -> dict[str, Any]:
+        submissions = load.fixed_rate(
+            ctx.gateway,
+            rate=rate,
+            seconds=seconds,
+            program=QUICK,
+            threads=ctx.settings.rate_threads,
+        )
+        accepted = [one for one in submissions if one.status_code == 202]
+        span = max(one.done_at for one in submissions) - min(one.due_at for one in submissions)
+        return {
+            "rate": rate,
+            "sent": len(submissions),
+            "status_codes": _counts(str(one.status_code) for one in submissions),
+            "backends": _counts(str(one.backend) for one in accepted),
+            "shadow_backends": _counts(str(one.shadow_backend) for one in accepted),
+            "achieved_rate_per_s": per_second(len(submissions), span),
+            "latency_ms": summarize(
+                (one.done_at - one.sent_at) * 1000 for one in accepted
+            ).as_dict(),
+            "send_lag_ms": summarize(
+                (one.sent_at - one.due_at) * 1000 for one in submissions
+            ).as_dict(),
+            "backlog": _backlog(ctx.completions, accepted),
+        }
+
+    return measured(ctx, phase, body)
+
+
+def _backlog(completions: Completions, accepted: Sequence[load.Submission]) -> dict[str, int]:
+    """How many of the phase's evaluations had ended when it stopped, and how many were left
+    behind (they go with the suite, which the caller stops instead of draining it)."""
+    ended = sum(1 for one in accepted if one.eval_id and completions.has_ended(one.eval_id))
+    return {"ended": ended, "left": len(accepted) - ended}
+
+
+# --- 4. mixed workload -----------------------------------------------------------------------------
+
+
+def mixed(ctx: Context, *, window: int) -> dict[str, Any]:
+    programs = mixed_programs(ctx.settings.seed)
+
+    def body() -> dict[str, Any]:
+        evaluations, _ = load.end_to_end(
+            ctx.gateway,
+            ctx.completions,
+            window=window,
+            seconds=ctx.settings.seconds,
+            programs=programs,
+        )
+        result = describe_evaluations(evaluations, window=window, backend="celery")
+        result["mix"] = {program.kind: weight for program, weight in MIX.items()}
+        result["by_kind"] = {
+            kind: {
+                "count": len(ones),
+                "statuses": count_by(ones, "status"),
+                "split": {part: one.as_dict() for part, one in split_summaries(ones).items()},
+            }
+            for kind in MIX_KINDS
+            if (ones := [one for one in evaluations if one.kind == kind])
+        }
+        return result
+
+    return measured(ctx, "mixed_celery", body)
+
+
+MIX_KINDS = tuple(program.kind for program in MIX)
+
+
+# The fixed-rate phases: name -> (primary path, shadowed). Each runs on a suite of its own.
+SUBMIT_MODES = {
+    "legacy": ("legacy", False),
+    "celery": ("celery", False),
+    "shadow": ("legacy", True),
+}
+
+
+def run_paths(ctx: Context) -> dict[str, Any]:
+    """Phases 1, 2 and 4 on one suite, in that order; the results keyed by phase name.
+
+    Each leaves the suite idle: a closed loop ends when its last evaluation has.
+    """
+    settings = ctx.settings
+    saturated = settings.saturation_factor
+    phases: dict[str, Any] = {"bare_python": bare_python()}
+    print("phase 1: sandbox baseline", flush=True)
+    phases["sandbox"] = sandbox_baseline(ctx)
+    for backend, concurrency in (
+        ("legacy", settings.legacy_concurrency),
+        ("celery", settings.celery_concurrency),
+    ):
+        print(f"phase 2: {backend} path at 100 %", flush=True)
+        route(ctx, backend=backend)
+        phases[backend] = path_end_to_end(ctx, backend=backend, window=concurrency, phase=backend)
+        phases[f"{backend}_saturated"] = path_end_to_end(
+            ctx, backend=backend, window=saturated * concurrency, phase=f"{backend}_saturated"
+        )
+    print("phase 4: mixed workload on the Celery path", flush=True)
+    route(ctx, backend="celery")
+    phases["mixed_celery"] = mixed(ctx, window=saturated * settings.celery_concurrency)
+    return phases
+
+
+def run_submit(ctx: Context, mode: str) -> dict[str, Any]:
+    """Phase 3 in one mode of SUBMIT_MODES. It leaves a backlog the machine would need minutes to
+    run or cancel, so its suite is meant to be stopped afterwards rather than drained."""
+    backend, shadow = SUBMIT_MODES[mode]
+    print(f"phase 3: submit latency at {ctx.settings.rate:g}/s, {mode}", flush=True)
+    route(ctx, backend=backend, shadow=shadow)
+    return submit_rate(ctx, phase=f"submit_{mode}")
+
+
+def _counts(values: Iterable[object]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for value in values:
+        counts[str(value)] = counts.get(str(value), 0) + 1
+    return dict(sorted(counts.items()))

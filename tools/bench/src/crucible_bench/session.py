@@ -1,0 +1,123 @@
+"""One bench session: a fresh suite, the driver's clients, every phase, the ratios and targets."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from crucible_bench import machine, phases, ratios
+from crucible_bench.api import Executors, Gateway
+from crucible_bench.follow import Completions
+from crucible_bench.suite import running_suite
+from crucible_queue.config import Settings as QueueSettings
+
+SettingsFor = Callable[[Mapping[str, str]], phases.BenchSettings]
+
+
+def consumer_concurrency(env: Mapping[str, str]) -> tuple[int, int]:
+    """(Celery worker processes, queue-worker threads) the suite's consumers run with.
+
+    The Celery worker gets `-c $CELERY_CONCURRENCY` from the Procfile; the queue-worker reads
+    QUEUE_WORKER_CONCURRENCY, whose default is its Settings' own.
+    """
+    default_threads = QueueSettings.model_fields["queue_worker_concurrency"].default
+    return (
+        int(env["CELERY_CONCURRENCY"]),
+        int(env.get("QUEUE_WORKER_CONCURRENCY", default_threads)),
+    )
+
+
+@contextlib.contextmanager
+def driving(
+    *, root: Path, bench_dir: Path, settings_for: SettingsFor, inherited: Mapping[str, str]
+) -> Iterator[phases.Context]:
+    """A fresh suite and the driver's clients of it; everything stopped on exit."""
+    with running_suite(
+        root=root,
+        run_dir=bench_dir / "run",
+        operator_token=secrets.token_hex(16),
+        inherited=inherited,
+    ) as suite:
+        gateway = Gateway(suite.url("gateway"), operator_token=suite.operator_token)
+        executors = Executors(suite.celery_executor_urls, internal_key=suite.internal_key)
+        completions = Completions(suite.state_redis_url)
+        try:
+            completions.start()
+            profile_dir = bench_dir / "profiles"
+            profile_dir.mkdir(parents=True, exist_ok=True)
+            yield phases.Context(
+                suite=suite,
+                gateway=gateway,
+                executors=executors,
+                completions=completions,
+                settings=settings_for(suite.env),
+                profile_dir=profile_dir,
+            )
+        finally:
+            completions.stop()
+            gateway.close()
+            executors.close()
+
+
+def run(
+    *,
+    root: Path,
+    bench_dir: Path,
+    seconds: float,
+    rate: float,
+    profile: bool,
+    command: str,
+    inherited: Mapping[str, str] = os.environ,
+) -> dict[str, Any]:
+    """Phases 1, 2 and 4 on one suite, then each fixed-rate phase on a fresh suite of its own
+    (stopping a suite is much faster than draining the backlog 100 submissions/s leave on a small
+    machine); the results document."""
+    started = time.monotonic()
+    described = machine.describe()
+
+    def settings_for(env: Mapping[str, str]) -> phases.BenchSettings:
+        celery, legacy = consumer_concurrency(env)
+        return phases.BenchSettings(
+            seconds=seconds,
+            rate=rate,
+            celery_concurrency=celery,
+            legacy_concurrency=legacy,
+            profile=profile,
+        )
+
+    suites = {"root": root, "bench_dir": bench_dir, "settings_for": settings_for}
+    profiles: dict[str, Any] = {}
+    with driving(**suites, inherited=inherited) as ctx:
+        results = phases.run_paths(ctx)
+        profiles.update(ctx.profiles)
+        env = ctx.suite.env
+    for mode in phases.SUBMIT_MODES:
+        with driving(**suites, inherited=inherited) as ctx:
+            results[f"submit_{mode}"] = phases.run_submit(ctx, mode)
+            profiles.update(ctx.profiles)
+    settings = settings_for(env)
+    path_ratios = ratios.path_ratios(results)
+    return {
+        "machine": described,
+        "command": command,
+        "settings": {
+            "seconds": seconds,
+            "rate": rate,
+            "celery_concurrency": settings.celery_concurrency,
+            "legacy_concurrency": settings.legacy_concurrency,
+            "saturation_factor": settings.saturation_factor,
+            "executor_slots": env.get("EXECUTOR_SLOTS", str(os.cpu_count())),
+            "log_level": env["LOG_LEVEL"],
+            "profiled": profile,
+        },
+        "duration_s": time.monotonic() - started,
+        "phases": results,
+        "ratios": path_ratios,
+        "targets": ratios.targets(results, path_ratios),
+        "profiles": profiles,
+    }

@@ -1,0 +1,80 @@
+"""The suite's environment and honcho's process list (pure parts of starting the suite)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from crucible_bench.suite import PORT_VARIABLES, free_ports, started_pids, suite_environment
+
+PORTS = {name: 20000 + index for index, name in enumerate(PORT_VARIABLES)}
+
+
+def environment(**inherited: str) -> dict[str, str]:
+    return suite_environment(
+        root=Path("/repo"),
+        run_dir=Path("/repo/.bench/run"),
+        ports=PORTS,
+        operator_token="t" * 32,
+        inherited=inherited,
+    )
+
+
+def test_the_wiring_is_the_benchs_own_whatever_the_caller_exported():
+    env = environment(
+        REDIS_URL="redis://127.0.0.1:6381/0",
+        DATABASE_URL="sqlite:///.run/crucible.db",
+        GATEWAY_PORT="8000",
+        RUN_DIR="/repo/.run",
+    )
+    assert env["REDIS_URL"] == f"redis://127.0.0.1:{PORTS['STATE_REDIS_PORT']}/0"
+    assert env["DATABASE_URL"] == "sqlite:////repo/.bench/run/crucible.db"
+    assert env["GATEWAY_PORT"] == str(PORTS["GATEWAY_PORT"])
+    assert env["RUN_DIR"] == "/repo/.bench/run"
+
+
+def test_urls_point_at_the_benchs_ports_as_run_sh_wires_them():
+    env = environment()
+    broker = PORTS["BROKER_REDIS_PORT"]
+    assert env["CELERY_BROKER_URL"] == f"redis://127.0.0.1:{broker}/0"
+    assert env["CELERY_RESULT_BACKEND"] == f"redis://127.0.0.1:{broker}/1"
+    assert env["LEGACY_EXECUTOR_URL"] == f"http://127.0.0.1:{PORTS['EXECUTOR_1_PORT']}"
+    assert env["EXECUTOR_SERVICE_URL"] == (
+        f"http://127.0.0.1:{PORTS['EXECUTOR_2_PORT']},http://127.0.0.1:{PORTS['EXECUTOR_3_PORT']}"
+    )
+    assert env["VENV"] == "/repo/.venv"
+
+
+def test_tunables_come_from_the_caller_as_with_make_run():
+    assert environment()["CELERY_CONCURRENCY"] == "2"
+    assert environment()["LOG_LEVEL"] == "INFO"
+    env = environment(CELERY_CONCURRENCY="4", LOG_LEVEL="WARNING", EXECUTOR_SLOTS="3")
+    assert (env["CELERY_CONCURRENCY"], env["LOG_LEVEL"], env["EXECUTOR_SLOTS"]) == (
+        "4",
+        "WARNING",
+        "3",
+    )
+
+
+def test_routing_starts_on_legacy_with_celery_enabled_and_an_operator_token():
+    env = environment(CELERY_PERCENTAGE="0.5", OPERATOR_TOKEN="someone-elses")
+    assert (env["CELERY_ENABLED"], env["CELERY_PERCENTAGE"], env["MIGRATION_MODE"]) == (
+        "true",
+        "0.0",
+        "split",
+    )
+    assert env["OPERATOR_TOKEN"] == "t" * 32
+
+
+def test_started_pids_from_honchos_log():
+    log = (
+        "00:08:55 system          | storage.1 started (pid=25941)\n"
+        "00:08:55 redis-state.1   | 25950:C Redis version=7.0.15 just started\n"
+        "00:08:55 system          | celery-worker.1 started (pid=25965)\n"
+        "00:08:56 system          | gateway started (pid=25975)\n"
+    )
+    assert started_pids(log) == {"storage": 25941, "celery-worker": 25965, "gateway": 25975}
+
+
+def test_free_ports_are_distinct():
+    ports = free_ports(9)
+    assert len(set(ports)) == 9
