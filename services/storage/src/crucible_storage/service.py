@@ -46,9 +46,11 @@ MAX_CAS_ROUNDS = 5
 def create_evaluation(
     *, session: Session, publisher: EventPublisher, create: EvaluationCreate
 ) -> EvaluationView:
-    """Create the evaluation with its primary run queued on `create.backend`; 409 if it exists."""
-    if repository.evaluation_exists(session, eval_id=create.eval_id):
-        raise _exists(create.eval_id)
+    """Create the evaluation with its primary run queued on `create.backend`; 409 if it exists.
+
+    The primary key is the only duplicate check: a look-up first would cost every creation a
+    query to catch what the insert catches anyway.
+    """
     now = utcnow()
     try:
         evaluation = repository.insert_evaluation(session, create=create, now=now)
@@ -62,7 +64,7 @@ def create_evaluation(
             detail={"backend": create.backend.value, "priority": create.priority},
         )
         session.commit()
-    except IntegrityError as exc:  # created concurrently between the check and the insert
+    except IntegrityError as exc:  # the eval_id exists
         session.rollback()
         raise _exists(create.eval_id) from exc
     publisher.publish([event_view(record)])
