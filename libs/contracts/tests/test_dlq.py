@@ -14,6 +14,7 @@ from crucible_contracts.dlq import DeadLetter, DeadLetterStore
 from crucible_contracts.errors import NotFound, Unavailable
 from crucible_contracts.names import Backend, Role
 from crucible_contracts.pytest_plugin import free_port
+from crucible_contracts.redis_client import fail_fast_redis
 
 
 @pytest.fixture
@@ -154,7 +155,7 @@ def test_concurrent_pushes_keep_the_cap_and_the_index_in_agreement(make_store, c
 
 
 def test_an_unreachable_redis_is_unavailable():
-    client = redis.Redis(port=free_port(), socket_connect_timeout=0.5)
+    client = fail_fast_redis(f"redis://127.0.0.1:{free_port()}/0", timeout=0.5)
     store = DeadLetterStore(client)
 
     with pytest.raises(Unavailable):

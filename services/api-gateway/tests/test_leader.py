@@ -7,7 +7,8 @@ import uuid
 import pytest
 import redis
 
-from crucible_contracts.pytest_plugin import wait_for
+from crucible_contracts.pytest_plugin import free_port, wait_for
+from crucible_contracts.redis_client import fail_fast_redis
 from crucible_gateway.leader import LeaderLease
 
 
@@ -58,6 +59,6 @@ def test_a_lease_that_is_not_renewed_expires_and_another_replica_takes_over(stat
 
 
 def test_without_redis_nobody_can_claim_leadership(key):
-    unreachable = redis.Redis(port=1, socket_connect_timeout=0.2)
+    unreachable = fail_fast_redis(f"redis://127.0.0.1:{free_port()}/0", timeout=0.2)
     with pytest.raises(redis.RedisError):
         LeaderLease(unreachable, key=key, ttl_seconds=5).holds()

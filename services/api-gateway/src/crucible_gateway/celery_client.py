@@ -18,6 +18,7 @@ from crucible_contracts.errors import Unavailable
 from crucible_contracts.limits import celery_time_limits
 from crucible_contracts.models import EvalTask
 from crucible_contracts.names import QUEUE_ORDER, TASK_EVALUATE, Queue, Role
+from crucible_contracts.redis_client import fail_fast_redis
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +59,7 @@ class CeleryDispatcher:
             accept_content=["json"],
             task_create_missing_queues=True,
         )
-        self._redis = redis.Redis.from_url(
-            broker_url, socket_connect_timeout=connect_timeout, socket_timeout=connect_timeout
-        )
+        self._redis = fail_fast_redis(broker_url, timeout=connect_timeout)
 
     def submit(self, task: EvalTask) -> Queue:
         """Publish `task`; returns the queue it went to. Raises Unavailable when the broker is down."""

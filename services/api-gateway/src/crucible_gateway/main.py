@@ -6,12 +6,12 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import redis
 from fastapi import FastAPI
 
 from crucible_contracts.clients import ExecutorPool, StorageClient
 from crucible_contracts.dlq import DeadLetterStore
 from crucible_contracts.logs import setup_logging
+from crucible_contracts.redis_client import fail_fast_redis
 from crucible_contracts.web import install_common
 from crucible_gateway.admin_routes import router as admin_router
 from crucible_gateway.auth import install_api_keys
@@ -55,18 +55,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     urls = settings.all_executor_urls()
     executors = ExecutorPool(urls, internal_key=settings.internal_api_key) if urls else None
-    broker_redis = redis.Redis.from_url(
-        settings.celery_broker_url,
-        socket_connect_timeout=settings.broker_connect_timeout,
-        socket_timeout=settings.broker_connect_timeout,
+    broker_redis = fail_fast_redis(
+        settings.celery_broker_url, timeout=settings.broker_connect_timeout
     )
     dead_letters = DeadLetterStore(broker_redis)
 
-    state_redis = redis.Redis.from_url(
-        settings.redis_url,
-        socket_connect_timeout=STATE_REDIS_TIMEOUT,
-        socket_timeout=STATE_REDIS_TIMEOUT,
-    )
+    state_redis = fail_fast_redis(settings.redis_url, timeout=STATE_REDIS_TIMEOUT)
     store = MigrationStore(
         state_redis, prefix=settings.migration_key_prefix, audit_max=settings.migration_audit_max
     )
