@@ -5,9 +5,11 @@ import random
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
-from crucible_contracts.ids import is_eval_id, new_eval_id
+from crucible_contracts.ids import EVAL_ID_REGEX, is_eval_id, new_eval_id
 from crucible_contracts.limits import Limits, celery_time_limits
+from crucible_contracts.models import EvalTask, EvaluationCreate, ExecuteRequest
 from crucible_contracts.retry import RetryPolicy
 
 
@@ -18,9 +20,28 @@ def test_eval_ids_are_unique_well_formed_and_time_ordered():
     assert [i[:12] for i in ids] == sorted(i[:12] for i in ids)
 
 
-@pytest.mark.parametrize("bad", ["", "abc", "G" * 32, "0" * 31, "0" * 33, "../etc/passwd"])
+BAD_IDS = ["", "abc", "G" * 32, "A" * 32, "0" * 31, "0" * 33, "../etc/passwd", "0" * 32 + "\n"]
+
+
+@pytest.mark.parametrize("bad", [*BAD_IDS, None, 7, b"0" * 32])
 def test_malformed_eval_ids_are_refused(bad):
     assert not is_eval_id(bad)
+
+
+@pytest.mark.parametrize("model", [EvalTask, ExecuteRequest, EvaluationCreate])
+@pytest.mark.parametrize("bad", BAD_IDS)
+def test_every_body_a_service_receives_refuses_a_malformed_eval_id(model, bad):
+    fields = {"code": "print(1)", "language": "python", "timeout": 5, "backend": "legacy"}
+    if model is ExecuteRequest:
+        del fields["backend"]
+    model.model_validate({**fields, "eval_id": new_eval_id()})
+
+    with pytest.raises(ValidationError) as refused:
+        model.model_validate({**fields, "eval_id": bad})
+
+    (problem,) = refused.value.errors()
+    assert problem["loc"] == ("eval_id",)
+    assert EVAL_ID_REGEX in problem["msg"]
 
 
 def test_design_limits_are_the_defaults():

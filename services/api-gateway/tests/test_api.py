@@ -61,8 +61,8 @@ def test_an_accepted_evaluation_reads_back_as_queued_with_its_fields(api):
 
 @pytest.mark.parametrize(
     "eval_id",
-    [new_eval_id(), "not-an-id", "A" * 32, "0" * 31],
-    ids=["unknown", "not-hex", "upper-case", "too-short"],
+    [new_eval_id(), "not-an-id", "A" * 32, "0" * 31, "0" * 32 + "%0A"],
+    ids=["unknown", "not-hex", "upper-case", "too-short", "trailing-newline"],
 )
 def test_an_unknown_or_malformed_eval_id_is_404(api, eval_id):
     response = api.get(f"/api/eval/{eval_id}")

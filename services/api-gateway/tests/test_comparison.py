@@ -75,7 +75,7 @@ def evaluation(*runs: RunView, timeout: float = 30, **fields) -> EvaluationView:
     primary = next((r for r in runs if r.role is Role.PRIMARY), run())
     flat = primary.model_dump(exclude={"role"})
     data = {
-        "eval_id": "ev-1",
+        "eval_id": "e" * 32,
         "language": "python",
         "code": "print(1)",
         "timeout": timeout,
@@ -544,7 +544,7 @@ def test_the_primary_run_falls_back_to_the_evaluations_flattened_fields():
 # --- side by side ------------------------------------------------------------------------------
 
 
-def recorded(record, *, eval_id: str = "ev-1") -> ComparisonView:
+def recorded(record, *, eval_id: str = "e" * 32) -> ComparisonView:
     return ComparisonView(eval_id=eval_id, created_at=LATE, **record.model_dump())
 
 

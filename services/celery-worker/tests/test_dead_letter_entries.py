@@ -70,7 +70,9 @@ def test_an_unexpected_exception_is_named_and_the_first_seen_time_read_from_the_
 @pytest.mark.parametrize(
     ("task", "fields"),
     [
-        ({"eval_id": "x", "role": "nope"}, ("x", None, None)),
+        ({"eval_id": "x", "role": "nope"}, (None, None, None)),
+        ({"eval_id": "0" * 32, "role": "nope"}, ("0" * 32, None, None)),
+        ({**TASK, "eval_id": "../../etc/passwd"}, (None, Role.SHADOW, Backend.CELERY)),
         ({"eval_id": 7, "backend": "celery"}, (None, Role.PRIMARY, Backend.CELERY)),
         ("not a task", (None, None, None)),
         (None, (None, None, None)),
@@ -130,6 +132,24 @@ def test_a_malformed_task_is_given_up_naming_the_bad_fields():
     assert raised.value.reason.startswith("malformed task: ")
     assert "backend: Field required" in raised.value.reason
     assert raised.value.attempts == 1
+
+
+@pytest.mark.parametrize(
+    "eval_id",
+    ["../../etc/passwd", "abc\nFAKE 2026 INFO forged", "0" * 33, "0" * 31, "A" * 32, " ", "é" * 32],
+)
+def test_a_task_with_a_malformed_eval_id_is_given_up_as_malformed(eval_id):
+    with pytest.raises(GaveUp) as raised:
+        Delivery.decode(
+            {**TASK, "eval_id": eval_id}, retries=0, busy_retries=0, failures=0, first_seen_at=None
+        )
+
+    # Names the field and the pattern, and not the value, which may be anything.
+    assert raised.value.reason == (
+        "malformed task: eval_id: String should match pattern '^[0-9a-f]{32}$'"
+    )
+    # Nothing names a run, so nothing will be killed or ended under that id.
+    assert run_of({"task": {**TASK, "eval_id": eval_id}}) is None
 
 
 def test_a_retry_carries_the_counters_and_the_first_seen_time():

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from crucible_contracts.names import TASK_EVALUATE, Role
+import pytest
+
+from crucible_contracts.ids import new_eval_id
+from crucible_contracts.models import EvalTask
+from crucible_contracts.names import TASK_EVALUATE, Backend, Role
 from crucible_contracts.pytest_plugin import wait_for
 from crucible_contracts.status import Status
 
@@ -85,7 +89,27 @@ def test_malformed_task_is_dead_lettered_not_retried(stack):
     )
     assert entry.reason.startswith("malformed task: ")
     assert "backend: Field required" in entry.reason
-    assert entry.eval_id == "x"
+    assert entry.eval_id is None  # "x" names no run
     assert entry.kwargs == {"task": {"eval_id": "x"}}
     assert entry.attempts == 1
+    assert "ValidationError" in entry.exception_type
+
+
+@pytest.mark.parametrize("eval_id", ["../../etc/passwd", "abc\nFAKE 2026 INFO forged", "A" * 32])
+def test_task_with_a_malformed_eval_id_is_dead_lettered_as_malformed(stack, eval_id):
+    task = EvalTask(
+        eval_id=new_eval_id(), backend=Backend.CELERY, code="print(1)", language="python", timeout=5
+    ).model_dump(mode="json")
+    task["eval_id"] = eval_id
+    result = stack.worker.client.send_task(TASK_EVALUATE, kwargs={"task": task}, queue="default")
+
+    wait_for(result.ready, timeout=10, what="the task result")
+    assert result.state == "FAILURE"
+    (entry,) = wait_for(
+        lambda: stack.worker.dead_letters(task_id=result.id), what="a dead-letter entry"
+    )
+    assert entry.reason.startswith("malformed task: eval_id: String should match pattern")
+    assert "^[0-9a-f]{32}$" in entry.reason
+    assert (entry.eval_id, entry.attempts) == (None, 1)
+    assert entry.kwargs == {"task": task}
     assert "ValidationError" in entry.exception_type

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from crucible_contracts.ids import new_eval_id
 from crucible_contracts.limits import celery_time_limits
 from crucible_contracts.models import Event, StuckRun
 from crucible_contracts.names import Backend, EventName, Role
@@ -26,6 +27,7 @@ from crucible_worker.reconcile import (
 )
 
 NOW = datetime(2030, 1, 1, 12, tzinfo=UTC)
+EVAL_ID = new_eval_id()
 RULES = Rules(
     legacy_queued_after=60, celery_queued_after=900, running_grace=120, max_redispatches=3
 )
@@ -33,7 +35,7 @@ RULES = Rules(
 
 def stuck(status: Status = Status.QUEUED, **fields: Any) -> StuckRun:
     values: dict[str, Any] = {
-        "eval_id": "e1",
+        "eval_id": EVAL_ID,
         "role": Role.PRIMARY,
         "backend": Backend.LEGACY,
         "status": status,
@@ -48,7 +50,7 @@ def stuck(status: Status = Status.QUEUED, **fields: Any) -> StuckRun:
 
 
 def event(name: EventName, at: datetime, role: Role = Role.PRIMARY, **detail: Any) -> Event:
-    return Event(eval_id="e1", event=name, role=role, status=Status.QUEUED, at=at, detail=detail)
+    return Event(eval_id=EVAL_ID, event=name, role=role, status=Status.QUEUED, at=at, detail=detail)
 
 
 @pytest.mark.parametrize("state", ["queued", "processing"])
@@ -160,7 +162,7 @@ def test_the_task_sent_again_is_the_one_the_gateway_sent() -> None:
     task = task_of(primary)
 
     assert (task.eval_id, task.role, task.backend, task.code, task.timeout) == (
-        "e1",
+        EVAL_ID,
         Role.PRIMARY,
         Backend.LEGACY,
         "print(1)",

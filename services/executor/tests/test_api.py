@@ -123,7 +123,8 @@ def test_invalid_requests_get_422_naming_the_field(executor, execute, fields, fi
 
 def test_beyond_capacity_the_answer_is_429_with_retry_after_at_once(one_slot_executor, execute):
     url = one_slot_executor.url
-    occupant = Background(execute, url, "import time\ntime.sleep(30)", eval_id="occupant")
+    occupant_id = uuid.uuid4().hex
+    occupant = Background(execute, url, "import time\ntime.sleep(30)", eval_id=occupant_id)
     wait_for(lambda: busy(url) == 1, timeout=10, what="the slot to be taken")
     refused = execute(url, "print(1)")
     # Answered while the occupant still runs: refused at once, not queued behind it.
@@ -131,7 +132,7 @@ def test_beyond_capacity_the_answer_is_429_with_retry_after_at_once(one_slot_exe
     assert refused.status_code == 429
     assert refused.headers["Retry-After"] == "1"
     assert refused.json()["error"]["code"] == "busy"
-    assert httpx.post(f"{url}/kill/occupant").json() == {"killed": True, "reaped": True}
+    assert httpx.post(f"{url}/kill/{occupant_id}").json() == {"killed": True, "reaped": True}
     assert occupant.result().json()["reason"] == "killed"
     assert execute(url, "print(1)").status_code == 200
 
@@ -139,14 +140,15 @@ def test_beyond_capacity_the_answer_is_429_with_retry_after_at_once(one_slot_exe
 def test_duplicate_execute_joins_the_running_program(one_slot_executor, execute):
     url = one_slot_executor.url
     code = "import os, time\ntime.sleep(1)\nprint(os.urandom(8).hex())"
-    first = Background(execute, url, code, eval_id="twice")
+    eval_id = uuid.uuid4().hex
+    first = Background(execute, url, code, eval_id=eval_id)
     wait_for(lambda: busy(url) == 1, timeout=10, what="the first run to start")
-    second = execute(url, code, eval_id="twice")  # one slot: it would be 429 if not joined
+    second = execute(url, code, eval_id=eval_id)  # one slot: it would be 429 if not joined
     assert second.status_code == 200
     assert second.json() == first.result().json()
     assert second.json()["status"] == "completed"
     # The shadow role of the same eval is a different run.
-    other_role = Background(execute, url, code, eval_id="twice", role="shadow")
+    other_role = Background(execute, url, code, eval_id=eval_id, role="shadow")
     assert other_role.result().json()["output"] != second.json()["output"]
 
 
@@ -199,7 +201,7 @@ def test_the_internal_key_is_required_when_set(processes, start_executor, execut
     secured = start_executor(processes, executor_slots=1, internal_api_key=key)
     assert execute(secured.url, "print(1)").status_code == 401
     assert execute(secured.url, "print(1)", headers={"X-Internal-Key": "wrong"}).status_code == 401
-    assert httpx.post(f"{secured.url}/kill/x").status_code == 401
+    assert httpx.post(f"{secured.url}/kill/{uuid.uuid4().hex}").status_code == 401
     allowed = execute(secured.url, "print(1)", headers={"X-Internal-Key": key})
     assert allowed.status_code == 200
     assert httpx.get(f"{secured.url}/health").status_code == 200

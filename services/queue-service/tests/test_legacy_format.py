@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from crucible_contracts.errors import InvalidInput
+from crucible_contracts.ids import EVAL_ID_PATTERN
 from crucible_contracts.models import EvalTask
 from crucible_contracts.names import Backend, Role
 from crucible_queue import legacy_format as fmt
 
 tasks = st.builds(
     EvalTask,
-    eval_id=st.text(min_size=1, max_size=40),
+    eval_id=st.from_regex(EVAL_ID_PATTERN, fullmatch=True),
     role=st.sampled_from(Role),
     backend=st.sampled_from(Backend),
     code=st.text(max_size=200),
@@ -54,3 +56,28 @@ def test_a_new_record_is_undelivered_and_stamped(make_task):
 def test_a_record_without_the_legacy_payload_is_refused(record):
     with pytest.raises(InvalidInput):
         fmt.decode(record)
+
+
+@pytest.mark.parametrize(
+    "eval_id", ["../../etc/passwd", "abc\nFAKE 2026 INFO forged", "A" * 32, "a" * 33, "x" * 2**20]
+)
+def test_a_record_with_a_malformed_eval_id_is_refused_without_echoing_it(make_task, eval_id):
+    record = fmt.encode(make_task(), now=1.0)
+    record["payload"]["eval_id"] = eval_id
+
+    with pytest.raises(InvalidInput) as refused:
+        fmt.decode(record)
+
+    assert refused.value.field == "record"
+    assert "eval_id" in refused.value.message
+    assert "^[0-9a-f]{32}$" in refused.value.message
+    assert eval_id not in refused.value.message
+
+
+def test_a_task_id_is_an_eval_id_and_a_role():
+    task_id = re.compile(fmt.TASK_ID_REGEX)
+
+    assert task_id.fullmatch(f"{'a' * 32}:primary")
+    assert task_id.fullmatch(f"{'a' * 32}:shadow")
+    assert not task_id.fullmatch(f"{'a' * 32}:third")
+    assert not task_id.fullmatch("../x:primary")

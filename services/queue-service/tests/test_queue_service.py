@@ -8,6 +8,7 @@ import sys
 
 import httpx
 
+from crucible_contracts.ids import new_eval_id
 from crucible_contracts.names import INTERNAL_KEY_HEADER, Role
 from crucible_contracts.pytest_plugin import wait_for
 
@@ -108,7 +109,7 @@ def test_delete_of_a_processing_task_is_refused_and_unknown_is_404(queue_http, m
     task_id = queue_http.get("/tasks/next").json()["task_id"]
 
     assert queue_http.delete(f"/tasks/{task_id}").status_code == 409
-    assert queue_http.delete("/tasks/nope:primary").status_code == 404
+    assert queue_http.delete(f"/tasks/{make_task().eval_id}:primary").status_code == 404
     queue_http.post(f"/tasks/{task_id}/complete")
     assert queue_http.delete(f"/tasks/{task_id}").status_code == 404
 
@@ -122,7 +123,7 @@ def test_get_task_shows_its_position_and_404_when_unknown(queue_http, make_task)
 
     assert view["state"] == "queued"
     assert view["position"] == 2
-    missing = queue_http.get("/tasks/unknown:primary")
+    missing = queue_http.get(f"/tasks/{make_task().eval_id}:primary")
     assert missing.status_code == 404
     assert missing.json()["error"]["code"] == "not_found"
 
@@ -171,17 +172,18 @@ def test_task_whose_lease_expires_returns_to_the_queue_with_its_attempt_counted(
 
 
 def test_ack_of_an_unknown_task_is_404(queue_http):
-    assert queue_http.post("/tasks/nope:primary/complete").status_code == 404
-    assert queue_http.post("/tasks/nope:primary/fail", json={"reason": "x"}).status_code == 404
-    assert queue_http.post("/tasks/nope:primary/requeue").status_code == 404
+    unknown = f"{'f' * 32}:primary"
+    assert queue_http.post(f"/tasks/{unknown}/complete").status_code == 404
+    assert queue_http.post(f"/tasks/{unknown}/fail", json={"reason": "x"}).status_code == 404
+    assert queue_http.post(f"/tasks/{unknown}/requeue").status_code == 404
 
 
 def test_invalid_task_is_refused_with_422_naming_the_field(queue_http):
-    response = queue_http.post("/tasks", json={"eval_id": "x", "backend": "legacy"})
+    response = queue_http.post("/tasks", json={"eval_id": new_eval_id(), "backend": "legacy"})
     assert response.status_code == 422
     assert response.json()["error"]["code"] == "invalid_input"
     assert "code" in response.json()["error"]["message"]
-    fail = queue_http.post("/tasks/x:primary/fail", json={})
+    fail = queue_http.post(f"/tasks/{'f' * 32}:primary/fail", json={})
     assert fail.status_code == 422
 
 

@@ -106,10 +106,11 @@ def test_a_shadow_run_is_added_once(shared_client, new_evaluation) -> None:
 
 def test_unknown_ids_answer_404_and_bad_input_422(shared_storage, new_evaluation) -> None:
     with httpx.Client(base_url=shared_storage.url) as http:
-        assert http.get("/evaluations/nope").status_code == 404
-        assert http.get("/evaluations/nope/events").status_code == 404
-        assert http.patch("/evaluations/nope/runs/primary", json={}).status_code == 404
-        assert http.get("/evaluations/nope/comparison").status_code == 404
+        unknown = "f" * 32
+        assert http.get(f"/evaluations/{unknown}").status_code == 404
+        assert http.get(f"/evaluations/{unknown}/events").status_code == 404
+        assert http.patch(f"/evaluations/{unknown}/runs/primary", json={}).status_code == 404
+        assert http.get(f"/evaluations/{unknown}/comparison").status_code == 404
         eval_id = http.post("/evaluations", json=new_evaluation().model_dump(mode="json")).json()[
             "eval_id"
         ]

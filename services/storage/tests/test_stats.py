@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from crucible_contracts.errors import InvalidInput
+from crucible_contracts.ids import new_eval_id
 from crucible_contracts.models import ComparisonOutcome, ComparisonView, LatencySummary
 from crucible_contracts.names import Backend, Role
 from crucible_contracts.status import Status
@@ -20,6 +21,7 @@ from crucible_storage.stats import (
 )
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+EVAL_ID = new_eval_id()
 ONE_TO_TEN = [float(n) for n in range(1, 11)]
 
 
@@ -143,7 +145,7 @@ def test_an_idle_window_still_lists_both_paths_with_no_rates() -> None:
 
 def test_comparison_rates_are_shares_of_the_outcomes_present() -> None:
     sample = ComparisonView(
-        eval_id="e1",
+        eval_id=EVAL_ID,
         outcome=ComparisonOutcome.MISMATCH,
         differing_fields=["stdout"],
         details={},

@@ -7,12 +7,14 @@ from datetime import UTC, datetime
 import pytest
 
 from crucible_contracts.errors import Conflict, IllegalTransition
+from crucible_contracts.ids import new_eval_id
 from crucible_contracts.models import RunUpdate
 from crucible_contracts.names import Backend, EventName, Role
 from crucible_contracts.status import TERMINAL, TRANSITIONS, Status
 from crucible_storage.transitions import RunState, plan_replay, plan_update
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
+EVAL_ID = new_eval_id()
 LEGAL = [(old, new) for old, targets in TRANSITIONS.items() for new in sorted(targets)]
 ILLEGAL = [
     (old, new) for old in Status for new in Status if old != new and new not in TRANSITIONS[old]
@@ -21,7 +23,7 @@ ILLEGAL = [
 
 def run_in(status: Status, *, backend: Backend = Backend.LEGACY, attempts: int = 1) -> RunState:
     return RunState(
-        eval_id="e1", role=Role.PRIMARY, status=status, backend=backend, attempts=attempts
+        eval_id=EVAL_ID, role=Role.PRIMARY, status=status, backend=backend, attempts=attempts
     )
 
 
@@ -109,7 +111,7 @@ def test_the_update_detail_goes_on_the_status_event() -> None:
 
 def test_replay_plans_queued_with_the_result_cleared_and_the_attempts_kept() -> None:
     run = RunState(
-        eval_id="e1",
+        eval_id=EVAL_ID,
         role=Role.PRIMARY,
         status=Status.ERROR,
         backend=Backend.CELERY,
@@ -148,7 +150,7 @@ def test_replay_of_a_run_that_did_not_end_error_is_illegal(status: Status) -> No
 
 def test_replay_beyond_the_limit_is_a_conflict() -> None:
     run = RunState(
-        eval_id="e1",
+        eval_id=EVAL_ID,
         role=Role.PRIMARY,
         status=Status.ERROR,
         backend=Backend.LEGACY,

@@ -13,6 +13,7 @@ from crucible_bench.timeline import (
     split,
     split_summaries,
 )
+from crucible_contracts.ids import new_eval_id
 
 T0 = 1_800_000_000.0
 # Epoch seconds as floats resolve to about 0.2 us here: compare milliseconds to a microsecond.
@@ -24,7 +25,7 @@ def evaluation(offset: float = 0.0, **fields) -> Evaluation:
     seen 100 ms in."""
     base = T0 + offset
     values = {
-        "eval_id": f"e{offset}",
+        "eval_id": new_eval_id(),
         "kind": "quick",
         "backend": "celery",
         "sent_at": base,

@@ -8,12 +8,18 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from crucible_contracts.ids import EvalId
 from crucible_contracts.names import Backend, EventName, Role
 from crucible_contracts.status import Status
 
 
 class Wire(BaseModel):
-    """Base of every wire model: unknown fields are refused, so a typo is an error, not a no-op."""
+    """Base of every wire model: unknown fields are refused, so a typo is an error, not a no-op.
+
+    Every body a service receives types its `eval_id` as `EvalId` (32 lowercase hex digits), so
+    a malformed id is refused where it enters. The views a service answers with keep `str`: they
+    are built from ids already checked on the way in.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -61,7 +67,7 @@ class BatchAccepted(BaseModel):
 class EvalTask(Wire):
     """One run to perform: what the gateway hands to the legacy queue or to Celery."""
 
-    eval_id: str
+    eval_id: EvalId
     role: Role = Role.PRIMARY
     backend: Backend
     code: str
@@ -76,7 +82,7 @@ class EvalTask(Wire):
 
 
 class ExecuteRequest(Wire):
-    eval_id: str
+    eval_id: EvalId
     role: Role = Role.PRIMARY
     code: str
     language: str = "python"
@@ -104,7 +110,7 @@ class ExecuteResult(BaseModel):
 
 
 class EvaluationCreate(Wire):
-    eval_id: str
+    eval_id: EvalId
     code: str
     language: str
     timeout: float

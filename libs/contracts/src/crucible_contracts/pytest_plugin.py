@@ -7,6 +7,7 @@ fake: each fixture starts (or connects to) the real program and waits until it a
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -23,6 +24,8 @@ from typing import Any
 
 import httpx
 import pytest
+
+from crucible_contracts.ids import EVAL_ID_REGEX
 
 
 def free_port() -> int:
@@ -63,6 +66,65 @@ def wait_until_ended(storage: Any, eval_id: str, timeout: float = 30) -> Any:
         return view if view.status.is_terminal() else None
 
     return wait_for(ended, timeout=timeout, what=f"eval {eval_id} to end")
+
+
+# --- hostile input ------------------------------------------------------------------------------
+
+# Values an eval_id must never be, by what each tries: a path, a forged log line, an id that is
+# almost one, an id Python's `re` would let through ("$" matches before a final newline), text that
+# only looks like digits, and a body-sized value.
+HOSTILE_EVAL_IDS = {
+    "path-traversal": "../../etc/passwd",
+    "forged-log-line": "abc\nFAKE 2026 INFO forged",
+    "33-hex": "a" * 33,
+    "31-hex": "a" * 31,
+    "uppercase-hex": "A" * 32,
+    "trailing-newline": "a" * 32 + "\n",
+    "blank": " ",
+    "unicode": "\u00e9" * 32,
+    "unicode-digits": "\u0661" * 32,
+    "1-MiB": "a" * 2**20,
+}
+# A refusal must stay this short whatever was sent: the value is never echoed in full.
+MAX_REFUSAL_BYTES = 2048
+
+
+@pytest.fixture(params=list(HOSTILE_EVAL_IDS.values()), ids=list(HOSTILE_EVAL_IDS))
+def hostile_eval_id(request: pytest.FixtureRequest) -> str:
+    """Each of HOSTILE_EVAL_IDS in turn: a test taking this runs once per value."""
+    return request.param
+
+
+def check_eval_id_refused(
+    response: httpx.Response,
+    *,
+    sent: str,
+    field: str = "eval_id",
+    pattern: str = EVAL_ID_REGEX,
+    in_path: bool = False,
+) -> None:
+    """Assert that `response` refuses the bad id `sent`: 422 `invalid_input` in the one error
+    shape, its message naming `field` and `pattern`, the whole body short and free of `sent`.
+
+    In a path, a value with a `/` spans several segments, so no route has a place for it: the
+    answer is then 404 `not_found` in the same shape (nothing reached a handler either way).
+    """
+    assert len(response.content) <= MAX_REFUSAL_BYTES, response.content[:500]
+    error = response.json()["error"]
+    assert set(error) == {"code", "message", "details"}, error
+    if in_path and "/" in sent:
+        assert (response.status_code, error["code"]) == (404, "not_found"), error
+        return
+    assert (response.status_code, error["code"]) == (422, "invalid_input"), error
+    assert field in error["message"] and pattern in error["message"], error["message"]
+    if len(sent.strip()) > 1:
+        assert sent not in response.text and json.dumps(sent)[1:-1] not in response.text
+
+
+@pytest.fixture
+def eval_id_refused() -> Callable[..., None]:
+    """`check_eval_id_refused`, for tests (which cannot import helpers: see STYLE.md)."""
+    return check_eval_id_refused
 
 
 # --- processes ---------------------------------------------------------------------------------

@@ -35,19 +35,34 @@ def error_response(exc: CrucibleError) -> JSONResponse:
     return JSONResponse(exc.body(), status_code=exc.status_code, headers=headers)
 
 
+# A 422 names where the problem is and what was expected, never the value that was sent: that
+# may be anything (a megabyte, a newline). Only a place named by the client (an unknown field's
+# name) is echoed, and at most this many characters of it.
+MAX_ECHOED = 64
+MAX_PROBLEMS = 20
+
+
 def _validation_response(exc: RequestValidationError) -> JSONResponse:
     problems = exc.errors()
     first = problems[0] if problems else {"loc": ("body",), "msg": "invalid request"}
-    field = ".".join(str(part) for part in first["loc"] if part != "body") or "body"
+    field = ".".join(_bounded(part) for part in first["loc"] if part != "body") or "body"
     message = first["msg"]
     if first.get("type") == "json_invalid":
         field, message = "body", "request body is not valid JSON"
-    error = InvalidInput(field, message, problems=[_plain(p) for p in problems])
+    error = InvalidInput(field, message, problems=[_plain(p) for p in problems[:MAX_PROBLEMS]])
     return error_response(error)
 
 
+def _bounded(part: object) -> str:
+    text = str(part)
+    return text if len(text) <= MAX_ECHOED else f"{text[:MAX_ECHOED]}..."
+
+
 def _plain(problem: dict) -> dict:
-    return {"loc": [str(part) for part in problem.get("loc", ())], "msg": problem.get("msg", "")}
+    return {
+        "loc": [_bounded(part) for part in problem.get("loc", ())],
+        "msg": problem.get("msg", ""),
+    }
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -16,6 +16,7 @@ from crucible_contracts.clients import ExecutorPool, StorageClient
 from crucible_contracts.consumer import end_with_error
 from crucible_contracts.dlq import DeadLetter, DeadLetterStore
 from crucible_contracts.errors import CrucibleError, Unavailable
+from crucible_contracts.ids import is_eval_id
 from crucible_contracts.models import EvalTask
 from crucible_contracts.names import Backend, Role
 
@@ -142,12 +143,16 @@ def record_give_up(
 
 
 def _run_fields(task: Any) -> dict[str, Any]:
-    """eval_id, role and backend as far as the task argument gives them, valid or not."""
+    """eval_id, role and backend as far as the task argument gives them, valid or not.
+
+    An eval_id that is not one (see crucible_contracts.ids) names no run: the entry's eval_id is
+    then None, and what was sent stays in its kwargs.
+    """
     if not isinstance(task, dict):
         return {}
     eval_id = task.get("eval_id")
     return {
-        "eval_id": eval_id if isinstance(eval_id, str) else None,
+        "eval_id": eval_id if is_eval_id(eval_id) else None,
         "role": _member(Role, task.get("role", Role.PRIMARY.value)),
         "backend": _member(Backend, task.get("backend")),
     }

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 
+from crucible_contracts.ids import EvalId
 from crucible_contracts.models import ExecuteRequest, ExecuteResult
 from crucible_executor import service
 from crucible_executor.service import Executor
@@ -26,13 +27,13 @@ async def execute(body: ExecuteRequest, executor: ExecutorDep) -> ExecuteResult:
 
 
 @router.post("/kill/{eval_id}")
-async def kill(eval_id: str, executor: ExecutorDep) -> dict[str, bool]:
+async def kill(eval_id: EvalId, executor: ExecutorDep) -> dict[str, bool]:
     killed = await service.kill(eval_id=eval_id, executor=executor)
     return {"killed": killed.killed, "reaped": killed.reaped}
 
 
 @router.get("/capacity")
-async def capacity(executor: ExecutorDep) -> dict[str, int]:
+async def capacity(executor: ExecutorDep) -> dict[str, Any]:
     return service.capacity(executor)
 
 

@@ -17,12 +17,20 @@ A record looks like the legacy system's JSON blobs did::
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import StringConstraints, ValidationError
 
 from crucible_contracts.errors import InvalidInput
+from crucible_contracts.ids import EVAL_ID_REGEX
 from crucible_contracts.models import EvalTask
+from crucible_contracts.names import Role
 
 VERSION = 1
+
+# The queue's id of a run, `<eval_id>:<role>` (see task_id_for): what `/tasks/{task_id}` accepts.
+TASK_ID_REGEX = f"{EVAL_ID_REGEX.removesuffix('$')}:({'|'.join(role.value for role in Role)})$"
+TaskId = Annotated[str, StringConstraints(pattern=TASK_ID_REGEX)]
 
 # EvalTask field -> legacy payload key; the legacy system had its own vocabulary.
 _PAYLOAD_KEYS = {
@@ -64,7 +72,14 @@ def decode(record: LegacyRecord) -> EvalTask:
         values = {field: payload[legacy] for field, legacy in _PAYLOAD_KEYS.items()}
     except (KeyError, TypeError) as exc:
         raise InvalidInput("record", f"not a legacy queue record: missing {exc}") from exc
-    return EvalTask.model_validate(values)
+    try:
+        return EvalTask.model_validate(values)
+    except ValidationError as exc:
+        # The problems' places and messages only: the record's values may be anything.
+        problems = "; ".join(
+            f"{'.'.join(map(str, problem['loc']))}: {problem['msg']}" for problem in exc.errors()
+        )
+        raise InvalidInput("record", f"not a valid legacy queue record: {problems}") from exc
 
 
 def record_id(record: LegacyRecord) -> str:

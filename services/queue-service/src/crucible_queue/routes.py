@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, Response, status
 
 from crucible_contracts.models import EvalTask
+from crucible_queue.legacy_format import TaskId
 from crucible_queue.models import (
     Acked,
     Delivery,
@@ -50,28 +51,28 @@ def next_task(queue: Queue) -> Delivery | Response:
 
 
 @router.get("/tasks/{task_id}")
-def get_task(task_id: str, queue: Queue) -> TaskView:
+def get_task(task_id: TaskId, queue: Queue) -> TaskView:
     return queue.get(task_id)
 
 
 @router.post("/tasks/{task_id}/complete")
-def complete(task_id: str, queue: Queue) -> Acked:
+def complete(task_id: TaskId, queue: Queue) -> Acked:
     view = queue.complete(task_id)
     return Acked(task_id=view.task_id, state=view.state)
 
 
 @router.post("/tasks/{task_id}/fail")
-def fail(task_id: str, body: FailBody, queue: Queue) -> Acked:
+def fail(task_id: TaskId, body: FailBody, queue: Queue) -> Acked:
     view = queue.fail(task_id, body.reason)
     return Acked(task_id=view.task_id, state=view.state)
 
 
 @router.post("/tasks/{task_id}/requeue")
-def requeue(task_id: str, queue: Queue, body: RequeueBody | None = None) -> TaskView:
+def requeue(task_id: TaskId, queue: Queue, body: RequeueBody | None = None) -> TaskView:
     body = body or RequeueBody()
     return queue.requeue(task_id, reason=body.reason, count_attempt=body.count_attempt)
 
 
 @router.delete("/tasks/{task_id}")
-def cancel(task_id: str, queue: Queue) -> TaskView:
+def cancel(task_id: TaskId, queue: Queue) -> TaskView:
     return queue.cancel(task_id)

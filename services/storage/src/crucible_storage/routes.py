@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
+from crucible_contracts.ids import EvalId
 from crucible_contracts.models import (
     ComparisonRecord,
     ComparisonView,
@@ -72,20 +73,20 @@ def delete_evaluations(
 
 
 @router.get("/evaluations/{eval_id}")
-def get_evaluation(eval_id: str, session: ReadSession) -> EvaluationView:
+def get_evaluation(eval_id: EvalId, session: ReadSession) -> EvaluationView:
     return service.get_evaluation(session=session, eval_id=eval_id)
 
 
 @router.post("/evaluations/{eval_id}/runs", status_code=status.HTTP_201_CREATED)
 def add_run(
-    eval_id: str, body: RunCreate, session: WriteSession, publisher: PublisherDep
+    eval_id: EvalId, body: RunCreate, session: WriteSession, publisher: PublisherDep
 ) -> RunView:
     return service.add_run(session=session, publisher=publisher, eval_id=eval_id, run=body)
 
 
 @router.patch("/evaluations/{eval_id}/runs/{role}")
 def update_run(
-    eval_id: str, role: Role, body: RunUpdate, session: WriteSession, publisher: PublisherDep
+    eval_id: EvalId, role: Role, body: RunUpdate, session: WriteSession, publisher: PublisherDep
 ) -> RunView:
     return service.update_run(
         session=session, publisher=publisher, eval_id=eval_id, role=role, update=body
@@ -94,7 +95,7 @@ def update_run(
 
 @router.post("/evaluations/{eval_id}/runs/{role}/replay")
 def replay_run(
-    eval_id: str,
+    eval_id: EvalId,
     role: Role,
     session: WriteSession,
     publisher: PublisherDep,
@@ -127,13 +128,13 @@ def stuck_runs(
 
 
 @router.get("/evaluations/{eval_id}/events")
-def list_events(eval_id: str, session: ReadSession) -> list[Event]:
+def list_events(eval_id: EvalId, session: ReadSession) -> list[Event]:
     return service.list_events(session=session, eval_id=eval_id)
 
 
 @router.put("/evaluations/{eval_id}/comparison")
 def record_comparison(
-    eval_id: str, body: ComparisonRecord, session: WriteSession, response: Response
+    eval_id: EvalId, body: ComparisonRecord, session: WriteSession, response: Response
 ) -> ComparisonView:
     view, created = service.record_comparison(session=session, eval_id=eval_id, record=body)
     response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
@@ -141,7 +142,7 @@ def record_comparison(
 
 
 @router.get("/evaluations/{eval_id}/comparison")
-def get_comparison(eval_id: str, session: ReadSession) -> ComparisonView:
+def get_comparison(eval_id: EvalId, session: ReadSession) -> ComparisonView:
     return service.get_comparison(session=session, eval_id=eval_id)
 
 

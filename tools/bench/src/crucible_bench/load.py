@@ -123,7 +123,7 @@ def evaluate(gateway: Gateway, completions: Completions, program: Program) -> Ev
     accepted = gateway.submit(program)
     if accepted.status_code != 202:
         return Evaluation(
-            eval_id="",
+            eval_id=None,
             kind=program.kind,
             backend="",
             sent_at=accepted.sent_at,

@@ -33,7 +33,7 @@ def epoch(moment: str | None) -> float | None:
 class Evaluation:
     """One evaluation submitted through the gateway and followed to its end (or not)."""
 
-    eval_id: str
+    eval_id: str | None  # None when the gateway refused the submission: it gave no id
     kind: str
     backend: str
     sent_at: float
