@@ -7,7 +7,8 @@ import itertools
 import os
 import random
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,9 +16,11 @@ import pytest
 
 from crucible_contracts.models import ExecuteRequest, ExecuteResult
 from crucible_contracts.pytest_plugin import ProcessStarter
+from crucible_executor.cgroups import create_tree, discover
 from crucible_executor.config import SandboxMode, Settings
 from crucible_executor.runner import Runner
 from crucible_executor.sandbox import pids_of_uid
+from crucible_executor.scratch import Scratch
 
 APP = "crucible_executor.main:create_app"
 # Each executor a test starts gets its own uid range, clear of the ranges `make run` uses.
@@ -72,14 +75,67 @@ def execute() -> Callable[..., httpx.Response]:
 
 
 @pytest.fixture
-def runner_for(uid_base: Callable[[], int]) -> Callable[..., Runner]:
-    """runner_for(mode="bwrap", **settings) → a Runner driven in this process."""
+def runner_for(uid_base: Callable[[], int]) -> Iterator[Callable[..., Runner]]:
+    """runner_for(mode="bwrap", cgroups=True, scratch=True, **settings) → a Runner driven in
+    this process, as the executor makes it: each run in a cgroup and on a tmpfs of its own,
+    below a tree and a directory of this Runner's (removed after the test)."""
+    runners: list[Runner] = []
 
-    def make(mode: str = "bwrap", **settings: Any) -> Runner:
-        settings.setdefault("sandbox_uid_base", uid_base())
-        return Runner(Settings(executor_id="runner-test", **settings), mode=SandboxMode(mode))
+    def make(
+        mode: str = "bwrap", *, cgroups: bool = True, scratch: bool = True, **options: Any
+    ) -> Runner:
+        options.setdefault("sandbox_uid_base", uid_base())
+        settings = Settings(executor_id="runner-test", **options)
+        name = f"crucible-executor-test-{uuid.uuid4().hex[:12]}"
+        runner = Runner(
+            settings,
+            mode=SandboxMode(mode),
+            cgroups=create_tree(name=name) if cgroups else None,
+            scratch=Scratch.create(
+                settings.scratch_root,
+                size_mb=settings.scratch_mb,
+                inodes=settings.scratch_inodes,
+                name=name,
+            )
+            if scratch
+            else None,
+        )
+        runners.append(runner)
+        return runner
 
-    return make
+    yield make
+    for runner in runners:
+        runner.close()
+
+
+@pytest.fixture
+def run_cgroups() -> Callable[[Runner], list[Path]]:
+    """run_cgroups(runner) → the run cgroups still present below the runner's tree."""
+
+    def present(runner: Runner) -> list[Path]:
+        assert runner.cgroups is not None
+        return [
+            child
+            for parent in runner.cgroups.parents.values()
+            for child in parent.iterdir()
+            if child.is_dir()
+        ]
+
+    return present
+
+
+@pytest.fixture
+def executor_run_cgroups() -> Callable[[int], list[Path]]:
+    """executor_run_cgroups(pid) → run cgroups below the tree of the executor process `pid`."""
+
+    def present(pid: int) -> list[Path]:
+        _, own = discover()
+        name = f"crucible-executor-{pid}"
+        parents = [directory / name for directory in own.values()]
+        assert all(parent.is_dir() for parent in parents), parents
+        return [child for parent in parents for child in parent.iterdir() if child.is_dir()]
+
+    return present
 
 
 @pytest.fixture

@@ -45,7 +45,8 @@ def test_health_names_the_active_sandbox_and_capacity_counts_slots(executor):
     assert health["executor_id"] == "executor-test"
     assert health["sandbox"] == "bwrap"
     assert "python" in health["languages"]
-    assert httpx.get(f"{executor.url}/capacity").json() == {"slots": 4, "busy": 0, "free": 4}
+    capacity = httpx.get(f"{executor.url}/capacity").json()
+    assert capacity == {"slots": 4, "busy": 0, "free": 4, "cgroup": health["cgroup"]}
 
 
 @pytest.mark.parametrize(

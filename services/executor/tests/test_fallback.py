@@ -1,4 +1,5 @@
-"""The unshare fallback: chosen where bwrap cannot run, and still without network and bounded in time."""
+"""The unshare fallback: only when asked for by name, reported degraded, still without network and
+bounded in time and memory; and an executor that cannot isolate as it should refuses to start."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import httpx
 import pytest
 
 from crucible_contracts.pytest_plugin import free_port, wait_for
+from crucible_executor.cgroups import discover
 
 
 @pytest.fixture(scope="module")
@@ -17,13 +19,27 @@ def unshare_executor(session_processes, start_executor):
     return start_executor(session_processes, executor_slots=2, sandbox_mode="unshare")
 
 
-def test_health_says_the_unshare_sandbox_is_active(unshare_executor):
-    assert httpx.get(f"{unshare_executor.url}/health").json()["sandbox"] == "unshare"
+def test_health_says_the_unshare_sandbox_is_active_and_degraded(unshare_executor):
+    health = httpx.get(f"{unshare_executor.url}/health").json()
+    assert health["sandbox"] == "unshare"
+    assert health["status"] == "degraded"
+    assert "unshare fallback" in health["degraded"][0]
+    assert health["seccomp"] is False
 
 
-def test_auto_mode_falls_back_to_unshare_when_bwrap_is_missing(processes, start_executor):
-    fallback = start_executor(processes, executor_slots=1, bwrap_path="/nonexistent/bwrap")
-    assert httpx.get(f"{fallback.url}/health").json()["sandbox"] == "unshare"
+def test_health_and_capacity_name_the_cgroup_mode(executor):
+    health = httpx.get(f"{executor.url}/health").json()
+    capacity = httpx.get(f"{executor.url}/capacity").json()
+    # This machine offers cgroup v1 hierarchies (its cgroup2 mount has no controllers).
+    assert health["cgroup"] == capacity["cgroup"] == discover()[0]
+    assert (health["status"], health["degraded"], health["seccomp"]) == ("ok", [], True)
+
+
+def test_without_cgroups_a_local_executor_says_it_is_degraded(processes, start_executor):
+    weak = start_executor(processes, executor_slots=1, cgroup_mode="none")
+    health = httpx.get(f"{weak.url}/health").json()
+    assert (health["status"], health["cgroup"]) == ("degraded", "none")
+    assert "no cgroup" in health["degraded"][0]
 
 
 def test_network_is_unreachable_in_the_fallback(unshare_executor, execute):
@@ -61,22 +77,32 @@ def test_the_fallback_runs_as_the_slot_uid_with_the_same_outcomes(unshare_execut
     assert result["status"] == "failed"
     assert result["exit_code"] == 4
     assert int(result["output"]) == unshare_executor.extra["uid_base"]
-    memory = execute(unshare_executor.url, "x = bytearray(2**30)").json()
+    memory = execute(unshare_executor.url, "x = b'x' * 2**30").json()
     assert (memory["status"], memory["reason"]) == ("failed", "memory_limit")
 
 
-@pytest.mark.parametrize("mode", ["bwrap", "auto"])
-def test_an_executor_that_cannot_sandbox_refuses_to_start(processes, uid_base, mode):
+@pytest.mark.parametrize(
+    ("env", "says"),
+    [
+        # auto never falls back to unshare on its own: that is asked for by name.
+        ({"SANDBOX_MODE": "auto", "BWRAP_PATH": "/nonexistent/bwrap"}, "SANDBOX_MODE=unshare"),
+        ({"SANDBOX_MODE": "bwrap", "BWRAP_PATH": "/nonexistent/bwrap"}, "no sandbox mode works"),
+        ({"SANDBOX_MODE": "unshare", "UNSHARE_PATH": "/nonexistent/unshare"}, "no sandbox mode"),
+        # In production a run without a cgroup of its own is refused, not run weaker.
+        (
+            {"ENVIRONMENT": "production", "CGROUP_MODE": "none", "INTERNAL_API_KEY": "k" * 32},
+            "runs cannot get a cgroup of their own",
+        ),
+    ],
+    ids=["auto-without-bwrap", "bwrap-missing", "unshare-missing", "production-without-cgroups"],
+)
+def test_an_executor_that_cannot_isolate_as_it_should_refuses_to_start(
+    processes, uid_base, env, says
+):
     argv = [sys.executable, "-m", "uvicorn", "crucible_executor.main:create_app", "--factory"]
-    env = {
-        "SANDBOX_MODE": mode,
-        "BWRAP_PATH": "/nonexistent/bwrap",
-        "UNSHARE_PATH": "/nonexistent/unshare",
-        "SANDBOX_UID_BASE": str(uid_base()),
-        "INTERNAL_API_KEY": "",
-    }
+    env = {"SANDBOX_UID_BASE": str(uid_base()), "INTERNAL_API_KEY": "", **env}
     argv += ["--port", str(free_port())]
     refused = processes.process("executor-without-sandbox", argv, env=env)
     wait_for(lambda: not refused.alive(), timeout=30, what="the executor to give up")
     assert refused.proc.returncode != 0
-    assert "no sandbox mode works on this host" in refused.logs()
+    assert says in refused.logs()

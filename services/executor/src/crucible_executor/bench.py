@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 
+from crucible_contracts.ids import new_eval_id
 from crucible_contracts.models import ExecuteRequest
 from crucible_executor.config import SandboxMode, Settings
 from crucible_executor.runner import Runner
@@ -31,9 +32,9 @@ def bare_spawn_ms(runs: int) -> list[float]:
 async def _sandboxed(mode: SandboxMode, runs: int) -> list[float]:
     runner = Runner(Settings(), mode=mode)
     times = []
-    for index in range(runs):
+    for _ in range(runs):
         started = time.perf_counter()
-        result = await runner.run(ExecuteRequest(eval_id=f"bench-{index}", code="print(1)"))
+        result = await runner.run(ExecuteRequest(eval_id=new_eval_id(), code="print(1)"))
         times.append((time.perf_counter() - started) * 1000)
         if result.output != "1\n":
             raise RuntimeError(f"{mode} run failed: {result}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 from enum import StrEnum
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
@@ -14,9 +15,61 @@ from crucible_contracts.settings import ServiceSettings
 
 _DEFAULTS = Limits()
 
+# Kernel interfaces a program has no business with: debugging and reading other processes,
+# io_uring and eBPF (large attack surfaces), userfaultfd, keyrings, namespaces and mounts,
+# kernel modules, kexec, swap, reboot, accounting and the clock.
+SECCOMP_DENY = (
+    "ptrace",
+    "process_vm_readv",
+    "process_vm_writev",
+    "io_uring_setup",
+    "io_uring_enter",
+    "io_uring_register",
+    "userfaultfd",
+    "perf_event_open",
+    "bpf",
+    "keyctl",
+    "add_key",
+    "request_key",
+    "personality",
+    "mount",
+    "umount2",
+    "pivot_root",
+    "chroot",
+    "unshare",
+    "setns",
+    "open_tree",
+    "move_mount",
+    "fsopen",
+    "fsconfig",
+    "fsmount",
+    "fspick",
+    "mount_setattr",
+    "open_by_handle_at",
+    "name_to_handle_at",
+    "kexec_load",
+    "kexec_file_load",
+    "init_module",
+    "finit_module",
+    "delete_module",
+    "swapon",
+    "swapoff",
+    "reboot",
+    "acct",
+    "quotactl",
+    "syslog",
+    "settimeofday",
+    "clock_settime",
+    "clock_adjtime",
+    "adjtimex",
+    "iopl",
+    "ioperm",
+)
+
 
 class SandboxMode(StrEnum):
-    """How programs are isolated. `auto` picks bwrap when its probe passes, else unshare."""
+    """How programs are isolated. `auto` is bwrap when its probe passes; outside production it
+    falls back to unshare (and says so on /health), in production it refuses to start."""
 
     AUTO = "auto"
     BWRAP = "bwrap"
@@ -40,7 +93,8 @@ class Settings(ServiceSettings):
     max_stdin_bytes: int = _DEFAULTS.max_stdin_bytes
     min_timeout: float = _DEFAULTS.min_timeout
     max_timeout: float = _DEFAULTS.max_timeout
-    # RLIMIT_AS of a program; a request's memory_mb may lower it, never raise it.
+    # The run's memory cgroup limit (RLIMIT_AS where no cgroup can be had); a request's
+    # memory_mb may lower it, never raise it.
     memory_mb: int = _DEFAULTS.memory_mb
     min_memory_mb: int = 32
 
@@ -49,10 +103,23 @@ class Settings(ServiceSettings):
     nproc: int = 64
     fsize_bytes: int = 16 * MIB
     nofile: int = 64
+    # The run's writable space: one tmpfs of scratch_mb holding /sandbox, /tmp and /dev/shm,
+    # with at most scratch_inodes files (scratch.py). Where the executor cannot mount, bwrap's
+    # own tmpfs: scratch_mb at /sandbox and tmp_mb at each of /tmp and /dev/shm.
     scratch_mb: int = 64
+    scratch_inodes: int = Field(default=4096, ge=64)
+    scratch_root: str = "/run/crucible-executor"
     tmp_mb: int = 16
     # RLIMIT_CPU soft limit is ceil(timeout) + cpu_grace_seconds; the hard limit one second more.
     cpu_grace_seconds: int = 1
+    # CPU bandwidth of one run (its cgroup's quota), in cores: one run cannot take every core.
+    cpus_per_run: float = Field(default=1.0, gt=0)
+    # `auto`: a cgroup per run (v2, else v1); `none`: no cgroups (development only: /health says
+    # degraded, and ENVIRONMENT=production refuses to start).
+    cgroup_mode: Literal["auto", "none"] = "auto"
+    # System calls a program may not make: each fails with seccomp_errno (see seccomp.py).
+    seccomp_deny: list[str] = Field(default_factory=lambda: list(SECCOMP_DENY))
+    seccomp_errno: str = "EPERM"
 
     # How it is isolated.
     sandbox_mode: SandboxMode = SandboxMode.AUTO
@@ -66,7 +133,8 @@ class Settings(ServiceSettings):
     setpriv_path: str = "/usr/bin/setpriv"
     shell_path: str = "/bin/sh"
     # Read-only binds into the bwrap sandbox (missing ones are skipped, symlinks such as /lib ->
-    # usr/lib are recreated as symlinks); /etc is not bound whole, only what interpreters read.
+    # usr/lib are recreated as symlinks); /etc is not bound whole, only what interpreters read
+    # (its passwd and group are synthetic, see sandbox.accounts).
     sandbox_ro_binds: list[str] = Field(
         default_factory=lambda: [
             "/usr",
@@ -78,8 +146,6 @@ class Settings(ServiceSettings):
             "/etc/ld.so.conf.d",
             "/etc/alternatives",
             "/etc/localtime",
-            "/etc/passwd",
-            "/etc/group",
             "/etc/nsswitch.conf",
         ]
     )

@@ -15,7 +15,8 @@ class Language:
     name: str
     file: str
     argv: tuple[str, ...]
-    memory_errors: tuple[str, ...] = ()
+    # The least memory_mb the runtime starts in; a request asking for less is refused (422).
+    min_memory_mb: int = 0
 
     @property
     def binary(self) -> str:
@@ -27,10 +28,7 @@ class Language:
 
     def command(self, *, memory_mb: int) -> list[str]:
         """The argv that runs the program file, with the placeholders filled in."""
-        heap_mb = max(16, memory_mb * 3 // 4)
-        return [
-            part.format(file=self.file, memory_mb=memory_mb, heap_mb=heap_mb) for part in self.argv
-        ]
+        return [part.format(file=self.file, memory_mb=memory_mb) for part in self.argv]
 
 
 def parse_languages(text: str) -> dict[str, Language]:
@@ -40,7 +38,7 @@ def parse_languages(text: str) -> dict[str, Language]:
             name=name,
             file=row["file"],
             argv=tuple(row["argv"]),
-            memory_errors=tuple(row.get("memory_errors", ())),
+            min_memory_mb=row.get("min_memory_mb", 0),
         )
         for name, row in table.items()
     }

@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 
 from crucible_contracts.limits import MIB
+from crucible_executor.cgroups import CgroupLimits
 from crucible_executor.config import Settings
 
 
@@ -22,6 +23,7 @@ class RunLimits:
     max_output_bytes: int
     scratch_mb: int
     tmp_mb: int
+    cpus: float
 
     @classmethod
     def for_run(
@@ -39,22 +41,31 @@ class RunLimits:
             max_output_bytes=settings.max_output_bytes,
             scratch_mb=settings.scratch_mb,
             tmp_mb=settings.tmp_mb,
+            cpus=settings.cpus_per_run,
         )
 
-    def rlimits(self, *, extra_nproc: int = 0) -> dict[str, tuple[int, int]]:
+    def cgroup(self) -> CgroupLimits:
+        """What the run's cgroup bounds: all its memory (no swap), its processes, its CPU share."""
+        return CgroupLimits(memory_bytes=self.memory_mb * MIB, pids=self.nproc, cpus=self.cpus)
+
+    def rlimits(self, *, extra_nproc: int = 0, cgroup: bool = True) -> dict[str, tuple[int, int]]:
         """(soft, hard) per prlimit(1) resource name.
 
         RLIMIT_CPU's hard limit is one second above the soft one: SIGXCPU first, SIGKILL for a
         program that ignores it. `extra_nproc` raises RLIMIT_NPROC by the processes the same uid
-        already has, when programs cannot run under a uid of their own.
+        already has, when programs cannot run under a uid of their own. RLIMIT_AS bounds memory
+        only where the run has no cgroup (`cgroup=False`): per process, it would otherwise turn
+        the kernel's OOM verdict into an allocation error the program can print or fake.
         """
         memory = self.memory_mb * MIB
         nproc = self.nproc + extra_nproc
-        return {
+        limits = {
             "cpu": (self.cpu_seconds, self.cpu_seconds + 1),
-            "as": (memory, memory),
             "nproc": (nproc, nproc),
             "fsize": (self.fsize_bytes, self.fsize_bytes),
             "nofile": (self.nofile, self.nofile),
             "core": (0, 0),
         }
+        if not cgroup:
+            limits["as"] = (memory, memory)
+        return limits

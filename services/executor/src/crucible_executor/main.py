@@ -31,6 +31,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         metrics.BUSY_SLOTS.labels(settings.executor_id).set(0)
         yield
         await slots.shutdown()
+        runner.close()
 
     app = FastAPI(title="Crucible executor", lifespan=lifespan)
     install_common(app, service="executor", internal_api_key=settings.internal_api_key)

@@ -4,18 +4,17 @@ Exit codes: a program that exited gives its code (0-255); one killed by signal N
 the shell's convention and what bwrap reports for its child. A program the executor ended itself
 (wall-clock timeout, /kill) or that never started gets exit_code None.
 
-In order:
+The kernel and the executor decide; nothing the program prints or sends itself does. In order:
 1. ended by POST /kill                          → failed "killed"
 2. wall clock reached `timeout`                 → timeout "time_limit"
 3. never got past the sandbox (no start marker) → error "sandbox_failed"
 4. exit code 0                                  → completed
-5. SIGXCPU (RLIMIT_CPU soft limit), or SIGKILL after using at least the hard CPU limit
+5. non-zero, and the run's cgroup counted an OOM kill (memory.events / memory.oom_control)
+                                                → failed "memory_limit"
+6. died by SIGXCPU having used RLIMIT_CPU's soft limit of CPU time, or by SIGKILL having used
+   its hard limit (a program that sends itself SIGXCPU early has not)
                                                 → timeout "cpu_time_limit"
-6. non-zero and the tail of stderr names an allocation failure (the language's `memory_errors`,
-   e.g. Python's MemoryError under RLIMIT_AS) → failed "memory_limit"
-7. SIGSEGV/SIGBUS/SIGABRT/SIGKILL with a peak resident size of at least half the memory limit
-   (a runtime that crashed instead of raising)  → failed "memory_limit"
-8. anything else non-zero                       → failed, reason None
+7. anything else non-zero                       → failed, reason None
 """
 
 from __future__ import annotations
@@ -27,8 +26,6 @@ from dataclasses import dataclass
 from crucible_contracts.status import Status
 from crucible_executor.limits import RunLimits
 
-_CRASH_SIGNALS = frozenset({signal.SIGSEGV, signal.SIGBUS, signal.SIGABRT, signal.SIGKILL})
-
 
 @dataclass(frozen=True)
 class Ended:
@@ -39,8 +36,7 @@ class Ended:
     killed: bool = False
     timed_out: bool = False
     cpu_seconds: float = 0.0
-    peak_rss_kib: int = 0
-    stderr_tail: str = ""
+    oom_kills: int = 0
 
 
 @dataclass(frozen=True)
@@ -60,7 +56,7 @@ def _signal_of(exit_code: int) -> int | None:
     return exit_code - 128 if 128 < exit_code < 128 + 65 else None
 
 
-def classify(ended: Ended, *, limits: RunLimits, memory_errors: tuple[str, ...]) -> Outcome:
+def classify(ended: Ended, *, limits: RunLimits) -> Outcome:
     if ended.killed:
         return Outcome(Status.FAILED, None, "killed")
     if ended.timed_out:
@@ -70,13 +66,11 @@ def classify(ended: Ended, *, limits: RunLimits, memory_errors: tuple[str, ...])
     code = ended.exit_code
     if code == 0:
         return Outcome(Status.COMPLETED, 0)
+    if ended.oom_kills > 0:
+        return Outcome(Status.FAILED, code, "memory_limit")
     sig = _signal_of(code)
-    if sig == signal.SIGXCPU or (
+    if (sig == signal.SIGXCPU and ended.cpu_seconds >= limits.cpu_seconds) or (
         sig == signal.SIGKILL and ended.cpu_seconds >= limits.cpu_seconds + 1
     ):
         return Outcome(Status.TIMEOUT, code, "cpu_time_limit")
-    if any(marker in ended.stderr_tail for marker in memory_errors):
-        return Outcome(Status.FAILED, code, "memory_limit")
-    if sig in _CRASH_SIGNALS and ended.peak_rss_kib * 1024 >= limits.memory_mb * 1024 * 1024 // 2:
-        return Outcome(Status.FAILED, code, "memory_limit")
     return Outcome(Status.FAILED, code)

@@ -6,12 +6,15 @@ import logging
 import os
 
 from crucible_contracts.errors import Unavailable
+from crucible_contracts.ids import new_eval_id
 from crucible_contracts.models import ExecuteRequest
 from crucible_contracts.status import Status
+from crucible_executor.cgroups import CgroupTree, CgroupUnavailable, create_tree
 from crucible_executor.config import SandboxMode, Settings
 from crucible_executor.languages import Language
 from crucible_executor.runner import Runner
 from crucible_executor.sandbox import mode_is_installed
+from crucible_executor.scratch import Scratch
 from crucible_executor.uids import UidClaim
 
 log = logging.getLogger(__name__)
@@ -27,7 +30,7 @@ PROBE_CODE = (
 async def probe(runner: Runner) -> str | None:
     """None when a program runs isolated in `runner`'s mode, else what went wrong."""
     result = await runner.run(
-        ExecuteRequest(eval_id="sandbox-probe", code=PROBE_CODE, language="python", timeout=20)
+        ExecuteRequest(eval_id=new_eval_id(), code=PROBE_CODE, language="python", timeout=20)
     )
     if result.status is Status.COMPLETED and result.output == "ok\n":
         return None
@@ -35,16 +38,20 @@ async def probe(runner: Runner) -> str | None:
 
 
 async def select_runner(settings: Settings, languages: dict[str, Language]) -> Runner:
-    """A Runner in the forced mode, or (auto) bwrap when its probe passes, else unshare.
+    """A Runner in the configured mode whose probe passes, with a cgroup per run where it can.
 
-    Raises Unavailable when no candidate passes: an executor that cannot isolate programs must
-    not start.
+    `auto` means bwrap: the weaker unshare fallback runs only when asked for by name, and then
+    /health says degraded. Raises Unavailable when the sandbox cannot isolate programs, and in
+    production also when runs cannot get a cgroup: an executor must not run weaker than it says.
     """
-    if settings.sandbox_mode is SandboxMode.AUTO:
-        candidates = [SandboxMode.BWRAP, SandboxMode.UNSHARE]
-    else:
-        candidates = [settings.sandbox_mode]
-    problems: dict[str, str] = {}
+    mode = SandboxMode.BWRAP if settings.sandbox_mode is SandboxMode.AUTO else settings.sandbox_mode
+    if not mode_is_installed(mode, settings):
+        raise Unavailable(
+            f"no sandbox mode works on this host: {mode} is not installed (install bubblewrap, "
+            "or ask for the weaker fallback by name with SANDBOX_MODE=unshare)",
+            problems={mode: "not installed"},
+        )
+    cgroups = _cgroups(settings)
     uids = None
     if os.geteuid() == 0:
         uids = UidClaim(
@@ -52,15 +59,45 @@ async def select_runner(settings: Settings, languages: dict[str, Language]) -> R
             count=settings.executor_slots,
             lock_dir=settings.uid_lock_dir,
         )
-    for mode in candidates:
-        if not mode_is_installed(mode, settings):
-            problems[mode] = "not installed"
-            continue
-        runner = Runner(settings, mode=mode, languages=languages, uids=uids)
-        problem = await probe(runner)
-        if problem is None:
-            log.info("sandbox mode %s (probe passed); uids %s", mode, uids.uids if uids else "own")
-            return runner
-        log.warning("sandbox mode %s failed its probe: %s", mode, problem)
-        problems[mode] = problem
-    raise Unavailable("no sandbox mode works on this host", problems=problems)
+    scratch = _scratch(settings)
+    runner = Runner(
+        settings, mode=mode, languages=languages, uids=uids, cgroups=cgroups, scratch=scratch
+    )
+    problem = await probe(runner)
+    if problem is not None:
+        runner.close()
+        raise Unavailable("no sandbox mode works on this host", problems={mode: problem})
+    log.info(
+        "sandbox mode %s (probe passed); cgroups %s; scratch %s; uids %s",
+        mode,
+        cgroups.mode if cgroups else "none",
+        scratch.base if scratch else "bwrap tmpfs",
+        uids.uids if uids else "own",
+    )
+    return runner
+
+
+def _scratch(settings: Settings) -> Scratch | None:
+    """Per-run tmpfs mounts where the executor may mount, else None (bwrap's own tmpfs)."""
+    try:
+        return Scratch.create(
+            settings.scratch_root, size_mb=settings.scratch_mb, inodes=settings.scratch_inodes
+        )
+    except OSError as exc:
+        log.warning("runs get bwrap's tmpfs, bounded in bytes but not in inodes: %s", exc)
+        return None
+
+
+def _cgroups(settings: Settings) -> CgroupTree | None:
+    """The executor's cgroup tree, or None (with a warning) where it may run without one."""
+    if settings.cgroup_mode == "none":
+        problem = "CGROUP_MODE=none"
+    else:
+        try:
+            return create_tree()
+        except CgroupUnavailable as exc:
+            problem = str(exc)
+    if settings.environment == "production":
+        raise Unavailable(f"runs cannot get a cgroup of their own: {problem}")
+    log.warning("no cgroup per run (%s): a run's total memory is not bounded", problem)
+    return None

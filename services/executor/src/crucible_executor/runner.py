@@ -11,26 +11,35 @@ import resource
 import signal
 import subprocess
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from crucible_contracts.models import ExecuteRequest, ExecuteResult
 from crucible_contracts.names import Role
 from crucible_contracts.status import Status
+from crucible_executor.cgroups import CgroupTree, RunCgroup, RunUsage
 from crucible_executor.config import SandboxMode, Settings
 from crucible_executor.languages import Language, load_languages
 from crucible_executor.limits import RunLimits
 from crucible_executor.outcome import Ended, classify, exit_code_of
 from crucible_executor.sandbox import (
     STARTED_MARKER,
+    Files,
     Identity,
     Launch,
+    accounts,
     bwrap_launch,
+    bwrap_made_files,
+    data_fd,
     identity_for,
     kill_uid,
+    mounted_files,
     tasks_of_uid,
     unshare_launch,
 )
+from crucible_executor.scratch import RunScratch, Scratch
+from crucible_executor.seccomp import compile_filter
 from crucible_executor.streams import Captured, consume_output, feed_input
 from crucible_executor.uids import UidClaim
 from crucible_executor.workdir import make_workdir, remove_tree
@@ -79,13 +88,26 @@ class Runner:
         mode: SandboxMode,
         languages: dict[str, Language] | None = None,
         uids: UidClaim | None = None,
+        cgroups: CgroupTree | None = None,
+        scratch: Scratch | None = None,
     ) -> None:
-        """`uids` (one per slot) is claimed here when running as root and none is given."""
+        """`uids` (one per slot) is claimed here when running as root and none is given. With
+        `cgroups`, each run gets a cgroup of its own below it; without, RLIMIT_AS bounds memory
+        per process and the host is not protected from a run's total (development only). With
+        `scratch`, each run writes to a tmpfs of its own (bounded in inodes too)."""
         if mode is SandboxMode.AUTO:
             raise ValueError("a Runner needs a concrete sandbox mode; resolve auto first")
         self.settings = settings
         self.mode = mode
+        self.cgroups = cgroups
+        self.scratch = scratch
         self.languages = languages if languages is not None else load_languages()
+        # The same filter for every run: compiled once (bwrap installs it; unshare cannot).
+        self.seccomp_program = (
+            compile_filter(settings.seccomp_deny, errno_name=settings.seccomp_errno)
+            if mode is SandboxMode.BWRAP
+            else None
+        )
         if uids is None and os.geteuid() == 0:
             uids = UidClaim(
                 base=settings.sandbox_uid_base,
@@ -93,6 +115,13 @@ class Runner:
                 lock_dir=settings.uid_lock_dir,
             )
         self.uids = uids
+
+    def close(self) -> None:
+        """Remove the executor's cgroup tree and scratch directory (on shutdown)."""
+        if self.cgroups is not None:
+            self.cgroups.close()
+        if self.scratch is not None:
+            self.scratch.close()
 
     async def run(
         self, request: ExecuteRequest, *, slot: int = 0, execution: Execution | None = None
@@ -109,10 +138,13 @@ class Runner:
         )
         identity = identity_for(slot, self.uids.uids if self.uids else None)
         started = time.monotonic()
+        cgroup: RunCgroup | None = None
         try:
-            async with self._staged(request, language, limits, identity) as launch:
-                ended, out, err = await self._execute(launch, request, limits, execution)
-        except OSError as exc:
+            if self.cgroups is not None:
+                cgroup = self.cgroups.run(limits.cgroup())
+            async with self._staged(request, language, limits, identity, cgroup) as launch:
+                ended, out, err = await self._execute(launch, request, limits, execution, cgroup)
+        except (OSError, subprocess.SubprocessError) as exc:
             log.exception("sandbox for eval %s could not be started", request.eval_id)
             return self._result(
                 request,
@@ -122,62 +154,126 @@ class Runner:
                 started=started,
             )
         finally:
-            if identity.dedicated:
-                # Belt and braces: the namespaces already took every process with them.
-                leftovers = await asyncio.to_thread(kill_uid, identity.uid)
-                if leftovers:
-                    # Usually the sandbox's init, still exiting after bwrap itself was reaped.
-                    log.debug("killed %d leftover processes of uid %d", leftovers, identity.uid)
-        return self._collect(request, ended, out, err, limits, language, started)
+            await asyncio.to_thread(self._clean_up, identity, cgroup)
+        return self._collect(request, ended, out, err, limits, started)
 
     # --- private steps ---------------------------------------------------------------------------
 
+    def _clean_up(self, identity: Identity, cgroup: RunCgroup | None) -> None:
+        """Kill whatever the run left and remove its cgroup; the namespaces normally took every
+        process with them already. Without a cgroup, every process of a dedicated uid."""
+        if cgroup is not None:
+            if not cgroup.remove(within=self.settings.kill_reap_timeout_seconds):
+                log.error("the cgroup of a finished run could not be removed: %s", cgroup.dirs)
+        elif identity.dedicated:
+            leftovers = kill_uid(identity.uid)
+            if leftovers:
+                # Usually the sandbox's init, still exiting after bwrap itself was reaped.
+                log.debug("killed %d leftover processes of uid %d", leftovers, identity.uid)
+
     @contextlib.asynccontextmanager
     async def _staged(
-        self, request: ExecuteRequest, language: Language, limits: RunLimits, identity: Identity
+        self,
+        request: ExecuteRequest,
+        language: Language,
+        limits: RunLimits,
+        identity: Identity,
+        cgroup: RunCgroup | None,
     ) -> AsyncIterator[Launch]:
         """Put the code where the sandbox will find it, and build the command; clean up after."""
         extra_nproc = 0
         if not identity.dedicated:
             extra_nproc = await asyncio.to_thread(tasks_of_uid, identity.uid)
         code = request.code.encode()
-        if self.mode is SandboxMode.BWRAP:
-            code_fd = os.memfd_create("crucible-code", os.MFD_CLOEXEC)
-            try:
-                os.write(code_fd, code)
-                os.lseek(code_fd, 0, os.SEEK_SET)
+        with contextlib.ExitStack() as cleanup:
+            if self.mode is SandboxMode.BWRAP:
+                assert self.seccomp_program is not None
+                files = self._files(cleanup, code, language, limits, identity)
+                seccomp_fd = _closing(cleanup, data_fd(self.seccomp_program))
                 yield bwrap_launch(
                     self.settings,
                     limits=limits,
                     language=language,
                     identity=identity,
-                    code_fd=code_fd,
+                    files=files,
+                    seccomp_fd=seccomp_fd,
+                    cgroup=cgroup is not None,
                     extra_nproc=extra_nproc,
                 )
-            finally:
-                os.close(code_fd)
-            return
-        workdir = await asyncio.to_thread(make_workdir, language.file, code, identity)
-        try:
-            yield unshare_launch(
-                self.settings,
-                limits=limits,
-                language=language,
-                identity=identity,
-                workdir=workdir,
-                extra_nproc=extra_nproc,
-            )
-        finally:
-            await asyncio.to_thread(remove_tree, workdir)
+            else:
+                yield unshare_launch(
+                    self.settings,
+                    limits=limits,
+                    language=language,
+                    identity=identity,
+                    workdir=self._workdir(cleanup, code, language, identity),
+                    cgroup=cgroup is not None,
+                    extra_nproc=extra_nproc,
+                )
+
+    def _files(
+        self,
+        cleanup: contextlib.ExitStack,
+        code: bytes,
+        language: Language,
+        limits: RunLimits,
+        identity: Identity,
+    ) -> Files:
+        """The run's own tmpfs where the executor can mount one, else bwrap-made tmpfs."""
+        if self.scratch is not None:
+            return mounted_files(self._scratch(cleanup, code, language, identity))
+        passwd, group = accounts(identity)
+        code_fd = _closing(cleanup, os.memfd_create("crucible-code", os.MFD_CLOEXEC))
+        os.write(code_fd, code)
+        os.lseek(code_fd, 0, os.SEEK_SET)
+        return bwrap_made_files(
+            limits,
+            language,
+            code_fd=code_fd,
+            passwd_fd=_closing(cleanup, data_fd(passwd)),
+            group_fd=_closing(cleanup, data_fd(group)),
+        )
+
+    def _workdir(
+        self, cleanup: contextlib.ExitStack, code: bytes, language: Language, identity: Identity
+    ) -> str:
+        """The unshare fallback's working directory: the run's tmpfs, else a host temp dir."""
+        if self.scratch is not None:
+            return str(self._scratch(cleanup, code, language, identity).home)
+        workdir = make_workdir(language.file, code, identity)
+        cleanup.callback(remove_tree, workdir)
+        return workdir
+
+    def _scratch(
+        self, cleanup: contextlib.ExitStack, code: bytes, language: Language, identity: Identity
+    ) -> RunScratch:
+        assert self.scratch is not None
+        passwd, group = accounts(identity)
+        run = self.scratch.prepare(
+            uid=identity.uid,
+            gid=identity.gid,
+            file_name=language.file,
+            code=code,
+            passwd=passwd,
+            group=group,
+        )
+        cleanup.callback(self.scratch.release, run)
+        return run
 
     async def _execute(
-        self, launch: Launch, request: ExecuteRequest, limits: RunLimits, execution: Execution
+        self,
+        launch: Launch,
+        request: ExecuteRequest,
+        limits: RunLimits,
+        execution: Execution,
+        cgroup: RunCgroup | None,
     ) -> tuple[Ended, Captured, Captured]:
         stdin_r, stdin_w = os.pipe()
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
+        join = cgroup.open_for_join() if cgroup is not None else []
         try:
-            proc = await self._spawn(launch, stdin_r, out_w, err_w)
+            proc = await self._spawn(launch, stdin_r, out_w, err_w, join)
         except BaseException:
             for fd in (stdin_w, out_r, err_r):
                 os.close(fd)
@@ -201,24 +297,25 @@ class Runner:
             readers.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await readers
+        counted = cgroup.usage() if cgroup is not None else None
         ended = Ended(
             started=bytes(out.data[: len(STARTED_MARKER)]) == STARTED_MARKER,
             exit_code=exit_code_of(wait_status),
             killed=execution.killed,
             timed_out=execution.timed_out,
-            cpu_seconds=usage.ru_utime + usage.ru_stime,
-            peak_rss_kib=usage.ru_maxrss,
-            stderr_tail=err.tail.decode("utf-8", errors="replace"),
+            cpu_seconds=_cpu_seconds(counted, usage),
+            oom_kills=counted.oom_kills if counted is not None else 0,
         )
         return ended, out, err
 
     async def _spawn(
-        self, launch: Launch, stdin: int, stdout: int, stderr: int
+        self, launch: Launch, stdin: int, stdout: int, stderr: int, join: list[int]
     ) -> subprocess.Popen:
-        """fork+exec in a thread (fork of a large process is not free); a cancelled spawn is reaped."""
-        kwargs = {}
-        if launch.user is not None:
-            kwargs = {"user": launch.user, "group": launch.group, "extra_groups": []}
+        """fork+exec in a thread (fork of a large process is not free); a cancelled spawn is reaped.
+
+        The child enters the run's cgroup (`join`: its cgroup.procs fds) while still root, before
+        anything of the program exists, then drops to the slot's uid and execs.
+        """
         spawning = asyncio.ensure_future(
             asyncio.to_thread(
                 subprocess.Popen,
@@ -230,7 +327,7 @@ class Runner:
                 cwd=launch.cwd,
                 pass_fds=launch.pass_fds,
                 start_new_session=True,
-                **kwargs,
+                preexec_fn=_enter(join, user=launch.user, group=launch.group),
             )
         )
         try:
@@ -278,10 +375,9 @@ class Runner:
         out: Captured,
         err: Captured,
         limits: RunLimits,
-        language: Language,
         started: float,
     ) -> ExecuteResult:
-        outcome = classify(ended, limits=limits, memory_errors=language.memory_errors)
+        outcome = classify(ended, limits=limits)
         marker = len(STARTED_MARKER) if ended.started else 0
         return self._result(
             request,
@@ -295,10 +391,40 @@ class Runner:
             started=started,
         )
 
-    def _result(self, request: ExecuteRequest, *, started: float, **fields) -> ExecuteResult:
+    def _result(self, request: ExecuteRequest, *, started: float, **fields: Any) -> ExecuteResult:
         return ExecuteResult(
             eval_id=request.eval_id,
             executor_id=self.settings.executor_id,
             runtime_ms=round((time.monotonic() - started) * 1000, 3),
             **fields,
         )
+
+
+def _enter(join: list[int], *, user: int | None, group: int | None) -> Callable[[], None]:
+    """What the child does between fork and exec: join the run's cgroup, then drop privileges.
+
+    Runs in the forked child, so it only makes system calls (no locks, no allocation to speak
+    of). Joining first matters: as the slot's uid the child could no longer move itself.
+    """
+
+    def enter() -> None:
+        for fd in join:
+            os.write(fd, b"0")
+        if user is not None and group is not None:
+            os.setgroups([])
+            os.setgid(group)
+            os.setuid(user)
+
+    return enter
+
+
+def _cpu_seconds(counted: RunUsage | None, usage: resource.struct_rusage) -> float:
+    """CPU time of the whole run: the cgroup's count, else what the reaped tree reported."""
+    if counted is not None:
+        return counted.cpu_seconds
+    return usage.ru_utime + usage.ru_stime
+
+
+def _closing(cleanup: contextlib.ExitStack, fd: int) -> int:
+    cleanup.callback(os.close, fd)
+    return fd

@@ -3,12 +3,14 @@
 Two modes, both wrapped in prlimit(1) (setrlimit in the child before anything else is exec'd):
 
 - bwrap: new user, network, PID, IPC, UTS and cgroup namespaces; a read-only root holding
-  read-only binds of /usr and a few /etc files, a private /proc and a read-only minimal /dev;
-  size-limited tmpfs at /sandbox (the working directory, where the code is copied in from a
-  memfd), /tmp and /dev/shm; environment cleared; no further user namespaces.
-- unshare: the fallback where bwrap cannot run. New network, PID, IPC, UTS and mount namespaces
-  (private /proc); the program runs in a host temp dir and sees the host's file system as its
-  uid allows. Weaker: it relies on the uid for files.
+  read-only binds of /usr and a few /etc files, a synthetic /etc/passwd and /etc/group naming
+  only the sandbox user, a private /proc and a read-only minimal /dev; the run's own tmpfs
+  (scratch.py) at /sandbox (the working directory, holding the code), /tmp and /dev/shm;
+  environment cleared; no further user namespaces; the seccomp filter of seccomp.py.
+- unshare: the fallback, only when asked for by name. New network, PID, IPC, UTS and mount
+  namespaces (private /proc); the program runs in its scratch tmpfs (or a host temp dir) and
+  sees the host's file system as its uid allows. Weaker: it relies on the uid for files, and has
+  no seccomp filter.
 
 Either way the program is exec'd through a one-line shell trampoline that first writes
 STARTED_MARKER to stdout: a run whose stdout does not begin with it never got past the sandbox.
@@ -23,9 +25,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from crucible_contracts.limits import MIB
 from crucible_executor.config import SandboxMode, Settings
 from crucible_executor.languages import Language
 from crucible_executor.limits import RunLimits
+from crucible_executor.scratch import RunScratch
 
 STARTED_MARKER = b"\x1ecrucible-sandbox-started\x1e"
 SCRATCH = "/sandbox"
@@ -56,6 +60,29 @@ def identity_for(slot: int, uids: list[int] | None) -> Identity:
     return Identity(uid=os.getuid(), gid=os.getgid(), dedicated=False)
 
 
+def data_fd(data: bytes) -> int:
+    """A pipe's read end holding `data` (bwrap reads such fds to EOF: --seccomp, --ro-bind-data).
+
+    Only for small data (a filter, a passwd file): it must fit the pipe's 64 KiB buffer.
+    """
+    read_end, write_end = os.pipe2(os.O_CLOEXEC)
+    try:
+        os.write(write_end, data)
+    finally:
+        os.close(write_end)
+    return read_end
+
+
+def accounts(identity: Identity) -> tuple[bytes, bytes]:
+    """The sandbox's /etc/passwd and /etc/group: its own user and nobody, not the host's list."""
+    passwd = (
+        f"sandbox:x:{identity.uid}:{identity.gid}:sandbox:{SCRATCH}:/usr/sbin/nologin\n"
+        "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
+    )
+    group = f"sandbox:x:{identity.gid}:\nnogroup:x:65534:\n"
+    return passwd.encode(), group.encode()
+
+
 @dataclass(frozen=True)
 class Launch:
     """What Popen needs: argv, env, cwd, inherited fds, and the uid/gid to drop to before exec."""
@@ -68,10 +95,12 @@ class Launch:
     group: int | None
 
 
-def prlimit_prefix(settings: Settings, limits: RunLimits, *, extra_nproc: int) -> list[str]:
+def prlimit_prefix(
+    settings: Settings, limits: RunLimits, *, extra_nproc: int, cgroup: bool
+) -> list[str]:
     options = [
         f"--{name}={soft}:{hard}"
-        for name, (soft, hard) in limits.rlimits(extra_nproc=extra_nproc).items()
+        for name, (soft, hard) in limits.rlimits(extra_nproc=extra_nproc, cgroup=cgroup).items()
     ]
     return [settings.prlimit_path, *options, "--"]
 
@@ -92,18 +121,60 @@ def _ro_binds(paths: list[str]) -> list[str]:
     return args
 
 
+@dataclass(frozen=True)
+class Files:
+    """How the sandbox gets its writable space, the program's file and its account files: the
+    bwrap arguments that place them, and the fds those arguments name."""
+
+    args: tuple[str, ...]
+    pass_fds: tuple[int, ...] = ()
+
+
+def mounted_files(run: RunScratch) -> Files:
+    """Binds of the run's own tmpfs (bounded in bytes and inodes, see scratch.py)."""
+    return Files(
+        args=(
+            *("--bind", str(run.home), SCRATCH),
+            *("--bind", str(run.tmp), SANDBOX_TMP),
+            *("--bind", str(run.shm), SANDBOX_SHM),
+            *("--ro-bind", str(run.etc / "passwd"), "/etc/passwd"),
+            *("--ro-bind", str(run.etc / "group"), "/etc/group"),
+        )
+    )
+
+
+def bwrap_made_files(
+    limits: RunLimits, language: Language, *, code_fd: int, passwd_fd: int, group_fd: int
+) -> Files:
+    """Where the executor cannot mount: bwrap's own tmpfs, bounded in bytes only, with the code
+    copied in from `code_fd` and the account files from `passwd_fd` and `group_fd`."""
+    return Files(
+        args=(
+            *("--size", str(limits.tmp_mb * MIB), "--tmpfs", SANDBOX_SHM),
+            *("--size", str(limits.scratch_mb * MIB), "--tmpfs", SCRATCH),
+            *("--size", str(limits.tmp_mb * MIB), "--tmpfs", SANDBOX_TMP),
+            *("--file", str(code_fd), f"{SCRATCH}/{language.file}"),
+            *("--ro-bind-data", str(passwd_fd), "/etc/passwd"),
+            *("--ro-bind-data", str(group_fd), "/etc/group"),
+        ),
+        pass_fds=(code_fd, passwd_fd, group_fd),
+    )
+
+
 def bwrap_launch(
     settings: Settings,
     *,
     limits: RunLimits,
     language: Language,
     identity: Identity,
-    code_fd: int,
+    files: Files,
+    seccomp_fd: int,
+    cgroup: bool,
     extra_nproc: int = 0,
 ) -> Launch:
-    """bwrap run: the code is copied from `code_fd` into the sandbox's private tmpfs."""
+    """bwrap run with `files` in place and the filter read from `seccomp_fd`."""
     argv = [
-        *prlimit_prefix(settings, limits, extra_nproc=extra_nproc),
+        *prlimit_prefix(settings, limits, extra_nproc=extra_nproc, cgroup=cgroup),
         settings.bwrap_path,
         "--unshare-all",
         "--unshare-user",
@@ -117,23 +188,11 @@ def bwrap_launch(
         "/proc",
         "--dev",
         "/dev",
-        "--size",
-        str(limits.tmp_mb * 1024 * 1024),
-        "--tmpfs",
-        SANDBOX_SHM,
-        "--size",
-        str(limits.scratch_mb * 1024 * 1024),
-        "--tmpfs",
-        SCRATCH,
-        "--size",
-        str(limits.tmp_mb * 1024 * 1024),
-        "--tmpfs",
-        SANDBOX_TMP,
-        "--file",
-        str(code_fd),
-        f"{SCRATCH}/{language.file}",
+        *files.args,
+        "--seccomp",
+        str(seccomp_fd),
         # The root bwrap built and its /dev become read-only; /sandbox, /tmp and /dev/shm stay
-        # writable, each a tmpfs of bounded size.
+        # writable, each on a tmpfs of bounded size.
         "--remount-ro",
         "/",
         "--remount-ro",
@@ -149,7 +208,7 @@ def bwrap_launch(
         argv=argv,
         env=_env(settings, home=SCRATCH, tmp=SANDBOX_TMP),
         cwd="/",
-        pass_fds=(code_fd,),
+        pass_fds=(*files.pass_fds, seccomp_fd),
         user=identity.uid if identity.dedicated else None,
         group=identity.gid if identity.dedicated else None,
     )
@@ -162,6 +221,7 @@ def unshare_launch(
     language: Language,
     identity: Identity,
     workdir: str,
+    cgroup: bool,
     extra_nproc: int = 0,
 ) -> Launch:
     """unshare run in `workdir` (a host temp dir holding the code). As root, unshare runs as root
@@ -180,7 +240,7 @@ def unshare_launch(
     else:
         isolate = [settings.unshare_path, "--user", *namespaces, "--"]
     argv = [
-        *prlimit_prefix(settings, limits, extra_nproc=extra_nproc),
+        *prlimit_prefix(settings, limits, extra_nproc=extra_nproc, cgroup=cgroup),
         *isolate,
         *trampoline(settings, language.command(memory_mb=limits.memory_mb), as_init=True),
     ]

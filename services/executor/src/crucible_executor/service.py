@@ -11,7 +11,8 @@ from typing import Any
 from crucible_contracts.errors import Busy, InvalidInput
 from crucible_contracts.models import ExecuteRequest, ExecuteResult
 from crucible_executor import metrics
-from crucible_executor.config import Settings
+from crucible_executor.cgroups import CgroupMode
+from crucible_executor.config import SandboxMode, Settings
 from crucible_executor.languages import Language
 from crucible_executor.runner import Execution, Runner
 from crucible_executor.slots import Killed, SlotRegistry
@@ -57,11 +58,13 @@ def validate(
             f"must be at most {settings.max_stdin_bytes} bytes",
             max=settings.max_stdin_bytes,
         )
-    if request.memory_mb is not None and request.memory_mb < settings.min_memory_mb:
+    least = max(settings.min_memory_mb, language.min_memory_mb)
+    if request.memory_mb is not None and request.memory_mb < least:
         raise InvalidInput(
             "memory_mb",
-            f"must be at least {settings.min_memory_mb} (above {settings.memory_mb} it is capped)",
-            min=settings.min_memory_mb,
+            f"must be at least {least} for {language.name} "
+            f"(above {settings.memory_mb} it is capped)",
+            min=least,
             max=settings.memory_mb,
         )
 
@@ -118,16 +121,49 @@ async def kill(*, eval_id: str, executor: Executor) -> Killed:
     )
 
 
-def capacity(executor: Executor) -> dict[str, int]:
+def capacity(executor: Executor) -> dict[str, Any]:
     slots = executor.slots
-    return {"slots": slots.slots, "busy": slots.busy, "free": slots.free}
+    return {
+        "slots": slots.slots,
+        "busy": slots.busy,
+        "free": slots.free,
+        "cgroup": cgroup_mode(executor.runner).value,
+    }
+
+
+def cgroup_mode(runner: Runner) -> CgroupMode:
+    return runner.cgroups.mode if runner.cgroups is not None else CgroupMode.NONE
+
+
+def weaknesses(runner: Runner) -> list[str]:
+    """Why this executor isolates programs less than it should (empty: it does not)."""
+    found = []
+    if runner.mode is SandboxMode.UNSHARE:
+        found.append(
+            "sandbox is the unshare fallback: the host's files are visible as the slot's uid "
+            "allows, and no seccomp filter is installed"
+        )
+    if runner.scratch is None:
+        found.append(
+            "runs write to bwrap's tmpfs: bounded in bytes, in inodes only by the run's memory"
+        )
+    if runner.cgroups is None:
+        found.append(
+            "runs have no cgroup: memory is bounded per process (RLIMIT_AS), not per run, and "
+            "the memory_limit outcome cannot be decided"
+        )
+    return found
 
 
 def health(executor: Executor) -> dict[str, Any]:
+    degraded = weaknesses(executor.runner)
     return {
-        "status": "ok",
+        "status": "degraded" if degraded else "ok",
+        "degraded": degraded,
         "executor_id": executor.settings.executor_id,
         "sandbox": executor.runner.mode.value,
+        "seccomp": executor.runner.seccomp_program is not None,
+        "scratch_inodes": executor.settings.scratch_inodes if executor.runner.scratch else None,
         **capacity(executor),
         "languages": sorted(name for name, lang in executor.languages.items() if lang.available),
     }
