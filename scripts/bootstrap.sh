@@ -9,6 +9,8 @@ need_pkgs=()
 command -v redis-server >/dev/null || need_pkgs+=(redis-server)
 command -v bwrap >/dev/null || need_pkgs+=(bubblewrap)
 command -v runuser >/dev/null || need_pkgs+=(util-linux)
+# The executor's seccomp filter is compiled by libseccomp (through pyseccomp, over ctypes).
+ldconfig -p 2>/dev/null | grep 'libseccomp\.so\.2' >/dev/null || need_pkgs+=(libseccomp2)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || need_pkgs+=(postgresql)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_pkgs+=(python3-venv)
 

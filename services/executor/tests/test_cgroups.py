@@ -17,6 +17,7 @@ from crucible_executor.cgroups import (
     RunCgroup,
     create_tree,
     discover,
+    favors_dynamic_modifications,
 )
 
 V1_HYBRID_CGROUP = """\
@@ -47,6 +48,12 @@ def test_v1_hierarchies_are_found_under_the_processs_own_cgroup():
         "cpuacct": Path("/sys/fs/cgroup/cpu,cpuacct"),
         "freezer": Path("/sys/fs/cgroup/freezer"),
     }
+
+
+def test_favordynmods_on_any_hierarchy_is_noticed():
+    assert not favors_dynamic_modifications(V1_HYBRID_MOUNTS)
+    favoring = V1_HYBRID_MOUNTS.replace("cgroup2 cgroup2 rw", "cgroup2 cgroup2 rw,favordynmods")
+    assert favors_dynamic_modifications(favoring)
 
 
 def test_without_memory_or_pids_control_there_is_no_cgroup_mode():

@@ -15,6 +15,7 @@ import time
 from crucible_contracts.ids import new_eval_id
 from crucible_contracts.models import ExecuteRequest
 from crucible_executor.config import SandboxMode, Settings
+from crucible_executor.probe import cgroup_tree, scratch_space
 from crucible_executor.runner import Runner
 from crucible_executor.sandbox import mode_is_installed
 
@@ -30,14 +31,21 @@ def bare_spawn_ms(runs: int) -> list[float]:
 
 
 async def _sandboxed(mode: SandboxMode, runs: int) -> list[float]:
-    runner = Runner(Settings(), mode=mode)
+    """As the executor runs programs: with a cgroup and a tmpfs per run where this host allows."""
+    settings = Settings()
+    runner = Runner(
+        settings, mode=mode, cgroups=cgroup_tree(settings), scratch=scratch_space(settings)
+    )
     times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        result = await runner.run(ExecuteRequest(eval_id=new_eval_id(), code="print(1)"))
-        times.append((time.perf_counter() - started) * 1000)
-        if result.output != "1\n":
-            raise RuntimeError(f"{mode} run failed: {result}")
+    try:
+        for _ in range(runs):
+            started = time.perf_counter()
+            result = await runner.run(ExecuteRequest(eval_id=new_eval_id(), code="print(1)"))
+            times.append((time.perf_counter() - started) * 1000)
+            if result.output != "1\n":
+                raise RuntimeError(f"{mode} run failed: {result}")
+    finally:
+        runner.close()
     return times
 
 

@@ -193,10 +193,16 @@ class RunCgroup:
 
 @dataclass
 class CgroupTree:
-    """The executor's parent cgroup(s); `run()` makes the cgroup of one run below them."""
+    """The executor's parent cgroup(s); `run()` makes the cgroup of one run below them.
+
+    `favordynmods`: whether a cgroup hierarchy is mounted with that option. Without it, moving
+    a process into a cgroup waits for an RCU grace period (the kernel's threadgroup rwsem), which
+    adds about 10 ms to every run's start on an idle host; see docs/sandbox.md.
+    """
 
     mode: CgroupMode
     parents: dict[str, Path]
+    favordynmods: bool = False
     _names: itertools.count = field(default_factory=itertools.count)
 
     def run(self, limits: CgroupLimits) -> RunCgroup:
@@ -296,6 +302,12 @@ def _under(mount: Path, path: str) -> Path:
     return mount / path.lstrip("/")
 
 
+def favors_dynamic_modifications(mountinfo: str | None = None) -> bool:
+    """True when some cgroup hierarchy is mounted with favordynmods (it acts on all of them)."""
+    mountinfo = mountinfo if mountinfo is not None else _read(Path("/proc/self/mountinfo"))
+    return any("favordynmods" in mount.options for mount in _cgroup_mounts(mountinfo))
+
+
 def discover(
     *, proc_cgroup: str | None = None, mountinfo: str | None = None
 ) -> tuple[CgroupMode, dict[str, Path]]:
@@ -345,7 +357,7 @@ def create_tree(*, name: str | None = None) -> CgroupTree:
     except OSError as exc:
         CgroupTree(mode, parents).close()
         raise CgroupUnavailable(f"cannot create the executor's cgroup under {own}: {exc}") from exc
-    return CgroupTree(mode, parents)
+    return CgroupTree(mode, parents, favordynmods=favors_dynamic_modifications())
 
 
 def _delegate_v2(own: Path, parent: Path) -> None:

@@ -51,7 +51,7 @@ async def select_runner(settings: Settings, languages: dict[str, Language]) -> R
             "or ask for the weaker fallback by name with SANDBOX_MODE=unshare)",
             problems={mode: "not installed"},
         )
-    cgroups = _cgroups(settings)
+    cgroups = cgroup_tree(settings)
     uids = None
     if os.geteuid() == 0:
         uids = UidClaim(
@@ -59,7 +59,7 @@ async def select_runner(settings: Settings, languages: dict[str, Language]) -> R
             count=settings.executor_slots,
             lock_dir=settings.uid_lock_dir,
         )
-    scratch = _scratch(settings)
+    scratch = scratch_space(settings)
     runner = Runner(
         settings, mode=mode, languages=languages, uids=uids, cgroups=cgroups, scratch=scratch
     )
@@ -77,7 +77,7 @@ async def select_runner(settings: Settings, languages: dict[str, Language]) -> R
     return runner
 
 
-def _scratch(settings: Settings) -> Scratch | None:
+def scratch_space(settings: Settings) -> Scratch | None:
     """Per-run tmpfs mounts where the executor may mount, else None (bwrap's own tmpfs)."""
     try:
         return Scratch.create(
@@ -88,15 +88,22 @@ def _scratch(settings: Settings) -> Scratch | None:
         return None
 
 
-def _cgroups(settings: Settings) -> CgroupTree | None:
+def cgroup_tree(settings: Settings) -> CgroupTree | None:
     """The executor's cgroup tree, or None (with a warning) where it may run without one."""
     if settings.cgroup_mode == "none":
         problem = "CGROUP_MODE=none"
     else:
         try:
-            return create_tree()
+            tree = create_tree()
         except CgroupUnavailable as exc:
             problem = str(exc)
+        else:
+            if not tree.favordynmods:
+                log.warning(
+                    "no cgroup hierarchy is mounted with favordynmods: moving each run into its "
+                    "cgroup waits for an RCU grace period (about 10 ms per run; docs/sandbox.md)"
+                )
+            return tree
     if settings.environment == "production":
         raise Unavailable(f"runs cannot get a cgroup of their own: {problem}")
     log.warning("no cgroup per run (%s): a run's total memory is not bounded", problem)

@@ -89,7 +89,7 @@ class Scratch:
         Path(root).mkdir(mode=0o755, parents=True, exist_ok=True)
         _sweep_stale(Path(root))
         base.mkdir(mode=0o711, exist_ok=True)
-        os.chmod(base, 0o711)
+        os.chmod(base, 0o711)  # noqa: S103 -- traversable for bwrap as the slot uid, not listable
         scratch = cls(base, size_mb=size_mb, inodes=inodes)
         try:
             scratch.release(scratch._mount())

@@ -131,6 +131,10 @@ def capacity(executor: Executor) -> dict[str, Any]:
     }
 
 
+def cgroup_favordynmods(runner: Runner) -> bool | None:
+    return runner.cgroups.favordynmods if runner.cgroups is not None else None
+
+
 def cgroup_mode(runner: Runner) -> CgroupMode:
     return runner.cgroups.mode if runner.cgroups is not None else CgroupMode.NONE
 
@@ -164,6 +168,7 @@ def health(executor: Executor) -> dict[str, Any]:
         "sandbox": executor.runner.mode.value,
         "seccomp": executor.runner.seccomp_program is not None,
         "scratch_inodes": executor.settings.scratch_inodes if executor.runner.scratch else None,
+        "cgroup_favordynmods": cgroup_favordynmods(executor.runner),
         **capacity(executor),
         "languages": sorted(name for name, lang in executor.languages.items() if lang.available),
     }
