@@ -20,7 +20,7 @@ from crucible_contracts.models import (
 )
 from crucible_contracts.names import Backend, Role
 from crucible_contracts.status import TERMINAL, Status
-from crucible_gateway.comparison import (
+from crucible_gateway.migration.comparison import (
     DEFAULT_RULES,
     DIFF_MAX_LINE_CHARS,
     DIFF_MAX_LINES,

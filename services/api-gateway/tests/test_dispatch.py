@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from crucible_gateway.routing import bucket
+from crucible_gateway.paths.routing import bucket
 
 CODE = {"code": "print('hello')"}
 

@@ -18,7 +18,7 @@ from crucible_contracts.models import (
     PathStats,
 )
 from crucible_contracts.names import Backend
-from crucible_gateway.guard import (
+from crucible_gateway.migration.guard import (
     Check,
     GuardSettings,
     RampSettings,

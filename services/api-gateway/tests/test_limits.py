@@ -12,7 +12,7 @@ from crucible_contracts.limits import Limits
 from crucible_contracts.models import BatchRequest, EvalRequest
 from crucible_contracts.pytest_plugin import wait_for
 from crucible_gateway.config import Settings
-from crucible_gateway.validation import validate_batch, validate_eval
+from crucible_gateway.evaluations.validation import validate_batch, validate_eval
 
 LANGUAGES = ("python", "javascript")
 LIMITS = Limits()

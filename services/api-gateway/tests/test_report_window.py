@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from crucible_contracts.errors import InvalidInput
-from crucible_gateway.report import parse_window
+from crucible_gateway.migration.report import parse_window
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from crucible_contracts.ids import new_eval_id
 from crucible_contracts.names import Backend
-from crucible_gateway.routing import (
+from crucible_gateway.paths.routing import (
     MigrationMode,
     MigrationSettings,
     bucket,

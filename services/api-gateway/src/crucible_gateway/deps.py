@@ -11,10 +11,10 @@ from crucible_contracts.dlq import DeadLetterStore
 from crucible_contracts.limits import Limits
 from crucible_gateway.auth import operator_name, presented_operator_token
 from crucible_gateway.config import Settings
-from crucible_gateway.migration import RedisMigrationSource
-from crucible_gateway.migration_store import MigrationStore
-from crucible_gateway.routing import MigrationSettings
-from crucible_gateway.service import Paths
+from crucible_gateway.evaluations.service import Paths
+from crucible_gateway.migration.source import RedisMigrationSource
+from crucible_gateway.migration.store import MigrationStore
+from crucible_gateway.paths.routing import MigrationSettings
 
 
 def get_settings(request: Request) -> Settings:

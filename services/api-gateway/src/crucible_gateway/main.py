@@ -13,18 +13,18 @@ from crucible_contracts.dlq import DeadLetterStore
 from crucible_contracts.logs import setup_logging
 from crucible_contracts.redis_client import fail_fast_redis
 from crucible_contracts.web import install_common
-from crucible_gateway.admin_routes import router as admin_router
 from crucible_gateway.auth import install_api_keys
-from crucible_gateway.celery_client import CeleryDispatcher
 from crucible_gateway.config import Settings
+from crucible_gateway.evaluations.routes import router
+from crucible_gateway.evaluations.service import Paths
 from crucible_gateway.leader import LeaderLease
-from crucible_gateway.legacy_client import LegacyQueueClient
-from crucible_gateway.migration import RedisMigrationSource
-from crucible_gateway.migration_store import MigrationDocument, MigrationStore
-from crucible_gateway.ops_routes import router as ops_router
-from crucible_gateway.routes import router
-from crucible_gateway.service import Paths
-from crucible_gateway.supervisor import Supervisor
+from crucible_gateway.migration.routes import router as admin_router
+from crucible_gateway.migration.source import RedisMigrationSource
+from crucible_gateway.migration.store import MigrationDocument, MigrationStore
+from crucible_gateway.migration.supervisor import Supervisor
+from crucible_gateway.operations.routes import router as ops_router
+from crucible_gateway.paths.celery_client import CeleryDispatcher
+from crucible_gateway.paths.legacy_client import LegacyQueueClient
 
 SERVICE = "api-gateway"
 # Short, so that a dead state Redis marks the settings stale quickly and never holds a request.

@@ -10,9 +10,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from crucible_gateway.migration import RedisMigrationSource
-from crucible_gateway.migration_store import AuditEntry, MigrationDocument, MigrationStore
-from crucible_gateway.routing import MigrationMode
+from crucible_gateway.migration.source import RedisMigrationSource
+from crucible_gateway.migration.store import AuditEntry, MigrationDocument, MigrationStore
+from crucible_gateway.paths.routing import MigrationMode
 
 
 class VersionedWrite(BaseModel):

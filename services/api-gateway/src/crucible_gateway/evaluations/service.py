@@ -32,15 +32,15 @@ from crucible_contracts.models import (
 from crucible_contracts.names import Backend, Role
 from crucible_contracts.status import Status
 from crucible_gateway import metrics
-from crucible_gateway.celery_client import CeleryDispatcher
-from crucible_gateway.legacy_client import LegacyQueueClient
-from crucible_gateway.routing import (
+from crucible_gateway.evaluations.validation import validate_batch, validate_eval
+from crucible_gateway.paths.celery_client import CeleryDispatcher
+from crucible_gateway.paths.legacy_client import LegacyQueueClient
+from crucible_gateway.paths.routing import (
     MigrationSettings,
     choose_backend,
     fallback_for,
     shadow_backend,
 )
-from crucible_gateway.validation import validate_batch, validate_eval
 
 log = logging.getLogger(__name__)
 

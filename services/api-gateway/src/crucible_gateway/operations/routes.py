@@ -8,9 +8,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from crucible_contracts.dlq import DeadLetter
-from crucible_gateway import dead_letters
-from crucible_gateway.dead_letters import DeadLetterPage, Purged, Replayed
 from crucible_gateway.deps import DeadLettersDep, OperatorDep, PathsDep, StorageDep
+from crucible_gateway.operations import dead_letters
+from crucible_gateway.operations.dead_letters import DeadLetterPage, Purged, Replayed
 
 router = APIRouter()
 

@@ -17,7 +17,7 @@ from crucible_contracts.dlq import DeadLetter, DeadLetterStore
 from crucible_contracts.errors import Conflict, CrucibleError
 from crucible_contracts.models import EvalTask, RunUpdate, RunView
 from crucible_contracts.status import Status
-from crucible_gateway.service import Paths
+from crucible_gateway.evaluations.service import Paths
 
 log = logging.getLogger(__name__)
 

@@ -6,10 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from crucible_gateway import control
-from crucible_gateway.control import MigrationUpdate, Promote, StartRamp, VersionedWrite
 from crucible_gateway.deps import MigrationSourceDep, MigrationStoreDep, OperatorDep
-from crucible_gateway.migration_store import AuditEntry, GuardStatus, MigrationDocument
+from crucible_gateway.migration import service as control
+from crucible_gateway.migration.service import MigrationUpdate, Promote, StartRamp, VersionedWrite
+from crucible_gateway.migration.store import AuditEntry, GuardStatus, MigrationDocument
 
 router = APIRouter(prefix="/api/admin/migration")
 

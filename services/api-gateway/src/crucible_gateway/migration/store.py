@@ -15,9 +15,9 @@ import redis
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from crucible_contracts.errors import Conflict, InvalidInput, Unavailable
-from crucible_gateway.comparison import ComparisonRules
-from crucible_gateway.guard import GuardSettings, RampSettings, Verdict
-from crucible_gateway.routing import MigrationMode, MigrationSettings
+from crucible_gateway.migration.comparison import ComparisonRules
+from crucible_gateway.migration.guard import GuardSettings, RampSettings, Verdict
+from crucible_gateway.paths.routing import MigrationMode, MigrationSettings
 
 
 class MigrationDocument(BaseModel):

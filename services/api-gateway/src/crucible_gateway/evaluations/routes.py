@@ -16,8 +16,6 @@ from crucible_contracts.models import (
 )
 from crucible_contracts.names import Backend
 from crucible_contracts.status import Status
-from crucible_gateway import cancellation, report, service
-from crucible_gateway.comparison import SideBySide
 from crucible_gateway.deps import (
     DeadLettersDep,
     ExecutorsDep,
@@ -29,7 +27,10 @@ from crucible_gateway.deps import (
     PathsDep,
     StorageDep,
 )
-from crucible_gateway.report import MigrationReport
+from crucible_gateway.evaluations import cancellation, service
+from crucible_gateway.migration import report
+from crucible_gateway.migration.comparison import SideBySide
+from crucible_gateway.migration.report import MigrationReport
 
 router = APIRouter(prefix="/api")
 

@@ -17,7 +17,7 @@ from crucible_contracts.ids import is_eval_id
 from crucible_contracts.models import EvaluationView, RunUpdate, RunView
 from crucible_contracts.names import Backend, Role
 from crucible_contracts.status import Status
-from crucible_gateway.service import Paths
+from crucible_gateway.evaluations.service import Paths
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ from crucible_contracts.errors import InvalidInput, NotFound
 from crucible_contracts.ids import is_eval_id
 from crucible_contracts.models import ComparisonStats, PathStats
 from crucible_contracts.names import Backend, Role
-from crucible_gateway.comparison import ComparisonRules, SideBySide, side_by_side
-from crucible_gateway.migration_store import GuardStatus, MigrationDocument, MigrationStore
+from crucible_gateway.migration.comparison import ComparisonRules, SideBySide, side_by_side
+from crucible_gateway.migration.store import GuardStatus, MigrationDocument, MigrationStore
 
 MIN_WINDOW_SECONDS = 1.0
 MAX_WINDOW_SECONDS = 30 * 24 * 3600.0

@@ -1,0 +1,1 @@
+"""The public evaluations API: submit, read, list and cancel evaluations."""

@@ -1,0 +1,1 @@
+"""Operations: queue depths, gateway status, Celery workers and tasks, the dead-letter queue."""
