@@ -11,10 +11,10 @@ from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from crucible_contracts.errors import Unavailable
 from crucible_contracts.models import EvalTask
 from crucible_contracts.names import TASK_EVALUATE, Backend, Role
+from crucible_contracts.retry import Failure, RetryLater
 from crucible_worker.dead_letters import GaveUp, dead_letter_for, run_of
 from crucible_worker.delivery import Delivery
 from crucible_worker.failures import FailureReports, failure_reason
-from crucible_worker.retrying import Failure, RetryLater
 
 TASK = EvalTask(
     eval_id="0" * 32, role=Role.SHADOW, backend=Backend.CELERY, code="print(1)", language="python",

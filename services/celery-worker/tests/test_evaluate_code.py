@@ -85,10 +85,14 @@ def test_worker_drains_high_before_default_before_low(
     default = [submit(client, storage, "print('default')")[0] for _ in range(3)]
     high = [submit(client, storage, "print('high')", queue=Queue.HIGH)[0] for _ in range(3)]
 
+    # One process: the drain order is the broker's (queue_order_strategy), and start times then
+    # follow it. With two, a process could take the last `high` just as the other takes the
+    # first `default` and record its start a moment later: order of starts, not of draining.
     start_worker(
         storage_url=stack.storage_url,
         executor_urls=stack.executor_urls,
         broker_url=redis_server.url,
+        concurrency=1,
     )
 
     def started(eval_ids: list[str]) -> list[datetime]:

@@ -1,102 +1,24 @@
-"""Plain logic: retry decisions, the Celery configuration, per-process resources."""
+"""Plain logic: the Celery path's retry records and reasons, its configuration, its resources.
+
+The retry decision itself is shared with the legacy path: libs/contracts/tests/test_next_step.py.
+"""
 
 from __future__ import annotations
 
-import random
-
 import pytest
 
-from crucible_contracts.errors import Busy, Conflict, CrucibleError, InvalidInput, Unavailable
 from crucible_contracts.limits import celery_time_limits
 from crucible_contracts.names import QUEUE_ORDER
-from crucible_contracts.retry import RetryPolicy
+from crucible_contracts.retry import Failure
 from crucible_worker.celery_config import PURGE_SCHEDULE_NAME, TASK_PURGE, celery_config
 from crucible_worker.config import Settings
 from crucible_worker.resources import Resources
 from crucible_worker.retrying import (
-    Failure,
-    GiveUp,
-    Policies,
-    RetryLater,
     hard_time_limit_reason,
-    next_step,
     retry_record,
     soft_time_limit_reason,
     worker_losses,
 )
-
-POLICIES = Policies(
-    busy=RetryPolicy(max_attempts=4, base_delay=0.2, max_delay=2.0),
-    transient=RetryPolicy(max_attempts=3, base_delay=1.0, max_delay=10.0),
-)
-
-
-def test_busy_retries_soon_and_keeps_the_failure_count():
-    step = next_step(Busy("full", retry_after=1), busy_retries=0, failures=2, policies=POLICIES)
-
-    assert isinstance(step, RetryLater)
-    assert step.busy_retries == 1
-    assert step.failures == 2
-    assert step.failure is Failure.BUSY
-    assert 1 <= step.countdown <= 2.0
-
-
-def test_busy_countdown_is_capped_by_the_policy_even_for_a_long_retry_after():
-    step = next_step(Busy("full", retry_after=60), busy_retries=0, failures=0, policies=POLICIES)
-
-    assert step == RetryLater(
-        countdown=2.0, busy_retries=1, failures=0, failure=Failure.BUSY, error="full"
-    )
-
-
-def test_busy_gives_up_when_its_own_budget_is_spent():
-    step = next_step(Busy("full"), busy_retries=3, failures=0, policies=POLICIES)
-
-    assert isinstance(step, GiveUp)
-    assert "capacity" in step.reason
-
-
-@pytest.mark.parametrize("failures", [0, 1])
-def test_unavailable_backs_off_exponentially_with_jitter(failures):
-    rng = random.Random(7)
-    step = next_step(
-        Unavailable("no executor could be reached"),
-        busy_retries=5,
-        failures=failures,
-        policies=POLICIES,
-        rng=rng,
-    )
-
-    ceiling = 1.0 * 2**failures
-    assert isinstance(step, RetryLater)
-    assert ceiling / 2 <= step.countdown <= ceiling
-    assert (step.busy_retries, step.failures) == (5, failures + 1)
-    assert (step.failure, step.error) == (Failure.TRANSIENT, "no executor could be reached")
-
-
-def test_unavailable_gives_up_naming_the_cause_when_exhausted():
-    step = next_step(
-        Unavailable("no executor could be reached"),
-        busy_retries=0,
-        failures=2,
-        policies=POLICIES,
-    )
-
-    assert step == GiveUp("gave up after 3 failed attempts: no executor could be reached")
-
-
-@pytest.mark.parametrize(
-    ("exc", "retried"),
-    [
-        (CrucibleError("storage answered 500"), True),
-        (InvalidInput("language", "not supported"), False),
-        (Conflict("run ended"), False),
-    ],
-)
-def test_only_server_side_errors_are_retried(exc, retried):
-    step = next_step(exc, busy_retries=0, failures=0, policies=POLICIES)
-
-    assert isinstance(step, RetryLater) is retried
 
 
 def test_config_declares_the_queues_in_drain_order_with_safe_redis_settings():
@@ -134,7 +56,7 @@ def test_settings_split_the_executor_list_and_build_the_retry_policies():
     )
 
     assert settings.executor_urls() == ["http://a:1", "http://b:2"]
-    assert settings.transient_policy().max_attempts == 2
+    assert settings.budgets().transient.max_attempts == 2
     assert settings.retention_seconds() == 30 * 86_400
 
 

@@ -27,13 +27,13 @@ EXECUTOR_APP = "crucible_executor.main:create_app"
 
 # Short retry policies keep the fault tests fast; each test widens what it needs.
 FAST_RETRIES = {
-    "QUEUE_TRANSIENT_ATTEMPTS": "3",
-    "QUEUE_TRANSIENT_BASE_DELAY": "0.05",
-    "QUEUE_TRANSIENT_MAX_DELAY": "0.2",
-    "QUEUE_BUSY_BASE_DELAY": "0.05",
-    "QUEUE_BUSY_MAX_DELAY": "0.3",
-    "QUEUE_RECORD_BASE_DELAY": "0.1",
-    "QUEUE_RECORD_MAX_DELAY": "0.5",
+    "TRANSIENT_RETRY_MAX_ATTEMPTS": "3",
+    "TRANSIENT_RETRY_BASE_DELAY": "0.05",
+    "TRANSIENT_RETRY_MAX_DELAY": "0.2",
+    "BUSY_RETRY_BASE_DELAY": "0.05",
+    "BUSY_RETRY_MAX_DELAY": "0.3",
+    "RECORD_RETRY_BASE_DELAY": "0.1",
+    "RECORD_RETRY_MAX_DELAY": "0.5",
 }
 
 

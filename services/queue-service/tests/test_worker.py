@@ -101,7 +101,7 @@ def test_busy_executor_is_waited_for_without_counting_a_failure(
         queue=queue.url,
         storage=shared_storage.url,
         executors=executor.url,
-        queue_transient_attempts=1,
+        transient_retry_max_attempts=1,
         queue_worker_metrics_port=metrics_port,
     )
 
@@ -133,9 +133,9 @@ def test_executor_down_is_retried_and_the_run_completes_when_it_comes_back(
         queue=queue.url,
         storage=shared_storage.url,
         executors=executor.url,
-        queue_transient_attempts=100,
-        queue_transient_base_delay=0.1,
-        queue_transient_max_delay=0.3,
+        transient_retry_max_attempts=100,
+        transient_retry_base_delay=0.1,
+        transient_retry_max_delay=0.3,
     )
     task = submit(storage, queue.url, "print('after the outage')")
     wait_for(
@@ -169,11 +169,12 @@ def test_executors_unreachable_for_good_end_the_run_error_with_the_cause(
 
     view = wait_ended(storage, task.eval_id)
     assert view.status == Status.ERROR
-    assert "executors unreachable after 3 attempts" in view.reason
+    # The same reason as on the Celery path: one retry decision (retry.next_step) for both.
+    assert "gave up after 3 failed attempts" in view.reason
     failed = wait_for(
         lambda: (t := queue_task(queue.url, task))["state"] == "failed" and t, timeout=5
     )
-    assert "executors unreachable" in failed["reason"]
+    assert "no executor could be reached" in failed["reason"]
 
 
 def test_storage_down_briefly_and_the_evaluation_still_ends_correctly(
@@ -196,9 +197,9 @@ def test_storage_down_briefly_and_the_evaluation_still_ends_correctly(
         queue=queue.url,
         storage=storage_process.url,
         executors=shared_executor.url,
-        queue_transient_attempts=100,
-        queue_transient_base_delay=0.1,
-        queue_transient_max_delay=0.3,
+        transient_retry_max_attempts=100,
+        transient_retry_base_delay=0.1,
+        transient_retry_max_delay=0.3,
     )
     wait_for(lambda: "storage unreachable" in worker.logs(), timeout=15, what="a storage retry")
     assert queue_task(queue.url, task)["state"] == "processing"

@@ -79,11 +79,19 @@ def end_with_error(task: EvalTask, reason: str, *, storage: StorageClient, attem
 
 
 def process(
-    task: EvalTask, *, storage: StorageClient, executors: ExecutorPool, attempt: int
+    task: EvalTask,
+    *,
+    storage: StorageClient,
+    executors: ExecutorPool,
+    attempt: int,
+    record: RetryPolicy = RECORD_RESULT,
 ) -> ExecuteResult | None:
-    """Run one task to its recorded end; None when the run had already ended and was skipped."""
+    """Run one task to its recorded end; None when the run had already ended and was skipped.
+
+    Busy and other CrucibleErrors of the executors propagate: `retry.next_step` decides.
+    """
     if not start_run(task, storage=storage, attempt=attempt):
         return None
     result = executors.execute(execute_request_for(task))
-    record_result(task, result, storage=storage)
+    record_result(task, result, storage=storage, policy=record)
     return result

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from typing import Self
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from crucible_contracts.retry import EXECUTOR_BUSY, RECORD_RESULT, TRANSIENT, Budgets, RetryPolicy
 
 UNSAFE_SECRETS = frozenset({"changeme", "change-me", "secret", "password", "admin"})
 
@@ -32,6 +35,63 @@ class ServiceSettings(BaseSettings):
                     "when ENVIRONMENT=production"
                 )
         return self
+
+
+# Retry settings that had another name on the legacy path: refused, naming the one to use.
+RENAMED = {
+    f"QUEUE_{old}_{part}": f"{new}_RETRY_{new_part}"
+    for old, new in (("TRANSIENT", "TRANSIENT"), ("BUSY", "BUSY"), ("RECORD", "RECORD"))
+    for part, new_part in (
+        ("ATTEMPTS", "MAX_ATTEMPTS"),
+        ("BASE_DELAY", "BASE_DELAY"),
+        ("MAX_DELAY", "MAX_DELAY"),
+    )
+}
+
+
+class RetrySettings(BaseSettings):
+    """The retry budgets of a consumer, one set of names on both paths (see retry.Budgets)."""
+
+    # Executor answered busy: load, not a failure, so many quick retries.
+    busy_retry_max_attempts: int = Field(default=EXECUTOR_BUSY.max_attempts, ge=1)
+    busy_retry_base_delay: float = Field(default=EXECUTOR_BUSY.base_delay, ge=0)
+    busy_retry_max_delay: float = Field(default=EXECUTOR_BUSY.max_delay, ge=0)
+    # Executors or storage unreachable (or 5xx): exponential back-off with jitter, then `error`.
+    transient_retry_max_attempts: int = Field(default=TRANSIENT.max_attempts, ge=1)
+    transient_retry_base_delay: float = Field(default=TRANSIENT.base_delay, ge=0)
+    transient_retry_max_delay: float = Field(default=TRANSIENT.max_delay, ge=0)
+    # Recording a finished program's result: worth waiting for rather than running it again.
+    record_retry_max_attempts: int = Field(default=RECORD_RESULT.max_attempts, ge=1)
+    record_retry_base_delay: float = Field(default=RECORD_RESULT.base_delay, ge=0)
+    record_retry_max_delay: float = Field(default=RECORD_RESULT.max_delay, ge=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_old_names(cls, data: object) -> object:
+        used = sorted(name for name in RENAMED if name in os.environ)
+        if used:
+            renames = ", ".join(f"{name} is now {RENAMED[name]}" for name in used)
+            raise ValueError(f"renamed settings: {renames}")
+        return data
+
+    def budgets(self) -> Budgets:
+        return Budgets(
+            busy=RetryPolicy(
+                max_attempts=self.busy_retry_max_attempts,
+                base_delay=self.busy_retry_base_delay,
+                max_delay=self.busy_retry_max_delay,
+            ),
+            transient=RetryPolicy(
+                max_attempts=self.transient_retry_max_attempts,
+                base_delay=self.transient_retry_base_delay,
+                max_delay=self.transient_retry_max_delay,
+            ),
+            record=RetryPolicy(
+                max_attempts=self.record_retry_max_attempts,
+                base_delay=self.record_retry_base_delay,
+                max_delay=self.record_retry_max_delay,
+            ),
+        )
 
 
 def split_urls(value: str) -> list[str]:

@@ -6,14 +6,13 @@ from pydantic import Field
 
 from crucible_contracts.dlq import DEFAULT_MAX_ENTRIES
 from crucible_contracts.limits import Limits, celery_time_limits
-from crucible_contracts.retry import EXECUTOR_BUSY, TRANSIENT, RetryPolicy
-from crucible_contracts.settings import ServiceSettings, split_urls
+from crucible_contracts.settings import RetrySettings, ServiceSettings, split_urls
 from crucible_worker.reconcile import Rules
 
 SECONDS_PER_DAY = 86_400
 
 
-class Settings(ServiceSettings):
+class Settings(ServiceSettings, RetrySettings):
     """Read from the environment (CELERY_BROKER_URL, EXECUTOR_SERVICE_URL, ...), once, in main.py."""
 
     celery_broker_url: str = "redis://127.0.0.1:6380/0"
@@ -29,14 +28,6 @@ class Settings(ServiceSettings):
     celery_concurrency: int = 2
     max_timeout: float = Limits().max_timeout
 
-    # Executor answered busy: load, not a failure, so many quick retries.
-    busy_retry_max_attempts: int = EXECUTOR_BUSY.max_attempts
-    busy_retry_base_delay: float = EXECUTOR_BUSY.base_delay
-    busy_retry_max_delay: float = EXECUTOR_BUSY.max_delay
-    # Executors or storage unreachable (or 5xx): exponential back-off with jitter, then `error`.
-    transient_retry_max_attempts: int = TRANSIENT.max_attempts
-    transient_retry_base_delay: float = TRANSIENT.base_delay
-    transient_retry_max_delay: float = TRANSIENT.max_delay
     # A worker process that dies mid-task (OOM, kill) sends it again after this delay; after
     # this many losses the run ends `error` instead: the program itself may be what kills it.
     max_worker_losses: int = 3
@@ -71,20 +62,6 @@ class Settings(ServiceSettings):
     def every_executor_url(self) -> list[str]:
         """The executors of both paths: a stuck run's program may be on any of them."""
         return list(dict.fromkeys(self.executor_urls() + split_urls(self.legacy_executor_url)))
-
-    def busy_policy(self) -> RetryPolicy:
-        return RetryPolicy(
-            max_attempts=self.busy_retry_max_attempts,
-            base_delay=self.busy_retry_base_delay,
-            max_delay=self.busy_retry_max_delay,
-        )
-
-    def transient_policy(self) -> RetryPolicy:
-        return RetryPolicy(
-            max_attempts=self.transient_retry_max_attempts,
-            base_delay=self.transient_retry_base_delay,
-            max_delay=self.transient_retry_max_delay,
-        )
 
     def default_time_limits(self) -> tuple[float, float]:
         """(soft, hard) limits for a task sent without its own: those of the longest program."""

@@ -12,14 +12,9 @@ from pydantic import ValidationError
 from crucible_contracts.clients import ExecutorPool, StorageClient
 from crucible_contracts.errors import Conflict, CrucibleError
 from crucible_contracts.models import EvalTask, RunUpdate
+from crucible_contracts.retry import Failure, RetryLater
 from crucible_worker.dead_letters import GaveUp, parse_time
-from crucible_worker.retrying import (
-    Failure,
-    RetryLater,
-    retry_record,
-    worker_losses,
-    worker_lost_reason,
-)
+from crucible_worker.retrying import retry_record, worker_losses, worker_lost_reason
 
 log = logging.getLogger(__name__)
 

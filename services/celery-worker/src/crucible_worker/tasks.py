@@ -18,20 +18,21 @@ from crucible_contracts.dlq import DeadLetter
 from crucible_contracts.errors import CrucibleError
 from crucible_contracts.models import ExecuteResult
 from crucible_contracts.names import TASK_DEAD_LETTER, TASK_EVALUATE, TASK_PURGE, TASK_RECONCILE
+from crucible_contracts.retry import GiveUp, next_step
 from crucible_worker.config import Settings
 from crucible_worker.dead_letters import attempts_recorded, record_give_up, run_of
 from crucible_worker.delivery import Delivery, after_worker_loss, record_scheduled_retry
 from crucible_worker.failures import connect_failure_handler
 from crucible_worker.reconciler import Reconciler
 from crucible_worker.resources import Resources
-from crucible_worker.retrying import GiveUp, Policies, next_step, soft_time_limit_reason
+from crucible_worker.retrying import soft_time_limit_reason
 
 log = logging.getLogger(__name__)
 
 
 def register_tasks(app: Celery, *, settings: Settings, resources: Resources) -> None:
     """Register Crucible's tasks on `app`, by the names of crucible_contracts.names."""
-    policies = Policies(busy=settings.busy_policy(), transient=settings.transient_policy())
+    budgets = settings.budgets()
 
     def attempt(celery_task: Task, delivery: Delivery) -> dict[str, Any]:
         after_worker_loss(
@@ -47,13 +48,14 @@ def register_tasks(app: Celery, *, settings: Settings, resources: Resources) -> 
                 storage=resources.storage,
                 executors=resources.executors,
                 attempt=delivery.attempt,
+                record=budgets.record,
             )
         except CrucibleError as exc:
             step = next_step(
                 exc,
                 busy_retries=delivery.busy_retries,
                 failures=delivery.failures,
-                policies=policies,
+                budgets=budgets,
             )
             if isinstance(step, GiveUp):
                 raise delivery.gave_up(step.reason) from exc

@@ -20,9 +20,10 @@ from prometheus_client import Counter
 
 from crucible_contracts import consumer
 from crucible_contracts.clients import ExecutorPool, StorageClient, execute_request_for
-from crucible_contracts.errors import Busy, CrucibleError, NotFound, Unavailable
+from crucible_contracts.errors import CrucibleError, NotFound, Unavailable
 from crucible_contracts.models import EvalTask, ExecuteResult
-from crucible_contracts.retry import RetryPolicy
+from crucible_contracts.retry import Budgets, Failure, describe, is_transient, next_step
+from crucible_contracts.retry import GiveUp as RetryGiveUp
 from crucible_queue.models import Delivery
 
 log = logging.getLogger(__name__)
@@ -68,11 +69,12 @@ class GiveUp(Exception):
     """A retry policy is exhausted or the task cannot run: end the run `error` with this reason."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class Policies:
-    transient: RetryPolicy
-    busy: RetryPolicy
-    record: RetryPolicy
+    """The run's retry budgets (shared with the Celery path) and how often a task may be
+    delivered without an answer before the worker is taken to be what kills it."""
+
+    budgets: Budgets
     max_attempts: int
 
 
@@ -124,28 +126,26 @@ class TaskHandler:
     # --- steps -----------------------------------------------------------------------------
 
     def _execute(self, task: EvalTask) -> ExecuteResult:
+        """Call the executors until they answer, deciding each retry with `retry.next_step`
+        (the Celery path's decision too); its RetryLater is a wait in this thread."""
         request = execute_request_for(task)
-        busy = transient = 0
+        busy_retries = failures = 0
         while True:
             try:
                 return self.executors.execute(request)
-            except Busy as exc:
-                busy += 1
-                if self.policies.busy.exhausted(busy):
-                    raise GiveUp(
-                        f"executors stayed at capacity through {busy} tries: {exc.message}"
-                    ) from exc
-                self._wait(self.policies.busy.delay(busy), "executor_busy")
             except CrucibleError as exc:
-                if not _is_transient(exc):
-                    raise GiveUp(f"executor refused the task: {exc.message}") from exc
-                transient += 1
-                if self.policies.transient.exhausted(transient):
-                    raise GiveUp(
-                        f"executors unreachable after {transient} attempts: {_describe(exc)}"
-                    ) from exc
-                log.warning("eval %s: executors unreachable (%s); retrying", task.eval_id, exc)
-                self._wait(self.policies.transient.delay(transient), "executor_down")
+                step = next_step(
+                    exc,
+                    busy_retries=busy_retries,
+                    failures=failures,
+                    budgets=self.policies.budgets,
+                )
+                if isinstance(step, RetryGiveUp):
+                    raise GiveUp(step.reason) from exc
+                if step.failure is Failure.TRANSIENT:
+                    log.warning("eval %s: executors unreachable (%s); retrying", task.eval_id, exc)
+                busy_retries, failures = step.busy_retries, step.failures
+                self._wait(step.countdown, _WAIT_CAUSE[step.failure])
 
     def _record(self, guard: Guard, result: ExecuteResult) -> Verdict:
         task = guard.delivery.task
@@ -154,7 +154,7 @@ class TaskHandler:
                 return Verdict(Ack.NONE)
             try:
                 consumer.record_result(
-                    task, result, storage=self.storage, policy=self.policies.record
+                    task, result, storage=self.storage, policy=self.policies.budgets.record
                 )
             except Unavailable as exc:
                 raise GiveUp(f"result could not be recorded, storage unreachable: {exc}") from exc
@@ -196,12 +196,13 @@ class TaskHandler:
                 if not _is_transient(exc):
                     raise
                 failures += 1
-                if self.policies.transient.exhausted(failures):
+                transient = self.policies.budgets.transient
+                if transient.exhausted(failures):
                     raise GiveUp(
-                        f"storage unreachable ({what}) after {failures} attempts: {_describe(exc)}"
+                        f"storage unreachable ({what}) after {failures} attempts: {describe(exc)}"
                     ) from exc
                 log.warning("storage unreachable (%s): %s; retrying", what, exc)
-                delay = self.policies.transient.delay(failures)
+                delay = transient.delay(failures)
                 if interruptible:
                     self._wait(delay, "storage_down")
                 else:
@@ -214,12 +215,9 @@ class TaskHandler:
             raise Interrupted(f"gave the task back while waiting ({cause})")
 
 
+_WAIT_CAUSE = {Failure.BUSY: "executor_busy", Failure.TRANSIENT: "executor_down"}
+
+
 def _is_transient(exc: CrucibleError) -> bool:
     """Network errors and 5xx answers are worth retrying; 4xx answers are not."""
-    status = getattr(exc, "status_code", 500)
-    return isinstance(exc, Unavailable) or status >= 500
-
-
-def _describe(exc: CrucibleError) -> str:
-    errors = exc.details.get("errors") if exc.details else None
-    return f"{exc.message} ({'; '.join(errors)})" if errors else exc.message
+    return isinstance(exc, Unavailable) or is_transient(exc)

@@ -45,9 +45,7 @@ class Worker:
             storage=self.storage,
             executors=self.executors,
             policies=Policies(
-                transient=settings.transient_policy,
-                busy=settings.busy_policy,
-                record=settings.record_policy,
+                budgets=settings.budgets(),
                 max_attempts=settings.queue_max_attempts,
             ),
             stopping=self.stopping,
@@ -162,7 +160,7 @@ class Worker:
         """Tell the queue-service; retried while it is down. Lost acks end in a lease expiry,
         whose re-delivery storage then refuses as already ended."""
         TASKS.labels(verdict.ack.value).inc()
-        policy = self.settings.transient_policy
+        policy = self.settings.budgets().transient
         for attempt in range(1, policy.max_attempts + 1):
             try:
                 if verdict.ack is Ack.COMPLETE:
