@@ -12,7 +12,7 @@ from crucible_contracts.errors import Unavailable
 from crucible_contracts.models import EvalTask
 from crucible_contracts.names import TASK_EVALUATE, Backend, Role
 from crucible_contracts.retry import Failure, RetryLater
-from crucible_worker.dead_letters import GaveUp, dead_letter_for, run_of
+from crucible_worker.dead_letters import GivenUp, dead_letter_for, run_of
 from crucible_worker.delivery import Delivery
 from crucible_worker.failures import FailureReports, failure_reason
 
@@ -42,8 +42,8 @@ def test_a_give_up_names_its_cause_and_carries_what_the_task_knew():
         try:
             raise Unavailable("no executor could be reached")
         except Unavailable as exc:
-            raise GaveUp("gave up after 5 failed attempts", 5, first_seen) from exc
-    except GaveUp as exc:
+            raise GivenUp("gave up after 5 failed attempts", 5, first_seen) from exc
+    except GivenUp as exc:
         gave_up = exc
 
     entry = entry_for(gave_up, {"task": TASK, "failures": 4})
@@ -79,7 +79,7 @@ def test_an_unexpected_exception_is_named_and_the_first_seen_time_read_from_the_
     ],
 )
 def test_a_malformed_task_keeps_what_can_be_read_of_its_run(task, fields):
-    entry = entry_for(GaveUp("malformed task: ..."), {"task": task, "first_seen_at": "yesterday"})
+    entry = entry_for(GivenUp("malformed task: ..."), {"task": task, "first_seen_at": "yesterday"})
 
     assert (entry.eval_id, entry.role, entry.backend) == fields
     assert entry.first_seen_at is None
@@ -94,7 +94,7 @@ def test_only_a_valid_task_names_a_run_to_end():
 @pytest.mark.parametrize(
     ("exception", "reason"),
     [
-        (GaveUp("every executor stayed at capacity"), "every executor stayed at capacity"),
+        (GivenUp("every executor stayed at capacity"), "every executor stayed at capacity"),
         (TimeLimitExceeded(45), "the worker's hard time limit of 45s passed; the task was killed"),
         (
             SoftTimeLimitExceeded(),
@@ -119,14 +119,14 @@ def test_a_failure_reported_twice_for_the_same_request_is_acted_on_once():
 
 
 def test_gave_up_survives_pickling_with_its_reason():
-    copy = pickle.loads(pickle.dumps(GaveUp("worker lost 3 times", 3, NOW)))
+    copy = pickle.loads(pickle.dumps(GivenUp("worker lost 3 times", 3, NOW)))
 
-    assert isinstance(copy, GaveUp)
+    assert isinstance(copy, GivenUp)
     assert copy.reason == "worker lost 3 times"
 
 
 def test_a_malformed_task_is_given_up_naming_the_bad_fields():
-    with pytest.raises(GaveUp) as raised:
+    with pytest.raises(GivenUp) as raised:
         Delivery.decode({"eval_id": "x"}, retries=0, busy_retries=0, failures=0, first_seen_at=None)
 
     assert raised.value.reason.startswith("malformed task: ")
@@ -139,7 +139,7 @@ def test_a_malformed_task_is_given_up_naming_the_bad_fields():
     ["../../etc/passwd", "abc\nFAKE 2026 INFO forged", "0" * 33, "0" * 31, "A" * 32, " ", "é" * 32],
 )
 def test_a_task_with_a_malformed_eval_id_is_given_up_as_malformed(eval_id):
-    with pytest.raises(GaveUp) as raised:
+    with pytest.raises(GivenUp) as raised:
         Delivery.decode(
             {**TASK, "eval_id": eval_id}, retries=0, busy_retries=0, failures=0, first_seen_at=None
         )

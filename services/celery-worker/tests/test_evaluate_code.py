@@ -198,4 +198,4 @@ def test_evaluation_whose_worker_is_lost_too_often_ends_error_in_the_dead_letter
     assert entry.reason == view.reason
     assert entry.attempts == 2
     assert entry.task_id == result.id
-    assert "GaveUp" in entry.traceback
+    assert "GivenUp" in entry.traceback

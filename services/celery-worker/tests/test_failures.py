@@ -60,7 +60,7 @@ def test_all_executors_unreachable_retries_with_backoff_then_ends_error(
     assert (entry.eval_id, entry.task_id, entry.reason) == (eval_id, result.id, view.reason)
     assert entry.attempts == 3
     assert entry.exception_type == "crucible_contracts.errors.Unavailable"
-    assert "Unavailable" in entry.traceback and "GaveUp" in entry.traceback
+    assert "Unavailable" in entry.traceback and "GivenUp" in entry.traceback
     assert entry.kwargs["failures"] == 2
     assert entry.first_seen_at is not None and entry.first_seen_at < entry.failed_at
     wait_for(result.ready, timeout=10, what="the task result")

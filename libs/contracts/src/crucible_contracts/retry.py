@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 
 from crucible_contracts.errors import Busy, CrucibleError
@@ -77,6 +78,23 @@ class GiveUp:
     """End the run `error` with `reason`; the platform could not run it within its budgets."""
 
     reason: str
+
+
+class GivenUp(Exception):
+    """Raised by a consumer once it has decided (a GiveUp) not to try a run again.
+
+    The run then ends `error` with `reason` and leaves one dead-letter record. On the Celery path
+    Celery reports it through `task_failure` like any other failure of the task; `attempts` and
+    `first_seen_at` are what the consumer knew (only the reason survives pickling).
+    """
+
+    def __init__(
+        self, reason: str, attempts: int | None = None, first_seen_at: datetime | None = None
+    ) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.attempts = attempts
+        self.first_seen_at = first_seen_at
 
 
 def is_transient(exc: CrucibleError) -> bool:

@@ -19,25 +19,9 @@ from crucible_contracts.errors import CrucibleError, Unavailable
 from crucible_contracts.ids import is_eval_id
 from crucible_contracts.models import EvalTask
 from crucible_contracts.names import Backend, Role
+from crucible_contracts.retry import GivenUp
 
 log = logging.getLogger(__name__)
-
-
-class GaveUp(Exception):
-    """Raised by tasks.evaluate_code once it has decided not to try again.
-
-    Celery reports it through `task_failure` like any other failure of the task, so every way a
-    run is given up ends in the same handler. `attempts` and `first_seen_at` are what the task
-    knew; only the reason survives pickling to the worker's main process and the result backend.
-    """
-
-    def __init__(
-        self, reason: str, attempts: int | None = None, first_seen_at: datetime | None = None
-    ) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.attempts = attempts
-        self.first_seen_at = first_seen_at
 
 
 def unexpected_failure_reason(exc: BaseException) -> str:
@@ -76,14 +60,14 @@ def dead_letter_for(
 ) -> DeadLetter:
     """The entry of one failure as Celery reported it.
 
-    For a GaveUp the exception named is its cause (e.g. the Unavailable that exhausted the
+    For a GivenUp the exception named is its cause (e.g. the Unavailable that exhausted the
     retries), which is what an operator needs; the traceback shows the whole chain.
     """
     cause = exception
-    if isinstance(exception, GaveUp) and exception.__cause__ is not None:
+    if isinstance(exception, GivenUp) and exception.__cause__ is not None:
         cause = exception.__cause__
     first_seen_at = parse_time(kwargs.get("first_seen_at"))
-    if isinstance(exception, GaveUp):
+    if isinstance(exception, GivenUp):
         attempts = exception.attempts or attempts
         first_seen_at = exception.first_seen_at or first_seen_at
     return DeadLetter(

@@ -12,8 +12,8 @@ from pydantic import ValidationError
 from crucible_contracts.clients import ExecutorPool, StorageClient
 from crucible_contracts.errors import Conflict, CrucibleError
 from crucible_contracts.models import EvalTask, RunUpdate
-from crucible_contracts.retry import Failure, RetryLater
-from crucible_worker.dead_letters import GaveUp, parse_time
+from crucible_contracts.retry import Failure, GivenUp, RetryLater
+from crucible_worker.dead_letters import parse_time
 from crucible_worker.retrying import retry_record, worker_losses, worker_lost_reason
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ class Delivery:
             eval_task = EvalTask.model_validate(task)
         except ValidationError as exc:
             reason = f"malformed task: {_summary(exc)}"
-            raise GaveUp(reason, attempts=retries + 1, first_seen_at=first_seen) from exc
+            raise GivenUp(reason, attempts=retries + 1, first_seen_at=first_seen) from exc
         return cls(eval_task, retries, busy_retries, failures, first_seen)
 
     @property
@@ -64,8 +64,8 @@ class Delivery:
             retries=self.retries, busy_retries=self.busy_retries, failures=self.failures
         )
 
-    def gave_up(self, reason: str, *, attempts: int | None = None) -> GaveUp:
-        return GaveUp(reason, attempts=attempts or self.attempt, first_seen_at=self.first_seen_at)
+    def gave_up(self, reason: str, *, attempts: int | None = None) -> GivenUp:
+        return GivenUp(reason, attempts=attempts or self.attempt, first_seen_at=self.first_seen_at)
 
     def retry_kwargs(self, step: RetryLater) -> dict[str, Any]:
         return {
@@ -89,7 +89,7 @@ def after_worker_loss(
     The lost attempt's program may still be running on an executor: it is stopped first, so that
     this attempt never runs the program beside it (an executor answers /kill once the killed run
     has left its slot, and never lets a new request join a killed run). After `max_losses` losses
-    this raises GaveUp (the program itself may be what kills the worker). Otherwise the retry is
+    this raises GivenUp (the program itself may be what kills the worker). Otherwise the retry is
     recorded: Celery sent it, not the task, so nobody else could.
     """
     losses = delivery.losses

@@ -2,7 +2,7 @@
 
 Celery reports a task's failure where it learns of it:
 
-- in the pool process that ran the task, for anything the task raised: GaveUp (retries
+- in the pool process that ran the task, for anything the task raised: GivenUp (retries
   exhausted, a 4xx from our own services, the soft time limit, too many worker losses, a
   malformed task) and any unexpected exception (a bug);
 - in the worker's main process, for a hard time limit (the pool process was killed; Celery
@@ -28,7 +28,7 @@ from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 
 from crucible_contracts.names import TASK_DEAD_LETTER, TASK_EVALUATE, Queue
 from crucible_worker.dead_letters import (
-    GaveUp,
+    GivenUp,
     dead_letter_for,
     record_give_up,
     unexpected_failure_reason,
@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 
 def failure_reason(exception: BaseException | None) -> str:
     """The reason a run given up by `exception` ends `error` with."""
-    if isinstance(exception, GaveUp):
+    if isinstance(exception, GivenUp):
         return exception.reason
     if isinstance(exception, TimeLimitExceeded):
         return hard_time_limit_reason(exception.args[0] if exception.args else None)
@@ -116,7 +116,7 @@ def connect_failure_handler(app: Celery, *, resources: Resources) -> None:
             storage=resources.storage,
             executors=resources.executors,
             # The task stopped the program before giving up; after anything else it may run on.
-            stop_program=not isinstance(exception, GaveUp),
+            stop_program=not isinstance(exception, GivenUp),
         )
 
     signals.worker_process_init.connect(mark_pool_process, weak=False)

@@ -1,6 +1,6 @@
 """Celery adapters: decode the task, run the consumer procedure, map its outcome to a retry or DLQ.
 
-Every give-up raises GaveUp, so that Celery reports it through `task_failure` like any other
+Every give-up raises GivenUp, so that Celery reports it through `task_failure` like any other
 failure; failures.py turns each report into one dead letter and ends the run `error`.
 """
 

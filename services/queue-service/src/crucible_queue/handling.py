@@ -22,8 +22,15 @@ from crucible_contracts import consumer
 from crucible_contracts.clients import ExecutorPool, StorageClient, execute_request_for
 from crucible_contracts.errors import CrucibleError, NotFound, Unavailable
 from crucible_contracts.models import EvalTask, ExecuteResult
-from crucible_contracts.retry import Budgets, Failure, describe, is_transient, next_step
-from crucible_contracts.retry import GiveUp as RetryGiveUp
+from crucible_contracts.retry import (
+    Budgets,
+    Failure,
+    GivenUp,
+    GiveUp,
+    describe,
+    is_transient,
+    next_step,
+)
 from crucible_queue.models import Delivery
 
 log = logging.getLogger(__name__)
@@ -43,7 +50,7 @@ class Ack(StrEnum):
 
 
 @dataclass
-class Verdict:
+class Reply:
     """What to tell the queue-service about a task once the worker is done with it."""
 
     ack: Ack
@@ -52,7 +59,7 @@ class Verdict:
 
 
 @dataclass
-class Guard:
+class InFlight:
     """One in-flight task. `lock` orders recording a result against abandoning it at shutdown."""
 
     delivery: Delivery
@@ -65,19 +72,6 @@ class Interrupted(Exception):
     """The worker is stopping while this task waits to be retried: give the task back."""
 
 
-class GiveUp(Exception):
-    """A retry policy is exhausted or the task cannot run: end the run `error` with this reason."""
-
-
-@dataclass(frozen=True)
-class Policies:
-    """The run's retry budgets (shared with the Celery path) and how often a task may be
-    delivered without an answer before the worker is taken to be what kills it."""
-
-    budgets: Budgets
-    max_attempts: int
-
-
 class TaskHandler:
     """Runs delivered tasks; thread-safe (clients are pooled and shared between threads)."""
 
@@ -86,37 +80,42 @@ class TaskHandler:
         *,
         storage: StorageClient,
         executors: ExecutorPool,
-        policies: Policies,
+        budgets: Budgets,
+        max_attempts: int,
         stopping: threading.Event,
     ) -> None:
+        """`budgets` are the run's retries (shared with the Celery path); `max_attempts` how
+        often a task may be delivered without an answer before the worker is taken to be what
+        dies running it."""
         self.storage = storage
         self.executors = executors
-        self.policies = policies
+        self.budgets = budgets
+        self.max_attempts = max_attempts
         self.stopping = stopping
 
-    def handle(self, guard: Guard) -> Verdict:
-        """Take the task of `guard` to a recorded end (or give it back) and say how to ack it."""
-        delivery = guard.delivery
+    def handle(self, in_flight: InFlight) -> Reply:
+        """Take the task of `in_flight` to a recorded end (or give it back) and say how to ack it."""
+        delivery = in_flight.delivery
         task, attempt = delivery.task, delivery.attempts
         try:
-            if attempt > self.policies.max_attempts:
-                raise GiveUp(
+            if attempt > self.max_attempts:
+                raise GivenUp(
                     f"worker lost too often: delivered {attempt} times without an answer "
-                    f"(limit {self.policies.max_attempts})"
+                    f"(limit {self.max_attempts})"
                 )
             started = self._storage_call(
                 "start run", lambda: consumer.start_run(task, storage=self.storage, attempt=attempt)
             )
             if not started:
-                return Verdict(Ack.COMPLETE, "run had already ended; skipped")
+                return Reply(Ack.COMPLETE, "run had already ended; skipped")
             result = self._execute(task)
-            return self._record(guard, result)
+            return self._record(in_flight, result)
         except Interrupted as exc:
-            return Verdict(Ack.REQUEUE, f"worker stopping: {exc}")
+            return Reply(Ack.REQUEUE, f"worker stopping: {exc}")
         except NotFound as exc:
             log.error("eval %s unknown to storage: %s", task.eval_id, exc)
-            return Verdict(Ack.FAIL, f"evaluation unknown to storage: {exc.message}")
-        except GiveUp as exc:
+            return Reply(Ack.FAIL, f"evaluation unknown to storage: {exc.message}")
+        except GivenUp as exc:
             return self._give_up(task, str(exc), attempt)
         except Exception as exc:
             # A bug or a garbled answer must not kill the thread or leave the run `running`.
@@ -138,33 +137,33 @@ class TaskHandler:
                     exc,
                     busy_retries=busy_retries,
                     failures=failures,
-                    budgets=self.policies.budgets,
+                    budgets=self.budgets,
                 )
-                if isinstance(step, RetryGiveUp):
-                    raise GiveUp(step.reason) from exc
+                if isinstance(step, GiveUp):
+                    raise GivenUp(step.reason) from exc
                 if step.failure is Failure.TRANSIENT:
                     log.warning("eval %s: executors unreachable (%s); retrying", task.eval_id, exc)
                 busy_retries, failures = step.busy_retries, step.failures
                 self._wait(step.countdown, _WAIT_CAUSE[step.failure])
 
-    def _record(self, guard: Guard, result: ExecuteResult) -> Verdict:
-        task = guard.delivery.task
-        with guard.lock:
-            if guard.abandoned:
-                return Verdict(Ack.NONE)
+    def _record(self, in_flight: InFlight, result: ExecuteResult) -> Reply:
+        task = in_flight.delivery.task
+        with in_flight.lock:
+            if in_flight.abandoned:
+                return Reply(Ack.NONE)
             try:
                 consumer.record_result(
-                    task, result, storage=self.storage, policy=self.policies.budgets.record
+                    task, result, storage=self.storage, policy=self.budgets.record
                 )
             except Unavailable as exc:
-                raise GiveUp(f"result could not be recorded, storage unreachable: {exc}") from exc
+                raise GivenUp(f"result could not be recorded, storage unreachable: {exc}") from exc
             finally:
-                guard.done = True
+                in_flight.done = True
         if result.status == "completed":
-            return Verdict(Ack.COMPLETE)
-        return Verdict(Ack.COMPLETE, f"program ended {result.status}")
+            return Reply(Ack.COMPLETE)
+        return Reply(Ack.COMPLETE, f"program ended {result.status}")
 
-    def _give_up(self, task: EvalTask, reason: str, attempt: int) -> Verdict:
+    def _give_up(self, task: EvalTask, reason: str, attempt: int) -> Reply:
         """End the run `error`; when storage cannot take even that, hand the task back."""
         log.error("eval %s %s ends error: %s", task.eval_id, task.role, reason)
         try:
@@ -176,14 +175,14 @@ class TaskHandler:
                 interruptible=False,
             )
         except NotFound as exc:
-            return Verdict(Ack.FAIL, f"{reason}; evaluation unknown to storage: {exc.message}")
-        except GiveUp as exc:
+            return Reply(Ack.FAIL, f"{reason}; evaluation unknown to storage: {exc.message}")
+        except GivenUp as exc:
             # Nowhere to write the reason: keep the task visible in the queue until storage is back.
             log.error(
                 "eval %s: could not record the error (%s); back to the queue", task.eval_id, exc
             )
-            return Verdict(Ack.REQUEUE, f"{reason}; and {exc}")
-        return Verdict(Ack.FAIL, reason)
+            return Reply(Ack.REQUEUE, f"{reason}; and {exc}")
+        return Reply(Ack.FAIL, reason)
 
     # --- retry plumbing --------------------------------------------------------------------
 
@@ -196,9 +195,9 @@ class TaskHandler:
                 if not _is_transient(exc):
                     raise
                 failures += 1
-                transient = self.policies.budgets.transient
+                transient = self.budgets.transient
                 if transient.exhausted(failures):
-                    raise GiveUp(
+                    raise GivenUp(
                         f"storage unreachable ({what}) after {failures} attempts: {describe(exc)}"
                     ) from exc
                 log.warning("storage unreachable (%s): %s; retrying", what, exc)

@@ -22,7 +22,7 @@ from crucible_contracts.logs import setup_logging
 from crucible_contracts.retry import RetryPolicy
 from crucible_queue.client import QueueClient
 from crucible_queue.config import Settings
-from crucible_queue.handling import Ack, Guard, Policies, TaskHandler, Verdict
+from crucible_queue.handling import Ack, InFlight, Reply, TaskHandler
 from crucible_queue.models import Delivery
 
 log = logging.getLogger(__name__)
@@ -44,14 +44,12 @@ class Worker:
         self.handler = TaskHandler(
             storage=self.storage,
             executors=self.executors,
-            policies=Policies(
-                budgets=settings.budgets(),
-                max_attempts=settings.queue_max_attempts,
-            ),
+            budgets=settings.budgets(),
+            max_attempts=settings.queue_max_attempts,
             stopping=self.stopping,
         )
         self._lock = threading.Lock()
-        self._inflight: dict[str, Guard] = {}
+        self._inflight: dict[str, InFlight] = {}
         self._outage_since: float | None = None
         self._failed_polls = 0
         self._threads: list[threading.Thread] = []
@@ -139,60 +137,60 @@ class Worker:
         self.stopping.wait(policy.delay(failed))
 
     def _run(self, delivery: Delivery) -> None:
-        guard = Guard(delivery)
+        in_flight = InFlight(delivery)
         with self._lock:
-            self._inflight[delivery.task_id] = guard
+            self._inflight[delivery.task_id] = in_flight
         try:
-            verdict = self.handler.handle(guard)
+            reply = self.handler.handle(in_flight)
             log.info(
                 "task %s (delivery %d): %s%s",
                 delivery.task_id,
                 delivery.attempts,
-                verdict.ack,
-                f" ({verdict.reason})" if verdict.reason else "",
+                reply.ack,
+                f" ({reply.reason})" if reply.reason else "",
             )
-            self._ack(delivery.task_id, verdict)
+            self._ack(delivery.task_id, reply)
         finally:
             with self._lock:
                 self._inflight.pop(delivery.task_id, None)
 
-    def _ack(self, task_id: str, verdict: Verdict) -> None:
+    def _ack(self, task_id: str, reply: Reply) -> None:
         """Tell the queue-service; retried while it is down. Lost acks end in a lease expiry,
         whose re-delivery storage then refuses as already ended."""
-        TASKS.labels(verdict.ack.value).inc()
+        TASKS.labels(reply.ack.value).inc()
         policy = self.settings.budgets().transient
         for attempt in range(1, policy.max_attempts + 1):
             try:
-                if verdict.ack is Ack.COMPLETE:
+                if reply.ack is Ack.COMPLETE:
                     self.queue.complete(task_id)
-                elif verdict.ack is Ack.FAIL:
-                    self.queue.fail(task_id, verdict.reason or "failed")
-                elif verdict.ack is Ack.REQUEUE:
+                elif reply.ack is Ack.FAIL:
+                    self.queue.fail(task_id, reply.reason or "failed")
+                elif reply.ack is Ack.REQUEUE:
                     self.queue.requeue(
                         task_id,
-                        reason=verdict.reason or "given back",
-                        count_attempt=verdict.count_attempt,
+                        reason=reply.reason or "given back",
+                        count_attempt=reply.count_attempt,
                     )
                 return
             except (NotFound, Conflict) as exc:
-                log.warning("ack %s of %s not applied: %s", verdict.ack, task_id, exc)
+                log.warning("ack %s of %s not applied: %s", reply.ack, task_id, exc)
                 return
             except CrucibleError as exc:
                 if policy.exhausted(attempt):
-                    log.error("ack %s of %s lost: %s", verdict.ack, task_id, exc)
+                    log.error("ack %s of %s lost: %s", reply.ack, task_id, exc)
                     return
                 time.sleep(policy.delay(attempt))
 
     def _abandon_inflight(self) -> None:
         """Grace is over: stop what still runs and give it back, unless its result is in."""
         with self._lock:
-            guards = list(self._inflight.values())
-        for guard in guards:
-            with guard.lock:
-                if guard.done:
+            in_flights = list(self._inflight.values())
+        for in_flight in in_flights:
+            with in_flight.lock:
+                if in_flight.done:
                     continue
-                guard.abandoned = True
-            delivery = guard.delivery
+                in_flight.abandoned = True
+            delivery = in_flight.delivery
             killed = self.executors.kill(delivery.task.eval_id)
             log.warning(
                 "task %s still running after the shutdown grace: %s; giving it back",
