@@ -21,21 +21,25 @@ from crucible_contracts.models import (
 from crucible_contracts.names import Backend, Role
 from crucible_contracts.status import TERMINAL, Status
 from crucible_gateway.migration.comparison import (
-    DEFAULT_RULES,
-    DIFF_MAX_LINE_CHARS,
-    DIFF_MAX_LINES,
-    MAX_PATTERN_CHARS,
-    MAX_RULES,
-    ComparisonRules,
-    NormalisationRule,
     compare,
     due_comparison,
     is_overdue,
     missing,
-    normalise,
     primary_run,
     shadow_deadline,
     shadow_run,
+)
+from crucible_gateway.migration.normalisation import (
+    DEFAULT_RULES,
+    MAX_PATTERN_CHARS,
+    MAX_RULES,
+    ComparisonRules,
+    NormalisationRule,
+    normalise,
+)
+from crucible_gateway.migration.side_by_side import (
+    DIFF_MAX_LINE_CHARS,
+    DIFF_MAX_LINES,
     side_by_side,
 )
 

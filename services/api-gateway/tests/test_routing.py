@@ -10,9 +10,8 @@ from hypothesis import strategies as st
 
 from crucible_contracts.ids import new_eval_id
 from crucible_contracts.names import Backend
+from crucible_gateway.migration.models import MigrationMode, MigrationSettings
 from crucible_gateway.paths.routing import (
-    MigrationMode,
-    MigrationSettings,
     bucket,
     choose_backend,
     fallback_for,

@@ -8,7 +8,7 @@ from pydantic import Field, model_validator
 
 from crucible_contracts.limits import Limits
 from crucible_contracts.settings import UNSAFE_SECRETS, ServiceSettings, split_urls
-from crucible_gateway.paths.routing import MigrationMode, MigrationSettings
+from crucible_gateway.migration.models import MigrationMode, MigrationSettings
 
 _DEFAULT_LIMITS = Limits()
 

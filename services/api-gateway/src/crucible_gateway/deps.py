@@ -1,4 +1,7 @@
-"""FastAPI dependencies: the clients and settings created once in create_app, as Annotated aliases."""
+"""FastAPI dependencies shared by every domain: what create_app made once, as Annotated aliases.
+
+A domain's own resource dependencies (e.g. `evaluations.deps.EvaluationDep`) live in its package.
+"""
 
 from __future__ import annotations
 
@@ -11,10 +14,11 @@ from crucible_contracts.dlq import DeadLetterStore
 from crucible_contracts.limits import Limits
 from crucible_gateway.auth import operator_name, presented_operator_token
 from crucible_gateway.config import Settings
-from crucible_gateway.evaluations.service import Paths
+from crucible_gateway.migration.models import MigrationSettings
 from crucible_gateway.migration.source import RedisMigrationSource
 from crucible_gateway.migration.store import MigrationStore
-from crucible_gateway.paths.routing import MigrationSettings
+from crucible_gateway.migration.supervisor import Supervisor
+from crucible_gateway.paths import Paths
 
 
 def get_settings(request: Request) -> Settings:
@@ -39,6 +43,10 @@ def get_migration_source(request: Request) -> RedisMigrationSource:
 
 def get_migration_store(request: Request) -> MigrationStore:
     return request.app.state.migration_store
+
+
+def get_supervisor(request: Request) -> Supervisor:
+    return request.app.state.supervisor
 
 
 def get_operator(request: Request) -> str:
@@ -68,6 +76,7 @@ PathsDep = Annotated[Paths, Depends(get_paths)]
 MigrationDep = Annotated[MigrationSettings, Depends(get_migration)]
 MigrationSourceDep = Annotated[RedisMigrationSource, Depends(get_migration_source)]
 MigrationStoreDep = Annotated[MigrationStore, Depends(get_migration_store)]
+SupervisorDep = Annotated[Supervisor, Depends(get_supervisor)]
 OperatorDep = Annotated[str, Depends(get_operator)]
 ExecutorsDep = Annotated[ExecutorPool | None, Depends(get_executors)]
 DeadLettersDep = Annotated[DeadLetterStore, Depends(get_dead_letters)]

@@ -15,14 +15,15 @@ from crucible_contracts.redis_client import fail_fast_redis
 from crucible_contracts.web import install_common
 from crucible_gateway.auth import install_api_keys
 from crucible_gateway.config import Settings
-from crucible_gateway.evaluations.routes import router
-from crucible_gateway.evaluations.service import Paths
+from crucible_gateway.evaluations.routes import router as evaluations_router
 from crucible_gateway.leader import LeaderLease
-from crucible_gateway.migration.routes import router as admin_router
+from crucible_gateway.migration.models import MigrationDocument
+from crucible_gateway.migration.routes import router as migration_router
 from crucible_gateway.migration.source import RedisMigrationSource
-from crucible_gateway.migration.store import MigrationDocument, MigrationStore
+from crucible_gateway.migration.store import MigrationStore
 from crucible_gateway.migration.supervisor import Supervisor
-from crucible_gateway.operations.routes import router as ops_router
+from crucible_gateway.operations.routes import router as operations_router
+from crucible_gateway.paths import Paths
 from crucible_gateway.paths.celery_client import CeleryDispatcher
 from crucible_gateway.paths.legacy_client import LegacyQueueClient
 
@@ -112,9 +113,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # The gateway is the public edge: clients authenticate with API_KEYS, not with the internal
     # key, which it only sends on its own calls to storage and the queue-service.
     install_common(app, service=SERVICE, internal_api_key=None)
-    app.include_router(router)
-    app.include_router(admin_router)
-    app.include_router(ops_router)
+    app.include_router(evaluations_router)
+    app.include_router(migration_router)
+    app.include_router(operations_router)
 
     @app.get("/health")
     def health() -> dict[str, str]:

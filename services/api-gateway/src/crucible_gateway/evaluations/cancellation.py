@@ -13,11 +13,10 @@ import logging
 
 from crucible_contracts.clients import ExecutorPool, StorageClient
 from crucible_contracts.errors import Conflict, CrucibleError, NotFound
-from crucible_contracts.ids import is_eval_id
 from crucible_contracts.models import EvaluationView, RunUpdate, RunView
 from crucible_contracts.names import Backend, Role
 from crucible_contracts.status import Status
-from crucible_gateway.evaluations.service import Paths
+from crucible_gateway.paths import Paths
 
 log = logging.getLogger(__name__)
 
@@ -26,17 +25,16 @@ CANCEL_REASON = "cancelled by request"
 
 def cancel(
     *,
-    eval_id: str,
+    evaluation: EvaluationView,
     terminate: bool,
     storage: StorageClient,
     paths: Paths,
     executors: ExecutorPool | None,
 ) -> EvaluationView:
-    """End the evaluation `cancelled` (its shadow run too). Conflict (409) when it has already
-    ended, or when it is running and `terminate` is false (its program would have to be killed)."""
-    if not is_eval_id(eval_id):
-        raise NotFound(f"no evaluation {eval_id!r}", eval_id=eval_id)
-    view = storage.get_evaluation(eval_id)
+    """End `evaluation` (as just read from storage) `cancelled`, its shadow run too. Conflict (409)
+    when it has already ended, or when it is running and `terminate` is false (its program would
+    have to be killed)."""
+    view, eval_id = evaluation, evaluation.eval_id
     if view.status.is_terminal():
         raise _already_ended(view)
     if view.status is Status.RUNNING and not terminate:

@@ -1,10 +1,10 @@
-"""The public HTTP API: thin adapters from requests to one service function each."""
+"""The public evaluations API: thin adapters from requests to one service function each."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, Query, Request
+from fastapi import APIRouter, BackgroundTasks, Query
 
 from crucible_contracts.models import (
     Accepted,
@@ -17,20 +17,15 @@ from crucible_contracts.models import (
 from crucible_contracts.names import Backend
 from crucible_contracts.status import Status
 from crucible_gateway.deps import (
-    DeadLettersDep,
     ExecutorsDep,
     LanguagesDep,
     LimitsDep,
     MigrationDep,
-    MigrationSourceDep,
-    MigrationStoreDep,
     PathsDep,
     StorageDep,
 )
 from crucible_gateway.evaluations import cancellation, service
-from crucible_gateway.migration import report
-from crucible_gateway.migration.comparison import SideBySide
-from crucible_gateway.migration.report import MigrationReport
+from crucible_gateway.evaluations.deps import CancelTargetDep, EvaluationDep
 
 router = APIRouter(prefix="/api")
 
@@ -78,48 +73,22 @@ def submit_batch(
 
 
 @router.get("/eval/{eval_id}")
-def get_eval(eval_id: str, storage: StorageDep) -> EvaluationView:
-    return service.get_evaluation(eval_id=eval_id, storage=storage)
+def get_eval(evaluation: EvaluationDep) -> EvaluationView:
+    return evaluation
 
 
 @router.post("/eval/{eval_id}/cancel")
 def cancel_eval(
-    eval_id: str,
-    storage: StorageDep,
-    paths: PathsDep,
-    executors: ExecutorsDep,
-    terminate: bool = False,
+    target: CancelTargetDep, storage: StorageDep, paths: PathsDep, executors: ExecutorsDep
 ) -> EvaluationView:
     """Queued: withdrawn and `cancelled`. Running: 409 unless `terminate=true`, which also kills
     its program. Already ended: 409."""
     return cancellation.cancel(
-        eval_id=eval_id, terminate=terminate, storage=storage, paths=paths, executors=executors
-    )
-
-
-@router.get("/eval/{eval_id}/comparison")
-def get_comparison(eval_id: str, storage: StorageDep, source: MigrationSourceDep) -> SideBySide:
-    """Both runs side by side, the recorded outcome ("pending" until both ended), and a diff."""
-    return report.comparison_of(
-        eval_id=eval_id, storage=storage, rules=source.document().comparison
-    )
-
-
-@router.get("/migration/report")
-def migration_report(
-    storage: StorageDep,
-    store: MigrationStoreDep,
-    source: MigrationSourceDep,
-    window: str = "1h",
-    samples: Annotated[int, Query(ge=0, le=50)] = 5,
-) -> MigrationReport:
-    """Per path: volume, success and error rates, latencies; comparison outcomes; the guard."""
-    return report.migration_report(
+        evaluation=target.evaluation,
+        terminate=target.terminate,
         storage=storage,
-        store=store,
-        document=source.document(),
-        window=window,
-        samples=samples,
+        paths=paths,
+        executors=executors,
     )
 
 
@@ -133,29 +102,4 @@ def list_evaluations(
 ) -> EvaluationPage:
     return service.list_evaluations(
         storage=storage, status=status, backend=backend, limit=limit, offset=offset
-    )
-
-
-@router.get("/queue-status")
-def queue_status(paths: PathsDep, dead_letters: DeadLettersDep) -> dict[str, Any]:
-    return service.queue_status(paths=paths, dead_letters=dead_letters)
-
-
-@router.get("/status")
-def gateway_status(
-    request: Request,
-    storage: StorageDep,
-    paths: PathsDep,
-    source: MigrationSourceDep,
-    limits: LimitsDep,
-    languages: LanguagesDep,
-) -> dict[str, Any]:
-    return service.gateway_status(
-        storage=storage,
-        paths=paths,
-        migration=source.current(),
-        migration_source=source.status(),
-        limits=limits,
-        languages=languages,
-        leader=request.app.state.supervisor.is_leader,
     )

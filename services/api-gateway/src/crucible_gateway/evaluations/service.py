@@ -1,20 +1,17 @@
-"""The gateway's use cases: accept evaluations (validate, record, dispatch with fallback) and report.
+"""The evaluations use cases: submit (validate, record, dispatch), submit a batch, read and list.
 
 One function per route, keyword-only arguments, contract models in and out. An evaluation is
-created in storage before it is dispatched, so that no path ever runs work storage does not know.
+created in storage before it is dispatched (`dispatch`), so that no path ever runs work storage
+does not know. Cancelling is in `cancellation`.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from functools import partial
-from typing import Any
 
 from crucible_contracts.clients import StorageClient
-from crucible_contracts.dlq import DeadLetterStore
-from crucible_contracts.errors import CrucibleError, NoPathAvailable, NotFound, Unavailable
+from crucible_contracts.errors import NotFound, Unavailable
 from crucible_contracts.ids import is_eval_id, new_eval_id
 from crucible_contracts.limits import Limits
 from crucible_contracts.models import (
@@ -26,25 +23,15 @@ from crucible_contracts.models import (
     EvaluationCreate,
     EvaluationPage,
     EvaluationView,
-    RunCreate,
-    RunUpdate,
 )
-from crucible_contracts.names import Backend, Role
+from crucible_contracts.names import Backend
 from crucible_contracts.status import Status
 from crucible_gateway import metrics
+from crucible_gateway.evaluations.dispatch import NotDispatched, dispatch, dispatch_shadow
 from crucible_gateway.evaluations.validation import validate_batch, validate_eval
-from crucible_gateway.paths.celery_client import CeleryDispatcher
-from crucible_gateway.paths.legacy_client import LegacyQueueClient
-from crucible_gateway.paths.routing import (
-    MigrationSettings,
-    choose_backend,
-    fallback_for,
-    shadow_backend,
-)
-
-log = logging.getLogger(__name__)
-
-HEALTH_TIMEOUT = 2.0
+from crucible_gateway.migration.models import MigrationSettings
+from crucible_gateway.paths import Paths
+from crucible_gateway.paths.routing import choose_backend, shadow_backend
 
 # Runs a job: at once, or after the HTTP answer has gone out (FastAPI's BackgroundTasks.add_task).
 Defer = Callable[[Callable[[], None]], None]
@@ -52,29 +39,6 @@ Defer = Callable[[Callable[[], None]], None]
 
 def run_now(job: Callable[[], None]) -> None:
     job()
-
-
-@dataclass(frozen=True)
-class Paths:
-    """The two ways to hand over an evaluation, behind one call."""
-
-    legacy: LegacyQueueClient
-    celery: CeleryDispatcher
-
-    def submit(self, backend: Backend, task: EvalTask) -> None:
-        """Raises a CrucibleError (Unavailable, Busy, ...) when `backend` did not take `task`."""
-        if backend is Backend.CELERY:
-            self.celery.submit(task)
-        else:
-            self.legacy.submit(task)
-
-
-class NotDispatched(NoPathAvailable):
-    """NoPathAvailable that also carries the entry a batch answers for the item (status error)."""
-
-    def __init__(self, message: str, *, entry: Accepted, **details: Any) -> None:
-        super().__init__(message, **details)
-        self.entry = entry
 
 
 # --- submitting ---------------------------------------------------------------------------------
@@ -161,7 +125,7 @@ def _accept(
         stdin=request.stdin,
         priority=request.priority,
     )
-    backend = _dispatch(task, storage=storage, paths=paths, migration=migration, view=view)
+    backend = dispatch(task=task, storage=storage, paths=paths, migration=migration, view=view)
     metrics.SUBMITTED.labels(backend.value).inc()
     shadow = shadow_backend(
         eval_id=eval_id, primary=backend, routing_key=request.routing_key, migration=migration
@@ -179,107 +143,6 @@ def _accept(
         fallback_from=None if backend is chosen else chosen,
         created_at=view.created_at,
     )
-
-
-def _dispatch(
-    task: EvalTask,
-    *,
-    storage: StorageClient,
-    paths: Paths,
-    migration: MigrationSettings,
-    view: EvaluationView,
-) -> Backend:
-    """Hand `task` to its chosen path, else to the fallback; returns the path that took it."""
-    chosen = task.backend
-    first = _try_path(paths, chosen, task)
-    if first is None:
-        return chosen
-    errors = {chosen.value: str(first)}
-    other = fallback_for(chosen, migration=migration)
-    if other is not None:
-        _record_fallback(storage, task.eval_id, chosen=chosen, other=other, reason=str(first))
-        second = _try_path(paths, other, task.model_copy(update={"backend": other}))
-        if second is None:
-            metrics.FALLBACKS.labels(chosen.value, other.value).inc()
-            return other
-        errors[other.value] = str(second)
-    reason = "no path could take the evaluation: " + "; ".join(
-        f"{name}: {error}" for name, error in errors.items()
-    )
-    _record_error(storage, task.eval_id, reason=reason)
-    metrics.NO_PATH.inc()
-    entry = Accepted(
-        eval_id=task.eval_id,
-        status=Status.ERROR,
-        backend=other or chosen,
-        fallback_from=chosen if other else None,
-        created_at=view.created_at,
-    )
-    raise NotDispatched(reason, entry=entry, eval_id=task.eval_id, errors=errors)
-
-
-def _try_path(paths: Paths, backend: Backend, task: EvalTask) -> CrucibleError | None:
-    """None when `backend` took `task`, else the error it failed with (counted, logged)."""
-    try:
-        paths.submit(backend, task)
-    except CrucibleError as exc:
-        metrics.DISPATCH_FAILURES.labels(backend.value).inc()
-        log.warning("eval %s: %s path did not take it: %s", task.eval_id, backend, exc)
-        return exc
-    return None
-
-
-def _record_fallback(
-    storage: StorageClient, eval_id: str, *, chosen: Backend, other: Backend, reason: str
-) -> None:
-    update = RunUpdate(backend=other, detail={"fallback_from": chosen.value, "reason": reason})
-    try:
-        storage.update_run(eval_id, Role.PRIMARY, update)
-    except CrucibleError as exc:
-        # Still dispatch: a run recorded under the wrong backend beats one that never runs.
-        log.error("eval %s: could not record fallback %s -> %s: %s", eval_id, chosen, other, exc)
-
-
-def _record_error(storage: StorageClient, eval_id: str, *, reason: str) -> None:
-    try:
-        storage.update_run(eval_id, Role.PRIMARY, RunUpdate(status=Status.ERROR, reason=reason))
-    except CrucibleError as exc:
-        log.error("eval %s: could not record that no path took it: %s", eval_id, exc)
-
-
-# --- shadow runs ---------------------------------------------------------------------------------
-
-
-def dispatch_shadow(
-    *, primary: EvalTask, backend: Backend, storage: StorageClient, paths: Paths
-) -> None:
-    """Record and dispatch the shadow run of an accepted evaluation (after the client's answer).
-
-    The shadow run has the primary's eval_id and program, runs on `backend` (the path the primary
-    did not take), never with priority, and never falls back: a shadow that its path cannot take
-    ends `error` with the reason, which the comparison then reports. Nothing here can fail the
-    client's request: the primary run is already on its way.
-    """
-    eval_id = primary.eval_id
-    try:
-        storage.add_run(eval_id, RunCreate(role=Role.SHADOW, backend=backend))
-    except CrucibleError as exc:
-        metrics.SHADOWS.labels(backend.value, "error").inc()
-        log.error("eval %s: shadow run not recorded, so not dispatched: %s", eval_id, exc)
-        return
-    task = primary.model_copy(update={"role": Role.SHADOW, "backend": backend, "priority": False})
-    error = _try_path(paths, backend, task)
-    if error is None:
-        metrics.SHADOWS.labels(backend.value, "ok").inc()
-        return
-    metrics.SHADOWS.labels(backend.value, "error").inc()
-    update = RunUpdate(
-        status=Status.ERROR, reason=f"the {backend} path did not take the shadow run: {error}"
-    )
-    try:
-        storage.update_run(eval_id, Role.SHADOW, update)
-    except CrucibleError as exc:
-        log.error("eval %s: could not record that the shadow run was not taken: %s", eval_id, exc)
 
 
 # --- reading ------------------------------------------------------------------------------------
@@ -301,61 +164,3 @@ def list_evaluations(
     offset: int,
 ) -> EvaluationPage:
     return storage.list_evaluations(status=status, backend=backend, limit=limit, offset=offset)
-
-
-def queue_status(*, paths: Paths, dead_letters: DeadLetterStore) -> dict[str, Any]:
-    """Depth of each path and each Celery queue, and the dead-letter queue's; a part that cannot
-    be asked reports {"error": ...} instead."""
-    report: dict[str, Any] = {}
-    try:
-        report["legacy"] = paths.legacy.queue_status(timeout=HEALTH_TIMEOUT)
-    except CrucibleError as exc:
-        report["legacy"] = {"error": str(exc)}
-    try:
-        depths = paths.celery.queue_depths()
-        report["celery"] = {"queues": depths, "total": sum(depths.values())}
-    except CrucibleError as exc:
-        report["celery"] = {"error": str(exc)}
-    try:
-        report["dead_letter"] = {"entries": dead_letters.count()}
-    except CrucibleError as exc:
-        report["dead_letter"] = {"error": str(exc)}
-    return report
-
-
-def gateway_status(
-    *,
-    storage: StorageClient,
-    paths: Paths,
-    migration: MigrationSettings,
-    migration_source: dict[str, Any],
-    limits: Limits,
-    languages: Sequence[str],
-    leader: bool = False,
-) -> dict[str, Any]:
-    """The configuration in force and whether each dependency answers right now.
-
-    `migration_source` says which version of the shared settings is in force and whether it is
-    stale (the state Redis could not be read since `stale_since`).
-    """
-    checks = {
-        "storage": lambda: storage.request("GET", "/health", timeout=HEALTH_TIMEOUT),
-        "queue_service": lambda: paths.legacy.ping(timeout=HEALTH_TIMEOUT),
-        "broker": paths.celery.ping,
-    }
-    dependencies: dict[str, dict[str, Any]] = {}
-    for name, check in checks.items():
-        try:
-            check()
-            dependencies[name] = {"ok": True}
-        except CrucibleError as exc:
-            dependencies[name] = {"ok": False, "error": str(exc)}
-    return {
-        **migration.model_dump(mode="json"),
-        "migration_source": migration_source,
-        "leader": leader,
-        "languages": list(languages),
-        "limits": limits.model_dump(mode="json"),
-        "dependencies": dependencies,
-        "healthy": all(dep["ok"] for dep in dependencies.values()),
-    }

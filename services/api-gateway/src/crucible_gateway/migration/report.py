@@ -1,19 +1,18 @@
-"""What operators read during a migration: one evaluation's runs side by side, and the report."""
+"""What operators read during a migration: the report over a window, and one evaluation's comparison."""
 
 from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
 
-from pydantic import BaseModel
-
 from crucible_contracts.clients import StorageClient
 from crucible_contracts.errors import InvalidInput, NotFound
-from crucible_contracts.ids import is_eval_id
-from crucible_contracts.models import ComparisonStats, PathStats
-from crucible_contracts.names import Backend, Role
-from crucible_gateway.migration.comparison import ComparisonRules, SideBySide, side_by_side
-from crucible_gateway.migration.store import GuardStatus, MigrationDocument, MigrationStore
+from crucible_contracts.models import EvaluationView
+from crucible_contracts.names import Role
+from crucible_gateway.migration.models import MigrationDocument, MigrationReport, SettingsSummary
+from crucible_gateway.migration.normalisation import ComparisonRules
+from crucible_gateway.migration.side_by_side import SideBySide, side_by_side
+from crucible_gateway.migration.store import MigrationStore
 
 MIN_WINDOW_SECONDS = 1.0
 MAX_WINDOW_SECONDS = 30 * 24 * 3600.0
@@ -37,29 +36,6 @@ def parse_window(text: str) -> float:
     return seconds
 
 
-class SettingsSummary(BaseModel):
-    version: int
-    celery_enabled: bool
-    celery_percentage: float
-    mode: str
-    shadow_percentage: float
-    force_legacy: bool
-    rules_version: int
-    ramp_active: bool
-
-
-class MigrationReport(BaseModel):
-    """`GET /api/migration/report`: the window's evidence for (or against) moving on."""
-
-    window_seconds: float
-    since: datetime
-    until: datetime
-    settings: SettingsSummary
-    paths: dict[Backend, PathStats]
-    comparisons: ComparisonStats
-    guard: GuardStatus | None
-
-
 def migration_report(
     *,
     storage: StorageClient,
@@ -69,6 +45,8 @@ def migration_report(
     samples: int,
     now: datetime | None = None,
 ) -> MigrationReport:
+    """Per path: volume, success and error rates, latencies over `window`; comparison outcomes
+    with up to `samples` examples each; the guard's latest status. InvalidInput for a bad window."""
     seconds = parse_window(window)
     now = now or datetime.now(UTC)
     stats = storage.stats(since=now - timedelta(seconds=seconds), until=now, samples=samples)
@@ -92,11 +70,11 @@ def migration_report(
     )
 
 
-def comparison_of(*, eval_id: str, storage: StorageClient, rules: ComparisonRules) -> SideBySide:
+def comparison_of(
+    *, evaluation: EvaluationView, storage: StorageClient, rules: ComparisonRules
+) -> SideBySide:
     """The side-by-side view of a shadowed evaluation; NotFound when it has no shadow run."""
-    if not is_eval_id(eval_id):
-        raise NotFound(f"no evaluation {eval_id!r}", eval_id=eval_id)
-    evaluation = storage.get_evaluation(eval_id)
+    eval_id = evaluation.eval_id
     if not any(run.role is Role.SHADOW for run in evaluation.runs):
         raise NotFound(
             f"evaluation {eval_id} has no shadow run, so nothing to compare", eval_id=eval_id

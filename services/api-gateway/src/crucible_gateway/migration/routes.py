@@ -1,4 +1,4 @@
-"""The operators' HTTP API for migration control: thin adapters over `control`, operator token required."""
+"""The migration HTTP API: admin control (operator token), the report, one evaluation's comparison."""
 
 from __future__ import annotations
 
@@ -6,65 +6,109 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from crucible_gateway.deps import MigrationSourceDep, MigrationStoreDep, OperatorDep
-from crucible_gateway.migration import service as control
-from crucible_gateway.migration.service import MigrationUpdate, Promote, StartRamp, VersionedWrite
-from crucible_gateway.migration.store import AuditEntry, GuardStatus, MigrationDocument
+from crucible_gateway.deps import MigrationSourceDep, MigrationStoreDep, OperatorDep, StorageDep
+from crucible_gateway.evaluations.deps import EvaluationDep
+from crucible_gateway.migration import report, service
+from crucible_gateway.migration.models import (
+    AuditEntry,
+    GuardStatus,
+    MigrationDocument,
+    MigrationReport,
+    MigrationUpdate,
+    Promote,
+    StartRamp,
+    VersionedWrite,
+)
+from crucible_gateway.migration.side_by_side import SideBySide
 
-router = APIRouter(prefix="/api/admin/migration")
+router = APIRouter(prefix="/api")
 
 
-@router.get("")
+# --- /api/admin/migration: operator token required ----------------------------------------------
+
+
+@router.get("/admin/migration")
 def get_migration(_: OperatorDep, source: MigrationSourceDep) -> MigrationDocument:
     """The document in force in this replica (at most one refresh interval old)."""
-    return source.document()
+    return service.document_in_force(source=source)
 
 
-@router.put("")
+@router.put("/admin/migration")
 def put_migration(
     body: MigrationUpdate, actor: OperatorDep, store: MigrationStoreDep, source: MigrationSourceDep
 ) -> MigrationDocument:
-    return control.update(body=body, actor=actor, store=store, source=source)
+    return service.update(body=body, actor=actor, store=store, source=source)
 
 
-@router.post("/promote")
+@router.post("/admin/migration/promote")
 def promote(
     body: Promote, actor: OperatorDep, store: MigrationStoreDep, source: MigrationSourceDep
 ) -> MigrationDocument:
-    return control.promote(body=body, actor=actor, store=store, source=source)
+    return service.promote(body=body, actor=actor, store=store, source=source)
 
 
-@router.post("/pause")
+@router.post("/admin/migration/pause")
 def pause(
     body: VersionedWrite, actor: OperatorDep, store: MigrationStoreDep, source: MigrationSourceDep
 ) -> MigrationDocument:
-    return control.pause(body=body, actor=actor, store=store, source=source)
+    return service.pause(body=body, actor=actor, store=store, source=source)
 
 
-@router.post("/abort")
+@router.post("/admin/migration/abort")
 def abort(
     body: VersionedWrite, actor: OperatorDep, store: MigrationStoreDep, source: MigrationSourceDep
 ) -> MigrationDocument:
-    return control.abort(body=body, actor=actor, store=store, source=source)
+    return service.abort(body=body, actor=actor, store=store, source=source)
 
 
-@router.post("/ramp")
+@router.post("/admin/migration/ramp")
 def start_ramp(
     body: StartRamp, actor: OperatorDep, store: MigrationStoreDep, source: MigrationSourceDep
 ) -> MigrationDocument:
-    return control.start_ramp(body=body, actor=actor, store=store, source=source)
+    return service.start_ramp(body=body, actor=actor, store=store, source=source)
 
 
-@router.get("/guard")
+@router.get("/admin/migration/guard")
 def get_guard(_: OperatorDep, store: MigrationStoreDep) -> GuardStatus | None:
     """The leader's latest guard evaluation (null when no leader evaluated in the last 30 s)."""
-    return store.guard_status()
+    return service.guard_status(store=store)
 
 
-@router.get("/audit")
+@router.get("/admin/migration/audit")
 def get_audit(
     _: OperatorDep,
     store: MigrationStoreDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
 ) -> list[AuditEntry]:
-    return control.audit(store=store, limit=limit)
+    return service.audit(store=store, limit=limit)
+
+
+# --- what every client may read ------------------------------------------------------------------
+
+
+@router.get("/migration/report")
+def migration_report(
+    storage: StorageDep,
+    store: MigrationStoreDep,
+    source: MigrationSourceDep,
+    window: str = "1h",
+    samples: Annotated[int, Query(ge=0, le=50)] = 5,
+) -> MigrationReport:
+    """Per path: volume, success and error rates, latencies; comparison outcomes; the guard."""
+    return report.migration_report(
+        storage=storage,
+        store=store,
+        document=source.document(),
+        window=window,
+        samples=samples,
+    )
+
+
+@router.get("/eval/{eval_id}/comparison")
+def get_comparison(
+    evaluation: EvaluationDep, storage: StorageDep, source: MigrationSourceDep
+) -> SideBySide:
+    """Both runs side by side, the recorded outcome ("pending" until both ended), and a diff."""
+    return report.comparison_of(
+        evaluation=evaluation, storage=storage, rules=source.document().comparison
+    )

@@ -8,51 +8,28 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
+from crucible_gateway.migration.models import (
+    AuditEntry,
+    GuardStatus,
+    MigrationDocument,
+    MigrationMode,
+    MigrationUpdate,
+    Promote,
+    StartRamp,
+    VersionedWrite,
+)
 from crucible_gateway.migration.source import RedisMigrationSource
-from crucible_gateway.migration.store import AuditEntry, MigrationDocument, MigrationStore
-from crucible_gateway.paths.routing import MigrationMode
+from crucible_gateway.migration.store import MigrationStore
 
 
-class VersionedWrite(BaseModel):
-    """What every write names: the version it was based on, and why it is made."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    expected_version: int = Field(ge=0)
-    reason: str = Field(min_length=1, pattern=r"\S")
+def document_in_force(*, source: RedisMigrationSource) -> MigrationDocument:
+    """The document in force in this replica (at most one refresh interval old)."""
+    return source.document()
 
 
-class MigrationUpdate(VersionedWrite):
-    """`PUT /api/admin/migration`: any of the editable fields; absent ones stay as they are."""
-
-    celery_enabled: bool | None = None
-    celery_percentage: float | None = Field(default=None, ge=0.0, le=1.0)
-    mode: MigrationMode | None = None
-    shadow_percentage: float | None = Field(default=None, ge=0.0, le=1.0)
-    force_legacy: bool | None = None
-    # Nested settings: only the sub-fields given change (see MigrationDocument for their fields).
-    comparison: dict[str, Any] | None = None
-    guard: dict[str, Any] | None = None
-    ramp: dict[str, Any] | None = None
-
-    def changes(self) -> dict[str, Any]:
-        fields = self.model_dump(exclude_unset=True, exclude={"expected_version", "reason"})
-        return {name: value for name, value in fields.items() if value is not None}
-
-
-class Promote(VersionedWrite):
-    """`POST /api/admin/migration/promote`: Celery on, split mode, legacy not forced, this share."""
-
-    celery_percentage: float = Field(ge=0.0, le=1.0)
-
-
-class StartRamp(VersionedWrite):
-    """`POST /api/admin/migration/ramp`: promote step by step while every guard check passes."""
-
-    steps: list[float] | None = None
-    hold_seconds: float | None = Field(default=None, gt=0)
+def guard_status(*, store: MigrationStore) -> GuardStatus | None:
+    """The leader's latest guard evaluation; None when no leader evaluated lately."""
+    return store.guard_status()
 
 
 def update(

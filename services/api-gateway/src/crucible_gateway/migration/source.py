@@ -9,8 +9,8 @@ from typing import Any, Protocol
 
 import redis
 
-from crucible_gateway.migration.store import MigrationDocument, MigrationStore
-from crucible_gateway.paths.routing import MigrationSettings
+from crucible_gateway.migration.models import MigrationDocument, MigrationSettings
+from crucible_gateway.migration.store import MigrationStore
 
 log = logging.getLogger(__name__)
 

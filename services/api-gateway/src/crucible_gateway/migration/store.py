@@ -1,9 +1,9 @@
-"""The shared migration settings: one versioned JSON document in Redis, compare-and-set writes, audit.
+"""The shared migration settings in Redis: the versioned document, compare-and-set writes, audit.
 
 Keys (under a prefix, MIGRATION_KEY_PREFIX): `<prefix>:document` holds the `MigrationDocument`,
-`<prefix>:audit` a capped list of `AuditEntry`, newest first. A write names the version it read;
-WATCH/MULTI makes it fail with Conflict when anyone wrote in between, so exactly one of several
-concurrent writers of one version wins.
+`<prefix>:audit` a capped list of `AuditEntry`, newest first (both models in `migration.models`).
+A write names the version it read; WATCH/MULTI makes it fail with Conflict when anyone wrote in
+between, so exactly one of several concurrent writers of one version wins.
 """
 
 from __future__ import annotations
@@ -12,85 +12,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 import redis
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
 from crucible_contracts.errors import Conflict, InvalidInput, Unavailable
-from crucible_gateway.migration.comparison import ComparisonRules
-from crucible_gateway.migration.guard import GuardSettings, RampSettings, Verdict
-from crucible_gateway.paths.routing import MigrationMode, MigrationSettings
-
-
-class MigrationDocument(BaseModel):
-    """The migration settings every gateway replica follows. Version 0 = the environment's seed."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    version: int = Field(default=0, ge=0)
-    celery_enabled: bool = False
-    celery_percentage: float = Field(default=0.0, ge=0.0, le=1.0)
-    mode: MigrationMode = MigrationMode.SPLIT
-    shadow_percentage: float = Field(default=0.0, ge=0.0, le=1.0)
-    force_legacy: bool = False
-    comparison: ComparisonRules = Field(default_factory=ComparisonRules)
-    guard: GuardSettings = Field(default_factory=GuardSettings)
-    ramp: RampSettings = Field(default_factory=RampSettings)
-    updated_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
-    updated_by: str = "environment"
-
-    def settings(self) -> MigrationSettings:
-        """What the routing decision reads."""
-        return MigrationSettings(
-            celery_enabled=self.celery_enabled,
-            celery_percentage=self.celery_percentage,
-            mode=self.mode,
-            shadow_percentage=self.shadow_percentage,
-            force_legacy=self.force_legacy,
-        )
-
-    @classmethod
-    def seed_from(cls, settings: MigrationSettings) -> MigrationDocument:
-        """Version 1, built from the environment's settings."""
-        return cls(version=1, updated_by="environment", **settings.model_dump())
-
-
-# The fields an operator may change; everything else (version, updated_*) the store sets.
-EDITABLE_FIELDS = (
-    "celery_enabled",
-    "celery_percentage",
-    "mode",
-    "shadow_percentage",
-    "force_legacy",
-    "comparison",
-    "guard",
-    "ramp",
+from crucible_gateway.migration.models import (
+    EDITABLE_FIELDS,
+    NESTED_FIELDS,
+    AuditEntry,
+    GuardStatus,
+    MigrationDocument,
 )
-# Editable fields that are nested settings: a change names only the sub-fields it changes.
-NESTED_FIELDS = ("comparison", "guard", "ramp")
-
-
-class AuditEntry(BaseModel):
-    """One change of the document: who, when, versions, what changed ([old, new]) and why."""
-
-    actor: str
-    at: datetime
-    action: str
-    version_before: int
-    version_after: int
-    changes: dict[str, list[Any]]
-    reason: str
-
-
-class GuardStatus(BaseModel):
-    """What the leader's guard last found, and what it did about it."""
-
-    evaluated_at: datetime
-    leader: str
-    document_version: int
-    state: str = Field(description="evaluated | disabled | idle (Celery takes no traffic)")
-    since: datetime | None = None
-    verdict: Verdict | None = None
-    action: str | None = Field(default=None, description="guard_rollback | ramp_promote | None")
-    action_detail: str | None = None
 
 
 class MigrationStore:

@@ -25,10 +25,12 @@ from crucible_contracts.clients import StorageClient
 from crucible_contracts.errors import Conflict, CrucibleError
 from crucible_gateway import metrics
 from crucible_gateway.leader import LeaderLease
-from crucible_gateway.migration.comparison import ComparisonRules, due_comparison
+from crucible_gateway.migration.comparison import due_comparison
 from crucible_gateway.migration.guard import evaluate, ramp_due, rollback_target
+from crucible_gateway.migration.models import GuardStatus, MigrationDocument
+from crucible_gateway.migration.normalisation import ComparisonRules
 from crucible_gateway.migration.source import RedisMigrationSource
-from crucible_gateway.migration.store import GuardStatus, MigrationDocument, MigrationStore
+from crucible_gateway.migration.store import MigrationStore
 
 log = logging.getLogger(__name__)
 

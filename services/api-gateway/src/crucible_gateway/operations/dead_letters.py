@@ -10,32 +10,17 @@ from __future__ import annotations
 
 import logging
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from crucible_contracts.clients import StorageClient
 from crucible_contracts.dlq import DeadLetter, DeadLetterStore
 from crucible_contracts.errors import Conflict, CrucibleError
-from crucible_contracts.models import EvalTask, RunUpdate, RunView
+from crucible_contracts.models import EvalTask, RunUpdate
 from crucible_contracts.status import Status
-from crucible_gateway.evaluations.service import Paths
+from crucible_gateway.operations.models import DeadLetterPage, Purged, Replayed
+from crucible_gateway.paths import Paths
 
 log = logging.getLogger(__name__)
-
-
-class DeadLetterPage(BaseModel):
-    items: list[DeadLetter]
-    total: int
-    limit: int
-    offset: int
-
-
-class Replayed(BaseModel):
-    entry: DeadLetter
-    run: RunView
-
-
-class Purged(BaseModel):
-    purged: int
 
 
 def list_entries(*, store: DeadLetterStore, limit: int, offset: int) -> DeadLetterPage:
@@ -45,6 +30,21 @@ def list_entries(*, store: DeadLetterStore, limit: int, offset: int) -> DeadLett
         limit=limit,
         offset=offset,
     )
+
+
+def get_entry(*, entry_id: str, store: DeadLetterStore) -> DeadLetter:
+    """One entry; NotFound when there is none with that id."""
+    return store.get(entry_id)
+
+
+def remove_entry(*, entry_id: str, store: DeadLetterStore) -> DeadLetter:
+    """Take one entry out of the queue without replaying it; returns it. NotFound when absent."""
+    return store.remove(entry_id)
+
+
+def purge(*, store: DeadLetterStore) -> Purged:
+    """Empty the dead-letter queue; says how many entries were removed."""
+    return Purged(purged=store.purge())
 
 
 def replay(

@@ -1,5 +1,8 @@
-"""Operators' view of the Celery path: workers and tasks (public, read-only) and the dead-letter
-queue under /api/admin/dlq (operator token). Thin adapters."""
+"""The operations HTTP API: thin adapters for queue depths, gateway status, Celery views and the DLQ.
+
+Everything is public and read-only except the dead-letter queue under /api/admin/dlq, which needs
+an operator token.
+"""
 
 from __future__ import annotations
 
@@ -8,29 +11,60 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from crucible_contracts.dlq import DeadLetter
-from crucible_gateway.deps import DeadLettersDep, OperatorDep, PathsDep, StorageDep
-from crucible_gateway.operations import dead_letters
-from crucible_gateway.operations.dead_letters import DeadLetterPage, Purged, Replayed
+from crucible_gateway.deps import (
+    DeadLettersDep,
+    LanguagesDep,
+    LimitsDep,
+    MigrationSourceDep,
+    OperatorDep,
+    PathsDep,
+    StorageDep,
+    SupervisorDep,
+)
+from crucible_gateway.operations import dead_letters, service
+from crucible_gateway.operations.models import DeadLetterPage, Purged, Replayed
 
-router = APIRouter()
-
-INSPECT_TIMEOUT = 1.0
+router = APIRouter(prefix="/api")
 
 
-@router.get("/api/celery/workers")
+@router.get("/queue-status")
+def queue_status(paths: PathsDep, store: DeadLettersDep) -> dict[str, Any]:
+    return service.queue_status(paths=paths, dead_letters=store)
+
+
+@router.get("/status")
+def gateway_status(
+    storage: StorageDep,
+    paths: PathsDep,
+    source: MigrationSourceDep,
+    limits: LimitsDep,
+    languages: LanguagesDep,
+    supervisor: SupervisorDep,
+) -> dict[str, Any]:
+    return service.gateway_status(
+        storage=storage,
+        paths=paths,
+        migration=source.current(),
+        migration_source=source.status(),
+        limits=limits,
+        languages=languages,
+        leader=supervisor.is_leader,
+    )
+
+
+@router.get("/celery/workers")
 def celery_workers(paths: PathsDep) -> dict[str, Any]:
     """Workers that answered within a second: pid, uptime, pool, task counts, queues."""
-    workers = paths.celery.workers(timeout=INSPECT_TIMEOUT)
-    return {"workers": workers, "count": len(workers)}
+    return service.celery_workers(paths=paths)
 
 
-@router.get("/api/celery/tasks")
+@router.get("/celery/tasks")
 def celery_tasks(paths: PathsDep) -> dict[str, Any]:
     """Per worker: active, reserved and scheduled (retry countdown) tasks."""
-    return paths.celery.tasks(timeout=INSPECT_TIMEOUT)
+    return service.celery_tasks(paths=paths)
 
 
-@router.get("/api/admin/dlq")
+@router.get("/admin/dlq")
 def list_dead_letters(
     _: OperatorDep,
     store: DeadLettersDep,
@@ -40,12 +74,12 @@ def list_dead_letters(
     return dead_letters.list_entries(store=store, limit=limit, offset=offset)
 
 
-@router.get("/api/admin/dlq/{entry_id}")
+@router.get("/admin/dlq/{entry_id}")
 def get_dead_letter(entry_id: str, _: OperatorDep, store: DeadLettersDep) -> DeadLetter:
-    return store.get(entry_id)
+    return dead_letters.get_entry(entry_id=entry_id, store=store)
 
 
-@router.post("/api/admin/dlq/{entry_id}/replay")
+@router.post("/admin/dlq/{entry_id}/replay")
 def replay_dead_letter(
     entry_id: str, actor: OperatorDep, store: DeadLettersDep, storage: StorageDep, paths: PathsDep
 ) -> Replayed:
@@ -54,11 +88,11 @@ def replay_dead_letter(
     )
 
 
-@router.delete("/api/admin/dlq/{entry_id}")
+@router.delete("/admin/dlq/{entry_id}")
 def delete_dead_letter(entry_id: str, _: OperatorDep, store: DeadLettersDep) -> DeadLetter:
-    return store.remove(entry_id)
+    return dead_letters.remove_entry(entry_id=entry_id, store=store)
 
 
-@router.delete("/api/admin/dlq")
+@router.delete("/admin/dlq")
 def purge_dead_letters(_: OperatorDep, store: DeadLettersDep) -> Purged:
-    return Purged(purged=store.purge())
+    return dead_letters.purge(store=store)

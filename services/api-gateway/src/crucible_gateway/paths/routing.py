@@ -1,49 +1,19 @@
 """The routing decision: which path (legacy or Celery) an evaluation takes, and where it may fall back.
 
 Pure functions of their arguments. Where the migration settings come from (the shared Redis
-document, see `migration.py`) is the caller's business: the decision only sees `MigrationSettings`.
+document, see `migration.source`) is the caller's business: the decision only sees
+`MigrationSettings` (`migration.models`).
 """
 
 from __future__ import annotations
 
 import hashlib
-from enum import StrEnum
-
-from pydantic import BaseModel, Field
 
 from crucible_contracts.names import Backend
+from crucible_gateway.migration.models import MigrationSettings
 
 _BUCKET_SPACE = 2**64
 SHADOW_SALT = "shadow:"
-
-
-class MigrationMode(StrEnum):
-    SPLIT = "split"
-    SHADOW = "shadow"
-
-
-class MigrationSettings(BaseModel):
-    """The traffic split in force. `celery_percentage` is a share in [0, 1], not 0-100."""
-
-    celery_enabled: bool = False
-    celery_percentage: float = Field(default=0.0, ge=0.0, le=1.0)
-    mode: MigrationMode = MigrationMode.SPLIT
-    shadow_percentage: float = Field(default=0.0, ge=0.0, le=1.0)
-    force_legacy: bool = False
-
-    @property
-    def shadowing(self) -> bool:
-        """Whether shadow runs may be dispatched at all: shadow mode, Celery on, legacy not forced.
-
-        Pausing (force_legacy) stops shadow runs too: an operator who pulled traffic off Celery
-        because it misbehaves does not want it fed with copies either.
-        """
-        return (
-            self.mode is MigrationMode.SHADOW
-            and self.celery_enabled
-            and not self.force_legacy
-            and self.shadow_percentage > 0
-        )
 
 
 def bucket(key: str) -> float:

@@ -1,0 +1,136 @@
+"""Handing an accepted evaluation to a path: the chosen one, else the fallback; and its shadow run.
+
+The evaluation is already recorded in storage (status queued) when it gets here, so every outcome is
+recorded too: the path that took it (with `fallback_from` when it fell back), `error` when no path
+took it, and a shadow run's own `error` when its path did not take it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from crucible_contracts.clients import StorageClient
+from crucible_contracts.errors import CrucibleError, NoPathAvailable
+from crucible_contracts.models import Accepted, EvalTask, EvaluationView, RunCreate, RunUpdate
+from crucible_contracts.names import Backend, Role
+from crucible_contracts.status import Status
+from crucible_gateway import metrics
+from crucible_gateway.migration.models import MigrationSettings
+from crucible_gateway.paths import Paths
+from crucible_gateway.paths.routing import fallback_for
+
+log = logging.getLogger(__name__)
+
+
+class NotDispatched(NoPathAvailable):
+    """NoPathAvailable that also carries the entry a batch answers for the item (status error)."""
+
+    def __init__(self, message: str, *, entry: Accepted, **details: Any) -> None:
+        super().__init__(message, **details)
+        self.entry = entry
+
+
+def dispatch(
+    *,
+    task: EvalTask,
+    storage: StorageClient,
+    paths: Paths,
+    migration: MigrationSettings,
+    view: EvaluationView,
+) -> Backend:
+    """Hand `task` to its chosen path, else to the fallback; returns the path that took it.
+
+    A fallback is recorded on the run before it is tried. Raises NotDispatched (a NoPathAvailable,
+    503) when no path took it, after recording the run as `error`.
+    """
+    chosen = task.backend
+    first = _try_path(paths, chosen, task)
+    if first is None:
+        return chosen
+    errors = {chosen.value: str(first)}
+    other = fallback_for(chosen, migration=migration)
+    if other is not None:
+        _record_fallback(storage, task.eval_id, chosen=chosen, other=other, reason=str(first))
+        second = _try_path(paths, other, task.model_copy(update={"backend": other}))
+        if second is None:
+            metrics.FALLBACKS.labels(chosen.value, other.value).inc()
+            return other
+        errors[other.value] = str(second)
+    reason = "no path could take the evaluation: " + "; ".join(
+        f"{name}: {error}" for name, error in errors.items()
+    )
+    _record_error(storage, task.eval_id, reason=reason)
+    metrics.NO_PATH.inc()
+    entry = Accepted(
+        eval_id=task.eval_id,
+        status=Status.ERROR,
+        backend=other or chosen,
+        fallback_from=chosen if other else None,
+        created_at=view.created_at,
+    )
+    raise NotDispatched(reason, entry=entry, eval_id=task.eval_id, errors=errors)
+
+
+def _try_path(paths: Paths, backend: Backend, task: EvalTask) -> CrucibleError | None:
+    """None when `backend` took `task`, else the error it failed with (counted, logged)."""
+    try:
+        paths.submit(backend, task)
+    except CrucibleError as exc:
+        metrics.DISPATCH_FAILURES.labels(backend.value).inc()
+        log.warning("eval %s: %s path did not take it: %s", task.eval_id, backend, exc)
+        return exc
+    return None
+
+
+def _record_fallback(
+    storage: StorageClient, eval_id: str, *, chosen: Backend, other: Backend, reason: str
+) -> None:
+    update = RunUpdate(backend=other, detail={"fallback_from": chosen.value, "reason": reason})
+    try:
+        storage.update_run(eval_id, Role.PRIMARY, update)
+    except CrucibleError as exc:
+        # Still dispatch: a run recorded under the wrong backend beats one that never runs.
+        log.error("eval %s: could not record fallback %s -> %s: %s", eval_id, chosen, other, exc)
+
+
+def _record_error(storage: StorageClient, eval_id: str, *, reason: str) -> None:
+    try:
+        storage.update_run(eval_id, Role.PRIMARY, RunUpdate(status=Status.ERROR, reason=reason))
+    except CrucibleError as exc:
+        log.error("eval %s: could not record that no path took it: %s", eval_id, exc)
+
+
+# --- shadow runs ---------------------------------------------------------------------------------
+
+
+def dispatch_shadow(
+    *, primary: EvalTask, backend: Backend, storage: StorageClient, paths: Paths
+) -> None:
+    """Record and dispatch the shadow run of an accepted evaluation (after the client's answer).
+
+    The shadow run has the primary's eval_id and program, runs on `backend` (the path the primary
+    did not take), never with priority, and never falls back: a shadow that its path cannot take
+    ends `error` with the reason, which the comparison then reports. Nothing here can fail the
+    client's request: the primary run is already on its way.
+    """
+    eval_id = primary.eval_id
+    try:
+        storage.add_run(eval_id, RunCreate(role=Role.SHADOW, backend=backend))
+    except CrucibleError as exc:
+        metrics.SHADOWS.labels(backend.value, "error").inc()
+        log.error("eval %s: shadow run not recorded, so not dispatched: %s", eval_id, exc)
+        return
+    task = primary.model_copy(update={"role": Role.SHADOW, "backend": backend, "priority": False})
+    error = _try_path(paths, backend, task)
+    if error is None:
+        metrics.SHADOWS.labels(backend.value, "ok").inc()
+        return
+    metrics.SHADOWS.labels(backend.value, "error").inc()
+    update = RunUpdate(
+        status=Status.ERROR, reason=f"the {backend} path did not take the shadow run: {error}"
+    )
+    try:
+        storage.update_run(eval_id, Role.SHADOW, update)
+    except CrucibleError as exc:
+        log.error("eval %s: could not record that the shadow run was not taken: %s", eval_id, exc)

@@ -1,0 +1,190 @@
+"""The migration domain's models: the settings in force, the shared document, audit, API bodies."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from crucible_contracts.models import ComparisonStats, PathStats
+from crucible_contracts.names import Backend
+from crucible_gateway.migration.guard import GuardSettings, RampSettings, Verdict
+from crucible_gateway.migration.normalisation import ComparisonRules
+
+# --- the settings in force (what the routing decision reads) --------------------------------------
+
+
+class MigrationMode(StrEnum):
+    SPLIT = "split"
+    SHADOW = "shadow"
+
+
+class MigrationSettings(BaseModel):
+    """The traffic split in force. `celery_percentage` is a share in [0, 1], not 0-100."""
+
+    celery_enabled: bool = False
+    celery_percentage: float = Field(default=0.0, ge=0.0, le=1.0)
+    mode: MigrationMode = MigrationMode.SPLIT
+    shadow_percentage: float = Field(default=0.0, ge=0.0, le=1.0)
+    force_legacy: bool = False
+
+    @property
+    def shadowing(self) -> bool:
+        """Whether shadow runs may be dispatched at all: shadow mode, Celery on, legacy not forced.
+
+        Pausing (force_legacy) stops shadow runs too: an operator who pulled traffic off Celery
+        because it misbehaves does not want it fed with copies either.
+        """
+        return (
+            self.mode is MigrationMode.SHADOW
+            and self.celery_enabled
+            and not self.force_legacy
+            and self.shadow_percentage > 0
+        )
+
+
+# --- the shared document, its audit log and the guard's status ------------------------------------
+
+
+class MigrationDocument(BaseModel):
+    """The migration settings every gateway replica follows. Version 0 = the environment's seed."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    version: int = Field(default=0, ge=0)
+    celery_enabled: bool = False
+    celery_percentage: float = Field(default=0.0, ge=0.0, le=1.0)
+    mode: MigrationMode = MigrationMode.SPLIT
+    shadow_percentage: float = Field(default=0.0, ge=0.0, le=1.0)
+    force_legacy: bool = False
+    comparison: ComparisonRules = Field(default_factory=ComparisonRules)
+    guard: GuardSettings = Field(default_factory=GuardSettings)
+    ramp: RampSettings = Field(default_factory=RampSettings)
+    updated_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    updated_by: str = "environment"
+
+    def settings(self) -> MigrationSettings:
+        """What the routing decision reads."""
+        return MigrationSettings(
+            celery_enabled=self.celery_enabled,
+            celery_percentage=self.celery_percentage,
+            mode=self.mode,
+            shadow_percentage=self.shadow_percentage,
+            force_legacy=self.force_legacy,
+        )
+
+    @classmethod
+    def seed_from(cls, settings: MigrationSettings) -> MigrationDocument:
+        """Version 1, built from the environment's settings."""
+        return cls(version=1, updated_by="environment", **settings.model_dump())
+
+
+# The fields an operator may change; everything else (version, updated_*) the store sets.
+EDITABLE_FIELDS = (
+    "celery_enabled",
+    "celery_percentage",
+    "mode",
+    "shadow_percentage",
+    "force_legacy",
+    "comparison",
+    "guard",
+    "ramp",
+)
+# Editable fields that are nested settings: a change names only the sub-fields it changes.
+NESTED_FIELDS = ("comparison", "guard", "ramp")
+
+
+class AuditEntry(BaseModel):
+    """One change of the document: who, when, versions, what changed ([old, new]) and why."""
+
+    actor: str
+    at: datetime
+    action: str
+    version_before: int
+    version_after: int
+    changes: dict[str, list[Any]]
+    reason: str
+
+
+class GuardStatus(BaseModel):
+    """What the leader's guard last found, and what it did about it."""
+
+    evaluated_at: datetime
+    leader: str
+    document_version: int
+    state: str = Field(description="evaluated | disabled | idle (Celery takes no traffic)")
+    since: datetime | None = None
+    verdict: Verdict | None = None
+    action: str | None = Field(default=None, description="guard_rollback | ramp_promote | None")
+    action_detail: str | None = None
+
+
+# --- request bodies of the admin API --------------------------------------------------------------
+
+
+class VersionedWrite(BaseModel):
+    """What every write names: the version it was based on, and why it is made."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    expected_version: int = Field(ge=0)
+    reason: str = Field(min_length=1, pattern=r"\S")
+
+
+class MigrationUpdate(VersionedWrite):
+    """`PUT /api/admin/migration`: any of the editable fields; absent ones stay as they are."""
+
+    celery_enabled: bool | None = None
+    celery_percentage: float | None = Field(default=None, ge=0.0, le=1.0)
+    mode: MigrationMode | None = None
+    shadow_percentage: float | None = Field(default=None, ge=0.0, le=1.0)
+    force_legacy: bool | None = None
+    # Nested settings: only the sub-fields given change (see MigrationDocument for their fields).
+    comparison: dict[str, Any] | None = None
+    guard: dict[str, Any] | None = None
+    ramp: dict[str, Any] | None = None
+
+    def changes(self) -> dict[str, Any]:
+        fields = self.model_dump(exclude_unset=True, exclude={"expected_version", "reason"})
+        return {name: value for name, value in fields.items() if value is not None}
+
+
+class Promote(VersionedWrite):
+    """`POST /api/admin/migration/promote`: Celery on, split mode, legacy not forced, this share."""
+
+    celery_percentage: float = Field(ge=0.0, le=1.0)
+
+
+class StartRamp(VersionedWrite):
+    """`POST /api/admin/migration/ramp`: promote step by step while every guard check passes."""
+
+    steps: list[float] | None = None
+    hold_seconds: float | None = Field(default=None, gt=0)
+
+
+# --- GET /api/migration/report --------------------------------------------------------------------
+
+
+class SettingsSummary(BaseModel):
+    version: int
+    celery_enabled: bool
+    celery_percentage: float
+    mode: str
+    shadow_percentage: float
+    force_legacy: bool
+    rules_version: int
+    ramp_active: bool
+
+
+class MigrationReport(BaseModel):
+    """`GET /api/migration/report`: the window's evidence for (or against) moving on."""
+
+    window_seconds: float
+    since: datetime
+    until: datetime
+    settings: SettingsSummary
+    paths: dict[Backend, PathStats]
+    comparisons: ComparisonStats
+    guard: GuardStatus | None

@@ -1,0 +1,90 @@
+"""Operators' view of the running system: queue depths, gateway status, Celery workers and tasks.
+
+Every function asks live systems with a short timeout; a part that does not answer is reported, not
+raised, except for the Celery views, where an unreachable broker is a 503.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from crucible_contracts.clients import StorageClient
+from crucible_contracts.dlq import DeadLetterStore
+from crucible_contracts.errors import CrucibleError
+from crucible_contracts.limits import Limits
+from crucible_gateway.migration.models import MigrationSettings
+from crucible_gateway.paths import Paths
+
+HEALTH_TIMEOUT = 2.0
+# How long a broadcast to the Celery workers waits for their answers.
+INSPECT_TIMEOUT = 1.0
+
+
+def queue_status(*, paths: Paths, dead_letters: DeadLetterStore) -> dict[str, Any]:
+    """Depth of each path and each Celery queue, and the dead-letter queue's; a part that cannot
+    be asked reports {"error": ...} instead."""
+    report: dict[str, Any] = {}
+    try:
+        report["legacy"] = paths.legacy.queue_status(timeout=HEALTH_TIMEOUT)
+    except CrucibleError as exc:
+        report["legacy"] = {"error": str(exc)}
+    try:
+        depths = paths.celery.queue_depths()
+        report["celery"] = {"queues": depths, "total": sum(depths.values())}
+    except CrucibleError as exc:
+        report["celery"] = {"error": str(exc)}
+    try:
+        report["dead_letter"] = {"entries": dead_letters.count()}
+    except CrucibleError as exc:
+        report["dead_letter"] = {"error": str(exc)}
+    return report
+
+
+def gateway_status(
+    *,
+    storage: StorageClient,
+    paths: Paths,
+    migration: MigrationSettings,
+    migration_source: dict[str, Any],
+    limits: Limits,
+    languages: Sequence[str],
+    leader: bool = False,
+) -> dict[str, Any]:
+    """The configuration in force and whether each dependency answers right now.
+
+    `migration_source` says which version of the shared settings is in force and whether it is
+    stale (the state Redis could not be read since `stale_since`).
+    """
+    checks = {
+        "storage": lambda: storage.request("GET", "/health", timeout=HEALTH_TIMEOUT),
+        "queue_service": lambda: paths.legacy.ping(timeout=HEALTH_TIMEOUT),
+        "broker": paths.celery.ping,
+    }
+    dependencies: dict[str, dict[str, Any]] = {}
+    for name, check in checks.items():
+        try:
+            check()
+            dependencies[name] = {"ok": True}
+        except CrucibleError as exc:
+            dependencies[name] = {"ok": False, "error": str(exc)}
+    return {
+        **migration.model_dump(mode="json"),
+        "migration_source": migration_source,
+        "leader": leader,
+        "languages": list(languages),
+        "limits": limits.model_dump(mode="json"),
+        "dependencies": dependencies,
+        "healthy": all(dep["ok"] for dep in dependencies.values()),
+    }
+
+
+def celery_workers(*, paths: Paths) -> dict[str, Any]:
+    """Workers that answered within INSPECT_TIMEOUT: pid, uptime, pool, task counts, queues."""
+    workers = paths.celery.workers(timeout=INSPECT_TIMEOUT)
+    return {"workers": workers, "count": len(workers)}
+
+
+def celery_tasks(*, paths: Paths) -> dict[str, Any]:
+    """Per worker: active, reserved and scheduled (retry countdown) tasks."""
+    return paths.celery.tasks(timeout=INSPECT_TIMEOUT)
