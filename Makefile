@@ -15,8 +15,10 @@ deps: .venv/.bootstrapped
 run: deps
 	@scripts/run.sh
 
+# Three pytest workers (xdist, one test file per worker at a time): most of the suite waits on
+# real processes, so three overlap well on two cores. PYTEST_WORKERS=0 runs it in one process.
 test: deps
-	@$(PY) -m pytest $(PYTEST_ARGS)
+	@$(PY) -m pytest -n $(or $(PYTEST_WORKERS),3) --dist loadfile $(PYTEST_ARGS)
 
 lint: deps
 	@.venv/bin/ruff check . && .venv/bin/ruff format --check .
