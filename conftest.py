@@ -11,14 +11,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from crucible_contracts.pytest_plugin import (
+from crucible_contracts.status import Status
+from crucible_runtime.pytest_plugin import (
     ManagedProcess,
     ProcessStarter,
     free_port,
     start_redis_server,
     wait_for,
 )
-from crucible_contracts.status import Status
 
 
 @dataclass

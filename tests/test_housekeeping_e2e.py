@@ -8,9 +8,9 @@ import uuid
 import pytest
 from celery import Celery
 
-from crucible_contracts.clients import StorageClient
 from crucible_contracts.names import EventName
-from crucible_contracts.pytest_plugin import wait_for
+from crucible_runtime.clients import StorageClient
+from crucible_runtime.pytest_plugin import wait_for
 
 pytestmark = pytest.mark.e2e
 

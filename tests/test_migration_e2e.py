@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from crucible_contracts.pytest_plugin import free_port, start_redis_server, wait_for
+from crucible_runtime.pytest_plugin import free_port, start_redis_server, wait_for
 
 pytestmark = pytest.mark.e2e
 

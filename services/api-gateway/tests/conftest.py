@@ -10,7 +10,7 @@ import httpx
 import pytest
 import redis
 
-from crucible_contracts.pytest_plugin import ManagedProcess, ProcessStarter
+from crucible_runtime.pytest_plugin import ManagedProcess, ProcessStarter
 
 INTERNAL_KEY = "gateway-tests-internal-key"
 GATEWAY_APP = "crucible_gateway.main:create_app"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from crucible_contracts.pytest_plugin import wait_for
+from crucible_runtime.pytest_plugin import wait_for
 
 CODE = {"code": "print('hello')"}
 

@@ -7,9 +7,9 @@ import uuid
 import pytest
 import redis
 
-from crucible_contracts.pytest_plugin import free_port, wait_for
-from crucible_contracts.redis_client import fail_fast_redis
 from crucible_gateway.leader import LeaderLease
+from crucible_runtime.pytest_plugin import free_port, wait_for
+from crucible_runtime.redis_client import fail_fast_redis
 
 
 @pytest.fixture

@@ -10,9 +10,9 @@ from pydantic import ValidationError
 from crucible_contracts.errors import InvalidInput
 from crucible_contracts.limits import Limits
 from crucible_contracts.models import BatchRequest, EvalRequest
-from crucible_contracts.pytest_plugin import wait_for
 from crucible_gateway.config import Settings
 from crucible_gateway.evaluations.validation import validate_batch, validate_eval
+from crucible_runtime.pytest_plugin import wait_for
 
 LANGUAGES = ("python", "javascript")
 LIMITS = Limits()

@@ -7,7 +7,7 @@ import uuid
 import httpx
 import pytest
 
-from crucible_contracts.pytest_plugin import wait_for
+from crucible_runtime.pytest_plugin import wait_for
 
 CODE = {"code": "print('hello')"}
 ADMIN = "/api/admin/migration"

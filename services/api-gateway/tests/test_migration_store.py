@@ -9,10 +9,10 @@ import pytest
 import redis
 
 from crucible_contracts.errors import Conflict, InvalidInput
-from crucible_contracts.pytest_plugin import wait_for
 from crucible_gateway.migration.models import MigrationDocument, MigrationSettings
 from crucible_gateway.migration.source import RedisMigrationSource
 from crucible_gateway.migration.store import MigrationStore
+from crucible_runtime.pytest_plugin import wait_for
 
 ENV_SEED = MigrationDocument.seed_from(
     MigrationSettings(celery_enabled=True, celery_percentage=0.25)

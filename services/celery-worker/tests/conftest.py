@@ -21,19 +21,19 @@ from celery import Celery
 from celery.result import AsyncResult
 from prometheus_client.parser import text_string_to_metric_families
 
-from crucible_contracts.clients import StorageClient
-from crucible_contracts.dlq import DeadLetter, DeadLetterStore
 from crucible_contracts.ids import new_eval_id
 from crucible_contracts.models import EvalTask, EvaluationCreate, EvaluationView, Event
 from crucible_contracts.names import TASK_EVALUATE, Backend, EventName, Queue
-from crucible_contracts.pytest_plugin import (
+from crucible_runtime.clients import StorageClient
+from crucible_runtime.dead_letters import DeadLetter, DeadLetterStore
+from crucible_runtime.pytest_plugin import (
     ManagedProcess,
     ProcessStarter,
     free_port,
     start_redis_server,
     wait_for,
 )
-from crucible_contracts.pytest_plugin import wait_until_ended as _wait_until_ended
+from crucible_runtime.pytest_plugin import wait_until_ended as _wait_until_ended
 
 INTERNAL_KEY = "celery-worker-tests-internal-key"
 WORKER_APP = "crucible_worker.main:app"

@@ -7,8 +7,8 @@ import pytest
 from crucible_contracts.ids import new_eval_id
 from crucible_contracts.models import EvalTask
 from crucible_contracts.names import TASK_EVALUATE, Backend, Role
-from crucible_contracts.pytest_plugin import wait_for
 from crucible_contracts.status import Status
+from crucible_runtime.pytest_plugin import wait_for
 
 
 def test_soft_time_limit_ends_the_run_error_with_its_reason(

@@ -7,8 +7,8 @@ from datetime import datetime
 
 from crucible_contracts.models import RunUpdate
 from crucible_contracts.names import Queue, Role
-from crucible_contracts.pytest_plugin import wait_for
 from crucible_contracts.status import Status
+from crucible_runtime.pytest_plugin import wait_for
 
 
 def test_program_output_is_recorded_as_completed(stack, storage, submit, wait_until_ended):

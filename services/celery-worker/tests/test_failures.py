@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-from crucible_contracts.pytest_plugin import wait_for
 from crucible_contracts.status import Status
+from crucible_runtime.pytest_plugin import wait_for
 
 
 def test_unreachable_executor_is_skipped(

@@ -11,7 +11,6 @@ from typing import Any
 import httpx
 import pytest
 
-from crucible_contracts.clients import StorageClient
 from crucible_contracts.errors import NotFound
 from crucible_contracts.ids import new_eval_id
 from crucible_contracts.models import EvalTask, EvaluationCreate, RunUpdate
@@ -24,8 +23,9 @@ from crucible_contracts.names import (
     Queue,
     Role,
 )
-from crucible_contracts.pytest_plugin import free_port, wait_for
 from crucible_contracts.status import Status
+from crucible_runtime.clients import StorageClient
+from crucible_runtime.pytest_plugin import free_port, wait_for
 from crucible_worker.flower import OPEN_WARNING, flower_environment
 
 

@@ -15,12 +15,12 @@ import httpx
 import pytest
 
 from crucible_contracts.models import ExecuteRequest, ExecuteResult
-from crucible_contracts.pytest_plugin import ProcessStarter
 from crucible_executor.cgroups import create_tree, discover
 from crucible_executor.config import SandboxMode, Settings
 from crucible_executor.runner import Runner
 from crucible_executor.sandbox import pids_of_uid
 from crucible_executor.scratch import Scratch
+from crucible_runtime.pytest_plugin import ProcessStarter
 
 APP = "crucible_executor.main:create_app"
 # Each executor a test starts gets its own uid range, clear of the ranges `make run` uses.

@@ -8,7 +8,7 @@ import uuid
 import httpx
 import pytest
 
-from crucible_contracts.pytest_plugin import wait_for
+from crucible_runtime.pytest_plugin import wait_for
 
 
 class Background:

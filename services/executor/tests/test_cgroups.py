@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from crucible_contracts.pytest_plugin import wait_for
 from crucible_executor.cgroups import (
     CGROUP_ROOT,
     CgroupMode,
@@ -19,6 +18,7 @@ from crucible_executor.cgroups import (
     discover,
     favors_dynamic_modifications,
 )
+from crucible_runtime.pytest_plugin import wait_for
 
 V1_HYBRID_CGROUP = """\
 9:name=systemd:/

@@ -10,8 +10,8 @@ import time
 import httpx
 import pytest
 
-from crucible_contracts.pytest_plugin import free_port, wait_for
 from crucible_executor.cgroups import discover
+from crucible_runtime.pytest_plugin import free_port, wait_for
 
 
 @pytest.fixture(scope="module")

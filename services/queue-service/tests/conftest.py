@@ -9,11 +9,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from crucible_contracts.clients import StorageClient
 from crucible_contracts.ids import new_eval_id
 from crucible_contracts.models import EvalTask, EvaluationCreate, EvaluationView
 from crucible_contracts.names import INTERNAL_KEY_HEADER, Backend, Role
-from crucible_contracts.pytest_plugin import (
+from crucible_runtime.clients import StorageClient
+from crucible_runtime.pytest_plugin import (
     ManagedProcess,
     ProcessStarter,
     free_port,

@@ -9,8 +9,8 @@ import httpx
 import pytest
 
 from crucible_contracts.models import EvalTask
-from crucible_contracts.pytest_plugin import ManagedProcess, ProcessStarter
 from crucible_queue.legacy_format import TASK_ID_REGEX
+from crucible_runtime.pytest_plugin import ManagedProcess, ProcessStarter
 
 APP = "crucible_queue.main:create_app"
 # httpx sends no URL past 64 KiB (uvicorn refuses a MiB-long request line itself, with a 400):

@@ -10,7 +10,7 @@ import httpx
 
 from crucible_contracts.ids import new_eval_id
 from crucible_contracts.names import INTERNAL_KEY_HEADER, Role
-from crucible_contracts.pytest_plugin import wait_for
+from crucible_runtime.pytest_plugin import wait_for
 
 
 def _post(client: httpx.Client, task) -> httpx.Response:

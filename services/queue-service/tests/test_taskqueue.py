@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from crucible_contracts.errors import Conflict, NotFound
-from crucible_contracts.pytest_plugin import wait_for
 from crucible_queue.models import TaskState
 from crucible_queue.taskqueue import TaskQueue
+from crucible_runtime.pytest_plugin import wait_for
 
 
 def test_only_the_most_recent_finished_tasks_are_remembered(make_task):

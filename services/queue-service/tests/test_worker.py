@@ -8,8 +8,8 @@ import httpx
 
 from crucible_contracts.models import RunUpdate
 from crucible_contracts.names import INTERNAL_KEY_HEADER, Role
-from crucible_contracts.pytest_plugin import free_port, wait_for
 from crucible_contracts.status import Status
+from crucible_runtime.pytest_plugin import free_port, wait_for
 
 SLOW = "import time; time.sleep({seconds}); print('done')"
 

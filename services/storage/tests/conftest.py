@@ -12,7 +12,6 @@ import psycopg
 import pytest
 from sqlalchemy import update
 
-from crucible_contracts.clients import StorageClient
 from crucible_contracts.ids import new_eval_id
 from crucible_contracts.models import (
     ComparisonOutcome,
@@ -27,8 +26,9 @@ from crucible_contracts.models import (
     StuckRun,
 )
 from crucible_contracts.names import Backend, Role
-from crucible_contracts.pytest_plugin import ManagedProcess, ProcessStarter
 from crucible_contracts.status import Status
+from crucible_runtime.clients import StorageClient
+from crucible_runtime.pytest_plugin import ManagedProcess, ProcessStarter
 from crucible_storage import migrate, repository, service
 from crucible_storage.db import Database
 from crucible_storage.events import EventPublisher

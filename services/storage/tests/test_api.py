@@ -8,11 +8,11 @@ from datetime import timedelta
 import httpx
 import pytest
 
-from crucible_contracts.clients import StorageClient
 from crucible_contracts.errors import Conflict, IllegalTransition, InvalidInput, NotFound
 from crucible_contracts.models import RunCreate, RunUpdate
 from crucible_contracts.names import Backend, EventName, Role
 from crucible_contracts.status import Status
+from crucible_runtime.clients import StorageClient
 from crucible_storage import repository
 from crucible_storage.db import Database
 from crucible_storage.tables import utcnow

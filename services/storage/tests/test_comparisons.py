@@ -8,11 +8,11 @@ from datetime import timedelta
 import httpx
 import pytest
 
-from crucible_contracts.clients import StorageClient
 from crucible_contracts.errors import InvalidInput, NotFound
 from crucible_contracts.models import ComparisonOutcome, ComparisonRecord
 from crucible_contracts.names import Backend, Role
 from crucible_contracts.status import Status
+from crucible_runtime.clients import StorageClient
 from crucible_storage import service
 from crucible_storage.tables import utcnow
 

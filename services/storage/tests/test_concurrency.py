@@ -13,8 +13,8 @@ from crucible_contracts.errors import IllegalTransition
 from crucible_contracts.ids import new_eval_id
 from crucible_contracts.models import EvaluationView
 from crucible_contracts.names import EventName, Role
-from crucible_contracts.pytest_plugin import wait_for
 from crucible_contracts.status import TERMINAL, Status
+from crucible_runtime.pytest_plugin import wait_for
 from crucible_storage import repository
 
 WRITERS = 10

@@ -9,11 +9,11 @@ import httpx
 import pytest
 import redis
 
-from crucible_contracts.clients import StorageClient
 from crucible_contracts.models import Event, RunUpdate
 from crucible_contracts.names import EVENTS_CHANNEL, EventName, Role
-from crucible_contracts.pytest_plugin import wait_for
 from crucible_contracts.status import Status
+from crucible_runtime.clients import StorageClient
+from crucible_runtime.pytest_plugin import wait_for
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 

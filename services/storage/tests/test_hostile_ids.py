@@ -10,7 +10,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from crucible_contracts.pytest_plugin import ManagedProcess, ProcessStarter
+from crucible_runtime.pytest_plugin import ManagedProcess, ProcessStarter
 
 APP = "crucible_storage.main:create_app"
 # httpx sends no URL past 64 KiB, and uvicorn answers a request line of a MiB with its own 400

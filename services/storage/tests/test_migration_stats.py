@@ -8,11 +8,11 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from crucible_contracts.clients import StorageClient
 from crucible_contracts.errors import InvalidInput
 from crucible_contracts.models import ComparisonOutcome, LatencySummary
 from crucible_contracts.names import Backend, Role
 from crucible_contracts.status import Status
+from crucible_runtime.clients import StorageClient
 from crucible_storage.tables import utcnow
 
 # A window well in the past, so that nothing the tests create "now" falls into it by accident.

@@ -14,7 +14,7 @@ from sqlalchemy import inspect, text
 from sqlalchemy.exc import OperationalError
 
 from crucible_contracts.errors import Unavailable
-from crucible_contracts.pytest_plugin import free_port
+from crucible_runtime.pytest_plugin import free_port
 from crucible_storage import migrate
 from crucible_storage.db import Database, normalize_url
 from crucible_storage.tables import Base

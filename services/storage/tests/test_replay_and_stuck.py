@@ -7,11 +7,11 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from crucible_contracts.clients import StorageClient
 from crucible_contracts.errors import Conflict, IllegalTransition, InvalidInput, NotFound
 from crucible_contracts.models import RunUpdate
 from crucible_contracts.names import Backend, EventName, Role
 from crucible_contracts.status import Status
+from crucible_runtime.clients import StorageClient
 from crucible_storage.tables import utcnow
 
 

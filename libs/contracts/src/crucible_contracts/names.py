@@ -12,7 +12,7 @@ TASK_DEAD_LETTER = "tasks.dead_letter"
 # Beat's reconciler of runs stuck in queued or running (e.g. lost by the legacy queue's restart).
 TASK_RECONCILE = "tasks.reconcile_stuck"
 
-# Redis key (in the broker's Redis) of the dead-letter queue: see crucible_contracts.dlq.
+# Redis key (in the broker's Redis) of the dead-letter queue: see crucible_runtime.dead_letters.
 DEAD_LETTER_KEY = "crucible:dead_letter"
 
 INTERNAL_KEY_HEADER = "X-Internal-Key"

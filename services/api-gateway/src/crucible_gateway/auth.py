@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from crucible_contracts.errors import Forbidden, Unauthorized
-from crucible_contracts.web import error_response
+from crucible_runtime.web import error_response
 
 PROTECTED_PREFIX = "/api/"
 # The admin API authenticates operators with their own token (which may come as a Bearer too).

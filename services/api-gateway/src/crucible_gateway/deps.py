@@ -9,8 +9,6 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from crucible_contracts.clients import ExecutorPool, StorageClient
-from crucible_contracts.dlq import DeadLetterStore
 from crucible_contracts.limits import Limits
 from crucible_gateway.auth import operator_name, presented_operator_token
 from crucible_gateway.config import Settings
@@ -19,6 +17,8 @@ from crucible_gateway.migration.source import RedisMigrationSource
 from crucible_gateway.migration.store import MigrationStore
 from crucible_gateway.migration.supervisor import Supervisor
 from crucible_gateway.paths import Paths
+from crucible_runtime.clients import ExecutorPool, StorageClient
+from crucible_runtime.dead_letters import DeadLetterStore
 
 
 def get_settings(request: Request) -> Settings:

@@ -8,11 +8,6 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from crucible_contracts.clients import ExecutorPool, StorageClient
-from crucible_contracts.dlq import DeadLetterStore
-from crucible_contracts.logs import setup_logging
-from crucible_contracts.redis_client import fail_fast_redis
-from crucible_contracts.web import install_common
 from crucible_gateway.auth import install_api_keys
 from crucible_gateway.config import Settings
 from crucible_gateway.evaluations.routes import router as evaluations_router
@@ -26,6 +21,11 @@ from crucible_gateway.operations.routes import router as operations_router
 from crucible_gateway.paths import Paths
 from crucible_gateway.paths.celery_client import CeleryDispatcher
 from crucible_gateway.paths.legacy_client import LegacyQueueClient
+from crucible_runtime.clients import ExecutorPool, StorageClient
+from crucible_runtime.dead_letters import DeadLetterStore
+from crucible_runtime.logs import setup_logging
+from crucible_runtime.redis_client import fail_fast_redis
+from crucible_runtime.web import install_common
 
 SERVICE = "api-gateway"
 # Short, so that a dead state Redis marks the settings stale quickly and never holds a request.

@@ -7,7 +7,7 @@ from typing import Any
 
 from celery import Celery, signals
 
-from crucible_contracts.logs import setup_logging
+from crucible_runtime.logs import setup_logging
 from crucible_worker.celery_config import celery_config
 from crucible_worker.config import Settings
 from crucible_worker.resources import Resources

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from crucible_contracts.dlq import DEFAULT_MAX_ENTRIES
 from crucible_contracts.limits import Limits, celery_time_limits
 from crucible_contracts.settings import RetrySettings, ServiceSettings, split_urls
+from crucible_runtime.dead_letters import DEFAULT_MAX_ENTRIES
 from crucible_worker.reconcile import Rules
 
 SECONDS_PER_DAY = 86_400

@@ -12,14 +12,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from crucible_contracts.clients import ExecutorPool, StorageClient
-from crucible_contracts.consumer import end_with_error
-from crucible_contracts.dlq import DeadLetter, DeadLetterStore
 from crucible_contracts.errors import CrucibleError, Unavailable
 from crucible_contracts.ids import is_eval_id
 from crucible_contracts.models import EvalTask
 from crucible_contracts.names import Backend, Role
 from crucible_contracts.retry import GivenUp
+from crucible_runtime.clients import ExecutorPool, StorageClient
+from crucible_runtime.consumer import end_with_error
+from crucible_runtime.dead_letters import DeadLetter, DeadLetterStore
 
 log = logging.getLogger(__name__)
 

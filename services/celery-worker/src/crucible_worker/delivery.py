@@ -9,10 +9,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from crucible_contracts.clients import ExecutorPool, StorageClient
 from crucible_contracts.errors import Conflict, CrucibleError
 from crucible_contracts.models import EvalTask, RunUpdate
 from crucible_contracts.retry import Failure, GivenUp, RetryLater
+from crucible_runtime.clients import ExecutorPool, StorageClient
 from crucible_worker.dead_letters import parse_time
 from crucible_worker.retrying import retry_record, worker_losses, worker_lost_reason
 

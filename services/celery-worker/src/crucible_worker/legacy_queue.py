@@ -6,10 +6,10 @@ the queue-service's own models and wire format stay in the queue-service.
 
 from __future__ import annotations
 
-from crucible_contracts.clients import InternalClient
 from crucible_contracts.errors import Conflict, NotFound
 from crucible_contracts.models import EvalTask
 from crucible_contracts.names import Role
+from crucible_runtime.clients import InternalClient
 
 
 def task_id_for(eval_id: str, role: Role) -> str:

@@ -7,8 +7,8 @@ import threading
 
 import redis
 
-from crucible_contracts.clients import ExecutorPool, StorageClient
-from crucible_contracts.dlq import DeadLetterStore
+from crucible_runtime.clients import ExecutorPool, StorageClient
+from crucible_runtime.dead_letters import DeadLetterStore
 from crucible_worker.config import Settings
 from crucible_worker.legacy_queue import LegacyQueue
 

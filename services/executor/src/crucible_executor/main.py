@@ -7,8 +7,6 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from crucible_contracts.logs import setup_logging
-from crucible_contracts.web import install_common
 from crucible_executor import metrics
 from crucible_executor.config import Settings
 from crucible_executor.languages import load_languages
@@ -16,6 +14,8 @@ from crucible_executor.probe import select_runner
 from crucible_executor.routes import router
 from crucible_executor.service import Executor
 from crucible_executor.slots import SlotRegistry
+from crucible_runtime.logs import setup_logging
+from crucible_runtime.web import install_common
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

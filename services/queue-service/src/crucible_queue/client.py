@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from crucible_contracts.clients import InternalClient
 from crucible_queue.models import Delivery, RequeueBody
+from crucible_runtime.clients import InternalClient
 
 
 class QueueClient(InternalClient):

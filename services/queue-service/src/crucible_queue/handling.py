@@ -1,6 +1,6 @@
 """How the queue-worker carries one delivered task to its end, and what it then tells the queue.
 
-The steps are those of `crucible_contracts.consumer` (start_run → execute → record_result), each
+The steps are those of `crucible_runtime.consumer` (start_run → execute → record_result), each
 wrapped in the legacy path's retries: executors at capacity are waited for with the busy policy
 (load, not a failure), unreachable executors and storage with the transient policy. A run ends
 `error` with a reason naming the cause when a policy is exhausted; when even that cannot be
@@ -18,8 +18,6 @@ from typing import TypeVar
 
 from prometheus_client import Counter
 
-from crucible_contracts import consumer
-from crucible_contracts.clients import ExecutorPool, StorageClient, execute_request_for
 from crucible_contracts.errors import CrucibleError, NotFound, Unavailable
 from crucible_contracts.models import EvalTask, ExecuteResult
 from crucible_contracts.retry import (
@@ -32,6 +30,8 @@ from crucible_contracts.retry import (
     next_step,
 )
 from crucible_queue.models import Delivery
+from crucible_runtime import consumer
+from crucible_runtime.clients import ExecutorPool, StorageClient, execute_request_for
 
 log = logging.getLogger(__name__)
 

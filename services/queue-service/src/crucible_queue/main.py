@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from crucible_contracts.logs import setup_logging
-from crucible_contracts.web import install_common
 from crucible_queue import metrics
 from crucible_queue.config import Settings
 from crucible_queue.routes import router
 from crucible_queue.taskqueue import TaskQueue
+from crucible_runtime.logs import setup_logging
+from crucible_runtime.web import install_common
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

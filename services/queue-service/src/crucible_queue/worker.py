@@ -16,14 +16,14 @@ import time
 
 from prometheus_client import Counter, start_http_server
 
-from crucible_contracts.clients import ExecutorPool, StorageClient
 from crucible_contracts.errors import Conflict, CrucibleError, NotFound
-from crucible_contracts.logs import setup_logging
 from crucible_contracts.retry import RetryPolicy
 from crucible_queue.client import QueueClient
 from crucible_queue.config import Settings
 from crucible_queue.handling import Ack, InFlight, Reply, TaskHandler
 from crucible_queue.models import Delivery
+from crucible_runtime.clients import ExecutorPool, StorageClient
+from crucible_runtime.logs import setup_logging
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from crucible_contracts.errors import CrucibleError, Unavailable
-from crucible_contracts.logs import setup_logging
-from crucible_contracts.web import error_response, install_common
+from crucible_runtime.logs import setup_logging
+from crucible_runtime.web import error_response, install_common
 from crucible_storage import migrate
 from crucible_storage.config import Settings
 from crucible_storage.db import Database

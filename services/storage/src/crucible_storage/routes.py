@@ -1,4 +1,4 @@
-"""HTTP routes of storage: the API crucible_contracts.clients.StorageClient calls. Thin adapters."""
+"""HTTP routes of storage: the API crucible_runtime.clients.StorageClient calls. Thin adapters."""
 
 from __future__ import annotations
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import logging
 
-from crucible_contracts.clients import ExecutorPool, StorageClient
 from crucible_contracts.errors import Conflict, CrucibleError, NotFound
 from crucible_contracts.models import EvaluationView, RunUpdate, RunView
 from crucible_contracts.names import Backend, Role
 from crucible_contracts.status import Status
 from crucible_gateway.paths import Paths
+from crucible_runtime.clients import ExecutorPool, StorageClient
 
 log = logging.getLogger(__name__)
 

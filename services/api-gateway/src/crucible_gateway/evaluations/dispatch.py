@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from crucible_contracts.clients import StorageClient
 from crucible_contracts.errors import CrucibleError, NoPathAvailable
 from crucible_contracts.models import Accepted, EvalTask, EvaluationView, RunCreate, RunUpdate
 from crucible_contracts.names import Backend, Role
@@ -19,6 +18,7 @@ from crucible_gateway import metrics
 from crucible_gateway.migration.models import MigrationSettings
 from crucible_gateway.paths import Paths
 from crucible_gateway.paths.routing import fallback_for
+from crucible_runtime.clients import StorageClient
 
 log = logging.getLogger(__name__)
 

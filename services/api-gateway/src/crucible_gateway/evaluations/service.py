@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from functools import partial
 
-from crucible_contracts.clients import StorageClient
 from crucible_contracts.errors import NotFound, Unavailable
 from crucible_contracts.ids import is_eval_id, new_eval_id
 from crucible_contracts.limits import Limits
@@ -32,6 +31,7 @@ from crucible_gateway.evaluations.validation import validate_batch, validate_eva
 from crucible_gateway.migration.models import MigrationSettings
 from crucible_gateway.paths import Paths
 from crucible_gateway.paths.routing import choose_backend, shadow_backend
+from crucible_runtime.clients import StorageClient
 
 # Runs a job: at once, or after the HTTP answer has gone out (FastAPI's BackgroundTasks.add_task).
 Defer = Callable[[Callable[[], None]], None]

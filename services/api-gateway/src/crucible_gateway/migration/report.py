@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
-from crucible_contracts.clients import StorageClient
 from crucible_contracts.errors import InvalidInput, NotFound
 from crucible_contracts.models import EvaluationView
 from crucible_contracts.names import Role
@@ -13,6 +12,7 @@ from crucible_gateway.migration.models import MigrationDocument, MigrationReport
 from crucible_gateway.migration.normalisation import ComparisonRules
 from crucible_gateway.migration.side_by_side import SideBySide, side_by_side
 from crucible_gateway.migration.store import MigrationStore
+from crucible_runtime.clients import StorageClient
 
 MIN_WINDOW_SECONDS = 1.0
 MAX_WINDOW_SECONDS = 30 * 24 * 3600.0

@@ -21,7 +21,6 @@ from datetime import UTC, datetime, timedelta
 
 import redis
 
-from crucible_contracts.clients import StorageClient
 from crucible_contracts.errors import Conflict, CrucibleError
 from crucible_gateway import metrics
 from crucible_gateway.leader import LeaderLease
@@ -31,6 +30,7 @@ from crucible_gateway.migration.models import GuardStatus, MigrationDocument
 from crucible_gateway.migration.normalisation import ComparisonRules
 from crucible_gateway.migration.source import RedisMigrationSource
 from crucible_gateway.migration.store import MigrationStore
+from crucible_runtime.clients import StorageClient
 
 log = logging.getLogger(__name__)
 

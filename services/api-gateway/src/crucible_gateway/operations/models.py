@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from crucible_contracts.dlq import DeadLetter
 from crucible_contracts.models import RunView
+from crucible_runtime.dead_letters import DeadLetter
 
 
 class DeadLetterPage(BaseModel):

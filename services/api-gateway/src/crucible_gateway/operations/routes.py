@@ -10,7 +10,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from crucible_contracts.dlq import DeadLetter
 from crucible_gateway.deps import (
     DeadLettersDep,
     LanguagesDep,
@@ -23,6 +22,7 @@ from crucible_gateway.deps import (
 )
 from crucible_gateway.operations import dead_letters, service
 from crucible_gateway.operations.models import DeadLetterPage, Purged, Replayed
+from crucible_runtime.dead_letters import DeadLetter
 
 router = APIRouter(prefix="/api")
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from crucible_contracts.clients import StorageClient
-from crucible_contracts.dlq import DeadLetterStore
 from crucible_contracts.errors import CrucibleError
 from crucible_contracts.limits import Limits
 from crucible_gateway.migration.models import MigrationSettings
 from crucible_gateway.paths import Paths
+from crucible_runtime.clients import StorageClient
+from crucible_runtime.dead_letters import DeadLetterStore
 
 HEALTH_TIMEOUT = 2.0
 # How long a broadcast to the Celery workers waits for their answers.

@@ -18,7 +18,7 @@ from crucible_contracts.errors import Unavailable
 from crucible_contracts.limits import celery_time_limits
 from crucible_contracts.models import EvalTask
 from crucible_contracts.names import QUEUE_ORDER, TASK_EVALUATE, Queue, Role
-from crucible_contracts.redis_client import fail_fast_redis
+from crucible_runtime.redis_client import fail_fast_redis
 
 log = logging.getLogger(__name__)
 

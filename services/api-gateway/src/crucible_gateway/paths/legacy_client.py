@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from crucible_contracts.clients import InternalClient
 from crucible_contracts.models import EvalTask
+from crucible_runtime.clients import InternalClient
 
 
 class LegacyQueueClient(InternalClient):

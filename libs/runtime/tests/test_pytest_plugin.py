@@ -4,7 +4,7 @@ import socket
 
 import psycopg
 
-from crucible_contracts.pytest_plugin import wait_for
+from crucible_runtime.pytest_plugin import wait_for
 
 
 def _ping(url: str) -> bytes:

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from crucible_contracts.logs import JsonFormatter
+from crucible_runtime.logs import JsonFormatter
 
 FORGED = 'abc\nFAKE 2026-01-01 00:00:00 INFO storage x: "forged"\r\n{"level": "INFO"}'
 
@@ -72,7 +72,7 @@ def test_an_exception_is_one_field_of_the_same_line() -> None:
 def test_setup_logging_makes_a_process_write_one_json_object_per_line() -> None:
     program = (
         "import logging\n"
-        "from crucible_contracts.logs import setup_logging\n"
+        "from crucible_runtime.logs import setup_logging\n"
         "setup_logging('storage', 'INFO')\n"
         f"logging.getLogger('crucible_storage.x').info({FORGED!r})\n"
         "logging.getLogger('uvicorn.error').warning('from uvicorn')\n"

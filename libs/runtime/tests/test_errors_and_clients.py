@@ -3,7 +3,6 @@
 import httpx
 import pytest
 
-from crucible_contracts.clients import raise_for_error
 from crucible_contracts.errors import (
     Busy,
     Conflict,
@@ -13,6 +12,7 @@ from crucible_contracts.errors import (
     NotFound,
     Unavailable,
 )
+from crucible_runtime.clients import raise_for_error
 
 
 @pytest.mark.parametrize(

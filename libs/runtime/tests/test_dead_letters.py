@@ -10,11 +10,11 @@ from datetime import UTC, datetime
 import pytest
 import redis
 
-from crucible_contracts.dlq import DeadLetter, DeadLetterStore
 from crucible_contracts.errors import NotFound, Unavailable
 from crucible_contracts.names import Backend, Role
-from crucible_contracts.pytest_plugin import free_port
-from crucible_contracts.redis_client import fail_fast_redis
+from crucible_runtime.dead_letters import DeadLetter, DeadLetterStore
+from crucible_runtime.pytest_plugin import free_port
+from crucible_runtime.redis_client import fail_fast_redis
 
 
 @pytest.fixture

@@ -11,11 +11,11 @@ import contextlib
 import logging
 import time
 
-from crucible_contracts.clients import ExecutorPool, StorageClient, execute_request_for
 from crucible_contracts.errors import Conflict, Unavailable
 from crucible_contracts.models import EvalTask, ExecuteResult, RunUpdate
 from crucible_contracts.retry import RECORD_RESULT, RetryPolicy
 from crucible_contracts.status import Status
+from crucible_runtime.clients import ExecutorPool, StorageClient, execute_request_for
 
 log = logging.getLogger(__name__)
 
