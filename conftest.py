@@ -102,6 +102,7 @@ def start_suite(starter: ProcessStarter, run_dir: Path, **overrides: str) -> Sui
     env = {
         "CELERY_BROKER_URL": broker.url,
         "CELERY_RESULT_BACKEND": broker.url.replace("/0", "/1"),
+        "DEAD_LETTER_REDIS_URL": broker.url,
         "REDIS_URL": state.url,
         "DATABASE_URL": f"sqlite:///{run_dir}/crucible.db",
         "LOG_LEVEL": "INFO",

@@ -5,10 +5,12 @@ from __future__ import annotations
 import signal
 
 import httpx
+import redis
 
-from crucible_contracts.models import RunUpdate
-from crucible_contracts.names import INTERNAL_KEY_HEADER, Role
+from crucible_contracts.models import EvalTask, RunUpdate
+from crucible_contracts.names import INTERNAL_KEY_HEADER, Backend, Role
 from crucible_contracts.status import Status
+from crucible_runtime.dead_letters import DeadLetterStore
 from crucible_runtime.pytest_plugin import free_port, wait_for
 
 SLOW = "import time; time.sleep({seconds}); print('done')"
@@ -152,7 +154,7 @@ def test_executor_down_is_retried_and_the_run_completes_when_it_comes_back(
     assert view.output == "after the outage\n"
 
 
-def test_executors_unreachable_for_good_end_the_run_error_with_the_cause(
+def test_executors_unreachable_for_good_end_the_run_error_with_the_cause_and_a_dead_letter(
     start_queue,
     start_worker,
     shared_storage,
@@ -160,10 +162,16 @@ def test_executors_unreachable_for_good_end_the_run_error_with_the_cause(
     submit,
     wait_ended,
     queue_task,
+    redis_url,
 ):
     queue, storage = start_queue(), storage_of(shared_storage)
     nowhere = f"http://127.0.0.1:{free_port()}"
-    start_worker(queue=queue.url, storage=shared_storage.url, executors=nowhere)
+    start_worker(
+        queue=queue.url,
+        storage=shared_storage.url,
+        executors=nowhere,
+        dead_letter_redis_url=redis_url,
+    )
 
     task = submit(storage, queue.url)
 
@@ -175,6 +183,13 @@ def test_executors_unreachable_for_good_end_the_run_error_with_the_cause(
         lambda: (t := queue_task(queue.url, task))["state"] == "failed" and t, timeout=5
     )
     assert "no executor could be reached" in failed["reason"]
+    # Parked like a Celery give-up: one entry naming the legacy path, so a replay goes back there.
+    store = DeadLetterStore(redis.Redis.from_url(redis_url))
+    entries = [e for e in store.list(limit=10_000) if e.eval_id == task.eval_id]
+    assert len(entries) == 1
+    (entry,) = entries
+    assert (entry.backend, entry.role, entry.reason) == (Backend.LEGACY, task.role, view.reason)
+    assert EvalTask.model_validate(entry.kwargs["task"]) == task
 
 
 def test_storage_down_briefly_and_the_evaluation_still_ends_correctly(

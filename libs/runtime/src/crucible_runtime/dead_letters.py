@@ -1,7 +1,8 @@
 """The dead-letter queue: runs the platform gave up on, kept in Redis (capped) for operators.
 
-The Celery worker writes it (from its `task_failure` handler); the gateway's admin API lists,
-inspects, replays and purges it. Layout, under one key prefix:
+Both consumers write it through `record_give_up` (the legacy queue-worker when it gives a run up,
+the Celery worker from its `task_failure` handler); the gateway's admin API lists, inspects,
+replays (to the path the run belongs to) and purges it. Layout, under one key prefix:
 
     {key}           list of entry ids, newest first (LPUSH), trimmed to `max_entries`
     {key}:entries   hash id -> DeadLetter JSON
@@ -12,19 +13,25 @@ push at once and the oldest entries are dropped to keep the cap.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 import redis
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 from redis.commands.core import Script
 
-from crucible_contracts.errors import NotFound, Unavailable
+from crucible_contracts.errors import CrucibleError, NotFound, Unavailable
+from crucible_contracts.models import EvalTask
 from crucible_contracts.names import DEAD_LETTER_KEY, Backend, Role
+from crucible_runtime.clients import ExecutorPool, StorageClient
+from crucible_runtime.consumer import end_with_error
 
 DEFAULT_MAX_ENTRIES = 10_000
+
+log = logging.getLogger(__name__)
 
 
 def new_dead_letter_id() -> str:
@@ -180,3 +187,48 @@ def _guarded(call: Callable[[], Any]) -> Any:
 
 def _not_found(entry_id: str) -> NotFound:
     return NotFound(f"no dead-letter entry {entry_id}", id=entry_id)
+
+
+# --- what a given-up run leaves behind, on either path --------------------------------------------
+
+
+def run_of(kwargs: dict[str, Any]) -> EvalTask | None:
+    """The run a task's arguments name, or None when they are malformed.
+
+    A malformed task's run is never ended: arguments that do not validate cannot be trusted to
+    name the right evaluation. Its dead-letter entry still shows what they said.
+    """
+    try:
+        return EvalTask.model_validate(kwargs.get("task"))
+    except ValidationError:
+        return None
+
+
+def record_give_up(
+    entry: DeadLetter,
+    *,
+    dead_letters: DeadLetterStore,
+    storage: StorageClient,
+    executors: ExecutorPool,
+    stop_program: bool,
+) -> None:
+    """Stop the program (when it may still run), park `entry`, and end its run `error`.
+
+    The entry goes in before the run ends, so whoever sees the run `error` finds the entry. A
+    DLQ that cannot be reached does not keep the run from ending: its status and reason remain.
+    """
+    task = run_of(entry.kwargs)
+    if task is not None and stop_program:
+        executors.kill(task.eval_id)
+    try:
+        dead_letters.push(entry)
+    except Unavailable as exc:
+        log.error("could not park eval %s in the dead-letter queue: %s", entry.eval_id, exc)
+    if task is None:
+        log.error("malformed task %s dead-lettered: %s", entry.task_id, entry.reason)
+        return
+    log.warning("eval %s %s ends error: %s", task.eval_id, task.role, entry.reason)
+    try:
+        end_with_error(task, entry.reason, storage=storage, attempts=entry.attempts)
+    except CrucibleError as exc:
+        log.error("could not record the error of eval %s: %s", task.eval_id, exc)

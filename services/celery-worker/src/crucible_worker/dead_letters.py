@@ -1,4 +1,5 @@
-"""What a given-up task leaves behind: a dead-letter entry, a stopped program, a run ended `error`.
+"""A given-up Celery task as a dead-letter entry (what it leaves behind is shared with the legacy
+path: `crucible_runtime.dead_letters.record_give_up`).
 
 No Celery here: the task_failure handler (failures.py) turns Celery's report into the arguments
 of `dead_letter_for` and calls `record_give_up` in a pool process.
@@ -10,34 +11,19 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from pydantic import ValidationError
-
-from crucible_contracts.errors import CrucibleError, Unavailable
+from crucible_contracts.errors import CrucibleError
 from crucible_contracts.ids import is_eval_id
 from crucible_contracts.models import EvalTask
 from crucible_contracts.names import Backend, Role
 from crucible_contracts.retry import GivenUp
-from crucible_runtime.clients import ExecutorPool, StorageClient
-from crucible_runtime.consumer import end_with_error
-from crucible_runtime.dead_letters import DeadLetter, DeadLetterStore
+from crucible_runtime.clients import StorageClient
+from crucible_runtime.dead_letters import DeadLetter
 
 log = logging.getLogger(__name__)
 
 
 def unexpected_failure_reason(exc: BaseException) -> str:
     return f"unexpected {type(exc).__name__} in the worker (a bug): {exc}"
-
-
-def run_of(kwargs: dict[str, Any]) -> EvalTask | None:
-    """The run a task's arguments name, or None when they are malformed.
-
-    A malformed task's run is never ended: arguments that do not validate cannot be trusted to
-    name the right evaluation. Its dead-letter entry still shows what they said.
-    """
-    try:
-        return EvalTask.model_validate(kwargs.get("task"))
-    except ValidationError:
-        return None
 
 
 def parse_time(value: Any) -> datetime | None:
@@ -94,36 +80,6 @@ def attempts_recorded(task: EvalTask, *, storage: StorageClient) -> int:
         log.warning("could not read the attempts of eval %s: %s", task.eval_id, exc)
         return 0
     return next((run.attempts for run in view.runs if run.role == task.role), 0)
-
-
-def record_give_up(
-    entry: DeadLetter,
-    *,
-    dead_letters: DeadLetterStore,
-    storage: StorageClient,
-    executors: ExecutorPool,
-    stop_program: bool,
-) -> None:
-    """Stop the program (when it may still run), park `entry`, and end its run `error`.
-
-    The entry goes in before the run ends, so whoever sees the run `error` finds the entry. A
-    DLQ that cannot be reached does not keep the run from ending: its status and reason remain.
-    """
-    task = run_of(entry.kwargs)
-    if task is not None and stop_program:
-        executors.kill(task.eval_id)
-    try:
-        dead_letters.push(entry)
-    except Unavailable as exc:
-        log.error("could not park eval %s in the dead-letter queue: %s", entry.eval_id, exc)
-    if task is None:
-        log.error("malformed task %s dead-lettered: %s", entry.task_id, entry.reason)
-        return
-    log.warning("eval %s %s ends error: %s", task.eval_id, task.role, entry.reason)
-    try:
-        end_with_error(task, entry.reason, storage=storage, attempts=entry.attempts)
-    except CrucibleError as exc:
-        log.error("could not record the error of eval %s: %s", task.eval_id, exc)
 
 
 def _run_fields(task: Any) -> dict[str, Any]:

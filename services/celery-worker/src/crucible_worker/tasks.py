@@ -18,9 +18,9 @@ from crucible_contracts.models import ExecuteResult
 from crucible_contracts.names import TASK_DEAD_LETTER, TASK_EVALUATE, TASK_PURGE, TASK_RECONCILE
 from crucible_contracts.retry import GiveUp, next_step
 from crucible_runtime.consumer import process
-from crucible_runtime.dead_letters import DeadLetter
+from crucible_runtime.dead_letters import DeadLetter, record_give_up, run_of
 from crucible_worker.config import Settings
-from crucible_worker.dead_letters import attempts_recorded, record_give_up, run_of
+from crucible_worker.dead_letters import attempts_recorded
 from crucible_worker.delivery import Delivery, after_worker_loss, record_scheduled_retry
 from crucible_worker.failures import connect_failure_handler
 from crucible_worker.reconciler import Reconciler

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from crucible_contracts.settings import RetrySettings, ServiceSettings, split_urls
+from crucible_runtime.dead_letters import DEFAULT_MAX_ENTRIES
 
 
 class Settings(ServiceSettings, RetrySettings):
@@ -31,6 +32,12 @@ class Settings(ServiceSettings, RetrySettings):
     queue_max_attempts: int = Field(default=3, ge=1)
     queue_worker_shutdown_grace: float = Field(default=30, ge=0)
     queue_worker_metrics_port: int = Field(default=0, ge=0, le=65535)
+
+    # The dead-letter queue, in the Redis the Celery path keeps it in (its broker): a run the
+    # worker gives up is parked there too. Unset, it still ends `error` with its reason, but an
+    # operator finds no entry to inspect or replay.
+    dead_letter_redis_url: str | None = None
+    dead_letter_max: int = Field(default=DEFAULT_MAX_ENTRIES, ge=1)
 
     @property
     def executor_urls(self) -> list[str]:

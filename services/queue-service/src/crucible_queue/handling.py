@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import logging
 import threading
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TypeVar
 
@@ -20,6 +22,7 @@ from prometheus_client import Counter
 
 from crucible_contracts.errors import CrucibleError, NotFound, Unavailable
 from crucible_contracts.models import EvalTask, ExecuteResult
+from crucible_contracts.names import Backend
 from crucible_contracts.retry import (
     Budgets,
     Failure,
@@ -32,8 +35,12 @@ from crucible_contracts.retry import (
 from crucible_queue.models import Delivery
 from crucible_runtime import consumer
 from crucible_runtime.clients import ExecutorPool, StorageClient, execute_request_for
+from crucible_runtime.dead_letters import DeadLetter, DeadLetterStore
 
 log = logging.getLogger(__name__)
+
+# The dead-letter entries of the legacy path name this as the task that gave the run up.
+LEGACY_TASK_NAME = "queue-worker"
 
 T = TypeVar("T")
 
@@ -83,15 +90,17 @@ class TaskHandler:
         budgets: Budgets,
         max_attempts: int,
         stopping: threading.Event,
+        dead_letters: DeadLetterStore | None = None,
     ) -> None:
         """`budgets` are the run's retries (shared with the Celery path); `max_attempts` how
         often a task may be delivered without an answer before the worker is taken to be what
-        dies running it."""
+        dies running it; `dead_letters`, where given-up runs are parked (None: nowhere)."""
         self.storage = storage
         self.executors = executors
         self.budgets = budgets
         self.max_attempts = max_attempts
         self.stopping = stopping
+        self.dead_letters = dead_letters
 
     def handle(self, in_flight: InFlight) -> Reply:
         """Take the task of `in_flight` to a recorded end (or give it back) and say how to ack it."""
@@ -116,11 +125,11 @@ class TaskHandler:
             log.error("eval %s unknown to storage: %s", task.eval_id, exc)
             return Reply(Ack.FAIL, f"evaluation unknown to storage: {exc.message}")
         except GivenUp as exc:
-            return self._give_up(task, str(exc), attempt)
+            return self._give_up(delivery, str(exc))
         except Exception as exc:
             # A bug or a garbled answer must not kill the thread or leave the run `running`.
             log.exception("eval %s: unexpected error", task.eval_id)
-            return self._give_up(task, f"queue-worker could not handle the task: {exc!r}", attempt)
+            return self._give_up(delivery, f"queue-worker could not handle the task: {exc!r}")
 
     # --- steps -----------------------------------------------------------------------------
 
@@ -163,9 +172,12 @@ class TaskHandler:
             return Reply(Ack.COMPLETE)
         return Reply(Ack.COMPLETE, f"program ended {result.status}")
 
-    def _give_up(self, task: EvalTask, reason: str, attempt: int) -> Reply:
-        """End the run `error`; when storage cannot take even that, hand the task back."""
+    def _give_up(self, delivery: Delivery, reason: str) -> Reply:
+        """Park the run in the dead-letter queue and end it `error`; when storage cannot take
+        even that, hand the task back (its entry is written once, whatever the deliveries)."""
+        task, attempt = delivery.task, delivery.attempts
         log.error("eval %s %s ends error: %s", task.eval_id, task.role, reason)
+        self._park(delivery, reason)
         try:
             self._storage_call(
                 "record error",
@@ -183,6 +195,29 @@ class TaskHandler:
             )
             return Reply(Ack.REQUEUE, f"{reason}; and {exc}")
         return Reply(Ack.FAIL, reason)
+
+    def _park(self, delivery: Delivery, reason: str) -> None:
+        """One dead-letter entry per given-up run, as the Celery path leaves: written before the
+        run ends `error`, so whoever sees the run ended finds the entry. Its id follows the task,
+        so a delivery given up again after a requeue does not add a second one."""
+        if self.dead_letters is None:
+            return
+        entry = DeadLetter(
+            id=uuid.uuid5(uuid.NAMESPACE_URL, f"crucible-legacy:{delivery.task_id}").hex,
+            eval_id=delivery.task.eval_id,
+            role=delivery.task.role,
+            backend=Backend.LEGACY,
+            task_name=LEGACY_TASK_NAME,
+            task_id=delivery.task_id,
+            kwargs={"task": delivery.task.model_dump(mode="json")},
+            reason=reason,
+            attempts=delivery.attempts,
+            failed_at=datetime.now(UTC),
+        )
+        try:
+            self.dead_letters.push(entry)
+        except Unavailable as exc:
+            log.error("could not park eval %s in the dead-letter queue: %s", entry.eval_id, exc)
 
     # --- retry plumbing --------------------------------------------------------------------
 

@@ -23,7 +23,9 @@ from crucible_queue.config import Settings
 from crucible_queue.handling import Ack, InFlight, Reply, TaskHandler
 from crucible_queue.models import Delivery
 from crucible_runtime.clients import ExecutorPool, StorageClient
+from crucible_runtime.dead_letters import DeadLetterStore
 from crucible_runtime.logs import setup_logging
+from crucible_runtime.redis_client import fail_fast_redis
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,7 @@ class Worker:
             budgets=settings.budgets(),
             max_attempts=settings.queue_max_attempts,
             stopping=self.stopping,
+            dead_letters=_dead_letters(settings),
         )
         self._lock = threading.Lock()
         self._inflight: dict[str, InFlight] = {}
@@ -201,6 +204,14 @@ class Worker:
                 self.queue.requeue(
                     delivery.task_id, reason="worker shut down before the program finished"
                 )
+
+
+def _dead_letters(settings: Settings) -> DeadLetterStore | None:
+    if settings.dead_letter_redis_url is None:
+        log.warning("DEAD_LETTER_REDIS_URL is not set: given-up runs leave no dead-letter entry")
+        return None
+    client = fail_fast_redis(settings.dead_letter_redis_url, timeout=2.0)
+    return DeadLetterStore(client, max_entries=settings.dead_letter_max)
 
 
 def main() -> int:
