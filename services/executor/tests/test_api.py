@@ -206,3 +206,34 @@ def test_the_internal_key_is_required_when_set(processes, start_executor, execut
     allowed = execute(secured.url, "print(1)", headers={"X-Internal-Key": key})
     assert allowed.status_code == 200
     assert httpx.get(f"{secured.url}/health").status_code == 200
+
+
+def test_execute_after_the_run_ended_collects_the_result_without_running_again(
+    one_slot_executor, execute
+):
+    url = one_slot_executor.url
+    code = "import os\nprint(os.urandom(8).hex())"
+    eval_id = uuid.uuid4().hex
+    first = execute(url, code, eval_id=eval_id).json()
+    runs_before = _metric(url, "crucible_executor_runs_total")
+
+    again = execute(url, code, eval_id=eval_id).json()
+
+    # The same random output: the program did not run a second time.
+    assert again == first
+    assert _metric(url, "crucible_executor_runs_total") == runs_before
+    assert _metric(url, "crucible_executor_collected_total") >= 1
+    # A kill forgets the kept result: the next call runs the program afresh.
+    httpx.post(f"{url}/kill/{eval_id}")
+    fresh = execute(url, code, eval_id=eval_id).json()
+    assert fresh["status"] == "completed" and fresh["output"] != first["output"]
+
+
+def _metric(url: str, name: str) -> float:
+    """Sum of every sample of a counter on /metrics."""
+    text = httpx.get(f"{url}/metrics").text
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(name + "{") or line.startswith(name + " ")
+    )

@@ -10,8 +10,9 @@ from crucible_contracts.errors import Busy
 from crucible_contracts.models import ExecuteResult
 from crucible_contracts.names import Role
 from crucible_contracts.status import Status
+from crucible_executor.finished import FinishedRuns
 from crucible_executor.runner import Execution
-from crucible_executor.slots import Killed, SlotRegistry
+from crucible_executor.slots import How, Killed, SlotRegistry
 
 KEY = ("eval-1", Role.PRIMARY)
 
@@ -50,11 +51,11 @@ def test_a_retry_waits_for_the_killed_run_to_leave_its_slot_and_starts_afresh() 
         assert not retry.done() and not killing.done()
 
         doomed.reaped.set()
-        fresh, joined = await retry
+        fresh, how = await retry
 
         assert await killing == Killed(killed=True, reaped=True)
         assert (await first).reason == "killed"
-        assert joined is False
+        assert how is How.STARTED
         assert (await fresh).output == "fresh\n"
         await asyncio.sleep(0)  # the slot is given back by the task's done callback
         assert slots.free == 1
@@ -73,8 +74,8 @@ def test_a_run_that_is_not_reaped_in_time_is_reported_and_refuses_retries() -> N
 
         stuck.reaped.set()
         await first
-        fresh, joined = await slots.join_or_start(KEY, completes, reap_timeout=5)
-        assert (joined, (await fresh).status) == (False, Status.COMPLETED)
+        fresh, how = await slots.join_or_start(KEY, completes, reap_timeout=5)
+        assert (how, (await fresh).status) == (How.STARTED, Status.COMPLETED)
 
     asyncio.run(scenario())
 
@@ -84,12 +85,55 @@ def test_a_retry_of_a_live_run_joins_it_and_a_kill_of_nothing_reports_nothing() 
         slots, running = SlotRegistry(1), Program()
         first, _ = await slots.join_or_start(KEY, running.run_until_killed, reap_timeout=5)
 
-        again, joined = await slots.join_or_start(KEY, completes, reap_timeout=5)
+        again, how = await slots.join_or_start(KEY, completes, reap_timeout=5)
 
-        assert (again, joined) == (first, True)
+        assert (again, how) == (first, How.JOINED)
         assert await slots.kill("other", reap_timeout=1) == Killed(killed=False, reaped=True)
         running.reaped.set()
         await slots.kill("eval-1", reap_timeout=5)
         assert slots.free == 1
 
     asyncio.run(scenario())
+
+
+def test_a_retry_after_the_run_ended_collects_its_result_and_runs_nothing() -> None:
+    async def scenario() -> None:
+        finished = FinishedRuns(seconds=60, max_bytes=2**20)
+        slots, starts = SlotRegistry(1, finished=finished), []
+
+        async def counted(execution: Execution) -> ExecuteResult:
+            starts.append(execution.eval_id)
+            return await completes(execution)
+
+        first, how = await slots.join_or_start(KEY, counted, reap_timeout=5)
+        result = await first
+        again, how_again = await slots.join_or_start(KEY, counted, reap_timeout=5)
+
+        assert (how, how_again) == (How.STARTED, How.COLLECTED)
+        assert await again == result
+        assert starts == ["eval-1"]
+        # A kill forgets it: the next call runs the program afresh.
+        await slots.kill("eval-1", reap_timeout=1)
+        fresh, how_fresh = await slots.join_or_start(KEY, counted, reap_timeout=5)
+        await fresh
+        assert (how_fresh, starts) == (How.STARTED, ["eval-1", "eval-1"])
+
+    asyncio.run(scenario())
+
+
+def test_kept_results_expire_and_are_bounded_in_memory() -> None:
+    now = [0.0]
+    finished = FinishedRuns(seconds=10, max_bytes=3 * (1000 + 512), clock=lambda: now[0])
+    results = {
+        n: ExecuteResult(eval_id=f"{n:032x}", status=Status.COMPLETED, output="x" * 1000)
+        for n in range(4)
+    }
+    for result in results.values():
+        finished.put((result.eval_id, Role.PRIMARY), result)
+    # The fourth pushed the oldest out: the bound is the bytes held, not the count.
+    assert finished.get((results[0].eval_id, Role.PRIMARY)) is None
+    assert finished.get((results[3].eval_id, Role.PRIMARY)) == results[3]
+    assert finished.bytes <= finished.max_bytes
+    now[0] = 10.0
+    assert finished.get((results[3].eval_id, Role.PRIMARY)) is None
+    assert (len(finished), finished.bytes) == (0, 0)

@@ -88,6 +88,10 @@ class Settings(ServiceSettings):
     # and its slot freed; a SIGKILLed sandbox normally goes in milliseconds.
     kill_reap_timeout_seconds: float = Field(default=5, ge=0)
 
+    # Results of ended runs kept so that a retry collects instead of running again (finished.py).
+    result_retention_seconds: float = Field(default=600, ge=0)
+    result_retention_mb: int = Field(default=256, ge=1)
+
     # What a request may ask for.
     max_code_bytes: int = _DEFAULTS.max_code_bytes
     max_stdin_bytes: int = _DEFAULTS.max_stdin_bytes

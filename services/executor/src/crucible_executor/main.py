@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from crucible_executor import metrics
 from crucible_executor.config import Settings
+from crucible_executor.finished import FinishedRuns
 from crucible_executor.languages import load_languages
 from crucible_executor.probe import select_runner
 from crucible_executor.routes import router
@@ -25,7 +26,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runner = await select_runner(settings, load_languages())
-        slots = SlotRegistry(settings.executor_slots, retry_after=settings.retry_after_seconds)
+        finished = FinishedRuns(
+            seconds=settings.result_retention_seconds,
+            max_bytes=settings.result_retention_mb * 2**20,
+        )
+        slots = SlotRegistry(
+            settings.executor_slots, retry_after=settings.retry_after_seconds, finished=finished
+        )
         app.state.executor = Executor(settings=settings, runner=runner, slots=slots)
         metrics.SLOTS.labels(settings.executor_id).set(settings.executor_slots)
         metrics.BUSY_SLOTS.labels(settings.executor_id).set(0)

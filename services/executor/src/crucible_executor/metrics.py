@@ -19,6 +19,11 @@ JOINED = Counter(
     "POST /execute that joined a run of the same eval_id and role instead of starting one",
     ["executor_id"],
 )
+COLLECTED = Counter(
+    "crucible_executor_collected_total",
+    "POST /execute answered with the kept result of a run that had ended (not run again)",
+    ["executor_id"],
+)
 BUSY_SLOTS = Gauge("crucible_executor_busy_slots", "Slots running a program now", ["executor_id"])
 SLOTS = Gauge("crucible_executor_slots", "Slots of this executor", ["executor_id"])
 RUN_SECONDS = Histogram(

@@ -15,7 +15,7 @@ from crucible_executor.cgroups import CgroupMode
 from crucible_executor.config import SandboxMode, Settings
 from crucible_executor.languages import Language
 from crucible_executor.runner import Execution, Runner
-from crucible_executor.slots import Killed, SlotRegistry
+from crucible_executor.slots import How, Killed, SlotRegistry
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,8 @@ def validate(
 
 
 async def execute(*, request: ExecuteRequest, executor: Executor) -> ExecuteResult:
-    """Run the program to its end in a free slot, or join the run of the same (eval_id, role).
+    """Run the program to its end in a free slot, or join the run of the same (eval_id, role),
+    or collect its result when that run ended within the retention window (never run twice).
 
     Raises Busy at once when every slot is taken. The run belongs to the slot registry, not to
     this call: a caller that goes away does not stop it, and a retry joins it. A run that was
@@ -99,7 +100,7 @@ async def execute(*, request: ExecuteRequest, executor: Executor) -> ExecuteResu
         return result
 
     try:
-        task, joined = await executor.slots.join_or_start(
+        run, how = await executor.slots.join_or_start(
             (request.eval_id, request.role),
             start,
             reap_timeout=executor.settings.kill_reap_timeout_seconds,
@@ -107,9 +108,11 @@ async def execute(*, request: ExecuteRequest, executor: Executor) -> ExecuteResu
     except Busy:
         metrics.REJECTED.labels(executor_id).inc()
         raise
-    if joined:
+    if how is How.JOINED:
         metrics.JOINED.labels(executor_id).inc()
-    return await asyncio.shield(task)
+    elif how is How.COLLECTED:
+        metrics.COLLECTED.labels(executor_id).inc()
+    return await asyncio.shield(run)
 
 
 async def kill(*, eval_id: str, executor: Executor) -> Killed:
@@ -129,6 +132,11 @@ def capacity(executor: Executor) -> dict[str, Any]:
         "free": slots.free,
         "cgroup": cgroup_mode(executor.runner).value,
     }
+
+
+def kept_results(executor: Executor) -> dict[str, int]:
+    finished = executor.slots.finished
+    return {"kept_results": len(finished) if finished else 0}
 
 
 def cgroup_favordynmods(runner: Runner) -> bool | None:
@@ -170,5 +178,6 @@ def health(executor: Executor) -> dict[str, Any]:
         "scratch_inodes": executor.settings.scratch_inodes if executor.runner.scratch else None,
         "cgroup_favordynmods": cgroup_favordynmods(executor.runner),
         **capacity(executor),
+        **kept_results(executor),
         "languages": sorted(name for name, lang in executor.languages.items() if lang.available),
     }

@@ -1,4 +1,5 @@
-"""The executor's slots: at most N programs at once, one run per (eval_id, role), never a queue."""
+"""The executor's slots: at most N programs at once, one run per (eval_id, role), never a queue;
+a call for a run that ended lately collects its kept result (finished.py)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,13 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from crucible_contracts.errors import Busy
 from crucible_contracts.models import ExecuteResult
 from crucible_contracts.names import Role
+from crucible_contracts.status import Status
+from crucible_executor.finished import FinishedRuns
 from crucible_executor.runner import Execution
 
 log = logging.getLogger(__name__)
@@ -25,6 +29,14 @@ class Running:
     task: asyncio.Task[ExecuteResult]
     # Set once the run has left its slot (its program reaped, the slot free again).
     released: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class How(StrEnum):
+    """How a call got its run: started it, joined it while it ran, or collected its result."""
+
+    STARTED = "started"
+    JOINED = "joined"
+    COLLECTED = "collected"
 
 
 @dataclass(frozen=True)
@@ -45,9 +57,12 @@ class SlotRegistry:
     kill followed by a retry cannot hand the retry the killed run's `failed`/`killed` result.
     """
 
-    def __init__(self, slots: int, *, retry_after: float = 1) -> None:
+    def __init__(
+        self, slots: int, *, retry_after: float = 1, finished: FinishedRuns | None = None
+    ) -> None:
         self.slots = slots
         self.retry_after = retry_after
+        self.finished = finished
         self._free = list(range(slots))
         self._running: dict[RunKey, Running] = {}
 
@@ -64,8 +79,9 @@ class SlotRegistry:
 
     async def join_or_start(
         self, key: RunKey, start: Start, *, reap_timeout: float
-    ) -> tuple[asyncio.Task[ExecuteResult], bool]:
-        """The task of the run for `key`, and whether it was already running (a join).
+    ) -> tuple[asyncio.Future[ExecuteResult], How]:
+        """The run for `key` and how this call got it: the kept result of a run that ended
+        lately (collected), the run under way (joined), or a new one in a free slot (started).
 
         A killed run of `key` still in its slot is waited for (up to `reap_timeout` seconds),
         then a new run starts; Busy when it has not left by then.
@@ -81,9 +97,13 @@ class SlotRegistry:
 
     def _join_or_start_now(
         self, key: RunKey, start: Start
-    ) -> tuple[asyncio.Task[ExecuteResult], bool]:
+    ) -> tuple[asyncio.Future[ExecuteResult], How]:
         if (current := self._running.get(key)) is not None:
-            return current.task, True
+            return current.task, How.JOINED
+        if self.finished is not None and (result := self.finished.get(key)) is not None:
+            collected: asyncio.Future[ExecuteResult] = asyncio.get_running_loop().create_future()
+            collected.set_result(result)
+            return collected, How.COLLECTED
         if not self._free:
             raise Busy(f"all {self.slots} slots are running programs", retry_after=self.retry_after)
         slot = self._free.pop(0)
@@ -91,14 +111,24 @@ class SlotRegistry:
         task = asyncio.create_task(start(execution), name=f"run-{key[0]}-{key[1]}")
         self._running[key] = Running(execution, task)
         task.add_done_callback(lambda _: self._release(key, slot))
-        return task, False
+        return task, How.STARTED
 
     def _release(self, key: RunKey, slot: int) -> None:
         running = self._running.pop(key, None)
         self._free.append(slot)
         self._free.sort()
         if running is not None:
+            self._keep(key, running)
             running.released.set()
+
+    def _keep(self, key: RunKey, running: Running) -> None:
+        """Keep the result of a run that ended by itself; a killed run's or a sandbox failure's
+        is not worth collecting (a retry runs it afresh)."""
+        task = running.task
+        if self.finished is None or running.execution.killed or task.cancelled():
+            return
+        if task.exception() is None and task.result().status is not Status.ERROR:
+            self.finished.put(key, task.result())
 
     async def kill(self, eval_id: str, *, reap_timeout: float) -> Killed:
         """End every run of `eval_id` (all roles) and wait, up to `reap_timeout` seconds, until
@@ -106,6 +136,8 @@ class SlotRegistry:
         found = [r for (run_eval, _), r in self._running.items() if run_eval == eval_id]
         for running in found:
             running.execution.kill()
+        if self.finished is not None:
+            self.finished.discard(eval_id)
         reaped = await _released(found, within=reap_timeout)
         if not reaped:
             log.warning("killed runs of eval %s still hold a slot after %gs", eval_id, reap_timeout)
