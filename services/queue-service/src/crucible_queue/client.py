@@ -2,17 +2,45 @@
 
 from __future__ import annotations
 
+import json
+
+from pydantic import ValidationError
+
 from crucible_queue.models import Delivery, RequeueBody
 from crucible_runtime.clients import InternalClient
 
 
+class MalformedDelivery(Exception):
+    """The queue-service leased a task that does not validate: it must be failed, not run.
+
+    `task_id` is what the answer said (None when it did not even say that); `body` is the raw
+    answer, kept for the dead-letter entry.
+    """
+
+    def __init__(self, reason: str, *, task_id: str | None, body: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.task_id = task_id
+        self.body = body
+
+
 class QueueClient(InternalClient):
     def next_task(self) -> Delivery | None:
-        """Lease the next task; None when the queue is empty. Unavailable when unreachable."""
+        """Lease the next task; None when the queue is empty. Unavailable when unreachable,
+        MalformedDelivery when the leased task does not validate."""
         response = self.request("GET", "/tasks/next")
         if response.status_code == 204:
             return None
-        return Delivery.model_validate_json(response.content)
+        try:
+            return Delivery.model_validate_json(response.content)
+        except ValidationError as exc:
+            body = response.content[:4096].decode(errors="replace")
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or 'task'}: {e['msg']}" for e in exc.errors()[:5]
+            )
+            raise MalformedDelivery(
+                f"malformed task: {problems}", task_id=_task_id_of(response.content), body=body
+            ) from exc
 
     def complete(self, task_id: str) -> None:
         self.request("POST", f"/tasks/{task_id}/complete")
@@ -23,3 +51,11 @@ class QueueClient(InternalClient):
     def requeue(self, task_id: str, *, reason: str, count_attempt: bool = False) -> None:
         body = RequeueBody(reason=reason[:2000], count_attempt=count_attempt)
         self.request("POST", f"/tasks/{task_id}/requeue", json=body.model_dump())
+
+
+def _task_id_of(content: bytes) -> str | None:
+    try:
+        task_id = json.loads(content).get("task_id")
+    except (ValueError, AttributeError):
+        return None
+    return task_id if isinstance(task_id, str) and len(task_id) <= 200 else None

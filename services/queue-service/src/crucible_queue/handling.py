@@ -196,6 +196,20 @@ class TaskHandler:
             return Reply(Ack.REQUEUE, f"{reason}; and {exc}")
         return Reply(Ack.FAIL, reason)
 
+    def park_malformed(self, *, task_id: str | None, reason: str, body: str) -> None:
+        """Park a leased task that did not validate: no run is named (eval_id None), the raw
+        answer stays in the entry for an operator."""
+        entry = DeadLetter(
+            eval_id=None,
+            backend=Backend.LEGACY,
+            task_name=LEGACY_TASK_NAME,
+            task_id=task_id,
+            kwargs={"raw": body},
+            reason=reason,
+            failed_at=datetime.now(UTC),
+        )
+        self._push(entry)
+
     def _park(self, delivery: Delivery, reason: str) -> None:
         """One dead-letter entry per given-up run, as the Celery path leaves: written before the
         run ends `error`, so whoever sees the run ended finds the entry. Its id follows the task,
@@ -214,6 +228,11 @@ class TaskHandler:
             attempts=delivery.attempts,
             failed_at=datetime.now(UTC),
         )
+        self._push(entry)
+
+    def _push(self, entry: DeadLetter) -> None:
+        if self.dead_letters is None:
+            return
         try:
             self.dead_letters.push(entry)
         except Unavailable as exc:

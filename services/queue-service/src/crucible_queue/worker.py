@@ -14,11 +14,11 @@ import sys
 import threading
 import time
 
-from prometheus_client import Counter, start_http_server
+from prometheus_client import Counter, Gauge, start_http_server
 
 from crucible_contracts.errors import Conflict, CrucibleError, NotFound
 from crucible_contracts.retry import RetryPolicy
-from crucible_queue.client import QueueClient
+from crucible_queue.client import MalformedDelivery, QueueClient
 from crucible_queue.config import Settings
 from crucible_queue.handling import Ack, InFlight, Reply, TaskHandler
 from crucible_queue.models import Delivery
@@ -33,6 +33,15 @@ log = logging.getLogger(__name__)
 _MAX_BACKOFF_STEP = 32
 
 TASKS = Counter("crucible_legacy_worker_tasks_total", "Tasks handled by outcome", ["ack"])
+THREADS_ALIVE = Gauge(
+    "crucible_legacy_worker_threads_alive", "Polling threads running (health: all of them)"
+)
+THREADS_CONFIGURED = Gauge(
+    "crucible_legacy_worker_threads_configured", "Polling threads configured (QUEUE_WORKER_*)"
+)
+THREAD_RESTARTS = Counter(
+    "crucible_legacy_worker_thread_restarts_total", "Polling threads that died and were restarted"
+)
 
 
 class Worker:
@@ -61,9 +70,9 @@ class Worker:
 
     def start(self) -> None:
         for n in range(self.settings.queue_worker_concurrency):
-            thread = threading.Thread(target=self._loop, name=f"queue-worker-{n}", daemon=True)
-            thread.start()
-            self._threads.append(thread)
+            self._threads.append(self._thread(n))
+        THREADS_CONFIGURED.set(self.settings.queue_worker_concurrency)
+        THREADS_ALIVE.set(self.threads_alive)
         log.info(
             "polling %s with %d threads; executors %s",
             self.settings.queue_service_url,
@@ -81,7 +90,7 @@ class Worker:
         """Poll until stopped; returns the process exit status."""
         self.start()
         while not self.stopping.wait(0.5):
-            pass
+            self._restart_dead_threads()
         deadline = time.monotonic() + self.settings.queue_worker_shutdown_grace
         for thread in self._threads:
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
@@ -94,6 +103,25 @@ class Worker:
         log.info("stopped")
         return 0
 
+    @property
+    def threads_alive(self) -> int:
+        return sum(thread.is_alive() for thread in self._threads)
+
+    def _thread(self, n: int) -> threading.Thread:
+        thread = threading.Thread(target=self._loop, name=f"queue-worker-{n}", daemon=True)
+        thread.start()
+        return thread
+
+    def _restart_dead_threads(self) -> None:
+        """A polling thread that died anyway (a bug) is started again, and said so; until then
+        the health probe reports fewer threads than configured (unhealthy)."""
+        for n, thread in enumerate(self._threads):
+            if not thread.is_alive() and not self.stopping.is_set():
+                log.error("polling thread %s died; starting it again", thread.name)
+                THREAD_RESTARTS.inc()
+                self._threads[n] = self._thread(n)
+        THREADS_ALIVE.set(self.threads_alive)
+
     # --- one thread ------------------------------------------------------------------------
 
     def _loop(self) -> None:
@@ -103,18 +131,27 @@ class Worker:
         )
         empty_polls = 0
         while not self.stopping.is_set():
-            delivery = self._poll()
-            if delivery is None:
-                empty_polls = min(empty_polls + 1, _MAX_BACKOFF_STEP)
-                self.stopping.wait(idle_policy.delay(empty_polls))
-                continue
-            empty_polls = 0
-            self._run(delivery)
+            try:
+                delivery = self._poll()
+                if delivery is not None:
+                    empty_polls = 0
+                    self._run(delivery)
+                    continue
+            except Exception:
+                # Nothing a task or an answer holds may end this thread; the handler already ends
+                # each run it cannot handle `error`, so this is a bug: say so, and go on.
+                log.exception("polling thread: unexpected error; going on")
+            empty_polls = min(empty_polls + 1, _MAX_BACKOFF_STEP)
+            self.stopping.wait(idle_policy.delay(empty_polls))
 
     def _poll(self) -> Delivery | None:
-        """The next task, or None when there is none or the queue-service cannot be reached."""
+        """The next task, or None when there is none, the queue-service cannot be reached, or
+        it leased a malformed task (failed at the queue-service and dead-lettered)."""
         try:
             delivery = self.queue.next_task()
+        except MalformedDelivery as exc:
+            self._refuse(exc)
+            return None
         except CrucibleError as exc:
             self._outage(exc)
             return None
@@ -126,6 +163,14 @@ class Worker:
                 )
                 self._outage_since = None
         return delivery
+
+    def _refuse(self, exc: MalformedDelivery) -> None:
+        """A task that does not validate is never run: it names no run that can be trusted. It
+        is failed at the queue-service and parked with its raw content (eval_id None)."""
+        log.error("refusing task %s: %s", exc.task_id, exc.reason)
+        self.handler.park_malformed(task_id=exc.task_id, reason=exc.reason, body=exc.body)
+        if exc.task_id is not None:
+            self._ack(exc.task_id, Reply(Ack.FAIL, exc.reason))
 
     def _outage(self, exc: CrucibleError) -> None:
         """Log once per outage, then back off (capped, jittered) until the queue answers again."""
