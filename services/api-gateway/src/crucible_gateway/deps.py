@@ -17,6 +17,7 @@ from crucible_gateway.migration.source import RedisMigrationSource
 from crucible_gateway.migration.store import MigrationStore
 from crucible_gateway.migration.supervisor import Supervisor
 from crucible_gateway.paths import Paths
+from crucible_gateway.paths.celery_client import CeleryDispatcher
 from crucible_runtime.clients import ExecutorPool, StorageClient
 from crucible_runtime.dead_letters import DeadLetterStore
 
@@ -31,6 +32,11 @@ def get_storage(request: Request) -> StorageClient:
 
 def get_paths(request: Request) -> Paths:
     return request.app.state.paths
+
+
+def get_celery(request: Request) -> CeleryDispatcher:
+    """The Celery dispatcher itself, for views about Celery (workers, tasks); not for dispatch."""
+    return request.app.state.celery
 
 
 def get_migration(request: Request) -> MigrationSettings:
@@ -73,6 +79,7 @@ def get_languages(request: Request) -> tuple[str, ...]:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 StorageDep = Annotated[StorageClient, Depends(get_storage)]
 PathsDep = Annotated[Paths, Depends(get_paths)]
+CeleryDep = Annotated[CeleryDispatcher, Depends(get_celery)]
 MigrationDep = Annotated[MigrationSettings, Depends(get_migration)]
 MigrationSourceDep = Annotated[RedisMigrationSource, Depends(get_migration_source)]
 MigrationStoreDep = Annotated[MigrationStore, Depends(get_migration_store)]

@@ -18,7 +18,7 @@ from crucible_gateway.migration.source import RedisMigrationSource
 from crucible_gateway.migration.store import MigrationStore
 from crucible_gateway.migration.supervisor import Supervisor
 from crucible_gateway.operations.routes import router as operations_router
-from crucible_gateway.paths import Paths
+from crucible_gateway.paths import CeleryPath, LegacyPath, Paths
 from crucible_gateway.paths.celery_client import CeleryDispatcher
 from crucible_gateway.paths.legacy_client import LegacyQueueClient
 from crucible_runtime.clients import ExecutorPool, StorageClient
@@ -43,16 +43,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         internal_key=settings.internal_api_key,
         timeout=settings.downstream_timeout,
     )
-    paths = Paths(
-        legacy=LegacyQueueClient(
-            settings.queue_service_url,
-            internal_key=settings.internal_api_key,
-            timeout=settings.downstream_timeout,
-        ),
-        celery=CeleryDispatcher(
-            settings.celery_broker_url, connect_timeout=settings.broker_connect_timeout
-        ),
+    celery = CeleryDispatcher(
+        settings.celery_broker_url, connect_timeout=settings.broker_connect_timeout
     )
+    legacy = LegacyQueueClient(
+        settings.queue_service_url,
+        internal_key=settings.internal_api_key,
+        timeout=settings.downstream_timeout,
+    )
+    paths = Paths(LegacyPath(legacy), CeleryPath(celery))
 
     urls = settings.all_executor_urls()
     executors = ExecutorPool(urls, internal_key=settings.internal_api_key) if urls else None
@@ -94,13 +93,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if executors is not None:
             executors.close()
         storage.close()
-        paths.legacy.close()
-        paths.celery.close()
+        paths.close()
 
     app = FastAPI(title="Crucible api-gateway", lifespan=lifespan)
     app.state.settings = settings
     app.state.storage = storage
     app.state.paths = paths
+    # Only for the views about Celery itself (workers, tasks); everything else goes through paths.
+    app.state.celery = celery
     app.state.limits = settings.limits()
     app.state.migration_store = store
     app.state.migration_source = source

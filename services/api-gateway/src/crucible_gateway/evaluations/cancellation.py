@@ -13,7 +13,7 @@ import logging
 
 from crucible_contracts.errors import Conflict, CrucibleError, NotFound
 from crucible_contracts.models import EvaluationView, RunUpdate, RunView
-from crucible_contracts.names import Backend, Role
+from crucible_contracts.names import Role
 from crucible_contracts.status import Status
 from crucible_gateway.paths import Paths
 from crucible_runtime.clients import ExecutorPool, StorageClient
@@ -64,12 +64,8 @@ def cancel(
 
 def _withdraw(eval_id: str, run: RunView, paths: Paths) -> None:
     """Best effort: a run left behind is skipped by its consumer (storage says cancelled)."""
-    task_id = f"{eval_id}:{run.role}"
     try:
-        if run.backend is Backend.LEGACY:
-            paths.legacy.cancel(task_id)
-        else:
-            paths.celery.revoke(task_id)
+        paths[run.backend].withdraw(eval_id, run.role)
     except (NotFound, Conflict):
         pass  # not queued there (any more): already taken, or lost; storage has the final word
     except CrucibleError as exc:

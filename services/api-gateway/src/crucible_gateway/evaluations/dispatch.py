@@ -16,7 +16,7 @@ from crucible_contracts.names import Backend, Role
 from crucible_contracts.status import Status
 from crucible_gateway import metrics
 from crucible_gateway.migration.models import MigrationSettings
-from crucible_gateway.paths import Paths
+from crucible_gateway.paths import Path, Paths
 from crucible_gateway.paths.routing import fallback_for
 from crucible_runtime.clients import StorageClient
 
@@ -45,14 +45,14 @@ def dispatch(
     503) when no path took it, after recording the run as `error`.
     """
     chosen = task.backend
-    first = _try_path(paths, chosen, task)
+    first = _try_path(paths[chosen], task)
     if first is None:
         return chosen
     errors = {chosen.value: str(first)}
     other = fallback_for(chosen, migration=migration)
     if other is not None:
         _record_fallback(storage, task.eval_id, chosen=chosen, other=other, reason=str(first))
-        second = _try_path(paths, other, task.model_copy(update={"backend": other}))
+        second = _try_path(paths[other], task.model_copy(update={"backend": other}))
         if second is None:
             metrics.FALLBACKS.labels(chosen.value, other.value).inc()
             return other
@@ -72,13 +72,13 @@ def dispatch(
     raise NotDispatched(reason, entry=entry, eval_id=task.eval_id, errors=errors)
 
 
-def _try_path(paths: Paths, backend: Backend, task: EvalTask) -> CrucibleError | None:
-    """None when `backend` took `task`, else the error it failed with (counted, logged)."""
+def _try_path(path: Path, task: EvalTask) -> CrucibleError | None:
+    """None when `path` took `task`, else the error it failed with (counted, logged)."""
     try:
-        paths.submit(backend, task)
+        path.submit(task)
     except CrucibleError as exc:
-        metrics.DISPATCH_FAILURES.labels(backend.value).inc()
-        log.warning("eval %s: %s path did not take it: %s", task.eval_id, backend, exc)
+        metrics.DISPATCH_FAILURES.labels(path.backend.value).inc()
+        log.warning("eval %s: %s path did not take it: %s", task.eval_id, path.backend, exc)
         return exc
     return None
 
@@ -122,7 +122,7 @@ def dispatch_shadow(
         log.error("eval %s: shadow run not recorded, so not dispatched: %s", eval_id, exc)
         return
     task = primary.model_copy(update={"role": Role.SHADOW, "backend": backend, "priority": False})
-    error = _try_path(paths, backend, task)
+    error = _try_path(paths[backend], task)
     if error is None:
         metrics.SHADOWS.labels(backend.value, "ok").inc()
         return

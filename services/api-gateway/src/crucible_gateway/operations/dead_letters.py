@@ -1,9 +1,9 @@
-"""Operators' handling of the Celery path's dead-letter queue: list, inspect, replay, purge.
+"""Operators' handling of the dead-letter queue: list, inspect, replay, purge.
 
-A replay sends the given-up run again as a fresh attempt: storage reopens the run (`error` →
-`queued`, the one explicit way out of a terminal status, capped per run), the task is published
-again on its queue, and the entry leaves the queue. Should the run fail again, the worker files a
-new entry.
+A replay sends the given-up run again as a fresh attempt, on the path the run belongs to: storage
+reopens the run (`error` → `queued`, the one explicit way out of a terminal status, capped per
+run), the task is handed to that path again, and the entry leaves the queue. Should the run fail
+again, its consumer files a new entry.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from crucible_contracts.errors import Conflict, CrucibleError
 from crucible_contracts.models import EvalTask, RunUpdate
+from crucible_contracts.names import Backend
 from crucible_contracts.status import Status
 from crucible_gateway.operations.models import DeadLetterPage, Purged, Replayed
 from crucible_gateway.paths import Paths
@@ -56,7 +57,7 @@ def replay(
     task = _task_of(entry)
     run = storage.replay_run(task.eval_id, task.role)
     try:
-        paths.celery.submit(task)
+        paths[task.backend].submit(task)
     except CrucibleError as exc:
         # Reopened but not sent: close it again rather than leave it queued with no message.
         reason = f"replay by {actor} could not be sent: {exc}"
@@ -64,14 +65,24 @@ def replay(
         raise
     store.remove(entry_id)
     log.warning(
-        "dead letter %s (eval %s %s) replayed by %s", entry_id, task.eval_id, task.role, actor
+        "dead letter %s (eval %s %s) replayed on the %s path by %s",
+        entry_id,
+        task.eval_id,
+        task.role,
+        task.backend,
+        actor,
     )
     return Replayed(entry=entry, run=run)
 
 
 def _task_of(entry: DeadLetter) -> EvalTask:
+    """The entry's task, bound for the path its run belongs to: the entry's `backend`, else the
+    task's own, else Celery (entries written before the legacy path had dead letters)."""
+    raw = entry.kwargs.get("task")
+    fields = raw if isinstance(raw, dict) else {}
+    backend = entry.backend or fields.get("backend") or Backend.CELERY
     try:
-        return EvalTask.model_validate(entry.kwargs.get("task"))
+        return EvalTask.model_validate({**fields, "backend": backend})
     except ValidationError as exc:
         raise Conflict(
             f"dead letter {entry.id} holds a malformed task; it cannot be replayed, only purged",

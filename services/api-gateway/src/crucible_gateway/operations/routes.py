@@ -11,6 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from crucible_gateway.deps import (
+    CeleryDep,
     DeadLettersDep,
     LanguagesDep,
     LimitsDep,
@@ -53,15 +54,15 @@ def gateway_status(
 
 
 @router.get("/celery/workers")
-def celery_workers(paths: PathsDep) -> dict[str, Any]:
+def celery_workers(celery: CeleryDep) -> dict[str, Any]:
     """Workers that answered within a second: pid, uptime, pool, task counts, queues."""
-    return service.celery_workers(paths=paths)
+    return service.celery_workers(celery=celery)
 
 
 @router.get("/celery/tasks")
-def celery_tasks(paths: PathsDep) -> dict[str, Any]:
+def celery_tasks(celery: CeleryDep) -> dict[str, Any]:
     """Per worker: active, reserved and scheduled (retry countdown) tasks."""
-    return service.celery_tasks(paths=paths)
+    return service.celery_tasks(celery=celery)
 
 
 @router.get("/admin/dlq")

@@ -1,18 +1,22 @@
 """Operators' view of the running system: queue depths, gateway status, Celery workers and tasks.
 
-Every function asks live systems with a short timeout; a part that does not answer is reported, not
-raised, except for the Celery views, where an unreachable broker is a 503.
+Depths and reachability are asked of every path alike (`Path.depth`, `Path.ping`); only the views
+about Celery itself (workers, tasks) talk to the Celery dispatcher. Every function asks live
+systems with a short timeout; a part that does not answer is reported, not raised, except for the
+Celery views, where an unreachable broker is a 503.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 from crucible_contracts.errors import CrucibleError
 from crucible_contracts.limits import Limits
 from crucible_gateway.migration.models import MigrationSettings
 from crucible_gateway.paths import Paths
+from crucible_gateway.paths.celery_client import CeleryDispatcher
 from crucible_runtime.clients import StorageClient
 from crucible_runtime.dead_letters import DeadLetterStore
 
@@ -22,18 +26,14 @@ INSPECT_TIMEOUT = 1.0
 
 
 def queue_status(*, paths: Paths, dead_letters: DeadLetterStore) -> dict[str, Any]:
-    """Depth of each path and each Celery queue, and the dead-letter queue's; a part that cannot
-    be asked reports {"error": ...} instead."""
+    """Depth of each path (by backend) and the dead-letter queue's; a part that cannot be asked
+    reports {"error": ...} instead."""
     report: dict[str, Any] = {}
-    try:
-        report["legacy"] = paths.legacy.queue_status(timeout=HEALTH_TIMEOUT)
-    except CrucibleError as exc:
-        report["legacy"] = {"error": str(exc)}
-    try:
-        depths = paths.celery.queue_depths()
-        report["celery"] = {"queues": depths, "total": sum(depths.values())}
-    except CrucibleError as exc:
-        report["celery"] = {"error": str(exc)}
+    for path in paths:
+        try:
+            report[path.backend.value] = path.depth(timeout=HEALTH_TIMEOUT)
+        except CrucibleError as exc:
+            report[path.backend.value] = {"error": str(exc)}
     try:
         report["dead_letter"] = {"entries": dead_letters.count()}
     except CrucibleError as exc:
@@ -56,10 +56,9 @@ def gateway_status(
     `migration_source` says which version of the shared settings is in force and whether it is
     stale (the state Redis could not be read since `stale_since`).
     """
-    checks = {
-        "storage": lambda: storage.request("GET", "/health", timeout=HEALTH_TIMEOUT),
-        "queue_service": lambda: paths.legacy.ping(timeout=HEALTH_TIMEOUT),
-        "broker": paths.celery.ping,
+    checks: dict[str, Callable[[], object]] = {
+        "storage": partial(storage.request, "GET", "/health", timeout=HEALTH_TIMEOUT),
+        **{path.dependency: partial(path.ping, timeout=HEALTH_TIMEOUT) for path in paths},
     }
     dependencies: dict[str, dict[str, Any]] = {}
     for name, check in checks.items():
@@ -79,12 +78,12 @@ def gateway_status(
     }
 
 
-def celery_workers(*, paths: Paths) -> dict[str, Any]:
+def celery_workers(*, celery: CeleryDispatcher) -> dict[str, Any]:
     """Workers that answered within INSPECT_TIMEOUT: pid, uptime, pool, task counts, queues."""
-    workers = paths.celery.workers(timeout=INSPECT_TIMEOUT)
+    workers = celery.workers(timeout=INSPECT_TIMEOUT)
     return {"workers": workers, "count": len(workers)}
 
 
-def celery_tasks(*, paths: Paths) -> dict[str, Any]:
+def celery_tasks(*, celery: CeleryDispatcher) -> dict[str, Any]:
     """Per worker: active, reserved and scheduled (retry countdown) tasks."""
-    return paths.celery.tasks(timeout=INSPECT_TIMEOUT)
+    return celery.tasks(timeout=INSPECT_TIMEOUT)

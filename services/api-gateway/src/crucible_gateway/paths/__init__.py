@@ -1,28 +1,44 @@
-"""The two paths an evaluation can take (legacy queue-service, Celery broker), behind one `Paths`.
+"""The two paths an evaluation can take (legacy queue-service, Celery broker), held by backend.
 
-`routing` decides which path an evaluation takes; `legacy_client` and `celery_client` hand it over.
+`routing` decides which backend an evaluation takes; `Paths[backend]` is the `Path` (see `base`)
+that hands it over, withdraws it, reports its depth and answers a ping, whichever path it is.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterator
 
-from crucible_contracts.models import EvalTask
 from crucible_contracts.names import Backend
-from crucible_gateway.paths.celery_client import CeleryDispatcher
-from crucible_gateway.paths.legacy_client import LegacyQueueClient
+from crucible_gateway.paths.adapters import CeleryPath, LegacyPath
+from crucible_gateway.paths.base import Path, task_id_for
+
+__all__ = ["CeleryPath", "LegacyPath", "Path", "Paths", "task_id_for"]
 
 
-@dataclass(frozen=True)
 class Paths:
-    """The two ways to hand over an evaluation, behind one call."""
+    """One `Path` per backend: `paths[backend]`, `paths.other(backend)`, and iteration in
+    `Backend` order (legacy, then Celery)."""
 
-    legacy: LegacyQueueClient
-    celery: CeleryDispatcher
+    def __init__(self, *paths: Path) -> None:
+        by_backend = {path.backend: path for path in paths}
+        if len(by_backend) != len(paths) or set(by_backend) != set(Backend):
+            found = [str(path.backend) for path in paths]
+            raise ValueError(f"Paths needs exactly one path per backend, got {found}")
+        self._by_backend = by_backend
 
-    def submit(self, backend: Backend, task: EvalTask) -> None:
-        """Raises a CrucibleError (Unavailable, Busy, ...) when `backend` did not take `task`."""
-        if backend is Backend.CELERY:
-            self.celery.submit(task)
-        else:
-            self.legacy.submit(task)
+    def __getitem__(self, backend: Backend) -> Path:
+        return self._by_backend[Backend(backend)]
+
+    def other(self, backend: Backend) -> Path:
+        """The path that is not `backend`'s."""
+        return self[Backend(backend).other]
+
+    def __iter__(self) -> Iterator[Path]:
+        return (self._by_backend[backend] for backend in Backend)
+
+    def __len__(self) -> int:
+        return len(self._by_backend)
+
+    def close(self) -> None:
+        for path in self:
+            path.close()

@@ -18,6 +18,7 @@ from crucible_contracts.errors import Unavailable
 from crucible_contracts.limits import celery_time_limits
 from crucible_contracts.models import EvalTask
 from crucible_contracts.names import QUEUE_ORDER, TASK_EVALUATE, Queue, Role
+from crucible_gateway.paths.base import task_id_for
 from crucible_runtime.redis_client import fail_fast_redis
 
 log = logging.getLogger(__name__)
@@ -69,7 +70,7 @@ class CeleryDispatcher:
             self.app.send_task(
                 TASK_EVALUATE,
                 kwargs={"task": task.model_dump(mode="json")},
-                task_id=f"{task.eval_id}:{task.role}",
+                task_id=task_id_for(task.eval_id, task.role),
                 queue=queue.value,
                 soft_time_limit=soft,
                 time_limit=hard,
