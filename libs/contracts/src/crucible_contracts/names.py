@@ -56,3 +56,9 @@ class EventName(StrEnum):
     RETRIED = "eval.retried"
     # An operator sent a run that ended `error` back to `queued` (storage's replay).
     REPLAYED = "eval.replayed"
+
+
+def task_id_for(eval_id: str, role: Role | str) -> str:
+    """The id of a run's task, `{eval_id}:{role}`, the same on both paths: the Celery task id
+    (what a revoke names) and the queue-service's task id (`/tasks/{task_id}`)."""
+    return f"{eval_id}:{Role(role).value}"

@@ -8,13 +8,8 @@ from __future__ import annotations
 
 from crucible_contracts.errors import Conflict, NotFound
 from crucible_contracts.models import EvalTask
-from crucible_contracts.names import Role
+from crucible_contracts.names import Role, task_id_for
 from crucible_runtime.clients import InternalClient
-
-
-def task_id_for(eval_id: str, role: Role) -> str:
-    """The queue-service's id of a run's task (its README: `"{eval_id}:{role}"`)."""
-    return f"{eval_id}:{role.value}"
 
 
 class LegacyQueue(InternalClient):

@@ -18,11 +18,11 @@ import redis
 
 from crucible_contracts.errors import Conflict, CrucibleError
 from crucible_contracts.models import RunUpdate, StuckRun
-from crucible_contracts.names import TASK_EVALUATE, Backend, Queue
+from crucible_contracts.names import TASK_EVALUATE, Backend, Queue, task_id_for
 from crucible_contracts.status import Status
 from crucible_runtime.clients import ExecutorPool, StorageClient
 from crucible_runtime.dead_letters import DeadLetter, DeadLetterStore
-from crucible_worker.legacy_queue import LegacyQueue, task_id_for
+from crucible_worker.legacy_queue import LegacyQueue
 from crucible_worker.reconcile import (
     LOST_BY_QUEUE,
     Action,

@@ -24,11 +24,11 @@ from pydantic import StringConstraints, ValidationError
 from crucible_contracts.errors import InvalidInput
 from crucible_contracts.ids import EVAL_ID_REGEX
 from crucible_contracts.models import EvalTask
-from crucible_contracts.names import Role
+from crucible_contracts.names import Role, task_id_for
 
 VERSION = 1
 
-# The queue's id of a run, `<eval_id>:<role>` (see task_id_for): what `/tasks/{task_id}` accepts.
+# The queue's id of a run, `<eval_id>:<role>` (see task_id_of): what `/tasks/{task_id}` accepts.
 TASK_ID_REGEX = f"{EVAL_ID_REGEX.removesuffix('$')}:({'|'.join(role.value for role in Role)})$"
 TaskId = Annotated[str, StringConstraints(pattern=TASK_ID_REGEX)]
 
@@ -48,16 +48,16 @@ _PAYLOAD_KEYS = {
 LegacyRecord = dict[str, Any]
 
 
-def task_id_for(task: EvalTask) -> str:
+def task_id_of(task: EvalTask) -> str:
     """The queue's id of a run: one id per (eval_id, role), so enqueueing twice is detectable."""
-    return f"{task.eval_id}:{task.role}"
+    return task_id_for(task.eval_id, task.role)
 
 
 def encode(task: EvalTask, *, now: float) -> LegacyRecord:
     """A fresh legacy record for `task`, enqueued at epoch time `now`, never delivered yet."""
     values = task.model_dump(mode="json")
     return {
-        "id": task_id_for(task),
+        "id": task_id_of(task),
         "payload": {legacy: values[field] for field, legacy in _PAYLOAD_KEYS.items()},
         "enqueued_at": now,
         "attempts": 0,

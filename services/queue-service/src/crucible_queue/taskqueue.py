@@ -49,7 +49,7 @@ class TaskQueue:
         with self._lock:
             now = self._clock()
             self._reap(now)
-            task_id = fmt.task_id_for(task)
+            task_id = fmt.task_id_of(task)
             state = self._live_state(task_id)
             if state is not None:
                 raise Conflict(f"task {task_id} is already {state}", task_id=task_id, state=state)

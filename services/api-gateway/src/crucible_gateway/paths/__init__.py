@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from crucible_contracts.names import Backend
+from crucible_contracts.names import Backend, task_id_for
 from crucible_gateway.paths.adapters import CeleryPath, LegacyPath
-from crucible_gateway.paths.base import Path, task_id_for
+from crucible_gateway.paths.base import Path
 
 __all__ = ["CeleryPath", "LegacyPath", "Path", "Paths", "task_id_for"]
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from crucible_contracts.models import EvalTask
-from crucible_contracts.names import Backend, Role
-from crucible_gateway.paths.base import task_id_for
+from crucible_contracts.names import Backend, Role, task_id_for
 from crucible_gateway.paths.celery_client import CeleryDispatcher
 from crucible_gateway.paths.legacy_client import LegacyQueueClient
 

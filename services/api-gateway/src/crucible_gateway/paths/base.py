@@ -8,12 +8,6 @@ from crucible_contracts.models import EvalTask
 from crucible_contracts.names import Backend, Role
 
 
-def task_id_for(eval_id: str, role: Role) -> str:
-    """The id of a run's task, `{eval_id}:{role}`, the same on both paths: the Celery task id
-    (what a revoke names) and the queue-service's task id (`/tasks/{task_id}`)."""
-    return f"{eval_id}:{Role(role).value}"
-
-
 class Path(Protocol):
     """One way to run an evaluation. Every failure to reach or use it raises a CrucibleError
     (Unavailable, Busy, ...); the gateway never asks which path it holds."""

@@ -17,8 +17,7 @@ from kombu.exceptions import KombuError
 from crucible_contracts.errors import Unavailable
 from crucible_contracts.limits import celery_time_limits
 from crucible_contracts.models import EvalTask
-from crucible_contracts.names import QUEUE_ORDER, TASK_EVALUATE, Queue, Role
-from crucible_gateway.paths.base import task_id_for
+from crucible_contracts.names import QUEUE_ORDER, TASK_EVALUATE, Queue, Role, task_id_for
 from crucible_runtime.redis_client import fail_fast_redis
 
 log = logging.getLogger(__name__)
