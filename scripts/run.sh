@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# `make run`: the whole Crucible suite as local processes under honcho; Ctrl-C stops them all.
+# `make run`: the whole Crucible suite as local processes under honcho, each kept alive by
+# scripts/supervise.sh (a process that dies is restarted with back-off); Ctrl-C stops them all.
 # Every DESIGN.md variable set in the environment is passed through; the rest get local defaults.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-export VENV="$PWD/.venv" RUN_DIR="$PWD/.run"
+export VENV="$PWD/.venv" RUN_DIR="${RUN_DIR:-$PWD/.run}"
 export BIND_HOST="${BIND_HOST:-127.0.0.1}"
 export GATEWAY_PORT="${GATEWAY_PORT:-8000}" QUEUE_SERVICE_PORT="${QUEUE_SERVICE_PORT:-8002}"
 export STORAGE_PORT="${STORAGE_PORT:-8082}" EXECUTOR_1_PORT="${EXECUTOR_1_PORT:-8083}"
