@@ -20,7 +20,8 @@ while :; do
   started=$SECONDS
   "$@" &
   child=$!
-  status=0
+  wait "$child"
+  status=$?
   # `wait` returns early when a trap runs; wait again until the command has really ended.
   while kill -0 "$child" 2>/dev/null; do
     wait "$child"

@@ -14,15 +14,18 @@ from crucible_runtime.pytest_plugin import wait_for
 def test_soft_time_limit_ends_the_run_error_with_its_reason(
     stack, storage, submit, wait_until_ended
 ):
-    code = "import time\ntime.sleep(20)"
+    code = "import time\ntime.sleep(30)"
+    # Three seconds: long enough for the program to be running at an executor when the limit
+    # passes, even on a loaded machine (with one second, a slow start-up made it "no executor
+    # was still running the program").
     eval_id, result = submit(
-        stack.worker.client, storage, code, timeout=30, soft_time_limit=1, time_limit=10
+        stack.worker.client, storage, code, timeout=40, soft_time_limit=3, time_limit=15
     )
 
-    view = wait_until_ended(storage, eval_id, timeout=15)
+    view = wait_until_ended(storage, eval_id, timeout=25)
 
     assert view.status == Status.ERROR
-    assert view.reason.startswith("the worker's soft time limit of 1s passed")
+    assert view.reason.startswith("the worker's soft time limit of 3s passed")
     assert view.reason.endswith("the program was stopped")
     wait_for(result.ready, timeout=10, what="the task result")
     assert result.state == "FAILURE"
