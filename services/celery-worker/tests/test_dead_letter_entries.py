@@ -11,8 +11,9 @@ from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from crucible_contracts.errors import Unavailable
 from crucible_contracts.models import EvalTask
 from crucible_contracts.names import TASK_EVALUATE, Backend, Role
-from crucible_contracts.retry import Failure, GivenUp, RetryLater
+from crucible_contracts.retry import Failure
 from crucible_runtime.dead_letters import run_of
+from crucible_runtime.lifecycle import GivenUp, RetryLater
 from crucible_worker.dead_letters import dead_letter_for
 from crucible_worker.delivery import Delivery
 from crucible_worker.failures import FailureReports, failure_reason

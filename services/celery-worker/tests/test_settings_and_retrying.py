@@ -1,6 +1,6 @@
 """Plain logic: the Celery path's retry records and reasons, its configuration, its resources.
 
-The retry decision itself is shared with the legacy path: libs/contracts/tests/test_next_step.py.
+The retry decision and records are shared with the legacy path: libs/runtime/tests/test_lifecycle.py.
 """
 
 from __future__ import annotations
@@ -9,13 +9,11 @@ import pytest
 
 from crucible_contracts.limits import celery_time_limits
 from crucible_contracts.names import QUEUE_ORDER
-from crucible_contracts.retry import Failure
 from crucible_worker.celery_config import PURGE_SCHEDULE_NAME, TASK_PURGE, celery_config
 from crucible_worker.config import Settings
 from crucible_worker.resources import Resources
 from crucible_worker.retrying import (
     hard_time_limit_reason,
-    retry_record,
     soft_time_limit_reason,
     worker_losses,
 )
@@ -102,20 +100,6 @@ def test_only_the_hard_time_limit_has_an_app_default_so_a_hard_kill_is_always_po
 
     assert config["task_time_limit"] == celery_time_limits(300)[1]
     assert "task_soft_time_limit" not in config
-
-
-def test_a_retry_record_raises_the_attempts_and_says_why():
-    update = retry_record(
-        next_attempt=3, failure=Failure.TRANSIENT, error="storage answered 503", countdown=1.23456
-    )
-
-    assert update.status is None
-    assert update.attempts == 3
-    assert update.detail == {
-        "failure": "transient",
-        "error": "storage answered 503",
-        "countdown": 1.235,
-    }
 
 
 def test_config_has_no_dead_letter_celery_queue_and_caps_the_redis_one():

@@ -46,7 +46,7 @@ RENAMED = {
         ("BASE_DELAY", "BASE_DELAY"),
         ("MAX_DELAY", "MAX_DELAY"),
     )
-}
+} | {"QUEUE_MAX_ATTEMPTS": "MAX_WORKER_LOSSES"}
 
 
 class RetrySettings(BaseSettings):
@@ -64,6 +64,8 @@ class RetrySettings(BaseSettings):
     record_retry_max_attempts: int = Field(default=RECORD_RESULT.max_attempts, ge=1)
     record_retry_base_delay: float = Field(default=RECORD_RESULT.base_delay, ge=0)
     record_retry_max_delay: float = Field(default=RECORD_RESULT.max_delay, ge=0)
+    # Worker processes lost running one run (killed, OOM) before it ends `error`.
+    max_worker_losses: int = Field(default=Budgets.worker_losses, ge=1)
 
     @model_validator(mode="before")
     @classmethod
@@ -91,6 +93,7 @@ class RetrySettings(BaseSettings):
                 base_delay=self.record_retry_base_delay,
                 max_delay=self.record_retry_max_delay,
             ),
+            worker_losses=self.max_worker_losses,
         )
 
 

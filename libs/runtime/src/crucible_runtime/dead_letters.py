@@ -27,7 +27,7 @@ from crucible_contracts.errors import CrucibleError, NotFound, Unavailable
 from crucible_contracts.models import EvalTask
 from crucible_contracts.names import DEAD_LETTER_KEY, Backend, Role
 from crucible_runtime.clients import ExecutorPool, StorageClient
-from crucible_runtime.consumer import end_with_error
+from crucible_runtime.lifecycle import end_with_error
 
 DEFAULT_MAX_ENTRIES = 10_000
 

@@ -28,9 +28,8 @@ class Settings(ServiceSettings, RetrySettings):
     celery_concurrency: int = 2
     max_timeout: float = Limits().max_timeout
 
-    # A worker process that dies mid-task (OOM, kill) sends it again after this delay; after
-    # this many losses the run ends `error` instead: the program itself may be what kills it.
-    max_worker_losses: int = 3
+    # A worker process that dies mid-task (OOM, kill) sends it again after this delay (after
+    # MAX_WORKER_LOSSES losses the run ends `error` instead, as on the legacy path).
     worker_lost_retry_delay: float = 1.0
     # How long an executor that could not be reached is skipped by a worker process.
     executor_down_cooldown: float = 5.0

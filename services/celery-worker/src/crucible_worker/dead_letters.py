@@ -15,9 +15,9 @@ from crucible_contracts.errors import CrucibleError
 from crucible_contracts.ids import is_eval_id
 from crucible_contracts.models import EvalTask
 from crucible_contracts.names import Backend, Role
-from crucible_contracts.retry import GivenUp
 from crucible_runtime.clients import StorageClient
 from crucible_runtime.dead_letters import DeadLetter
+from crucible_runtime.lifecycle import GivenUp
 
 log = logging.getLogger(__name__)
 

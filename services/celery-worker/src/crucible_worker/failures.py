@@ -27,8 +27,8 @@ from celery import Celery, Task, signals
 from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 
 from crucible_contracts.names import TASK_DEAD_LETTER, TASK_EVALUATE, Queue
-from crucible_contracts.retry import GivenUp
 from crucible_runtime.dead_letters import record_give_up
+from crucible_runtime.lifecycle import GivenUp
 from crucible_worker.dead_letters import dead_letter_for, unexpected_failure_reason
 from crucible_worker.resources import Resources
 from crucible_worker.retrying import hard_time_limit_reason, soft_time_limit_reason

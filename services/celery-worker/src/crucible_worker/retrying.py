@@ -1,24 +1,10 @@
-"""The Celery path's own retry records and reasons: worker losses and Celery's time limits.
+"""What only a Celery delivery knows: its count of worker losses and Celery's time limits.
 
-The decision after a failed attempt is `crucible_contracts.retry.next_step`, shared with the
-legacy path; this module adds what only a Celery delivery knows.
+The decision after an attempt is `crucible_runtime.lifecycle.next_step`, shared with the legacy
+path, and so are the retry records and the worker-loss reason.
 """
 
 from __future__ import annotations
-
-from crucible_contracts.models import RunUpdate
-from crucible_contracts.retry import Failure
-
-
-def retry_record(*, next_attempt: int, failure: Failure, error: str, countdown: float) -> RunUpdate:
-    """What the run records when attempt `next_attempt` is scheduled, and why.
-
-    It raises `attempts` without changing the status, which storage records as one
-    `eval.retried` event carrying this detail. A busy retry counts as an attempt (the program was
-    offered to the executors again) but not as a failure: it never uses the transient budget.
-    """
-    detail = {"failure": failure.value, "error": error, "countdown": round(countdown, 3)}
-    return RunUpdate(attempts=next_attempt, detail=detail)
 
 
 def soft_time_limit_reason(soft_limit: float | None, *, killed: bool) -> str:
@@ -39,7 +25,3 @@ def worker_losses(*, retries: int, busy_retries: int, failures: int) -> int:
     lost worker process counts in neither, so the difference is the number of losses.
     """
     return max(0, retries - busy_retries - failures)
-
-
-def worker_lost_reason(losses: int) -> str:
-    return f"the worker process running it was lost {losses} times"

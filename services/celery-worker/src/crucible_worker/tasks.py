@@ -1,4 +1,4 @@
-"""Celery adapters: decode the task, run the consumer procedure, map its outcome to a retry or DLQ.
+"""Celery adapters: decode the task, make one lifecycle attempt, map the next step onto Celery.
 
 Every give-up raises GivenUp, so that Celery reports it through `task_failure` like any other
 failure; failures.py turns each report into one dead letter and ends the run `error`.
@@ -13,15 +13,13 @@ from typing import Any
 from celery import Celery, Task
 from celery.exceptions import SoftTimeLimitExceeded
 
-from crucible_contracts.errors import CrucibleError
 from crucible_contracts.models import ExecuteResult
 from crucible_contracts.names import TASK_DEAD_LETTER, TASK_EVALUATE, TASK_PURGE, TASK_RECONCILE
-from crucible_contracts.retry import GiveUp, next_step
-from crucible_runtime.consumer import process
+from crucible_runtime import lifecycle
 from crucible_runtime.dead_letters import DeadLetter, record_give_up, run_of
 from crucible_worker.config import Settings
 from crucible_worker.dead_letters import attempts_recorded
-from crucible_worker.delivery import Delivery, after_worker_loss, record_scheduled_retry
+from crucible_worker.delivery import Delivery
 from crucible_worker.failures import connect_failure_handler
 from crucible_worker.reconciler import Reconciler
 from crucible_worker.resources import Resources
@@ -35,35 +33,44 @@ def register_tasks(app: Celery, *, settings: Settings, resources: Resources) -> 
     budgets = settings.budgets()
 
     def attempt(celery_task: Task, delivery: Delivery) -> dict[str, Any]:
-        after_worker_loss(
-            delivery,
+        """One delivery: lifecycle.attempt, then lifecycle.next_step mapped onto Celery."""
+        task = delivery.task
+        lost = lifecycle.after_worker_loss(
+            task,
+            losses=delivery.losses,
+            number=delivery.attempt,
+            max_losses=budgets.worker_losses,
+            countdown=settings.worker_lost_retry_delay,
             storage=resources.storage,
             executors=resources.executors,
-            max_losses=settings.max_worker_losses,
-            retry_delay=settings.worker_lost_retry_delay,
         )
-        try:
-            result = process(
-                delivery.task,
-                storage=resources.storage,
-                executors=resources.executors,
-                attempt=delivery.attempt,
-                record=budgets.record,
-            )
-        except CrucibleError as exc:
-            step = next_step(
-                exc,
-                busy_retries=delivery.busy_retries,
-                failures=delivery.failures,
-                budgets=budgets,
-            )
-            if isinstance(step, GiveUp):
-                raise delivery.gave_up(step.reason) from exc
-            if not record_scheduled_retry(delivery, step, storage=resources.storage):
-                return {"eval_id": delivery.task.eval_id, "outcome": "skipped"}
-            kwargs = delivery.retry_kwargs(step)
-            raise celery_task.retry(kwargs=kwargs, countdown=step.countdown, exc=exc) from exc
-        return _outcome(delivery, result)
+        if lost is not None:
+            # This delivery runs nothing: the attempts were the lost ones.
+            raise delivery.gave_up(lost.reason, attempts=delivery.retries)
+        outcome = lifecycle.attempt(
+            task,
+            number=delivery.attempt,
+            storage=resources.storage,
+            executors=resources.executors,
+            record=budgets.record,
+        )
+        step = lifecycle.next_step(
+            outcome,
+            busy_retries=delivery.busy_retries,
+            failures=delivery.failures,
+            budgets=budgets,
+        )
+        if isinstance(step, lifecycle.Done):
+            return _outcome(delivery, step.result)
+        cause = outcome.error if isinstance(outcome, lifecycle.Failed) else None
+        if isinstance(step, lifecycle.GiveUp):
+            raise delivery.gave_up(step.reason) from cause
+        if not lifecycle.record_scheduled_retry(
+            task, step, next_attempt=delivery.attempt + 1, storage=resources.storage
+        ):
+            return {"eval_id": task.eval_id, "outcome": "skipped"}
+        kwargs = delivery.retry_kwargs(step)
+        raise celery_task.retry(kwargs=kwargs, countdown=step.countdown, exc=cause) from cause
 
     # max_retries=None: the retry budgets are Crucible's policies, counted in the kwargs.
     @app.task(

@@ -29,7 +29,6 @@ class Settings(ServiceSettings, RetrySettings):
     queue_poll_interval: float = Field(default=0.05, gt=0)
     queue_poll_idle_max: float = Field(default=0.5, gt=0)
     queue_poll_outage_max: float = Field(default=5.0, gt=0)
-    queue_max_attempts: int = Field(default=3, ge=1)
     queue_worker_shutdown_grace: float = Field(default=30, ge=0)
     queue_worker_metrics_port: int = Field(default=0, ge=0, le=65535)
 

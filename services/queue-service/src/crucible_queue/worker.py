@@ -56,7 +56,6 @@ class Worker:
             storage=self.storage,
             executors=self.executors,
             budgets=settings.budgets(),
-            max_attempts=settings.queue_max_attempts,
             stopping=self.stopping,
             dead_letters=_dead_letters(settings),
         )
