@@ -169,7 +169,7 @@ def test_dead_letters_are_listed_inspected_replayed_and_purged(suite, client_for
     entry = next(item for item in page["items"] if item["eval_id"] == first)
     detail = admin.get(f"/api/admin/dlq/{entry['id']}").json()
     assert detail["attempts"] == 2 and detail["traceback"]
-    assert detail["kwargs"]["task"]["code"] == "print('replayed 1')"
+    assert detail["kwargs"]["task"]["program"]["code"] == "print('replayed 1')"
 
     # The cause is fixed (a worker that reaches the executors), then the entry is replayed.
     broken.stop()

@@ -24,6 +24,19 @@ def store(state_redis: redis.Redis) -> MigrationStore:
     return MigrationStore(state_redis, prefix=f"test:{uuid.uuid4().hex}", audit_max=5)
 
 
+def test_the_document_keeps_the_settings_at_its_top_level_and_gives_them_back():
+    settings = MigrationSettings(celery_enabled=True, celery_percentage=0.25, mode="shadow")
+    document = MigrationDocument.seed_from(settings)
+
+    assert list(document.model_dump())[: len(MigrationSettings.model_fields) + 1] == [
+        "version",
+        *MigrationSettings.model_fields,
+    ]
+    assert type(document.settings()) is MigrationSettings
+    assert document.settings() == settings
+    assert MigrationDocument.model_validate_json(document.model_dump_json()) == document
+
+
 def test_the_environment_seeds_the_document_only_when_none_exists(store):
     first = store.seed(ENV_SEED)
     other_env = MigrationDocument.seed_from(MigrationSettings(celery_percentage=0.9))

@@ -9,7 +9,7 @@ import pytest
 
 from crucible_contracts.errors import NotFound, Unavailable
 from crucible_contracts.ids import new_eval_id
-from crucible_contracts.models import EvalTask
+from crucible_contracts.models import EvalTask, Program
 from crucible_contracts.names import Backend, Role
 from crucible_gateway.paths import CeleryPath, LegacyPath, Paths, task_id_for
 from crucible_gateway.paths.celery_client import CeleryDispatcher
@@ -46,9 +46,7 @@ def _task(backend: Backend, role: Role = Role.PRIMARY) -> EvalTask:
         eval_id=new_eval_id(),
         role=role,
         backend=backend,
-        code="print(1)",
-        language="python",
-        timeout=10,
+        program=Program(code="print(1)", language="python", timeout=10),
     )
 
 

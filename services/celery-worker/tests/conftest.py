@@ -22,7 +22,7 @@ from celery.result import AsyncResult
 from prometheus_client.parser import text_string_to_metric_families
 
 from crucible_contracts.ids import new_eval_id
-from crucible_contracts.models import EvalTask, EvaluationCreate, EvaluationView, Event
+from crucible_contracts.models import EvalTask, EvaluationCreate, EvaluationView, Event, Program
 from crucible_contracts.names import TASK_EVALUATE, Backend, EventName, Queue
 from crucible_runtime.clients import StorageClient
 from crucible_runtime.dead_letters import DeadLetter, DeadLetterStore
@@ -305,20 +305,13 @@ def submit() -> Callable[..., tuple[str, AsyncResult]]:
         **options: Any,
     ) -> tuple[str, AsyncResult]:
         eval_id = new_eval_id()
+        program = Program(code=code, language="python", timeout=timeout)
         storage.create_evaluation(
-            EvaluationCreate(
-                eval_id=eval_id,
-                code=code,
-                language="python",
-                timeout=timeout,
-                backend=Backend.CELERY,
-            )
+            EvaluationCreate(eval_id=eval_id, program=program, backend=Backend.CELERY)
         )
         if before_send is not None:
             before_send(eval_id)
-        task = EvalTask(
-            eval_id=eval_id, backend=Backend.CELERY, code=code, language="python", timeout=timeout
-        )
+        task = EvalTask(eval_id=eval_id, backend=Backend.CELERY, program=program)
         result = client.send_task(
             TASK_EVALUATE,
             kwargs={"task": task.model_dump(mode="json"), **(extra_kwargs or {})},

@@ -9,7 +9,7 @@ import pytest
 from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 
 from crucible_contracts.errors import Unavailable
-from crucible_contracts.models import EvalTask
+from crucible_contracts.models import EvalTask, Program
 from crucible_contracts.names import TASK_EVALUATE, Backend, Role
 from crucible_contracts.retry import Failure
 from crucible_runtime.dead_letters import run_of
@@ -19,9 +19,11 @@ from crucible_worker.delivery import Delivery
 from crucible_worker.failures import FailureReports, failure_reason
 
 TASK = EvalTask(
-    eval_id="0" * 32, role=Role.SHADOW, backend=Backend.CELERY, code="print(1)", language="python",
-    timeout=5,
-).model_dump(mode="json")  # fmt: skip
+    eval_id="0" * 32,
+    role=Role.SHADOW,
+    backend=Backend.CELERY,
+    program=Program(code="print(1)", language="python", timeout=5),
+).model_dump(mode="json")
 NOW = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 

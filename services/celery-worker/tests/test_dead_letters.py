@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from crucible_contracts.ids import new_eval_id
-from crucible_contracts.models import EvalTask
+from crucible_contracts.models import EvalTask, Program
 from crucible_contracts.names import TASK_EVALUATE, Backend, Role
 from crucible_contracts.status import Status
 from crucible_runtime.pytest_plugin import wait_for
@@ -100,9 +100,10 @@ def test_malformed_task_is_dead_lettered_not_retried(stack):
 
 @pytest.mark.parametrize("eval_id", ["../../etc/passwd", "abc\nFAKE 2026 INFO forged", "A" * 32])
 def test_task_with_a_malformed_eval_id_is_dead_lettered_as_malformed(stack, eval_id):
-    task = EvalTask(
-        eval_id=new_eval_id(), backend=Backend.CELERY, code="print(1)", language="python", timeout=5
-    ).model_dump(mode="json")
+    program = Program(code="print(1)", language="python", timeout=5)
+    task = EvalTask(eval_id=new_eval_id(), backend=Backend.CELERY, program=program).model_dump(
+        mode="json"
+    )
     task["eval_id"] = eval_id
     result = stack.worker.client.send_task(TASK_EVALUATE, kwargs={"task": task}, queue="default")
 

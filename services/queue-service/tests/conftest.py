@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from crucible_contracts.ids import new_eval_id
-from crucible_contracts.models import EvalTask, EvaluationCreate, EvaluationView
+from crucible_contracts.models import EvalTask, EvaluationCreate, EvaluationView, Program
 from crucible_contracts.names import INTERNAL_KEY_HEADER, Backend, Role
 from crucible_runtime.clients import StorageClient
 from crucible_runtime.pytest_plugin import (
@@ -46,14 +46,11 @@ def make_task() -> Callable[..., EvalTask]:
     """An EvalTask for a fresh eval_id (or the one given)."""
 
     def make(code: str = "print('hi')", **fields: object) -> EvalTask:
-        values = {
-            "eval_id": new_eval_id(),
-            "backend": Backend.LEGACY,
-            "language": "python",
-            "timeout": 10,
-            **fields,
-        }
-        return EvalTask(code=code, **values)
+        """`fields` override the defaults, the program's fields (stdin, timeout, ...) included."""
+        program = {"code": code, "language": "python", "timeout": 10}
+        program.update({name: fields.pop(name) for name in Program.model_fields if name in fields})
+        values = {"eval_id": new_eval_id(), "backend": Backend.LEGACY, **fields}
+        return EvalTask(program=Program(**program), **values)
 
     return make
 
@@ -182,14 +179,7 @@ def submit(make_task: Callable[..., EvalTask]):
     ) -> EvalTask:
         task = make_task(code, **fields)
         storage.create_evaluation(
-            EvaluationCreate(
-                eval_id=task.eval_id,
-                code=task.code,
-                language=task.language,
-                timeout=task.timeout,
-                stdin=task.stdin,
-                backend=Backend.LEGACY,
-            )
+            EvaluationCreate(eval_id=task.eval_id, program=task.program, backend=Backend.LEGACY)
         )
         _enqueue(queue_url, task)
         return task

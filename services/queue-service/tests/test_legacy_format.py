@@ -11,22 +11,45 @@ from hypothesis import strategies as st
 
 from crucible_contracts.errors import InvalidInput
 from crucible_contracts.ids import EVAL_ID_PATTERN
-from crucible_contracts.models import EvalTask
+from crucible_contracts.models import EvalTask, Program
 from crucible_contracts.names import Backend, Role
 from crucible_queue import legacy_format as fmt
 
-tasks = st.builds(
-    EvalTask,
-    eval_id=st.from_regex(EVAL_ID_PATTERN, fullmatch=True),
-    role=st.sampled_from(Role),
-    backend=st.sampled_from(Backend),
+programs = st.builds(
+    Program,
     code=st.text(max_size=200),
     language=st.sampled_from(["python", "javascript"]),
     timeout=st.floats(min_value=1, max_value=300),
     stdin=st.none() | st.text(max_size=50),
     memory_mb=st.none() | st.integers(min_value=1, max_value=4096),
+)
+tasks = st.builds(
+    EvalTask,
+    eval_id=st.from_regex(EVAL_ID_PATTERN, fullmatch=True),
+    role=st.sampled_from(Role),
+    backend=st.sampled_from(Backend),
+    program=programs,
     priority=st.booleans(),
 )
+# A record as the queue-service wrote it before the program was nested in EvalTask: the legacy
+# payload is flat, and stays so.
+LEGACY_RECORD = {
+    "id": f"{'a' * 32}:shadow",
+    "payload": {
+        "eval_id": "a" * 32,
+        "kind": "shadow",
+        "backend": "celery",
+        "source": "print(1)",
+        "lang": "python",
+        "time_limit": 12.0,
+        "input": "in",
+        "mem_mb": 64,
+        "priority": False,
+    },
+    "enqueued_at": 1_700_000_000.25,
+    "attempts": 1,
+    "version": 1,
+}
 
 
 @given(tasks)
@@ -44,9 +67,21 @@ def test_a_new_record_is_undelivered_and_stamped(make_task):
 
     assert fmt.attempts(record) == 0
     assert fmt.enqueued_at(record) == 12.5
-    assert record["payload"]["source"] == task.code
+    assert record["payload"]["source"] == task.program.code
     assert fmt.add_attempts(record, 1) == 1
     assert fmt.add_attempts(record, -5) == 0
+
+
+def test_a_record_keeps_the_flat_legacy_payload_both_ways():
+    task = fmt.decode(LEGACY_RECORD)
+
+    assert task == EvalTask(
+        eval_id="a" * 32,
+        role=Role.SHADOW,
+        backend=Backend.CELERY,
+        program=Program(code="print(1)", language="python", timeout=12, stdin="in", memory_mb=64),
+    )
+    assert fmt.encode(task, now=LEGACY_RECORD["enqueued_at"]) == {**LEGACY_RECORD, "attempts": 0}
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,11 @@ from crucible_runtime.pytest_plugin import wait_for
 
 
 def _post(client: httpx.Client, task) -> httpx.Response:
-    return client.post("/tasks", json=task.model_dump(mode="json"))
+    return _post_json(client, task.model_dump(mode="json"))
+
+
+def _post_json(client: httpx.Client, body: dict) -> httpx.Response:
+    return client.post("/tasks", json=body)
 
 
 def test_tasks_are_delivered_in_fifo_order(queue_http, make_task):
@@ -25,7 +29,7 @@ def test_tasks_are_delivered_in_fifo_order(queue_http, make_task):
     delivered = [queue_http.get("/tasks/next").json() for _ in tasks]
 
     assert [d["task"]["eval_id"] for d in delivered] == [t.eval_id for t in tasks]
-    assert [d["task"]["code"] for d in delivered] == [t.code for t in tasks]
+    assert [d["task"]["program"]["code"] for d in delivered] == [t.program.code for t in tasks]
     assert all(d["attempts"] == 1 for d in delivered)
     assert queue_http.get("/tasks/next").status_code == 204
 
@@ -40,6 +44,15 @@ def test_delivered_task_is_the_contract_eval_task(queue_http, make_task):
 
     assert delivery["task_id"] == f"{task.eval_id}:primary"
     assert delivery["task"] == task.model_dump(mode="json")
+
+
+def test_a_flat_task_of_an_older_gateway_is_taken_and_delivered_nested(queue_http, make_task):
+    task = make_task(stdin="abc", memory_mb=64)
+    fields = task.model_dump(mode="json")
+    flat = {**fields.pop("program"), **fields}
+
+    assert _post_json(queue_http, flat).status_code == 201
+    assert queue_http.get("/tasks/next").json()["task"] == task.model_dump(mode="json")
 
 
 def test_status_counts_every_state(queue_http, make_task):
@@ -182,7 +195,7 @@ def test_invalid_task_is_refused_with_422_naming_the_field(queue_http):
     response = queue_http.post("/tasks", json={"eval_id": new_eval_id(), "backend": "legacy"})
     assert response.status_code == 422
     assert response.json()["error"]["code"] == "invalid_input"
-    assert "code" in response.json()["error"]["message"]
+    assert "program" in response.json()["error"]["message"]
     fail = queue_http.post(f"/tasks/{'f' * 32}:primary/fail", json={})
     assert fail.status_code == 422
 

@@ -20,6 +20,7 @@ from crucible_contracts.models import (
     EvaluationCreate,
     EvaluationView,
     Event,
+    Program,
     RunCreate,
     RunUpdate,
     RunView,
@@ -51,14 +52,10 @@ PATH_TO: dict[Status, list[Status]] = {
 
 
 def _evaluation_create(**fields: object) -> EvaluationCreate:
-    body = {
-        "eval_id": new_eval_id(),
-        "code": "print('hi')",
-        "language": "python",
-        "timeout": 5,
-        "backend": Backend.LEGACY,
-        **fields,
-    }
+    """`fields` override the defaults, the program's fields (code, stdin, ...) included."""
+    program = {"code": "print('hi')", "language": "python", "timeout": 5}
+    program.update({name: fields.pop(name) for name in Program.model_fields if name in fields})
+    body = {"eval_id": new_eval_id(), "program": program, "backend": Backend.LEGACY, **fields}
     return EvaluationCreate.model_validate(body)
 
 

@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from crucible_contracts.errors import Conflict, IllegalTransition, InvalidInput, NotFound
+from crucible_contracts.ids import new_eval_id
 from crucible_contracts.models import RunCreate, RunUpdate
 from crucible_contracts.names import Backend, EventName, Role
 from crucible_contracts.status import Status
@@ -49,9 +50,26 @@ def test_a_duplicate_eval_id_is_a_conflict(shared_client, new_evaluation) -> Non
     shared_client.create_evaluation(create)
 
     with pytest.raises(Conflict):
-        shared_client.create_evaluation(create.model_copy(update={"code": "other"}))
+        other = create.program.model_copy(update={"code": "other"})
+        shared_client.create_evaluation(create.model_copy(update={"program": other}))
 
-    assert shared_client.get_evaluation(create.eval_id).code == create.code
+    assert shared_client.get_evaluation(create.eval_id).code == create.program.code
+
+
+def test_a_create_is_taken_nested_or_in_the_flat_shape_of_older_gateways(shared_storage) -> None:
+    program = {"code": "print(2)", "language": "python", "timeout": 7.0, "stdin": "in"}
+    nested = {"eval_id": new_eval_id(), "program": program, "backend": "celery"}
+    flat = {"eval_id": new_eval_id(), **program, "backend": "celery"}
+    mixed = {"eval_id": new_eval_id(), "program": program, "code": "x", "backend": "celery"}
+
+    with httpx.Client(base_url=shared_storage.url) as http:
+        views = [http.post("/evaluations", json=body) for body in (nested, flat)]
+        refused = http.post("/evaluations", json=mixed)
+
+    assert [view.status_code for view in views] == [201, 201]
+    for view in views:
+        assert {name: view.json()[name] for name in program} == program
+    assert refused.status_code == 422
 
 
 def test_a_run_goes_through_its_life_over_http(shared_client, new_evaluation) -> None:

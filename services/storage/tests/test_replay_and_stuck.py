@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from crucible_contracts.errors import Conflict, IllegalTransition, InvalidInput, NotFound
-from crucible_contracts.models import RunUpdate
+from crucible_contracts.models import Program, RunUpdate
 from crucible_contracts.names import Backend, EventName, Role
 from crucible_contracts.status import Status
 from crucible_runtime.clients import StorageClient
@@ -161,17 +161,9 @@ def test_stuck_runs_are_the_queued_and_running_ones_past_their_deadline(store) -
         (old_queued, Status.QUEUED),
     ]
     queued = stuck[1]
-    assert (queued.role, queued.backend, queued.timeout, queued.code) == (
-        Role.PRIMARY,
-        Backend.LEGACY,
-        5,
-        "print('hi')",
-    )
-    assert (queued.stdin, queued.memory_mb, queued.language, queued.priority) == (
-        "in",
-        64,
-        "python",
-        False,
+    assert (queued.role, queued.backend, queued.priority) == (Role.PRIMARY, Backend.LEGACY, False)
+    assert queued.program == Program(
+        code="print('hi')", language="python", timeout=5, stdin="in", memory_mb=64
     )
     assert stuck[0].started_at is not None
 
@@ -206,13 +198,19 @@ def test_stuck_runs_filter_by_backend_and_limit_and_include_shadows(store) -> No
 
 
 def test_stuck_runs_over_http_need_aware_deadlines(shared_client, new_evaluation) -> None:
-    eval_id = shared_client.create_evaluation(new_evaluation(backend=Backend.CELERY)).eval_id
+    create = new_evaluation(backend=Backend.CELERY)
+    eval_id = shared_client.create_evaluation(create).eval_id
     later = utcnow() + timedelta(seconds=5)
 
     found = shared_client.stuck_runs(
         queued_before=later, running_before=later, backend=Backend.CELERY, limit=500
     )
+    deadlines = {"queued_before": later.isoformat(), "running_before": later.isoformat()}
+    raw = shared_client.request("GET", "/runs/stuck", params={**deadlines, "limit": 500}).json()
     with pytest.raises(InvalidInput):
         shared_client.stuck_runs(queued_before=later.replace(tzinfo=None), running_before=later)
 
-    assert eval_id in {run.eval_id for run in found}
+    assert [run.program for run in found if run.eval_id == eval_id] == [create.program]
+    assert [run["program"] for run in raw if run["eval_id"] == eval_id] == [
+        create.program.model_dump()
+    ]

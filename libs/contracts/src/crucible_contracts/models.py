@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from crucible_contracts.ids import EvalId
 from crucible_contracts.names import Backend, EventName, Role
@@ -22,6 +22,49 @@ class Wire(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid")
+
+
+# --- the program of an evaluation -------------------------------------------------------------
+
+
+class Program(Wire):
+    """What to run: the program of an evaluation, carried as `program` by the internal models.
+
+    The public API (EvalRequest, EvaluationView) and the executor contract (ExecuteRequest) keep
+    these fields flat, as DESIGN.md fixes them; they are built from or into a Program in one call.
+    """
+
+    code: str
+    language: str
+    timeout: float
+    stdin: str | None = None
+    memory_mb: int | None = None
+
+    @classmethod
+    def of(cls, flat: BaseModel) -> Program:
+        """The program a flat model (EvalRequest, EvaluationView) spells out beside its other fields."""
+        return cls.model_validate(flat.model_dump(include=set(cls.model_fields)))
+
+
+class CarriesProgram(BaseModel):
+    """Base of the internal models that nest a `program: Program`; output is always nested.
+
+    Messages already queued (Celery kwargs, legacy queue entries) and older services send the
+    program's fields flat beside the others: those are lifted into `program` on input. A body that
+    has `program` is left as it is, so flat fields beside it stay unknown fields (refused where
+    the model forbids extras) rather than being merged or silently dropped.
+    """
+
+    @model_validator(mode="before")
+    @classmethod
+    def _lift_flat_program(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or "program" in data:
+            return data
+        flat = {name: data[name] for name in Program.model_fields if name in data}
+        if not flat:
+            return data
+        rest = {name: value for name, value in data.items() if name not in flat}
+        return {**rest, "program": flat}
 
 
 # --- public API (gateway) -------------------------------------------------------------------
@@ -64,17 +107,13 @@ class BatchAccepted(BaseModel):
 # --- consumers: the task both paths carry ----------------------------------------------------
 
 
-class EvalTask(Wire):
+class EvalTask(Wire, CarriesProgram):
     """One run to perform: what the gateway hands to the legacy queue or to Celery."""
 
     eval_id: EvalId
     role: Role = Role.PRIMARY
     backend: Backend
-    code: str
-    language: str
-    timeout: float
-    stdin: str | None = None
-    memory_mb: int | None = None
+    program: Program
     priority: bool = False
 
 
@@ -82,6 +121,8 @@ class EvalTask(Wire):
 
 
 class ExecuteRequest(Wire):
+    """`POST /execute` body: flat, as DESIGN.md fixes the executor contract."""
+
     eval_id: EvalId
     role: Role = Role.PRIMARY
     code: str
@@ -89,6 +130,10 @@ class ExecuteRequest(Wire):
     timeout: float = 30
     stdin: str | None = None
     memory_mb: int | None = None
+
+    @classmethod
+    def of(cls, *, eval_id: str, role: Role, program: Program) -> ExecuteRequest:
+        return cls(eval_id=eval_id, role=role, **program.model_dump())
 
 
 class ExecuteResult(BaseModel):
@@ -109,13 +154,11 @@ class ExecuteResult(BaseModel):
 # --- storage -----------------------------------------------------------------------------------
 
 
-class EvaluationCreate(Wire):
+class EvaluationCreate(Wire, CarriesProgram):
+    """`POST /evaluations` body (gateway → storage)."""
+
     eval_id: EvalId
-    code: str
-    language: str
-    timeout: float
-    stdin: str | None = None
-    memory_mb: int | None = None
+    program: Program
     priority: bool = False
     backend: Backend
     routing_key: str | None = None
@@ -220,12 +263,12 @@ class Deleted(BaseModel):
     deleted: int
 
 
-class StuckRun(BaseModel):
+class StuckRun(CarriesProgram):
     """`GET /runs/stuck`: a run still `queued` or `running` past the caller's deadline, with what a
     reconciler needs to judge it and to dispatch it again.
 
     `queued_at` is when the run last entered `queued` (its creation, or its latest replay);
-    `timeout`, `code`, `language`, `stdin`, `memory_mb` and `priority` are the evaluation's.
+    `program` and `priority` are the evaluation's.
     """
 
     eval_id: str
@@ -237,11 +280,7 @@ class StuckRun(BaseModel):
     created_at: datetime
     queued_at: datetime
     started_at: datetime | None = None
-    timeout: float
-    code: str
-    language: str
-    stdin: str | None = None
-    memory_mb: int | None = None
+    program: Program
     priority: bool = False
 
 

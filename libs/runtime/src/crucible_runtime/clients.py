@@ -233,12 +233,4 @@ class ExecutorPool:
 
 
 def execute_request_for(task: EvalTask) -> ExecuteRequest:
-    return ExecuteRequest(
-        eval_id=task.eval_id,
-        role=task.role,
-        code=task.code,
-        language=task.language,
-        timeout=task.timeout,
-        stdin=task.stdin,
-        memory_mb=task.memory_mb,
-    )
+    return ExecuteRequest.of(eval_id=task.eval_id, role=task.role, program=task.program)

@@ -32,17 +32,21 @@ VERSION = 1
 TASK_ID_REGEX = f"{EVAL_ID_REGEX.removesuffix('$')}:({'|'.join(role.value for role in Role)})$"
 TaskId = Annotated[str, StringConstraints(pattern=TASK_ID_REGEX)]
 
-# EvalTask field -> legacy payload key; the legacy system had its own vocabulary.
-_PAYLOAD_KEYS = {
+# EvalTask field -> legacy payload key; the legacy system had its own vocabulary, and a flat
+# payload: the program's fields sit beside the others.
+_TASK_KEYS = {
     "eval_id": "eval_id",
     "role": "kind",
     "backend": "backend",
+    "priority": "priority",
+}
+# Program field -> legacy payload key.
+_PROGRAM_KEYS = {
     "code": "source",
     "language": "lang",
     "timeout": "time_limit",
     "stdin": "input",
     "memory_mb": "mem_mb",
-    "priority": "priority",
 }
 
 LegacyRecord = dict[str, Any]
@@ -56,9 +60,13 @@ def task_id_of(task: EvalTask) -> str:
 def encode(task: EvalTask, *, now: float) -> LegacyRecord:
     """A fresh legacy record for `task`, enqueued at epoch time `now`, never delivered yet."""
     values = task.model_dump(mode="json")
+    program = values["program"]
     return {
         "id": task_id_of(task),
-        "payload": {legacy: values[field] for field, legacy in _PAYLOAD_KEYS.items()},
+        "payload": {
+            **{legacy: values[field] for field, legacy in _TASK_KEYS.items()},
+            **{legacy: program[field] for field, legacy in _PROGRAM_KEYS.items()},
+        },
         "enqueued_at": now,
         "attempts": 0,
         "version": VERSION,
@@ -69,7 +77,8 @@ def decode(record: LegacyRecord) -> EvalTask:
     """The EvalTask a legacy record carries; InvalidInput when the record is not one."""
     try:
         payload = record["payload"]
-        values = {field: payload[legacy] for field, legacy in _PAYLOAD_KEYS.items()}
+        values = {field: payload[legacy] for field, legacy in _TASK_KEYS.items()}
+        values["program"] = {field: payload[legacy] for field, legacy in _PROGRAM_KEYS.items()}
     except (KeyError, TypeError) as exc:
         raise InvalidInput("record", f"not a legacy queue record: missing {exc}") from exc
     try:

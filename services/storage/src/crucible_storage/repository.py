@@ -9,21 +9,27 @@ from typing import Any
 from sqlalchemy import ColumnElement, Row, case, delete, exists, func, select, update
 from sqlalchemy.orm import Session, aliased, contains_eager, selectinload
 
-from crucible_contracts.models import EvaluationCreate
+from crucible_contracts.models import EvaluationCreate, Program
 from crucible_contracts.names import Backend, EventName, Role
 from crucible_contracts.status import TERMINAL, Status
 from crucible_storage.tables import Comparison, Evaluation, EventRecord, Run
+
+
+def program_columns(program: Program) -> dict[str, Any]:
+    """The `evaluations` columns that hold `program` (one column per field, named alike)."""
+    return program.model_dump()
+
+
+def program_of(evaluation: Evaluation) -> Program:
+    """The program an evaluation's row holds: the inverse of `program_columns`."""
+    return Program.model_validate(evaluation, from_attributes=True)
 
 
 def insert_evaluation(session: Session, *, create: EvaluationCreate, now: datetime) -> Evaluation:
     """Add the evaluation and its primary run (queued, on `create.backend`); flushed, not committed."""
     evaluation = Evaluation(
         eval_id=create.eval_id,
-        code=create.code,
-        language=create.language,
-        timeout=create.timeout,
-        stdin=create.stdin,
-        memory_mb=create.memory_mb,
+        **program_columns(create.program),
         priority=create.priority,
         routing_key=create.routing_key,
         created_at=now,

@@ -348,11 +348,8 @@ def evaluation_view(evaluation: Evaluation) -> EvaluationView:
     runs = sorted(evaluation.runs, key=lambda run: run.role is not Role.PRIMARY)
     return EvaluationView(
         eval_id=evaluation.eval_id,
-        language=evaluation.language,
-        code=evaluation.code,
-        stdin=evaluation.stdin,
-        timeout=evaluation.timeout,
-        memory_mb=evaluation.memory_mb,
+        # The public view keeps the program's fields flat (DESIGN.md).
+        **repository.program_of(evaluation).model_dump(),
         priority=evaluation.priority,
         routing_key=evaluation.routing_key,
         created_at=evaluation.created_at,
@@ -373,11 +370,7 @@ def stuck_run_view(run: Run) -> StuckRun:
         created_at=run.created_at,
         queued_at=run.queued_at or run.created_at,
         started_at=run.started_at,
-        timeout=evaluation.timeout,
-        code=evaluation.code,
-        language=evaluation.language,
-        stdin=evaluation.stdin,
-        memory_mb=evaluation.memory_mb,
+        program=repository.program_of(evaluation),
         priority=evaluation.priority,
     )
 

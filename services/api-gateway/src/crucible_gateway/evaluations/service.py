@@ -22,6 +22,7 @@ from crucible_contracts.models import (
     EvaluationCreate,
     EvaluationPage,
     EvaluationView,
+    Program,
 )
 from crucible_contracts.names import Backend
 from crucible_contracts.status import Status
@@ -104,27 +105,17 @@ def _accept(
 ) -> Accepted:
     eval_id = new_eval_id()
     chosen = choose_backend(eval_id=eval_id, routing_key=request.routing_key, migration=migration)
+    program = Program.of(request)
     view = storage.create_evaluation(
         EvaluationCreate(
             eval_id=eval_id,
-            code=request.code,
-            language=request.language,
-            timeout=request.timeout,
-            stdin=request.stdin,
+            program=program,
             priority=request.priority,
             backend=chosen,
             routing_key=request.routing_key,
         )
     )
-    task = EvalTask(
-        eval_id=eval_id,
-        backend=chosen,
-        code=request.code,
-        language=request.language,
-        timeout=request.timeout,
-        stdin=request.stdin,
-        priority=request.priority,
-    )
+    task = EvalTask(eval_id=eval_id, backend=chosen, program=program, priority=request.priority)
     backend = dispatch(task=task, storage=storage, paths=paths, migration=migration, view=view)
     metrics.SUBMITTED.labels(backend.value).inc()
     shadow = shadow_backend(

@@ -48,17 +48,19 @@ class MigrationSettings(BaseModel):
 # --- the shared document, its audit log and the guard's status ------------------------------------
 
 
-class MigrationDocument(BaseModel):
+class _Versioned(BaseModel):
+    version: int = Field(default=0, ge=0)
+
+
+# The document *is* the settings in force, plus what goes with them; it extends MigrationSettings
+# rather than nesting it, because the admin API serves the document and DESIGN.md fixes its split
+# fields at the top level. `_Versioned` comes last among the bases only so that `version` stays
+# the first field, as the stored JSON and the OpenAPI document always had it.
+class MigrationDocument(MigrationSettings, _Versioned):
     """The migration settings every gateway replica follows. Version 0 = the environment's seed."""
 
     model_config = ConfigDict(extra="ignore")
 
-    version: int = Field(default=0, ge=0)
-    celery_enabled: bool = False
-    celery_percentage: float = Field(default=0.0, ge=0.0, le=1.0)
-    mode: MigrationMode = MigrationMode.SPLIT
-    shadow_percentage: float = Field(default=0.0, ge=0.0, le=1.0)
-    force_legacy: bool = False
     comparison: ComparisonRules = Field(default_factory=ComparisonRules)
     guard: GuardSettings = Field(default_factory=GuardSettings)
     ramp: RampSettings = Field(default_factory=RampSettings)
@@ -66,13 +68,9 @@ class MigrationDocument(BaseModel):
     updated_by: str = "environment"
 
     def settings(self) -> MigrationSettings:
-        """What the routing decision reads."""
-        return MigrationSettings(
-            celery_enabled=self.celery_enabled,
-            celery_percentage=self.celery_percentage,
-            mode=self.mode,
-            shadow_percentage=self.shadow_percentage,
-            force_legacy=self.force_legacy,
+        """What the routing decision reads: a copy of the settings part, detached from the document."""
+        return MigrationSettings.model_validate(
+            self.model_dump(include=set(MigrationSettings.model_fields))
         )
 
     @classmethod
@@ -81,19 +79,10 @@ class MigrationDocument(BaseModel):
         return cls(version=1, updated_by="environment", **settings.model_dump())
 
 
-# The fields an operator may change; everything else (version, updated_*) the store sets.
-EDITABLE_FIELDS = (
-    "celery_enabled",
-    "celery_percentage",
-    "mode",
-    "shadow_percentage",
-    "force_legacy",
-    "comparison",
-    "guard",
-    "ramp",
-)
 # Editable fields that are nested settings: a change names only the sub-fields it changes.
 NESTED_FIELDS = ("comparison", "guard", "ramp")
+# The fields an operator may change; everything else (version, updated_*) the store sets.
+EDITABLE_FIELDS = (*MigrationSettings.model_fields, *NESTED_FIELDS)
 
 
 class AuditEntry(BaseModel):

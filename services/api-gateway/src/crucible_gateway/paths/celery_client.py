@@ -64,7 +64,7 @@ class CeleryDispatcher:
     def submit(self, task: EvalTask) -> Queue:
         """Publish `task`; returns the queue it went to. Raises Unavailable when the broker is down."""
         queue = queue_for(task)
-        soft, hard = celery_time_limits(task.timeout)
+        soft, hard = celery_time_limits(task.program.timeout)
         try:
             self.app.send_task(
                 TASK_EVALUATE,
