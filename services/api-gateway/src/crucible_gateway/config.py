@@ -18,8 +18,10 @@ class Settings(ServiceSettings):
 
     celery_enabled: bool = False
     celery_percentage: float = Field(default=0.0, ge=0.0, le=1.0)
-    force_legacy_queue: bool = False
-    migration_mode: MigrationMode = MigrationMode.SPLIT
+    # The environment names are DESIGN.md's; in code and in the migration document they are
+    # `force_legacy` and `mode`, one name each.
+    force_legacy: bool = Field(default=False, validation_alias="force_legacy_queue")
+    mode: MigrationMode = Field(default=MigrationMode.SPLIT, validation_alias="migration_mode")
     # The share of evaluations that get a shadow run while MIGRATION_MODE=shadow.
     shadow_percentage: float = Field(default=1.0, ge=0.0, le=1.0)
 
@@ -103,10 +105,6 @@ class Settings(ServiceSettings):
 
     def migration(self) -> MigrationSettings:
         """The split the environment asks for: only the seed of the shared document (when absent)."""
-        return MigrationSettings(
-            celery_enabled=self.celery_enabled,
-            celery_percentage=self.celery_percentage,
-            mode=self.migration_mode,
-            shadow_percentage=self.shadow_percentage,
-            force_legacy=self.force_legacy_queue,
+        return MigrationSettings.model_validate(
+            self.model_dump(include=set(MigrationSettings.model_fields))
         )
