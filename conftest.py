@@ -34,7 +34,9 @@ class Suite:
     queue_service: ManagedProcess
     queue_worker: ManagedProcess
     celery_worker: ManagedProcess
-    gateways: list[ManagedProcess] = field(default_factory=list)
+    # Gateways and extra Celery workers, in start order: those a test starts stop with the test
+    # (`_stop_what_the_test_started`), so that no leader loop of an earlier test keeps polling.
+    extras: list[ManagedProcess] = field(default_factory=list)
 
     def gateway(self, **env: str) -> ManagedProcess:
         """Start a gateway with this suite's wiring and `env` on top (e.g. CELERY_PERCENTAGE).
@@ -46,16 +48,18 @@ class Suite:
         gateway = self.starter.service(
             "crucible_gateway.main:create_app", name="gateway", env={**self.env, **own, **env}
         )
-        self.gateways.append(gateway)
+        self.extras.append(gateway)
         return gateway
 
     def extra_celery_worker(
         self, name: str, *, concurrency: int = 1, queues: str | None = None, **env: str
     ) -> ManagedProcess:
         """Another Celery worker with this suite's wiring and `env` on top (e.g. its own broker)."""
-        return start_celery_worker(
+        worker = start_celery_worker(
             self.starter, {**self.env, **env}, name=name, concurrency=concurrency, queues=queues
         )
+        self.extras.append(worker)
+        return worker
 
     @staticmethod
     def celery_command(*args: str) -> list[str]:
@@ -145,6 +149,24 @@ def start_suite(starter: ProcessStarter, run_dir: Path, **overrides: str) -> Sui
 def suite(session_processes: ProcessStarter, tmp_path_factory: pytest.TempPathFactory) -> Suite:
     """The whole suite, shared by every end-to-end test that does not break any part of it."""
     return start_suite(session_processes, tmp_path_factory.mktemp("suite"))
+
+
+@pytest.fixture(autouse=True)
+def _stop_what_the_test_started(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Stop the gateways and extra workers a test started on the shared suite when it ends.
+
+    Those a module-scoped fixture started (set up before this fixture) live on with the module's
+    other tests; an idle gateway still runs its leader loop, so each one left behind would load
+    storage and the CPU for the rest of the session.
+    """
+    if "suite" not in request.fixturenames:
+        yield
+        return
+    suite: Suite = request.getfixturevalue("suite")
+    mark = len(suite.extras)
+    yield
+    while len(suite.extras) > mark:
+        suite.extras.pop().stop()
 
 
 @pytest.fixture

@@ -13,17 +13,23 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def legacy_gateway(suite):
-    return suite.gateway(CELERY_ENABLED="true", CELERY_PERCENTAGE="0")
+    gateway = suite.gateway(CELERY_ENABLED="true", CELERY_PERCENTAGE="0")
+    yield gateway
+    gateway.stop()
 
 
 @pytest.fixture(scope="module")
 def celery_gateway(suite):
-    return suite.gateway(CELERY_ENABLED="true", CELERY_PERCENTAGE="1.0")
+    gateway = suite.gateway(CELERY_ENABLED="true", CELERY_PERCENTAGE="1.0")
+    yield gateway
+    gateway.stop()
 
 
 @pytest.fixture(scope="module")
 def half_gateway(suite):
-    return suite.gateway(CELERY_ENABLED="true", CELERY_PERCENTAGE="0.5")
+    gateway = suite.gateway(CELERY_ENABLED="true", CELERY_PERCENTAGE="0.5")
+    yield gateway
+    gateway.stop()
 
 
 def _run_many(client, programs: list[str], **fields) -> list[dict]:
