@@ -20,8 +20,7 @@ from crucible_gateway.migration.supervisor import Supervisor
 from crucible_gateway.operations.routes import router as operations_router
 from crucible_gateway.paths import CeleryPath, LegacyPath, Paths
 from crucible_gateway.paths.celery_client import CeleryDispatcher
-from crucible_gateway.paths.legacy_client import LegacyQueueClient
-from crucible_runtime.clients import ExecutorPool, StorageClient
+from crucible_runtime.clients import ExecutorPool, QueueServiceClient, StorageClient
 from crucible_runtime.dead_letters import DeadLetterStore
 from crucible_runtime.logs import setup_logging
 from crucible_runtime.redis_client import fail_fast_redis
@@ -46,7 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     celery = CeleryDispatcher(
         settings.celery_broker_url, connect_timeout=settings.broker_connect_timeout
     )
-    legacy = LegacyQueueClient(
+    legacy = QueueServiceClient(
         settings.queue_service_url,
         internal_key=settings.internal_api_key,
         timeout=settings.downstream_timeout,
