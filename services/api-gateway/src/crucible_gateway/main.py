@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from crucible_gateway.auth import install_api_keys
 from crucible_gateway.config import Settings
 from crucible_gateway.evaluations.routes import router as evaluations_router
-from crucible_gateway.leader import LeaderLease
+from crucible_gateway.leader import Job, LeaderLease, LeaderLoop
 from crucible_gateway.migration.models import MigrationDocument
 from crucible_gateway.migration.routes import router as migration_router
 from crucible_gateway.migration.source import RedisMigrationSource
@@ -69,23 +69,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         seed=MigrationDocument.seed_from(settings.migration()),
         refresh_interval=settings.migration_refresh_interval,
     )
-    # One replica at a time (the lease holder) sweeps comparisons and runs the guard and ramp.
+    # One replica at a time (the lease holder) runs the leader's jobs, each on its own interval:
+    # the migration round (comparison sweep, guard, ramp).
+    lease = LeaderLease(
+        state_redis, key=store.leader_key, ttl_seconds=settings.leader_lease_seconds
+    )
+    leader = LeaderLoop(lease)
     supervisor = Supervisor(
-        lease=LeaderLease(
-            state_redis, key=store.leader_key, ttl_seconds=settings.leader_lease_seconds
-        ),
         storage=storage,
         store=store,
         source=source,
+        leader=lease.identity,
         interval=settings.supervisor_interval,
     )
+    leader.add(Job("migration", settings.supervisor_interval, supervisor.tick))
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         source.start()
-        supervisor.start()
+        leader.start()
         yield
-        supervisor.stop()
+        leader.stop()
         source.stop()
         state_redis.close()
         broker_redis.close()
@@ -103,7 +107,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.limits = settings.limits()
     app.state.migration_store = store
     app.state.migration_source = source
-    app.state.supervisor = supervisor
+    app.state.leader = leader
     app.state.executors = executors
     app.state.dead_letters = dead_letters
     app.state.operator_tokens = settings.operator_tokens
