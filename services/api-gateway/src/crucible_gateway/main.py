@@ -11,6 +11,8 @@ from fastapi import FastAPI
 from crucible_gateway.auth import install_api_keys
 from crucible_gateway.config import Settings
 from crucible_gateway.evaluations.routes import router as evaluations_router
+from crucible_gateway.housekeeping.repair import Reconciler
+from crucible_gateway.housekeeping.service import Housekeeping
 from crucible_gateway.leader import Job, LeaderLease, LeaderLoop
 from crucible_gateway.migration.models import MigrationDocument
 from crucible_gateway.migration.routes import router as migration_router
@@ -70,7 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         refresh_interval=settings.migration_refresh_interval,
     )
     # One replica at a time (the lease holder) runs the leader's jobs, each on its own interval:
-    # the migration round (comparison sweep, guard, ramp).
+    # the migration round (comparison sweep, guard, ramp) and housekeeping (reconciler, purge).
     lease = LeaderLease(
         state_redis, key=store.leader_key, ttl_seconds=settings.leader_lease_seconds
     )
@@ -83,6 +85,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         interval=settings.supervisor_interval,
     )
     leader.add(Job("migration", settings.supervisor_interval, supervisor.tick))
+    housekeeping = Housekeeping(
+        reconciler=Reconciler(
+            storage=storage,
+            paths=paths,
+            executors=executors,
+            dead_letters=dead_letters,
+            rules=settings.reconcile_rules(),
+            batch=settings.reconcile_batch,
+        ),
+        storage=storage,
+        retention_seconds=settings.retention_seconds(),
+        reconcile_interval=settings.reconcile_interval_seconds,
+        purge_interval=settings.purge_interval_seconds,
+        still_leader=leader.still_leader,
+    )
+    for job in housekeeping.jobs():
+        leader.add(job)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
