@@ -129,6 +129,7 @@ class LeaderLoop:
         self.poll = poll
         self.jobs: list[Job] = []
         self.is_leader = False
+        self._redis_down = False  # said once, not once per thread and poll
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -148,6 +149,9 @@ class LeaderLoop:
         it ran. A Redis that cannot be reached makes nobody the leader: nothing runs."""
         try:
             self.is_leader = self.lease.holds()
+            if self._redis_down:
+                log.info("the state Redis answers again")
+                self._redis_down = False
             if not self.is_leader:
                 return False
             slack = min(job.interval, self.poll) / 2
@@ -155,7 +159,9 @@ class LeaderLoop:
                 return False
         except redis.RedisError as exc:
             self.is_leader = False
-            log.warning("leader round %s skipped: %r", job.name, exc)
+            if not self._redis_down:
+                log.warning("no leader rounds while the state Redis cannot be reached: %r", exc)
+            self._redis_down = True
             return False
         job.run(now or datetime.now(UTC))
         return True
