@@ -59,6 +59,8 @@ class Housekeeping:
         metrics.HOUSEKEEPING_ROUNDS.labels(RECONCILE, "stopped" if report.stopped else "done").inc()
         if report.stopped:
             log.warning("reconcile round stopped: this replica is no longer the leader")
+        if report.counts:
+            log.info("reconcile round: %s", dict(report.counts))
         return report
 
     def purge(self, now: datetime) -> int | None:
