@@ -6,6 +6,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import redis
 from fastapi import FastAPI
 
 from crucible_gateway.auth import install_api_keys
@@ -71,37 +72,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         seed=MigrationDocument.seed_from(settings.migration()),
         refresh_interval=settings.migration_refresh_interval,
     )
-    # One replica at a time (the lease holder) runs the leader's jobs, each on its own interval:
-    # the migration round (comparison sweep, guard, ramp) and housekeeping (reconciler, purge).
-    lease = LeaderLease(
-        state_redis, key=store.leader_key, ttl_seconds=settings.leader_lease_seconds
-    )
-    leader = LeaderLoop(lease)
-    supervisor = Supervisor(
-        storage=storage,
+    leader = _leader_loop(
+        settings,
+        state_redis=state_redis,
         store=store,
         source=source,
-        leader=lease.identity,
-        interval=settings.supervisor_interval,
-    )
-    leader.add(Job("migration", settings.supervisor_interval, supervisor.tick))
-    housekeeping = Housekeeping(
-        reconciler=Reconciler(
-            storage=storage,
-            paths=paths,
-            executors=executors,
-            dead_letters=dead_letters,
-            rules=settings.reconcile_rules(),
-            batch=settings.reconcile_batch,
-        ),
         storage=storage,
-        retention_seconds=settings.retention_seconds(),
-        reconcile_interval=settings.reconcile_interval_seconds,
-        purge_interval=settings.purge_interval_seconds,
-        still_leader=leader.still_leader,
+        paths=paths,
+        executors=executors,
+        dead_letters=dead_letters,
     )
-    for job in housekeeping.jobs():
-        leader.add(job)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -145,3 +125,48 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return {"status": "ok", "service": SERVICE}
 
     return app
+
+
+def _leader_loop(
+    settings: Settings,
+    *,
+    state_redis: redis.Redis,
+    store: MigrationStore,
+    source: RedisMigrationSource,
+    storage: StorageClient,
+    paths: Paths,
+    executors: ExecutorPool | None,
+    dead_letters: DeadLetterStore,
+) -> LeaderLoop:
+    """What one replica at a time (the lease holder) runs, each job on its own interval: the
+    migration round (comparison sweep, guard, ramp) and housekeeping (reconciler, purge)."""
+    lease = LeaderLease(
+        state_redis, key=store.leader_key, ttl_seconds=settings.leader_lease_seconds
+    )
+    leader = LeaderLoop(lease)
+    supervisor = Supervisor(
+        storage=storage,
+        store=store,
+        source=source,
+        leader=lease.identity,
+        interval=settings.supervisor_interval,
+    )
+    leader.add(Job("migration", settings.supervisor_interval, supervisor.tick))
+    housekeeping = Housekeeping(
+        reconciler=Reconciler(
+            storage=storage,
+            paths=paths,
+            executors=executors,
+            dead_letters=dead_letters,
+            rules=settings.reconcile_rules(),
+            batch=settings.reconcile_batch,
+        ),
+        storage=storage,
+        retention_seconds=settings.retention_seconds(),
+        reconcile_interval=settings.reconcile_interval_seconds,
+        purge_interval=settings.purge_interval_seconds,
+        still_leader=leader.still_leader,
+    )
+    for job in housekeeping.jobs():
+        leader.add(job)
+    return leader
