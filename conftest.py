@@ -42,9 +42,16 @@ class Suite:
         """Start a gateway with this suite's wiring and `env` on top (e.g. CELERY_PERCENTAGE).
 
         Each gateway gets its own migration-settings key, so that its environment seeds its own
-        document instead of reading the one another gateway of this session seeded.
+        document instead of reading the one another gateway of this session seeded. Each one
+        therefore leads, and its reconciler would repair any run of the shared storage: it looks
+        at none unless `env` asks (RECONCILE_*), so that no test repairs another test's runs.
         """
-        own = {"MIGRATION_KEY_PREFIX": f"crucible:migration:{uuid.uuid4().hex[:8]}"}
+        own = {
+            "MIGRATION_KEY_PREFIX": f"crucible:migration:{uuid.uuid4().hex[:8]}",
+            "RECONCILE_QUEUED_AFTER_SECONDS": "86400",
+            "RECONCILE_CELERY_QUEUED_AFTER_SECONDS": "86400",
+            "RECONCILE_RUNNING_GRACE_SECONDS": "86400",
+        }
         gateway = self.starter.service(
             "crucible_gateway.main:create_app", name="gateway", env={**self.env, **own, **env}
         )

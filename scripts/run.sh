@@ -55,7 +55,7 @@ Crucible is starting (Ctrl-C stops everything):
   storage         http://$BIND_HOST:$STORAGE_PORT      ($DATABASE_URL)
   executor-1..3   http://$BIND_HOST:$EXECUTOR_1_PORT  :$EXECUTOR_2_PORT  :$EXECUTOR_3_PORT
   celery-worker   broker $CELERY_BROKER_URL, executors $EXECUTOR_SERVICE_URL
-  beat, flower    http://$BIND_HOST:$FLOWER_PORT      ($flower_auth)
+  flower          http://$BIND_HOST:$FLOWER_PORT      ($flower_auth)
   redis           broker :$BROKER_REDIS_PORT, state/events :$STATE_REDIS_PORT
   routing         CELERY_ENABLED=$CELERY_ENABLED CELERY_PERCENTAGE=$CELERY_PERCENTAGE FORCE_LEGACY_QUEUE=$FORCE_LEGACY_QUEUE MIGRATION_MODE=$MIGRATION_MODE
 TABLE

@@ -1,12 +1,12 @@
-"""Housekeeping over the whole suite: evaluations the legacy queue lost in a restart are found by
-beat's reconciler, enqueued again and run to their end."""
+"""Housekeeping over the whole suite, done by the gateway leader: evaluations the legacy queue lost
+in a restart are enqueued again and run to their end; a Celery run whose message was lost ends
+`error` with a dead letter that an operator replays on Celery; old evaluations are purged."""
 
 from __future__ import annotations
 
-import uuid
-
+import httpx
 import pytest
-from celery import Celery
+import redis
 
 from crucible_contracts.names import EventName
 from crucible_runtime.clients import StorageClient
@@ -14,44 +14,25 @@ from crucible_runtime.pytest_plugin import wait_for
 
 pytestmark = pytest.mark.e2e
 
-# The reconciler looks every second at runs queued for more than one second.
-FAST_RECONCILER = {"RECONCILE_INTERVAL_SECONDS": "1", "RECONCILE_QUEUED_AFTER_SECONDS": "1"}
-
-
-def _start_reconciling(suite, schedule_file: str) -> None:
-    """A Celery worker and a beat with the fast reconciler, in place of the suite's worker."""
-    env = {**suite.env, **FAST_RECONCILER}
-    nodename = f"housekeeping-{uuid.uuid4().hex[:8]}@localhost"
-    pinger = Celery(broker=env["CELERY_BROKER_URL"])
-    try:
-        suite.starter.process(
-            "celery-worker-housekeeping",
-            suite.celery_command("worker", "-P", "prefork", "-c", "2", "-Q", "low", "-n", nodename),
-            env=env,
-            ready=lambda _: pinger.control.ping(destination=[nodename], timeout=0.5),
-            ready_timeout=60,
-        )
-    finally:
-        pinger.close()
-    suite.starter.process(
-        "beat",
-        suite.celery_command("beat", "--schedule", schedule_file, "--loglevel", "INFO"),
-        env=env,
-        ready=lambda beat: "beat: Starting" in beat.logs(),
-    )
+TOKEN = "ops-token-for-the-housekeeping-tests"
+# The leader's reconciler looks twice a second at runs queued for more than one second.
+FAST_RECONCILER = {
+    "RECONCILE_INTERVAL_SECONDS": "0.5",
+    "RECONCILE_QUEUED_AFTER_SECONDS": "1",
+    "RECONCILE_CELERY_QUEUED_AFTER_SECONDS": "1",
+}
 
 
 def test_evaluations_lost_by_a_legacy_queue_restart_are_enqueued_again_and_complete(
-    own_suite, client_for, tmp_path
+    own_suite, client_for
 ):
-    client = client_for(own_suite.gateway(CELERY_ENABLED="true", CELERY_PERCENTAGE="0"))
+    gateway = own_suite.gateway(CELERY_ENABLED="true", CELERY_PERCENTAGE="0", **FAST_RECONCILER)
+    client = client_for(gateway)
     own_suite.queue_worker.stop()
     accepted = [client.submit(f"print({n} * 3)") for n in range(6)]
     assert {item["backend"] for item in accepted} == {"legacy"}
 
     own_suite.starter.restart(own_suite.queue_service)  # its deque, and every task in it, is gone
-    own_suite.celery_worker.stop()
-    _start_reconciling(own_suite, str(tmp_path / "celerybeat-schedule"))
     storage = StorageClient(own_suite.storage.url)
 
     def redispatched(eval_id: str) -> bool:
@@ -64,7 +45,7 @@ def test_evaluations_lost_by_a_legacy_queue_restart_are_enqueued_again_and_compl
         wait_for(
             lambda: all(redispatched(item["eval_id"]) for item in accepted),
             timeout=60,
-            what="the reconciler to enqueue every lost evaluation again",
+            what="the leader's reconciler to enqueue every lost evaluation again",
         )
         own_suite.starter.restart(own_suite.queue_worker)
         views = [client.wait_done(item["eval_id"], timeout=120) for item in accepted]
@@ -78,3 +59,57 @@ def test_evaluations_lost_by_a_legacy_queue_restart_are_enqueued_again_and_compl
             "legacy",
         ), view
         assert view["attempts"] == 1
+    metrics = httpx.get(f"{gateway.url}/metrics", timeout=10).text
+    assert 'crucible_housekeeping_runs_total{action="redispatched"} 6.0' in metrics
+
+
+def test_a_lost_celery_run_ends_error_is_replayed_on_celery_and_old_evaluations_are_purged(
+    own_suite, client_for
+):
+    celery_only = {"CELERY_ENABLED": "true", "CELERY_PERCENTAGE": "1.0"}
+    reconciling = own_suite.gateway(**celery_only, **FAST_RECONCILER)
+    client = client_for(reconciling)
+    own_suite.celery_worker.stop()
+    eval_id = client.submit("print('lost, then replayed')")["eval_id"]
+    broker = redis.Redis.from_url(own_suite.broker.url)
+    try:
+        # The broker loses the message (say, its data), while storage has the run queued.
+        wait_for(lambda: broker.delete("default"), timeout=10, what="the message to be lost")
+    finally:
+        broker.close()
+
+    ended = client.wait_done(eval_id, timeout=30)
+    # The operator replays through a gateway with the usual deadlines: this test's one-second
+    # deadline would take a replay a worker has fetched but not yet started for lost as well.
+    reconciling.stop()
+    operator = own_suite.gateway(**celery_only, OPERATOR_TOKEN=f"ops:{TOKEN}")
+    client = client_for(operator)
+    admin = httpx.Client(
+        base_url=operator.url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30
+    )
+    page = admin.get("/api/admin/dlq").json()
+    (entry,) = [item for item in page["items"] if item["eval_id"] == eval_id]
+    own_suite.extra_celery_worker("celery-worker-back", concurrency=2)
+    replayed = admin.post(f"/api/admin/dlq/{entry['id']}/replay")
+    done = client.wait_done(eval_id, timeout=60)
+    admin.close()
+
+    assert (ended["status"], ended["backend"]) == ("error", "celery")
+    assert "its message was lost" in ended["reason"]
+    assert (entry["backend"], entry["reason"]) == ("celery", ended["reason"])
+    assert replayed.status_code == 200, replayed.text
+    assert (done["status"], done["output"], done["backend"]) == (
+        "completed",
+        "lost, then replayed\n",
+        "celery",
+    )
+
+    # A deployment that keeps evaluations two seconds and purges twice a second.
+    operator.stop()
+    purging = own_suite.gateway(RETENTION_DAYS=str(2 / 86_400), PURGE_INTERVAL_SECONDS="0.5")
+    client = client_for(purging)
+    wait_for(
+        lambda: client.http.get(f"/api/eval/{eval_id}").status_code == 404,
+        timeout=30,
+        what="the purge to delete the evaluation",
+    )

@@ -1,9 +1,13 @@
-"""Fixtures of the gateway's tests: real storage, queue-service, broker Redis and gateway processes."""
+"""Fixtures of the gateway's tests: real storage, queue-service, broker Redis, executor and gateway
+processes."""
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
 from collections.abc import Callable
+from contextlib import closing
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -15,6 +19,13 @@ from crucible_runtime.pytest_plugin import ManagedProcess, ProcessStarter
 INTERNAL_KEY = "gateway-tests-internal-key"
 GATEWAY_APP = "crucible_gateway.main:create_app"
 OPERATORS = "alice:alice-operator-token,bob:bob-operator-token"
+# Every gateway here leads (each has its own key prefix) and many share one storage: their
+# reconcilers must not repair other tests' runs. Tests of housekeeping set their own values.
+QUIET_HOUSEKEEPING = {
+    "RECONCILE_QUEUED_AFTER_SECONDS": "86400",
+    "RECONCILE_CELERY_QUEUED_AFTER_SECONDS": "86400",
+    "RECONCILE_RUNNING_GRACE_SECONDS": "86400",
+}
 
 
 def unique_prefix() -> str:
@@ -62,6 +73,39 @@ def own_queue_service(processes: ProcessStarter) -> ManagedProcess:
 def own_storage(processes: ProcessStarter, tmp_path: Path) -> ManagedProcess:
     """A storage service owned by this test alone, which it may stop."""
     return _start_storage(processes, tmp_path)
+
+
+@pytest.fixture
+def backdate(tmp_path: Path) -> Callable[..., None]:
+    """backdate(eval_id, table="evaluations", role=None, **times): move timestamps in the SQLite
+    file of this test's `own_storage`. The API never moves them; ages are what the purge and the
+    reconciler judge by, and waiting days or minutes for them is not an option."""
+
+    def set_times(
+        eval_id: str, *, table: str = "evaluations", role: str | None = None, **times: datetime
+    ) -> None:
+        # SQLAlchemy keeps SQLite datetimes as naive UTC text in this format (sorts as it should).
+        values = [t.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f") for t in times.values()]
+        where = "eval_id = ?" + (" AND role = ?" if role else "")
+        assignments = ", ".join(f"{column} = ?" for column in times)
+        with closing(sqlite3.connect(tmp_path / "crucible.db", timeout=10)) as db, db:
+            found = db.execute(
+                f"UPDATE {table} SET {assignments} WHERE {where}",
+                [*values, eval_id, *([role] if role else [])],
+            )
+        assert found.rowcount, f"nothing to back-date for {eval_id} in {table}"
+
+    return set_times
+
+
+@pytest.fixture
+def own_executor(processes: ProcessStarter) -> ManagedProcess:
+    """An executor (two slots) owned by this test alone."""
+    return processes.service(
+        "crucible_executor.main:create_app",
+        name="executor",
+        env={"EXECUTOR_ID": "executor-1", "EXECUTOR_SLOTS": "2", "INTERNAL_API_KEY": INTERNAL_KEY},
+    )
 
 
 @pytest.fixture
@@ -113,6 +157,7 @@ def start_gateway(
             "REDIS_URL": redis_url,
             "MIGRATION_KEY_PREFIX": unique_prefix(),
             "OPERATOR_TOKEN": OPERATORS,
+            **QUIET_HOUSEKEEPING,
             **{key.upper(): str(value) for key, value in env.items()},
         }
         return processes.service(GATEWAY_APP, name="gateway", env=full_env)
@@ -144,6 +189,7 @@ def shared_gateway(
         "FORCE_LEGACY_QUEUE": "false",
         "REDIS_URL": redis_url,
         "MIGRATION_KEY_PREFIX": unique_prefix(),
+        **QUIET_HOUSEKEEPING,
     }
     return session_processes.service(GATEWAY_APP, name="shared-gateway", env=env)
 

@@ -7,13 +7,13 @@ from typing import Any
 
 import pytest
 
-from crucible_contracts.errors import NotFound, Unavailable
+from crucible_contracts.errors import Conflict, NotFound, Unavailable
 from crucible_contracts.ids import new_eval_id
 from crucible_contracts.models import EvalTask, Program
 from crucible_contracts.names import Backend, Role
-from crucible_gateway.paths import CeleryPath, LegacyPath, Paths, task_id_for
+from crucible_gateway.paths import CeleryPath, Holding, LegacyPath, Paths, task_id_for
 from crucible_gateway.paths.celery_client import CeleryDispatcher
-from crucible_gateway.paths.legacy_client import LegacyQueueClient
+from crucible_runtime.clients import QueueServiceClient
 from crucible_runtime.pytest_plugin import free_port
 
 
@@ -23,6 +23,7 @@ class RecordingPath:
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
         self.dependency = f"{backend}-dependency"
+        self.may_redispatch = backend is Backend.LEGACY
         self.calls: list[tuple[str, Any]] = []
 
     def submit(self, task: EvalTask) -> None:
@@ -30,6 +31,10 @@ class RecordingPath:
 
     def withdraw(self, eval_id: str, role: Role) -> None:
         self.calls.append(("withdraw", (eval_id, role)))
+
+    def holds(self, eval_id: str, role: Role) -> Holding:
+        self.calls.append(("holds", (eval_id, role)))
+        return Holding(False, "recorded")
 
     def depth(self, *, timeout: float) -> dict[str, Any]:
         return {"backend": str(self.backend)}
@@ -64,8 +69,13 @@ def test_a_run_is_submitted_and_withdrawn_through_its_own_backends_path_only(rec
 
     paths[backend].submit(task)
     paths[backend].withdraw(task.eval_id, Role.SHADOW)
+    paths[backend].holds(task.eval_id, Role.PRIMARY)
 
-    assert mine.calls == [("submit", task.eval_id), ("withdraw", (task.eval_id, Role.SHADOW))]
+    assert mine.calls == [
+        ("submit", task.eval_id),
+        ("withdraw", (task.eval_id, Role.SHADOW)),
+        ("holds", (task.eval_id, Role.PRIMARY)),
+    ]
     assert other.calls == []
 
 
@@ -114,7 +124,7 @@ def test_a_runs_task_id_is_its_eval_id_and_role(role, expected):
 @pytest.fixture
 def legacy_path(own_queue_service, internal) -> LegacyPath:
     key = internal(own_queue_service.url).headers["X-Internal-Key"]
-    path = LegacyPath(LegacyQueueClient(own_queue_service.url, internal_key=key, timeout=10))
+    path = LegacyPath(QueueServiceClient(own_queue_service.url, internal_key=key, timeout=10))
     yield path
     path.close()
 
@@ -162,7 +172,7 @@ def test_celery_path_publishes_under_the_runs_task_id_and_reports_queue_depths(
 
 def test_a_path_whose_service_is_down_says_unavailable():
     url = f"http://127.0.0.1:{free_port()}"
-    legacy = LegacyPath(LegacyQueueClient(url, timeout=2))
+    legacy = LegacyPath(QueueServiceClient(url, timeout=2))
     celery = CeleryPath(CeleryDispatcher(f"redis://127.0.0.1:{free_port()}/0", connect_timeout=0.5))
     try:
         for path in (legacy, celery):
@@ -170,6 +180,61 @@ def test_a_path_whose_service_is_down_says_unavailable():
                 path.ping(timeout=1)
             with pytest.raises(Unavailable):
                 path.depth(timeout=1)
+            with pytest.raises(Unavailable):
+                path.holds(new_eval_id(), Role.PRIMARY)
     finally:
         legacy.close()
         celery.close()
+
+
+def test_the_legacy_path_holds_a_run_while_queued_or_processing_and_may_send_it_again(
+    legacy_path, own_queue_service, internal
+):
+    queued, processing, finished, unknown = (_task(Backend.LEGACY) for _ in range(4))
+    for task in (processing, finished, queued):
+        legacy_path.submit(task)
+    queue = internal(own_queue_service.url)
+    for task in (processing, finished):  # the head of the deque is leased first
+        assert queue.get("/tasks/next").json()["task_id"] == task_id_for(task.eval_id, task.role)
+    queue.post(f"/tasks/{task_id_for(finished.eval_id, finished.role)}/complete")
+
+    found = {
+        name: legacy_path.holds(task.eval_id, task.role)
+        for name, task in [
+            ("queued", queued),
+            ("processing", processing),
+            ("completed", finished),
+            ("unknown", unknown),
+        ]
+    }
+
+    assert {name: holding.held for name, holding in found.items()} == {
+        "queued": True,
+        "processing": True,
+        "completed": False,
+        "unknown": False,
+    }
+    assert "(queued)" in found["queued"].detail
+    assert "(processing)" in found["processing"].detail
+    assert "(completed)" in found["completed"].detail
+    assert "no longer holds it" in found["unknown"].detail
+    assert legacy_path.may_redispatch
+    with pytest.raises(Conflict):  # the queue-service dedupes a run it holds by its task id
+        legacy_path.submit(queued)
+    legacy_path.submit(finished)
+    assert legacy_path.holds(finished.eval_id, finished.role).held
+
+
+def test_the_celery_path_may_hold_any_run_while_an_evaluation_queue_has_messages(
+    celery_path, broker_redis
+):
+    task, other = _task(Backend.CELERY), _task(Backend.CELERY)
+    broker_redis.rpush("low", "not an evaluation")
+    empty = celery_path.holds(task.eval_id, task.role)
+
+    celery_path.submit(other)
+    waiting = celery_path.holds(task.eval_id, task.role)
+
+    assert (empty.held, waiting.held) == (False, True)
+    assert "1 messages still wait" in waiting.detail
+    assert not celery_path.may_redispatch

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import sys
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import closing
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -232,59 +229,6 @@ def start_executor(processes: ProcessStarter) -> Callable[..., ManagedProcess]:
 
     def start(executor_id: str, *, slots: int = 4) -> ManagedProcess:
         return _executor(processes, executor_id, slots)
-
-    return start
-
-
-@pytest.fixture
-def start_storage(
-    processes: ProcessStarter, tmp_path: Path
-) -> Callable[[], tuple[ManagedProcess, StorageClient]]:
-    """Start a storage service for this test alone, on its own SQLite file."""
-    clients: list[StorageClient] = []
-
-    def start() -> tuple[ManagedProcess, StorageClient]:
-        service = _storage(processes, tmp_path)
-        client = StorageClient(service.url, internal_key=INTERNAL_KEY)
-        clients.append(client)
-        return service, client
-
-    return start
-
-
-@pytest.fixture
-def backdate(tmp_path: Path) -> Callable[..., None]:
-    """backdate(eval_id, table="evaluations", role=None, **times): move timestamps of this test's
-    storage (start_storage) in its SQLite file. The API never moves them; ages are what the purge
-    and the reconciler judge by, and waiting days or minutes for them is not an option."""
-
-    def set_times(
-        eval_id: str, *, table: str = "evaluations", role: str | None = None, **times: datetime
-    ) -> None:
-        # SQLAlchemy keeps SQLite datetimes as naive UTC text in this format (sorts as it should).
-        values = [t.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f") for t in times.values()]
-        where = "eval_id = ?" + (" AND role = ?" if role else "")
-        assignments = ", ".join(f"{column} = ?" for column in times)
-        with closing(sqlite3.connect(tmp_path / "crucible.db", timeout=10)) as db, db:
-            found = db.execute(
-                f"UPDATE {table} SET {assignments} WHERE {where}",
-                [*values, eval_id, *([role] if role else [])],
-            )
-        assert found.rowcount, f"nothing to back-date for {eval_id} in {table}"
-
-    return set_times
-
-
-@pytest.fixture
-def start_queue_service(processes: ProcessStarter) -> Callable[[], ManagedProcess]:
-    """Start a legacy queue-service for this test (its deque starts empty, as after a restart)."""
-
-    def start() -> ManagedProcess:
-        return processes.service(
-            "crucible_queue.main:create_app",
-            name="queue-service",
-            env={"INTERNAL_API_KEY": INTERNAL_KEY},
-        )
 
     return start
 

@@ -9,7 +9,7 @@ import pytest
 
 from crucible_contracts.limits import celery_time_limits
 from crucible_contracts.names import QUEUE_ORDER
-from crucible_worker.celery_config import PURGE_SCHEDULE_NAME, TASK_PURGE, celery_config
+from crucible_worker.celery_config import celery_config
 from crucible_worker.config import Settings
 from crucible_worker.resources import Resources
 from crucible_worker.retrying import (
@@ -40,12 +40,10 @@ def test_visibility_timeout_outlasts_the_longest_task_and_retry_delay():
     assert visibility > hard_limit + longest_delay
 
 
-def test_purge_is_scheduled_hourly_and_expires_instead_of_piling_up():
-    entry = celery_config(Settings())["beat_schedule"][PURGE_SCHEDULE_NAME]
+def test_nothing_is_scheduled_for_beat_housekeeping_is_the_gateway_leaders():
+    config = celery_config(Settings())
 
-    assert entry["task"] == TASK_PURGE
-    assert entry["schedule"] == 3600
-    assert entry["options"]["expires"] == 3600
+    assert not config.get("beat_schedule")
 
 
 def test_settings_split_the_executor_list_and_build_the_retry_policies():
@@ -55,7 +53,6 @@ def test_settings_split_the_executor_list_and_build_the_retry_policies():
 
     assert settings.executor_urls() == ["http://a:1", "http://b:2"]
     assert settings.budgets().transient.max_attempts == 2
-    assert settings.retention_seconds() == 30 * 86_400
 
 
 def test_resources_are_created_once_and_recreated_after_close():

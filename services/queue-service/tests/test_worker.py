@@ -177,7 +177,7 @@ def test_executors_unreachable_for_good_end_the_run_error_with_the_cause_and_a_d
 
     view = wait_ended(storage, task.eval_id)
     assert view.status == Status.ERROR
-    # The same reason as on the Celery path: one retry decision (retry.next_step) for both.
+    # The same reason as on the Celery path: one retry decision (lifecycle.next_step) for both.
     assert "gave up after 3 failed attempts" in view.reason
     failed = wait_for(
         lambda: (t := queue_task(queue.url, task))["state"] == "failed" and t, timeout=5

@@ -5,12 +5,9 @@ from __future__ import annotations
 from enum import StrEnum
 
 TASK_EVALUATE = "tasks.evaluate_code"
-TASK_PURGE = "tasks.purge_old_evaluations"
 TASK_HARD_LIMIT = "tasks.end_after_hard_time_limit"
 # Records a give-up that Celery reported in a worker's main process (e.g. a hard time limit).
 TASK_DEAD_LETTER = "tasks.dead_letter"
-# Beat's reconciler of runs stuck in queued or running (e.g. lost by the legacy queue's restart).
-TASK_RECONCILE = "tasks.reconcile_stuck"
 
 # Redis key (in the broker's Redis) of the dead-letter queue: see crucible_runtime.dead_letters.
 DEAD_LETTER_KEY = "crucible:dead_letter"

@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from crucible_contracts.errors import BY_CODE, Busy, CrucibleError, Unavailable
+from crucible_contracts.errors import BY_CODE, Busy, CrucibleError, NotFound, Unavailable
 from crucible_contracts.models import (
     ComparisonRecord,
     ComparisonView,
@@ -159,6 +159,44 @@ class StorageClient(InternalClient):
             params["until"] = until.isoformat()
         response = self.request("GET", "/stats", params=params)
         return MigrationStats.model_validate_json(response.content)
+
+
+class QueueServiceClient(InternalClient):
+    """The legacy queue-service's HTTP API in the contract's terms: the one client of it.
+
+    The gateway hands tasks over and takes them back through it, its leader asks where a run is,
+    and the queue-worker's lease client (`crucible_queue.client`) extends it. The queue-service's
+    own wire format stays in the queue-service.
+    """
+
+    def submit(self, task: EvalTask) -> None:
+        """Append `task` to the deque. Conflict while the queue holds that run already (queued or
+        processing: it dedupes by task id), Busy when it is full, Unavailable when unreachable."""
+        self.request("POST", "/tasks", json=task.model_dump(mode="json"))
+
+    def cancel(self, task_id: str) -> None:
+        """Take a still-queued task out of the deque. NotFound when not queued, Conflict when
+        the queue-worker is already processing it."""
+        self.request("DELETE", f"/tasks/{task_id}")
+
+    def state_of(self, task_id: str) -> str | None:
+        """`queued`, `processing`, `completed`, `failed` or `cancelled`; None when the queue does
+        not know the task (its deque was lost in a restart, or it forgot the task long ago)."""
+        try:
+            response = self.request("GET", f"/tasks/{task_id}")
+        except NotFound:
+            return None
+        return str(response.json()["state"])
+
+    def status(self, *, timeout: float | None = None) -> dict[str, Any]:
+        """The queue-service's own report of its depth (queued, processing, ...)."""
+        kwargs = {} if timeout is None else {"timeout": timeout}
+        return self.request("GET", "/status", **kwargs).json()
+
+    def ping(self, *, timeout: float | None = None) -> None:
+        """Returns when the queue-service answers, raises Unavailable when not."""
+        kwargs = {} if timeout is None else {"timeout": timeout}
+        self.request("GET", "/health", **kwargs)
 
 
 class ExecutorPool:

@@ -1,4 +1,5 @@
-"""The api-gateway's settings: migration defaults, downstream URLs, client auth and input limits."""
+"""The api-gateway's settings: migration defaults, downstream URLs, client auth, input limits and
+the leader's housekeeping."""
 
 from __future__ import annotations
 
@@ -7,10 +8,13 @@ from typing import Self
 from pydantic import Field, model_validator
 
 from crucible_contracts.limits import Limits
+from crucible_contracts.names import Backend
 from crucible_contracts.settings import UNSAFE_SECRETS, ServiceSettings, split_urls
+from crucible_gateway.housekeeping.stuck import Rules
 from crucible_gateway.migration.models import MigrationMode, MigrationSettings
 
 _DEFAULT_LIMITS = Limits()
+SECONDS_PER_DAY = 86_400
 
 
 class Settings(ServiceSettings):
@@ -41,6 +45,24 @@ class Settings(ServiceSettings):
     supervisor_interval: float = Field(default=1.0, gt=0, le=60)
     # How long a leader's lease lasts unless renewed; another replica takes over after it.
     leader_lease_seconds: float = Field(default=5.0, gt=0)
+
+    # Housekeeping, by the leader (housekeeping/), each job on its own interval. The names are
+    # those the Celery beat schedule read before the leader took housekeeping over.
+    retention_days: float = Field(default=30, gt=0)
+    purge_interval_seconds: float = Field(default=3600, gt=0)
+    # The reconciler of runs stuck in queued or running.
+    reconcile_interval_seconds: float = Field(default=60, gt=0)
+    # A legacy run queued this long is looked up in the queue-service (whose deque a restart loses).
+    reconcile_queued_after_seconds: float = Field(default=60, ge=0)
+    # A Celery run queued this long whose message no queue holds any more is ended `error`.
+    reconcile_celery_queued_after_seconds: float = Field(default=900, ge=0)
+    # Beyond its timeout and the Celery hard-limit margin: how long a run may show no sign of
+    # life while `running` before its consumer is taken for gone.
+    reconcile_running_grace_seconds: float = Field(default=120, ge=0)
+    # Times a run lost by the legacy queue is enqueued again before it ends `error`.
+    reconcile_max_redispatches: int = Field(default=3, ge=0)
+    # Stuck runs looked at per backend and round (the oldest first).
+    reconcile_batch: int = Field(default=100, ge=1, le=500)
 
     operator_token: str | None = None
     api_keys: str = ""
@@ -107,4 +129,17 @@ class Settings(ServiceSettings):
         """The split the environment asks for: only the seed of the shared document (when absent)."""
         return MigrationSettings.model_validate(
             self.model_dump(include=set(MigrationSettings.model_fields))
+        )
+
+    def retention_seconds(self) -> float:
+        return self.retention_days * SECONDS_PER_DAY
+
+    def reconcile_rules(self) -> Rules:
+        return Rules(
+            queued_after={
+                Backend.LEGACY: self.reconcile_queued_after_seconds,
+                Backend.CELERY: self.reconcile_celery_queued_after_seconds,
+            },
+            running_grace=self.reconcile_running_grace_seconds,
+            max_redispatches=self.reconcile_max_redispatches,
         )

@@ -12,10 +12,10 @@ from fastapi import Depends, Request
 from crucible_contracts.limits import Limits
 from crucible_gateway.auth import operator_name, presented_operator_token
 from crucible_gateway.config import Settings
+from crucible_gateway.leader import LeaderLoop
 from crucible_gateway.migration.models import MigrationSettings
 from crucible_gateway.migration.source import RedisMigrationSource
 from crucible_gateway.migration.store import MigrationStore
-from crucible_gateway.migration.supervisor import Supervisor
 from crucible_gateway.paths import Paths
 from crucible_gateway.paths.celery_client import CeleryDispatcher
 from crucible_runtime.clients import ExecutorPool, StorageClient
@@ -51,8 +51,9 @@ def get_migration_store(request: Request) -> MigrationStore:
     return request.app.state.migration_store
 
 
-def get_supervisor(request: Request) -> Supervisor:
-    return request.app.state.supervisor
+def get_leader(request: Request) -> LeaderLoop:
+    """The loop of the leader's jobs: `is_leader` says whether this replica leads now."""
+    return request.app.state.leader
 
 
 def get_operator(request: Request) -> str:
@@ -83,7 +84,7 @@ CeleryDep = Annotated[CeleryDispatcher, Depends(get_celery)]
 MigrationDep = Annotated[MigrationSettings, Depends(get_migration)]
 MigrationSourceDep = Annotated[RedisMigrationSource, Depends(get_migration_source)]
 MigrationStoreDep = Annotated[MigrationStore, Depends(get_migration_store)]
-SupervisorDep = Annotated[Supervisor, Depends(get_supervisor)]
+LeaderDep = Annotated[LeaderLoop, Depends(get_leader)]
 OperatorDep = Annotated[str, Depends(get_operator)]
 ExecutorsDep = Annotated[ExecutorPool | None, Depends(get_executors)]
 DeadLettersDep = Annotated[DeadLetterStore, Depends(get_dead_letters)]

@@ -6,12 +6,15 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import redis
 from fastapi import FastAPI
 
 from crucible_gateway.auth import install_api_keys
 from crucible_gateway.config import Settings
 from crucible_gateway.evaluations.routes import router as evaluations_router
-from crucible_gateway.leader import LeaderLease
+from crucible_gateway.housekeeping.repair import Reconciler
+from crucible_gateway.housekeeping.service import Housekeeping
+from crucible_gateway.leader import Job, LeaderLease, LeaderLoop
 from crucible_gateway.migration.models import MigrationDocument
 from crucible_gateway.migration.routes import router as migration_router
 from crucible_gateway.migration.source import RedisMigrationSource
@@ -20,8 +23,7 @@ from crucible_gateway.migration.supervisor import Supervisor
 from crucible_gateway.operations.routes import router as operations_router
 from crucible_gateway.paths import CeleryPath, LegacyPath, Paths
 from crucible_gateway.paths.celery_client import CeleryDispatcher
-from crucible_gateway.paths.legacy_client import LegacyQueueClient
-from crucible_runtime.clients import ExecutorPool, StorageClient
+from crucible_runtime.clients import ExecutorPool, QueueServiceClient, StorageClient
 from crucible_runtime.dead_letters import DeadLetterStore
 from crucible_runtime.logs import setup_logging
 from crucible_runtime.redis_client import fail_fast_redis
@@ -46,7 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     celery = CeleryDispatcher(
         settings.celery_broker_url, connect_timeout=settings.broker_connect_timeout
     )
-    legacy = LegacyQueueClient(
+    legacy = QueueServiceClient(
         settings.queue_service_url,
         internal_key=settings.internal_api_key,
         timeout=settings.downstream_timeout,
@@ -70,23 +72,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         seed=MigrationDocument.seed_from(settings.migration()),
         refresh_interval=settings.migration_refresh_interval,
     )
-    # One replica at a time (the lease holder) sweeps comparisons and runs the guard and ramp.
-    supervisor = Supervisor(
-        lease=LeaderLease(
-            state_redis, key=store.leader_key, ttl_seconds=settings.leader_lease_seconds
-        ),
-        storage=storage,
+    leader = _leader_loop(
+        settings,
+        state_redis=state_redis,
         store=store,
         source=source,
-        interval=settings.supervisor_interval,
+        storage=storage,
+        paths=paths,
+        executors=executors,
+        dead_letters=dead_letters,
     )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         source.start()
-        supervisor.start()
+        leader.start()
         yield
-        supervisor.stop()
+        leader.stop()
         source.stop()
         state_redis.close()
         broker_redis.close()
@@ -104,7 +106,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.limits = settings.limits()
     app.state.migration_store = store
     app.state.migration_source = source
-    app.state.supervisor = supervisor
+    app.state.leader = leader
     app.state.executors = executors
     app.state.dead_letters = dead_letters
     app.state.operator_tokens = settings.operator_tokens
@@ -123,3 +125,48 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return {"status": "ok", "service": SERVICE}
 
     return app
+
+
+def _leader_loop(
+    settings: Settings,
+    *,
+    state_redis: redis.Redis,
+    store: MigrationStore,
+    source: RedisMigrationSource,
+    storage: StorageClient,
+    paths: Paths,
+    executors: ExecutorPool | None,
+    dead_letters: DeadLetterStore,
+) -> LeaderLoop:
+    """What one replica at a time (the lease holder) runs, each job on its own interval: the
+    migration round (comparison sweep, guard, ramp) and housekeeping (reconciler, purge)."""
+    lease = LeaderLease(
+        state_redis, key=store.leader_key, ttl_seconds=settings.leader_lease_seconds
+    )
+    leader = LeaderLoop(lease)
+    supervisor = Supervisor(
+        storage=storage,
+        store=store,
+        source=source,
+        leader=lease.identity,
+        interval=settings.supervisor_interval,
+    )
+    leader.add(Job("migration", settings.supervisor_interval, supervisor.tick))
+    housekeeping = Housekeeping(
+        reconciler=Reconciler(
+            storage=storage,
+            paths=paths,
+            executors=executors,
+            dead_letters=dead_letters,
+            rules=settings.reconcile_rules(),
+            batch=settings.reconcile_batch,
+        ),
+        storage=storage,
+        retention_seconds=settings.retention_seconds(),
+        reconcile_interval=settings.reconcile_interval_seconds,
+        purge_interval=settings.purge_interval_seconds,
+        still_leader=leader.still_leader,
+    )
+    for job in housekeeping.jobs():
+        leader.add(job)
+    return leader

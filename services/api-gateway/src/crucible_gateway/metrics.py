@@ -1,4 +1,5 @@
-"""The gateway's Prometheus counters: what was submitted where, what fell back, what failed."""
+"""The gateway's Prometheus counters: what was submitted where, what fell back, what failed, and
+what the leader's rounds did."""
 
 from __future__ import annotations
 
@@ -42,4 +43,20 @@ GUARD_ACTIONS = Counter(
     "crucible_gateway_guard_actions_total",
     "Settings changes made by the leader's guard and ramp (guard_rollback, ramp_promote)",
     ["action"],
+)
+HOUSEKEEPING_ROUNDS = Counter(
+    "crucible_housekeeping_rounds_total",
+    "Housekeeping rounds run by the leader, by job (reconcile, purge) and outcome (done; skipped: "
+    "storage could not be reached; stopped: the replica lost the lead mid-round)",
+    ["job", "outcome"],
+)
+HOUSEKEEPING_RUNS = Counter(
+    "crucible_housekeeping_runs_total",
+    "Stuck runs the reconciler looked at, by what became of them (waiting, redispatched, "
+    "ended_error, changed_meanwhile, failed)",
+    ["action"],
+)
+HOUSEKEEPING_PURGED = Counter(
+    "crucible_housekeeping_purged_total",
+    "Evaluations deleted by the purge for being older than RETENTION_DAYS",
 )

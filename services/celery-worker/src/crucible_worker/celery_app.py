@@ -17,7 +17,7 @@ SERVICE = "celery-worker"
 
 
 def create_celery(settings: Settings) -> Celery:
-    """The app the worker, beat and Flower run; connects to nothing until one of them starts."""
+    """The app the worker and Flower run; connects to nothing until one of them starts."""
     app = Celery("crucible_worker")
     app.conf.update(celery_config(settings))
     resources = Resources(settings)

@@ -7,16 +7,15 @@ from typing import Any
 from kombu import Exchange
 from kombu import Queue as KombuQueue
 
-from crucible_contracts.names import QUEUE_ORDER, TASK_PURGE, TASK_RECONCILE, Queue
+from crucible_contracts.names import QUEUE_ORDER, Queue
 from crucible_worker.config import Settings
-
-__all__ = ["TASK_PURGE", "TASK_RECONCILE", "celery_config"]
-PURGE_SCHEDULE_NAME = "purge-old-evaluations"
-RECONCILE_SCHEDULE_NAME = "reconcile-stuck-runs"
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
-    """Every Celery setting the worker, beat and Flower share; safe Redis-broker defaults."""
+    """Every Celery setting the worker and Flower share; safe Redis-broker defaults.
+
+    No beat schedule: housekeeping (the purge, the reconciler) is the gateway leader's.
+    """
     _, hard_limit = settings.default_time_limits()
     return {
         "broker_url": settings.celery_broker_url,
@@ -54,23 +53,6 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "result_expires": settings.result_expires_seconds,
         "worker_send_task_events": True,
         "task_send_sent_event": True,
-        "beat_schedule_filename": settings.beat_schedule_filename,
-        "beat_schedule": {
-            PURGE_SCHEDULE_NAME: _housekeeping(TASK_PURGE, settings.purge_interval_seconds),
-            RECONCILE_SCHEDULE_NAME: _housekeeping(
-                TASK_RECONCILE, settings.reconcile_interval_seconds
-            ),
-        },
-    }
-
-
-def _housekeeping(task: str, interval: float) -> dict[str, Any]:
-    """A periodic maintenance task on `low`, so it never delays user work. It expires after one
-    interval: one that waited that long is superseded by the next, and they never pile up."""
-    return {
-        "task": task,
-        "schedule": interval,
-        "options": {"queue": Queue.LOW.value, "expires": interval},
     }
 
 

@@ -1,4 +1,4 @@
-"""`celery -A crucible_worker.main:app worker|beat|flower`: the one place the settings are read."""
+"""`celery -A crucible_worker.main:app worker|flower`: the one place the settings are read."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""The clients one worker process keeps for its whole life: storage, executors, dead letters,
-the broker and the legacy queue-service (for the reconciler)."""
+"""The clients one worker process keeps for its whole life: storage, executors, and the
+dead-letter queue in the broker's Redis."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import redis
 from crucible_runtime.clients import ExecutorPool, StorageClient
 from crucible_runtime.dead_letters import DeadLetterStore
 from crucible_worker.config import Settings
-from crucible_worker.legacy_queue import LegacyQueue
 
 
 class Resources:
@@ -25,8 +24,6 @@ class Resources:
         self._lock = threading.Lock()
         self._storage: StorageClient | None = None
         self._executors: ExecutorPool | None = None
-        self._every_executor: ExecutorPool | None = None
-        self._legacy_queue: LegacyQueue | None = None
         self._dead_letters: DeadLetterStore | None = None
         self._redis: redis.Redis | None = None
 
@@ -52,33 +49,6 @@ class Resources:
             return self._executors
 
     @property
-    def every_executor(self) -> ExecutorPool:
-        """The executors of both paths, to stop a stuck run's program wherever it runs."""
-        with self._lock:
-            if self._every_executor is None:
-                self._every_executor = ExecutorPool(
-                    self._settings.every_executor_url(),
-                    internal_key=self._settings.internal_api_key,
-                    down_cooldown=self._settings.executor_down_cooldown,
-                )
-            return self._every_executor
-
-    @property
-    def legacy_queue(self) -> LegacyQueue:
-        with self._lock:
-            if self._legacy_queue is None:
-                self._legacy_queue = LegacyQueue(
-                    self._settings.queue_service_url, internal_key=self._settings.internal_api_key
-                )
-            return self._legacy_queue
-
-    @property
-    def broker(self) -> redis.Redis:
-        """The broker's Redis, for the dead-letter queue and for reading queue depths."""
-        with self._lock:
-            return self._broker_locked()
-
-    @property
     def dead_letters(self) -> DeadLetterStore:
         """The dead-letter queue, in the broker's Redis (which the gateway's admin API knows)."""
         with self._lock:
@@ -98,14 +68,7 @@ class Resources:
 
     def close(self) -> None:
         with self._lock:
-            for client in (
-                self._storage,
-                self._executors,
-                self._every_executor,
-                self._legacy_queue,
-                self._redis,
-            ):
+            for client in (self._storage, self._executors, self._redis):
                 if client is not None:
                     client.close()
-            self._storage = self._executors = self._every_executor = None
-            self._legacy_queue = self._dead_letters = self._redis = None
+            self._storage = self._executors = self._dead_letters = self._redis = None

@@ -7,21 +7,19 @@ failure; failures.py turns each report into one dead letter and ends the run `er
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 from typing import Any
 
 from celery import Celery, Task
 from celery.exceptions import SoftTimeLimitExceeded
 
 from crucible_contracts.models import ExecuteResult
-from crucible_contracts.names import TASK_DEAD_LETTER, TASK_EVALUATE, TASK_PURGE, TASK_RECONCILE
+from crucible_contracts.names import TASK_DEAD_LETTER, TASK_EVALUATE
 from crucible_runtime import lifecycle
 from crucible_runtime.dead_letters import DeadLetter, record_give_up, run_of
 from crucible_worker.config import Settings
 from crucible_worker.dead_letters import attempts_recorded
 from crucible_worker.delivery import Delivery
 from crucible_worker.failures import connect_failure_handler
-from crucible_worker.reconciler import Reconciler
 from crucible_worker.resources import Resources
 from crucible_worker.retrying import soft_time_limit_reason
 
@@ -100,28 +98,6 @@ def register_tasks(app: Celery, *, settings: Settings, resources: Resources) -> 
             killed = resources.executors.kill(delivery.task.eval_id)
             soft_limit = (self.request.timelimit or (None, None))[1]
             raise delivery.gave_up(soft_time_limit_reason(soft_limit, killed=killed)) from exc
-
-    @app.task(name=TASK_PURGE)
-    def purge_old_evaluations() -> dict[str, Any]:
-        """Delete evaluations older than RETENTION_DAYS from storage (run hourly by beat)."""
-        older_than = settings.retention_seconds()
-        deleted = resources.storage.delete_older_than(older_than)
-        log.info("purged %d evaluations older than %gs", deleted, older_than)
-        return {"deleted": deleted, "older_than_seconds": older_than}
-
-    @app.task(name=TASK_RECONCILE)
-    def reconcile_stuck() -> dict[str, Any]:
-        """Re-dispatch or end `error` the runs stuck in queued or running (beat, every minute)."""
-        reconciler = Reconciler(
-            storage=resources.storage,
-            legacy_queue=resources.legacy_queue,
-            executors=resources.every_executor,
-            broker=resources.broker,
-            dead_letters=resources.dead_letters,
-            rules=settings.reconcile_rules(),
-            batch=settings.reconcile_batch,
-        )
-        return reconciler.run(datetime.now(UTC)).result()
 
     @app.task(name=TASK_DEAD_LETTER)
     def dead_letter(entry: dict[str, Any]) -> dict[str, Any]:

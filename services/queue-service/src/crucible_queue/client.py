@@ -1,4 +1,4 @@
-"""The queue-worker's client of the queue-service HTTP API (typed, errors from the contract tree)."""
+"""The queue-worker's client of the queue-service: the one queue-service client, plus leases and acks."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 from pydantic import ValidationError
 
 from crucible_queue.models import Delivery, RequeueBody
-from crucible_runtime.clients import InternalClient
+from crucible_runtime.clients import QueueServiceClient
 
 
 class MalformedDelivery(Exception):
@@ -24,7 +24,10 @@ class MalformedDelivery(Exception):
         self.body = body
 
 
-class QueueClient(InternalClient):
+class QueueClient(QueueServiceClient):
+    """`QueueServiceClient` and the consumer's calls: lease the next task, then ack it (complete,
+    fail or requeue). Errors come from the contract tree."""
+
     def next_task(self) -> Delivery | None:
         """Lease the next task; None when the queue is empty. Unavailable when unreachable,
         MalformedDelivery when the leased task does not validate."""

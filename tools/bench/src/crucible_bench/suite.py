@@ -2,7 +2,7 @@
 free ports with a run directory of the bench's own, and stopped whatever happens.
 
 scripts/run.sh cannot be reused as it is: it fixes RUN_DIR to `.run`, where a developer's own
-`make run` keeps its Redis append-only files, its SQLite database and beat's schedule. So the
+`make run` keeps its Redis append-only files and its SQLite database. So the
 bench builds the same environment (`suite_environment`, which mirrors run.sh) with RUN_DIR under
 `.bench/` and starts honcho on the same Procfile itself.
 """

@@ -8,22 +8,20 @@
    a breach sets the Celery share back through the same versioned write an operator makes.
 3. Ramp: while a ramp is active and the guard passes, the share is promoted one step per hold.
 
-The functions are plain and take `now`; `Supervisor` only runs them in a thread on the leader.
+The functions are plain and take `now`; `Supervisor.tick` is the round the leader's loop
+(`crucible_gateway.leader.LeaderLoop`) runs every SUPERVISOR_INTERVAL while it holds the lease.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import threading
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import redis
 
 from crucible_contracts.errors import Conflict, CrucibleError
 from crucible_gateway import metrics
-from crucible_gateway.leader import LeaderLease
 from crucible_gateway.migration.comparison import due_comparison
 from crucible_gateway.migration.guard import evaluate, ramp_due, rollback_target
 from crucible_gateway.migration.models import GuardStatus, MigrationDocument
@@ -174,26 +172,18 @@ def _write(
 
 @dataclass
 class Supervisor:
-    """Runs `tick` every `interval` seconds in a daemon thread; acts only while holding the lease."""
+    """The migration round of the leader: comparison sweep, guard and ramp, on the freshest
+    settings. `leader` is this replica's lease identity, recorded in the guard status."""
 
-    lease: LeaderLease
     storage: StorageClient
     store: MigrationStore
     source: RedisMigrationSource
+    leader: str
     interval: float = 1.0
 
-    def __post_init__(self) -> None:
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.is_leader = False
-
-    def tick(self, now: datetime | None = None) -> GuardStatus | None:
-        """One round; None when this replica is not the leader or could not read the settings."""
-        now = now or datetime.now(UTC)
+    def tick(self, now: datetime) -> GuardStatus | None:
+        """One round; None when the settings could not be read (the next round tries again)."""
         try:
-            self.is_leader = self.lease.holds()
-            if not self.is_leader:
-                return None
             # The freshest document, not the cached one: the guard's writes name its version.
             document = self.store.load()
             if document is None:
@@ -205,7 +195,7 @@ class Supervisor:
                 store=self.store,
                 document=document,
                 now=now,
-                leader=self.lease.identity,
+                leader=self.leader,
             )
             self.store.save_guard_status(status, ttl_seconds=max(30.0, 10 * self.interval))
             return status
@@ -213,22 +203,3 @@ class Supervisor:
             # Storage or Redis down: nobody can judge now; the next tick tries again.
             log.warning("supervisor tick skipped: %s", exc)
             return None
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="migration-supervisor", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        if self.is_leader:
-            with contextlib.suppress(redis.RedisError):
-                self.lease.release()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.tick()
-            except Exception:  # the loop must outlive a bug in one round
-                log.exception("supervisor tick failed")

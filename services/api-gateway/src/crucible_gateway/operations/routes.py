@@ -14,12 +14,12 @@ from crucible_gateway.deps import (
     CeleryDep,
     DeadLettersDep,
     LanguagesDep,
+    LeaderDep,
     LimitsDep,
     MigrationSourceDep,
     OperatorDep,
     PathsDep,
     StorageDep,
-    SupervisorDep,
 )
 from crucible_gateway.operations import dead_letters, service
 from crucible_gateway.operations.models import DeadLetterPage, Purged, Replayed
@@ -40,7 +40,7 @@ def gateway_status(
     source: MigrationSourceDep,
     limits: LimitsDep,
     languages: LanguagesDep,
-    supervisor: SupervisorDep,
+    leader: LeaderDep,
 ) -> dict[str, Any]:
     return service.gateway_status(
         storage=storage,
@@ -49,7 +49,7 @@ def gateway_status(
         migration_source=source.status(),
         limits=limits,
         languages=languages,
-        leader=supervisor.is_leader,
+        leader=leader.is_leader,
     )
 
 

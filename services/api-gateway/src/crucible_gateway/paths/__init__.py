@@ -1,7 +1,8 @@
 """The two paths an evaluation can take (legacy queue-service, Celery broker), held by backend.
 
 `routing` decides which backend an evaluation takes; `Paths[backend]` is the `Path` (see `base`)
-that hands it over, withdraws it, reports its depth and answers a ping, whichever path it is.
+that hands it over, withdraws it, says whether it still holds it, reports its depth and answers a
+ping, whichever path it is.
 """
 
 from __future__ import annotations
@@ -10,9 +11,9 @@ from collections.abc import Iterator
 
 from crucible_contracts.names import Backend, task_id_for
 from crucible_gateway.paths.adapters import CeleryPath, LegacyPath
-from crucible_gateway.paths.base import Path
+from crucible_gateway.paths.base import Holding, Path
 
-__all__ = ["CeleryPath", "LegacyPath", "Path", "Paths", "task_id_for"]
+__all__ = ["CeleryPath", "Holding", "LegacyPath", "Path", "Paths", "task_id_for"]
 
 
 class Paths:

@@ -6,8 +6,12 @@ from typing import Any
 
 from crucible_contracts.models import EvalTask
 from crucible_contracts.names import Backend, Role, task_id_for
-from crucible_gateway.paths.celery_client import CeleryDispatcher
-from crucible_gateway.paths.legacy_client import LegacyQueueClient
+from crucible_gateway.paths.base import Holding
+from crucible_gateway.paths.celery_client import EVALUATION_QUEUES, CeleryDispatcher
+from crucible_runtime.clients import QueueServiceClient
+
+# States of the queue-service's GET /tasks/{task_id} in which the run is still on its way.
+LEGACY_WAITING_STATES = frozenset({"queued", "processing"})
 
 
 class LegacyPath:
@@ -15,8 +19,11 @@ class LegacyPath:
 
     backend = Backend.LEGACY
     dependency = "queue_service"
+    # The queue-service dedupes by task id and a lost task is in no consumer's hands: sending it
+    # again cannot make it run twice at once.
+    may_redispatch = True
 
-    def __init__(self, client: LegacyQueueClient) -> None:
+    def __init__(self, client: QueueServiceClient) -> None:
         self.client = client
 
     def submit(self, task: EvalTask) -> None:
@@ -26,9 +33,19 @@ class LegacyPath:
         """Take the task out of the deque (NotFound when not queued, Conflict when processing)."""
         self.client.cancel(task_id_for(eval_id, role))
 
+    def holds(self, eval_id: str, role: Role) -> Holding:
+        """Held while the queue-service has the task queued or processing; its deque lives in
+        memory, so a restart forgets every task it had."""
+        state = self.client.state_of(task_id_for(eval_id, role))
+        if state in LEGACY_WAITING_STATES:
+            return Holding(True, f"the legacy queue still holds it ({state})")
+        if state is None:
+            return Holding(False, "the legacy queue no longer holds it (lost in a restart?)")
+        return Holding(False, f"the legacy queue let go of it ({state})")
+
     def depth(self, *, timeout: float) -> dict[str, Any]:
         """The queue-service's own `/status` (queued, processing, ...)."""
-        return self.client.queue_status(timeout=timeout)
+        return self.client.status(timeout=timeout)
 
     def ping(self, *, timeout: float) -> None:
         self.client.ping(timeout=timeout)
@@ -42,6 +59,10 @@ class CeleryPath:
 
     backend = Backend.CELERY
     dependency = "broker"
+    # With acks_late a message a worker has taken (a retry waiting out its countdown, say) is in
+    # no queue until acknowledged: "no queue holds it" does not prove that nobody will run it,
+    # and a second copy could run the program twice at once.
+    may_redispatch = False
 
     def __init__(self, dispatcher: CeleryDispatcher) -> None:
         self.dispatcher = dispatcher
@@ -52,6 +73,15 @@ class CeleryPath:
     def withdraw(self, eval_id: str, role: Role) -> None:
         """Revoke the task: a hint to the workers, who also check storage before they start it."""
         self.dispatcher.revoke(task_id_for(eval_id, role))
+
+    def holds(self, eval_id: str, role: Role) -> Holding:
+        """Held while any message waits in the evaluation queues: the run may be one of them, and
+        a lost message cannot be told from a waiting one without reading whole queues."""
+        depths = self.dispatcher.queue_depths()
+        waiting = sum(depths[queue.value] for queue in EVALUATION_QUEUES)
+        if waiting:
+            return Holding(True, f"{waiting} messages still wait in the Celery queues")
+        return Holding(False, "no Celery queue holds a message any more")
 
     def depth(self, *, timeout: float) -> dict[str, Any]:
         """`{"queues": {queue: waiting}, "total"}`. The broker client's own connect timeout

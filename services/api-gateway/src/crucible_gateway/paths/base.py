@@ -1,11 +1,21 @@
-"""What the gateway asks of a path (`Path`), and the id a run's task has on either path."""
+"""What the gateway asks of a path (`Path`), and what a path says about a run it was given."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from crucible_contracts.models import EvalTask
 from crucible_contracts.names import Backend, Role
+
+
+@dataclass(frozen=True)
+class Holding:
+    """Whether a path may still deliver a run it was given (`held`), in words for logs and
+    reasons (`detail`, e.g. "the legacy queue still holds it (processing)")."""
+
+    held: bool
+    detail: str
 
 
 class Path(Protocol):
@@ -22,13 +32,25 @@ class Path(Protocol):
         """The name of what the path needs reachable, as `/api/status` reports it."""
         ...
 
+    @property
+    def may_redispatch(self) -> bool:
+        """Whether a run this path lost may be submitted to it again: only when no second copy
+        can then run beside a first one the path may still hold where nobody can see it."""
+        ...
+
     def submit(self, task: EvalTask) -> None:
-        """Hand `task` over; raises when the path did not take it."""
+        """Hand `task` over; raises when the path did not take it (Conflict when it holds that
+        run already)."""
         ...
 
     def withdraw(self, eval_id: str, role: Role) -> None:
         """Keep a still-waiting run from starting. NotFound or Conflict when it is not waiting
         there (any more); the consumer still skips it, since storage says cancelled."""
+        ...
+
+    def holds(self, eval_id: str, role: Role) -> Holding:
+        """Whether the path may still deliver this run (it waits or runs there). Raises
+        Unavailable when the path cannot be asked."""
         ...
 
     def depth(self, *, timeout: float) -> dict[str, Any]:

@@ -28,6 +28,10 @@ _PUBLISH_RETRY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "
 _BROKER_ERRORS = (KombuError, redis.RedisError, OSError)
 
 
+# The queues `queue_for` sends evaluations to: every queue but `low`.
+EVALUATION_QUEUES = (Queue.HIGH, Queue.DEFAULT, Queue.SHADOW)
+
+
 def queue_for(task: EvalTask) -> Queue:
     """Shadow runs have their own queue, drained last, so that they never delay user work."""
     if task.role is Role.SHADOW:

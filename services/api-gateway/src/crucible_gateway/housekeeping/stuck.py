@@ -1,14 +1,15 @@
-"""What the reconciler does with a run stuck in `queued` or `running`: decided from facts, no I/O.
+"""What becomes of a run stuck in `queued` or `running`: decided from facts, no I/O.
 
-A run is stuck when nobody will ever move it on: the legacy queue lost it (its deque lives in
-memory and a restart empties it), a Celery message was lost, or the consumer that marked it
-`running` died. The decisions here take what the reconciler found out (reconciler.py) and say
-whether to leave the run alone, enqueue it again, or end it `error` with a reason.
+A run is stuck when nobody will ever move it on: its path lost it (the legacy queue's deque lives
+in memory and a restart empties it; a Celery message can be lost with the broker's data), or the
+consumer that marked it `running` died. The decisions here take what `repair` found out and say
+whether to leave the run alone, submit it again, or end it `error` with a reason. The paths'
+differences arrive as facts (`Holding`, `may_redispatch`), never as a backend to branch on.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -16,16 +17,15 @@ from enum import StrEnum
 from crucible_contracts.limits import celery_time_limits
 from crucible_contracts.models import EvalTask, Event, StuckRun
 from crucible_contracts.names import Backend, EventName, Role
+from crucible_gateway.paths.base import Holding
 
 # The `failure` of the retry record a re-dispatch leaves on the run (an `eval.retried` event):
-# how the reconciler counts the re-dispatches of one run.
+# how the re-dispatches of one run are counted.
 LOST_BY_QUEUE = "lost_by_queue"
-# States of the queue-service's GET /tasks/{task_id} in which the run is still on its way.
-WAITING_STATES = frozenset({"queued", "processing"})
 
 
 class Action(StrEnum):
-    """What became of one stuck run; also the keys of the task's counts."""
+    """What became of one stuck run; also the label of its metric."""
 
     WAITING = "waiting"  # still on its way (or cannot be judged yet): left alone
     REDISPATCHED = "redispatched"
@@ -44,13 +44,10 @@ class Decision:
 class Rules:
     """The reconciler's deadlines (seconds) and its re-dispatch cap, from the settings."""
 
-    legacy_queued_after: float
-    celery_queued_after: float
+    # How long a run of each backend may wait in `queued` before its path is asked about it.
+    queued_after: Mapping[Backend, float]
     running_grace: float
     max_redispatches: int
-
-    def queued_after(self, backend: Backend) -> float:
-        return self.legacy_queued_after if backend is Backend.LEGACY else self.celery_queued_after
 
     def running_allowance(self, timeout: float) -> float:
         """How long a run of `timeout` seconds may go without a sign of life while running: its
@@ -63,58 +60,41 @@ class Rules:
         return now - timedelta(seconds=self.running_allowance(0))
 
 
-def decide_legacy_queued(
-    run: StuckRun, *, queue_state: str | None, redispatches: int, rules: Rules
+def decide_queued(
+    run: StuckRun,
+    *,
+    holding: Holding,
+    may_redispatch: bool,
+    redispatches: int,
+    now: datetime,
+    rules: Rules,
 ) -> Decision:
-    """A legacy run queued past its deadline, and the state its queue-service reports for it
-    (None: unknown there, i.e. lost in a restart).
+    """A run queued past its backend's deadline, what its path says of it, and whether that path
+    may be given a lost run again (`redispatches`: how often it was already).
 
-    Still queued or processing there: it is only waiting. Otherwise nobody will deliver it: it is
-    enqueued again, up to `max_redispatches` times, then ended `error`.
+    Held by its path: it is only waiting. Otherwise nobody will deliver it: it is submitted again,
+    up to `max_redispatches` times, then ended `error`; on a path that may not be given it again
+    (a copy may still be in a consumer's hands) it is ended `error` at once.
     """
-    if queue_state in WAITING_STATES:
-        return Decision(Action.WAITING, f"the legacy queue still holds it ({queue_state})")
-    lost = (
-        "the legacy queue no longer holds it"
-        if queue_state is None
-        else (f"the legacy queue let go of it ({queue_state}) but it never started")
-    )
+    if holding.held:
+        return Decision(Action.WAITING, holding.detail)
+    if not may_redispatch:
+        age = (now - run.queued_at).total_seconds()
+        return Decision(
+            Action.ENDED_ERROR,
+            f"queued on the {run.backend} path for {age:.0f}s (deadline "
+            f"{rules.queued_after[run.backend]:g}s) while {holding.detail}: its message was "
+            "lost; not sent again, since a worker may still hold a copy",
+        )
     if redispatches >= rules.max_redispatches:
         return Decision(
             Action.ENDED_ERROR,
-            f"{lost}, after it was enqueued again {redispatches} times "
+            f"{holding.detail}, after it was enqueued again {redispatches} times "
             f"(limit {rules.max_redispatches}); given up by the reconciler",
         )
     return Decision(
         Action.REDISPATCHED,
-        f"{lost} (lost in a restart?); enqueued again "
-        f"({redispatches + 1} of {rules.max_redispatches})",
-    )
-
-
-def decide_celery_queued(
-    run: StuckRun, *, waiting_messages: int | None, now: datetime, rules: Rules
-) -> Decision:
-    """A Celery run queued past its (long) deadline, and how many messages the broker's
-    evaluation queues hold (None: the broker could not say).
-
-    While messages wait, the run may be one of them: a lost message cannot be told from a waiting
-    one without reading whole queues, so it is left alone. With the queues empty its message is
-    gone; the run ends `error` rather than being sent again, since a worker may still hold an
-    unacknowledged copy (a retry waiting out its countdown) that would then run beside it.
-    """
-    if waiting_messages is None:
-        return Decision(Action.WAITING, "the broker could not be asked about its queues")
-    if waiting_messages:
-        return Decision(
-            Action.WAITING, f"{waiting_messages} messages still wait in the Celery queues"
-        )
-    age = (now - run.queued_at).total_seconds()
-    return Decision(
-        Action.ENDED_ERROR,
-        f"queued on Celery for {age:.0f}s (deadline {rules.celery_queued_after:g}s) while no "
-        "Celery queue holds a message any more: its message was lost; not sent again, since "
-        "a worker may still hold a copy",
+        f"{holding.detail}; enqueued again ({redispatches + 1} of {rules.max_redispatches})",
     )
 
 
@@ -125,19 +105,19 @@ def decide_running(
     scheduled, say). Past its allowance since the later of the two, its consumer is gone."""
     since = max(filter(None, (run.started_at, last_sign_of_life)), default=run.queued_at)
     quiet = (now - since).total_seconds()
-    allowance = rules.running_allowance(run.timeout)
+    allowance = rules.running_allowance(run.program.timeout)
     if quiet <= allowance:
         return Decision(Action.WAITING, f"running, last heard of {quiet:.0f}s ago")
     return Decision(
         Action.ENDED_ERROR,
         f"running on the {run.backend} path without a sign of life for {quiet:.0f}s, past its "
-        f"timeout of {run.timeout:g}s + the hard-limit margin + "
+        f"timeout of {run.program.timeout:g}s + the hard-limit margin + "
         f"{rules.running_grace:g}s grace: its consumer is gone; the reconciler stopped it",
     )
 
 
 def redispatches_of(events: Iterable[Event], role: Role) -> int:
-    """How often the reconciler already enqueued this run again (from its retry records)."""
+    """How often the reconciler already submitted this run again (from its retry records)."""
     return sum(
         1
         for event in events
@@ -158,11 +138,7 @@ def task_of(run: StuckRun) -> EvalTask:
         eval_id=run.eval_id,
         role=run.role,
         backend=run.backend,
-        code=run.code,
-        language=run.language,
-        timeout=run.timeout,
-        stdin=run.stdin,
-        memory_mb=run.memory_mb,
+        program=run.program,
         # The gateway never gives a shadow run priority.
         priority=run.priority and run.role is Role.PRIMARY,
     )

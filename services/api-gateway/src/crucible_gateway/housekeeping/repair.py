@@ -1,58 +1,58 @@
 """One round of the reconciler: find stuck runs in storage, judge each one, act, report.
 
-The judgements are reconcile.py's; this module gathers the facts they need (the queue-service's
-state of a legacy task, the run's events, the broker's queue depths) and carries them out:
-enqueue a legacy run again, or stop the program, park a dead letter and end the run `error`. A
-run that moves on by itself meanwhile is left as it is. No Celery here: tasks.py wraps it.
+The judgements are `stuck`'s; this module gathers the facts they need (what the run's path says
+of it, the run's events) and carries them out: submit a lost run to its path again, or stop the
+program, park a dead letter and end the run `error`. A run that moves on by itself meanwhile is
+left as it is. Each path answers for itself (`Path.holds`, `Path.may_redispatch`).
 """
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-import redis
-
 from crucible_contracts.errors import Conflict, CrucibleError
 from crucible_contracts.models import RunUpdate, StuckRun
-from crucible_contracts.names import TASK_EVALUATE, Backend, Queue, task_id_for
+from crucible_contracts.names import TASK_EVALUATE, task_id_for
 from crucible_contracts.status import Status
-from crucible_runtime.clients import ExecutorPool, StorageClient
-from crucible_runtime.dead_letters import DeadLetter, DeadLetterStore
-from crucible_worker.legacy_queue import LegacyQueue
-from crucible_worker.reconcile import (
+from crucible_gateway import metrics
+from crucible_gateway.housekeeping.stuck import (
     LOST_BY_QUEUE,
     Action,
     Decision,
     Rules,
-    decide_celery_queued,
-    decide_legacy_queued,
+    decide_queued,
     decide_running,
     last_sign_of_life,
     redispatches_of,
     task_of,
 )
+from crucible_gateway.paths import Path, Paths
+from crucible_runtime.clients import ExecutorPool, StorageClient
+from crucible_runtime.dead_letters import DeadLetter, DeadLetterStore
 
 log = logging.getLogger(__name__)
 
-# The Celery queues evaluations wait in (low is maintenance: never an evaluation).
-EVALUATION_QUEUES = (Queue.HIGH, Queue.DEFAULT, Queue.SHADOW)
-# Runs acted on that a round's result lists one by one (the counts cover them all).
+# Runs acted on that a round's report lists one by one (the counts cover them all).
 MAX_LISTED = 100
 
 
 @dataclass
 class Report:
-    """What one round did: counts per action, and the runs acted on (not those left waiting)."""
+    """What one round did: counts per action, the runs acted on (not those left waiting), and
+    whether it stopped early because this replica lost the lead."""
 
     counts: Counter[str] = field(default_factory=Counter)
     runs: list[dict[str, Any]] = field(default_factory=list)
+    stopped: bool = False
 
     def add(self, run: StuckRun, decision: Decision) -> None:
         self.counts[decision.action.value] += 1
+        metrics.HOUSEKEEPING_RUNS.labels(decision.action.value).inc()
         level = logging.INFO if decision.action is Action.WAITING else logging.WARNING
         log.log(
             level,
@@ -77,59 +77,68 @@ class Report:
             )
 
     def result(self) -> dict[str, Any]:
-        """The reconcile task's result: how many runs it looked at, counts per action, the runs."""
+        """How many runs the round looked at, counts per action, the runs acted on."""
         counts = {action.value: self.counts[action.value] for action in Action}
-        return {"checked": sum(self.counts.values()), **counts, "runs": self.runs}
+        return {
+            "checked": sum(self.counts.values()),
+            **counts,
+            "runs": self.runs,
+            "stopped": self.stopped,
+        }
+
+
+def _always() -> bool:
+    return True
 
 
 @dataclass
 class Reconciler:
     storage: StorageClient
-    legacy_queue: LegacyQueue
-    # The executors of both paths: a stuck run's program may be on any of them.
-    executors: ExecutorPool
-    broker: redis.Redis
+    paths: Paths
+    # Every executor of both paths (None when the gateway knows none): a stuck run's program
+    # may be on any of them.
+    executors: ExecutorPool | None
     dead_letters: DeadLetterStore
     rules: Rules
     batch: int = 100
 
-    def run(self, now: datetime) -> Report:
-        """One round over the stuck runs of each backend, the oldest first (`batch` per backend).
+    def run(self, now: datetime, *, proceed: Callable[[], bool] = _always) -> Report:
+        """One round over the stuck runs of each path, the oldest first (`batch` per path).
 
-        Raises when storage cannot list them; a service that fails while one run is settled
-        counts that run as `failed`, and the next round tries again.
+        `proceed` is asked before each run is settled; once it says no (this replica lost the
+        lead) the round stops there. Raises when storage cannot list the runs; a service that
+        fails while one run is settled counts that run `failed`, and the next round tries again.
         """
         report = Report()
-        for backend in Backend:
-            queued_after = timedelta(seconds=self.rules.queued_after(backend))
+        for path in self.paths:
+            queued_after = timedelta(seconds=self.rules.queued_after[path.backend])
             runs = self.storage.stuck_runs(
                 queued_before=now - queued_after,
                 running_before=self.rules.running_before(now),
-                backend=backend,
+                backend=path.backend,
                 limit=self.batch,
             )
-            celery_queued = backend is Backend.CELERY and any(
-                run.status is Status.QUEUED for run in runs
-            )
-            waiting = self._celery_waiting() if celery_queued else None
             for run in runs:
-                report.add(run, self._settle(run, now=now, waiting=waiting))
+                if not proceed():
+                    report.stopped = True
+                    return report
+                report.add(run, self._settle(run, path, now=now))
         return report
 
     # --- one run -----------------------------------------------------------------------------
 
-    def _settle(self, run: StuckRun, *, now: datetime, waiting: int | None) -> Decision:
+    def _settle(self, run: StuckRun, path: Path, *, now: datetime) -> Decision:
         try:
-            decision = self._judge(run, now=now, waiting=waiting)
+            decision = self._judge(run, path, now=now)
             if decision.action is Action.REDISPATCHED:
-                return self._redispatch(run, decision)
+                return self._redispatch(run, path, decision)
             if decision.action is Action.ENDED_ERROR:
                 return self._end(run, decision, now=now)
             return decision
         except CrucibleError as exc:
             return Decision(Action.FAILED, f"could not settle it: {exc}")
 
-    def _judge(self, run: StuckRun, *, now: datetime, waiting: int | None) -> Decision:
+    def _judge(self, run: StuckRun, path: Path, *, now: datetime) -> Decision:
         if run.status is Status.RUNNING:
             events = self.storage.events(run.eval_id)
             return decide_running(
@@ -138,19 +147,21 @@ class Reconciler:
                 now=now,
                 rules=self.rules,
             )
-        if run.backend is Backend.LEGACY:
-            state = self.legacy_queue.state_of(run.eval_id, run.role)
-            events = self.storage.events(run.eval_id)
-            return decide_legacy_queued(
-                run,
-                queue_state=state,
-                redispatches=redispatches_of(events, run.role),
-                rules=self.rules,
-            )
-        return decide_celery_queued(run, waiting_messages=waiting, now=now, rules=self.rules)
+        holding = path.holds(run.eval_id, run.role)
+        redispatches = 0
+        if not holding.held and path.may_redispatch:
+            redispatches = redispatches_of(self.storage.events(run.eval_id), run.role)
+        return decide_queued(
+            run,
+            holding=holding,
+            may_redispatch=path.may_redispatch,
+            redispatches=redispatches,
+            now=now,
+            rules=self.rules,
+        )
 
-    def _redispatch(self, run: StuckRun, decision: Decision) -> Decision:
-        """Record the re-dispatch on the run (while it is still queued), then enqueue it again.
+    def _redispatch(self, run: StuckRun, path: Path, decision: Decision) -> Decision:
+        """Record the re-dispatch on the run (while it is still queued), then submit it again.
 
         The record raises `attempts` by one, which storage keeps as an `eval.retried` event: that
         is how the re-dispatches are counted against the cap.
@@ -164,20 +175,26 @@ class Reconciler:
             self.storage.update_run(run.eval_id, run.role, update)
         except Conflict:
             return Decision(Action.CHANGED_MEANWHILE, "it left queued meanwhile")
-        if not self.legacy_queue.enqueue(task_of(run)):
-            log.info("eval %s %s was enqueued again meanwhile", run.eval_id, run.role)
+        try:
+            path.submit(task_of(run))
+        except Conflict:
+            log.info("eval %s %s was submitted again meanwhile", run.eval_id, run.role)
         return decision
 
     def _end(self, run: StuckRun, decision: Decision, *, now: datetime) -> Decision:
         """Stop its program (when running), park a dead letter, end the run `error`.
 
         The entry goes in before the run ends, as for every give-up, so an operator can replay
-        it; a run that turns out to have moved on takes its entry back out.
+        it (to the run's own path: the entry carries its backend); a run that turns out to have
+        moved on takes its entry back out.
         """
         if self._moved_on(run):
             return Decision(Action.CHANGED_MEANWHILE, "it moved on before it was ended")
-        if run.status is Status.RUNNING:
-            # Every role of the eval on every executor: the executor API kills by eval_id.
+        if run.status is Status.RUNNING and self.executors is not None:
+            # The executor's own timer ended the program at its timeout, long before this
+            # (timeout + margin + grace). One /kill per executor is cheap insurance against an
+            # executor that lost its timer: no program outlives a run that ends here. The
+            # executor API kills by eval_id (every role of it).
             self.executors.kill(run.eval_id)
         entry = self._dead_letter(run, decision.why, now=now)
         parked = self._park(entry)
@@ -201,17 +218,6 @@ class Reconciler:
             run.started_at,
             run.attempts,
         )
-
-    def _celery_waiting(self) -> int | None:
-        """Messages waiting in the evaluation queues on the broker; None when it cannot say."""
-        try:
-            pipe = self.broker.pipeline(transaction=False)
-            for queue in EVALUATION_QUEUES:
-                pipe.llen(queue.value)
-            return sum(int(length) for length in pipe.execute())
-        except redis.RedisError as exc:
-            log.warning("reconciler: the broker could not be asked about its queues: %r", exc)
-            return None
 
     def _dead_letter(self, run: StuckRun, reason: str, *, now: datetime) -> DeadLetter:
         return DeadLetter(

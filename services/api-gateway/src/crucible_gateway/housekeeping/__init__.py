@@ -1,0 +1,1 @@
+"""Housekeeping, run by the leader replica: runs stuck in queued or running, old evaluations."""
