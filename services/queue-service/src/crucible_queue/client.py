@@ -6,11 +6,11 @@ import json
 
 from pydantic import ValidationError
 
-from crucible_queue.models import Delivery, RequeueBody
+from crucible_queue.models import Lease, RequeueBody
 from crucible_runtime.clients import QueueServiceClient
 
 
-class MalformedDelivery(Exception):
+class MalformedLease(Exception):
     """The queue-service leased a task that does not validate: it must be failed, not run.
 
     `task_id` is what the answer said (None when it did not even say that); `body` is the raw
@@ -28,20 +28,20 @@ class QueueClient(QueueServiceClient):
     """`QueueServiceClient` and the consumer's calls: lease the next task, then ack it (complete,
     fail or requeue). Errors come from the contract tree."""
 
-    def next_task(self) -> Delivery | None:
+    def next_task(self) -> Lease | None:
         """Lease the next task; None when the queue is empty. Unavailable when unreachable,
-        MalformedDelivery when the leased task does not validate."""
+        MalformedLease when the leased task does not validate."""
         response = self.request("GET", "/tasks/next")
         if response.status_code == 204:
             return None
         try:
-            return Delivery.model_validate_json(response.content)
+            return Lease.model_validate_json(response.content)
         except ValidationError as exc:
             body = response.content[:4096].decode(errors="replace")
             problems = "; ".join(
                 f"{'.'.join(map(str, e['loc'])) or 'task'}: {e['msg']}" for e in exc.errors()[:5]
             )
-            raise MalformedDelivery(
+            raise MalformedLease(
                 f"malformed task: {problems}", task_id=_task_id_of(response.content), body=body
             ) from exc
 

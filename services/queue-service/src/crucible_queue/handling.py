@@ -23,7 +23,7 @@ from prometheus_client import Counter
 from crucible_contracts.errors import CrucibleError, NotFound, Unavailable
 from crucible_contracts.names import Backend
 from crucible_contracts.retry import Budgets, Failure
-from crucible_queue.models import Delivery
+from crucible_queue.models import Lease
 from crucible_runtime import lifecycle
 from crucible_runtime.clients import ExecutorPool, StorageClient
 from crucible_runtime.dead_letters import DeadLetter, DeadLetterStore
@@ -58,7 +58,7 @@ class Reply:
 class InFlight:
     """One in-flight task. `lock` orders recording a result against abandoning it at shutdown."""
 
-    delivery: Delivery
+    lease: Lease
     lock: threading.Lock = field(default_factory=threading.Lock)
     abandoned: bool = False
     done: bool = False
@@ -99,36 +99,36 @@ class TaskHandler:
 
     def handle(self, in_flight: InFlight) -> Reply:
         """Take the task of `in_flight` to a recorded end (or give it back) and say how to ack it."""
-        delivery = in_flight.delivery
+        lease = in_flight.lease
         try:
             return self._run(in_flight)
         except Interrupted as exc:
             return Reply(Ack.REQUEUE, f"worker stopping: {exc}")
         except Exception as exc:
             # A bug or a garbled answer must not kill the thread or leave the run `running`.
-            log.exception("eval %s: unexpected error", delivery.task.eval_id)
-            return self._give_up(delivery, f"queue-worker could not handle the task: {exc!r}")
+            log.exception("eval %s: unexpected error", lease.task.eval_id)
+            return self._give_up(lease, f"queue-worker could not handle the task: {exc!r}")
 
     def _run(self, in_flight: InFlight) -> Reply:
         """lifecycle.attempt until lifecycle.next_step says done or give up; a RetryLater is
         recorded on the run, as on the Celery path, then waited out in this thread."""
-        delivery = in_flight.delivery
-        task = delivery.task
-        # Every delivery after the first follows a worker that vanished with the task (its lease
+        lease = in_flight.lease
+        task = lease.task
+        # Every lease after the first follows a worker that vanished with the task (its lease
         # expired): the queue's count of deliveries is the path's count of worker losses.
         lost = lifecycle.after_worker_loss(
             task,
-            losses=delivery.attempts - 1,
-            number=delivery.attempts,
+            losses=lease.attempts - 1,
+            number=lease.attempts,
             max_losses=self.budgets.worker_losses,
             countdown=0,
             storage=self.storage,
             executors=self.executors,
         )
         if lost is not None:
-            # This delivery runs nothing: the attempts were the lost ones.
-            return self._give_up(delivery, lost.reason, attempts=delivery.attempts - 1)
-        number, busy_retries, failures = delivery.attempts, 0, 0
+            # This lease runs nothing: the attempts were the lost ones.
+            return self._give_up(lease, lost.reason, attempts=lease.attempts - 1)
+        number, busy_retries, failures = lease.attempts, 0, 0
         while True:
             outcome = lifecycle.attempt(
                 task,
@@ -144,7 +144,7 @@ class TaskHandler:
             if isinstance(step, lifecycle.Done):
                 return _reply(outcome)
             if isinstance(step, lifecycle.GiveUp):
-                return self._give_up(delivery, step.reason, attempts=number)
+                return self._give_up(lease, step.reason, attempts=number)
             assert isinstance(outcome, lifecycle.Failed)
             # Busy is load, not a failure: only outages are warnings.
             log.log(
@@ -162,13 +162,13 @@ class TaskHandler:
             busy_retries, failures = step.busy_retries, step.failures
             self._wait(step.countdown, _wait_cause(outcome, step))
 
-    def _give_up(self, delivery: Delivery, reason: str, *, attempts: int | None = None) -> Reply:
+    def _give_up(self, lease: Lease, reason: str, *, attempts: int | None = None) -> Reply:
         """Park the run in the dead-letter queue and end it `error`; when storage cannot take
         even that, hand the task back (its entry is written once, whatever the deliveries).
         `attempts`: the run's attempts so far (default: this delivery's number)."""
-        task, attempts = delivery.task, attempts or delivery.attempts
+        task, attempts = lease.task, attempts or lease.attempts
         log.error("eval %s %s ends error: %s", task.eval_id, task.role, reason)
-        self._park(delivery, reason, attempts=attempts)
+        self._park(lease, reason, attempts=attempts)
         policy = self.budgets.transient
         for tries in range(1, policy.max_attempts + 1):
             try:
@@ -208,20 +208,20 @@ class TaskHandler:
         )
         self._push(entry)
 
-    def _park(self, delivery: Delivery, reason: str, *, attempts: int) -> None:
+    def _park(self, lease: Lease, reason: str, *, attempts: int) -> None:
         """One dead-letter entry per given-up run, as the Celery path leaves: written before the
         run ends `error`, so whoever sees the run ended finds the entry. Its id follows the task,
-        so a delivery given up again after a requeue does not add a second one."""
+        so a task given up again after a requeue does not add a second one."""
         if self.dead_letters is None:
             return
         entry = DeadLetter(
-            id=uuid.uuid5(uuid.NAMESPACE_URL, f"crucible-legacy:{delivery.task_id}").hex,
-            eval_id=delivery.task.eval_id,
-            role=delivery.task.role,
+            id=uuid.uuid5(uuid.NAMESPACE_URL, f"crucible-legacy:{lease.task_id}").hex,
+            eval_id=lease.task.eval_id,
+            role=lease.task.role,
             backend=Backend.LEGACY,
             task_name=LEGACY_TASK_NAME,
-            task_id=delivery.task_id,
-            kwargs={"task": delivery.task.model_dump(mode="json")},
+            task_id=lease.task_id,
+            kwargs={"task": lease.task.model_dump(mode="json")},
             reason=reason,
             attempts=attempts,
             failed_at=datetime.now(UTC),

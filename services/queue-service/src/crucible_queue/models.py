@@ -25,7 +25,7 @@ class Enqueued(BaseModel):
     queued: int
 
 
-class Delivery(BaseModel):
+class Lease(BaseModel):
     """`GET /tasks/next` answer. `attempts` is this delivery's number, the first being 1."""
 
     task_id: str

@@ -10,9 +10,9 @@ from crucible_contracts.models import EvalTask
 from crucible_queue.legacy_format import TaskId
 from crucible_queue.models import (
     Acked,
-    Delivery,
     Enqueued,
     FailBody,
+    Lease,
     QueueStatus,
     RequeueBody,
     TaskView,
@@ -44,8 +44,8 @@ def enqueue(task: EvalTask, queue: Queue) -> Enqueued:
     return queue.enqueue(task)
 
 
-@router.get("/tasks/next", response_model=Delivery, responses={204: {"description": "empty"}})
-def next_task(queue: Queue) -> Delivery | Response:
+@router.get("/tasks/next", response_model=Lease, responses={204: {"description": "empty"}})
+def next_task(queue: Queue) -> Lease | Response:
     delivery = queue.next()
     return delivery if delivery is not None else Response(status_code=204)
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from crucible_contracts.errors import Busy, Conflict, NotFound
 from crucible_contracts.models import EvalTask
 from crucible_queue import legacy_format as fmt
-from crucible_queue.models import Delivery, Enqueued, QueueStatus, TaskState, TaskView
+from crucible_queue.models import Enqueued, Lease, QueueStatus, TaskState, TaskView
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ class TaskQueue:
 
     # --- consumer side ---------------------------------------------------------------------
 
-    def next(self) -> Delivery | None:
+    def next(self) -> Lease | None:
         """Lease the head of the queue to the caller; None when the queue is empty."""
         with self._lock:
             now = self._clock()
@@ -86,7 +86,7 @@ class TaskQueue:
             del self._queued[task_id]
             attempt = fmt.add_attempts(record, 1)
             self._processing[task_id] = (record, now + self.lease_seconds)
-            return Delivery(task_id=task_id, task=fmt.decode(record), attempts=attempt)
+            return Lease(task_id=task_id, task=fmt.decode(record), attempts=attempt)
 
     def complete(self, task_id: str) -> TaskView:
         return self._finish(task_id, TaskState.COMPLETED, None)

@@ -18,10 +18,10 @@ from prometheus_client import Counter, Gauge, start_http_server
 
 from crucible_contracts.errors import Conflict, CrucibleError, NotFound
 from crucible_contracts.retry import RetryPolicy
-from crucible_queue.client import MalformedDelivery, QueueClient
+from crucible_queue.client import MalformedLease, QueueClient
 from crucible_queue.config import Settings
 from crucible_queue.handling import Ack, InFlight, Reply, TaskHandler
-from crucible_queue.models import Delivery
+from crucible_queue.models import Lease
 from crucible_runtime.clients import ExecutorPool, StorageClient
 from crucible_runtime.dead_letters import DeadLetterStore
 from crucible_runtime.logs import setup_logging
@@ -131,10 +131,10 @@ class Worker:
         empty_polls = 0
         while not self.stopping.is_set():
             try:
-                delivery = self._poll()
-                if delivery is not None:
+                lease = self._poll()
+                if lease is not None:
                     empty_polls = 0
-                    self._run(delivery)
+                    self._run(lease)
                     continue
             except Exception:
                 # Nothing a task or an answer holds may end this thread; the handler already ends
@@ -143,12 +143,12 @@ class Worker:
             empty_polls = min(empty_polls + 1, _MAX_BACKOFF_STEP)
             self.stopping.wait(idle_policy.delay(empty_polls))
 
-    def _poll(self) -> Delivery | None:
+    def _poll(self) -> Lease | None:
         """The next task, or None when there is none, the queue-service cannot be reached, or
         it leased a malformed task (failed at the queue-service and dead-lettered)."""
         try:
-            delivery = self.queue.next_task()
-        except MalformedDelivery as exc:
+            lease = self.queue.next_task()
+        except MalformedLease as exc:
             self._refuse(exc)
             return None
         except CrucibleError as exc:
@@ -161,9 +161,9 @@ class Worker:
                     time.monotonic() - self._outage_since,
                 )
                 self._outage_since = None
-        return delivery
+        return lease
 
-    def _refuse(self, exc: MalformedDelivery) -> None:
+    def _refuse(self, exc: MalformedLease) -> None:
         """A task that does not validate is never run: it names no run that can be trusted. It
         is failed at the queue-service and parked with its raw content (eval_id None)."""
         log.error("refusing task %s: %s", exc.task_id, exc.reason)
@@ -183,23 +183,23 @@ class Worker:
         policy = RetryPolicy(base_delay=0.1, max_delay=self.settings.queue_poll_outage_max)
         self.stopping.wait(policy.delay(failed))
 
-    def _run(self, delivery: Delivery) -> None:
-        in_flight = InFlight(delivery)
+    def _run(self, lease: Lease) -> None:
+        in_flight = InFlight(lease)
         with self._lock:
-            self._inflight[delivery.task_id] = in_flight
+            self._inflight[lease.task_id] = in_flight
         try:
             reply = self.handler.handle(in_flight)
             log.info(
                 "task %s (delivery %d): %s%s",
-                delivery.task_id,
-                delivery.attempts,
+                lease.task_id,
+                lease.attempts,
                 reply.ack,
                 f" ({reply.reason})" if reply.reason else "",
             )
-            self._ack(delivery.task_id, reply)
+            self._ack(lease.task_id, reply)
         finally:
             with self._lock:
-                self._inflight.pop(delivery.task_id, None)
+                self._inflight.pop(lease.task_id, None)
 
     def _ack(self, task_id: str, reply: Reply) -> None:
         """Tell the queue-service; retried while it is down. Lost acks end in a lease expiry,
@@ -237,16 +237,16 @@ class Worker:
                 if in_flight.done:
                     continue
                 in_flight.abandoned = True
-            delivery = in_flight.delivery
-            killed = self.executors.kill(delivery.task.eval_id)
+            lease = in_flight.lease
+            killed = self.executors.kill(lease.task.eval_id)
             log.warning(
                 "task %s still running after the shutdown grace: %s; giving it back",
-                delivery.task_id,
+                lease.task_id,
                 "killed" if killed else "not found on an executor",
             )
             with contextlib.suppress(CrucibleError):
                 self.queue.requeue(
-                    delivery.task_id, reason="worker shut down before the program finished"
+                    lease.task_id, reason="worker shut down before the program finished"
                 )
 
 
