@@ -15,10 +15,11 @@ deps: .venv/.bootstrapped
 run: deps
 	@scripts/run.sh
 
-# One process by default: on two cores, three xdist workers (PYTEST_WORKERS=3, one test file per
-# worker at a time) took 9:45 to 16:47 and starved the end-to-end suites into timeouts.
+# Two xdist workers, one test file each at a time, the end-to-end files first (pyproject's
+# testpaths): one per core. Three starved the end-to-end suites into timeouts; PYTEST_WORKERS=0
+# runs everything in this process.
 test: deps
-	@$(PY) -m pytest -n $(or $(PYTEST_WORKERS),0) --dist loadfile $(PYTEST_ARGS)
+	@$(PY) -m pytest -n $(or $(PYTEST_WORKERS),2) --dist loadfile $(PYTEST_ARGS)
 
 lint: deps
 	@.venv/bin/ruff check . && .venv/bin/ruff format --check .

@@ -68,6 +68,21 @@ class Suite:
         self.extras.append(worker)
         return worker
 
+    def heal(self) -> None:
+        """Start again every part of the suite that is not running, dependencies first."""
+        parts = [
+            self.broker,
+            self.state_redis,
+            self.storage,
+            *self.executors,
+            self.queue_service,
+            self.queue_worker,
+            self.celery_worker,
+        ]
+        for part in parts:
+            if not part.alive():
+                self.starter.restart(part)
+
     @staticmethod
     def celery_command(*args: str) -> list[str]:
         return celery_command(*args)
@@ -176,10 +191,26 @@ def _stop_what_the_test_started(request: pytest.FixtureRequest) -> Iterator[None
         suite.extras.pop().stop()
 
 
+@pytest.fixture(scope="module")
+def _module_suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Suite]:
+    starter = ProcessStarter(tmp_path_factory.mktemp("module-suite-logs"))
+    yield start_suite(starter, tmp_path_factory.mktemp("module-suite"))
+    starter.stop_all()
+
+
 @pytest.fixture
-def own_suite(processes: ProcessStarter, tmp_path: Path) -> Suite:
-    """A whole suite for one test alone, which the test may break (fault tests)."""
-    return start_suite(processes, tmp_path)
+def own_suite(_module_suite: Suite) -> Iterator[Suite]:
+    """A whole suite apart from the shared one, which the test may break (fault tests).
+
+    One per test module: after each test, what it started on the suite is stopped and every part
+    it stopped or killed is started again (`Suite.heal`), so the next test finds it whole.
+    """
+    suite = _module_suite
+    mark = len(suite.extras)
+    yield suite
+    while len(suite.extras) > mark:
+        suite.extras.pop().stop()
+    suite.heal()
 
 
 class Client:

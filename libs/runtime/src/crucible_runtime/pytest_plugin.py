@@ -202,6 +202,8 @@ class ProcessStarter:
         managed = ManagedProcess(name=name, argv=argv, env=full_env, log_path=log_path).start()
         self.started.append(managed)
         if ready is not None:
+            # Kept for `restart`, which waits for the same sign of readiness.
+            managed.extra["ready"] = (ready, ready_timeout)
             self.wait_ready(managed, ready, ready_timeout)
         return managed
 
@@ -250,9 +252,13 @@ class ProcessStarter:
         return managed
 
     def restart(self, managed: ManagedProcess, health_path: str = "/health") -> ManagedProcess:
+        """Stop (if alive) and start `managed` again; wait as it was first waited for."""
         managed.stop()
         managed.start()
-        if managed.url:
+        if "ready" in managed.extra:
+            ready, timeout = managed.extra["ready"]
+            self.wait_ready(managed, ready, timeout)
+        elif managed.url:
             self.wait_ready(
                 managed, lambda m: httpx.get(m.url + health_path, timeout=1).status_code == 200
             )
