@@ -11,8 +11,9 @@ import pytest
 import redis
 
 from crucible_contracts.errors import NotFound, Unavailable
+from crucible_contracts.models import DeadLetter
 from crucible_contracts.names import Backend, Role
-from crucible_runtime.dead_letters import DeadLetter, DeadLetterStore
+from crucible_runtime.dead_letters import DeadLetterStore
 from crucible_runtime.pytest_plugin import free_port
 from crucible_runtime.redis_client import fail_fast_redis
 

@@ -9,8 +9,9 @@ import httpx
 import pytest
 
 from crucible_contracts.ids import new_eval_id
+from crucible_contracts.models import DeadLetter
 from crucible_contracts.names import Backend
-from crucible_runtime.dead_letters import DeadLetter, DeadLetterStore
+from crucible_runtime.dead_letters import DeadLetterStore
 
 ALICE = {"Authorization": "Bearer alice-operator-token"}
 CELERY_QUEUES = ("high", "default", "low", "shadow")

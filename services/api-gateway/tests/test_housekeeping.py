@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from crucible_contracts.errors import NotFound
 from crucible_contracts.ids import new_eval_id
-from crucible_contracts.models import EvalTask, EvaluationCreate, RunUpdate
+from crucible_contracts.models import DeadLetter, EvalTask, EvaluationCreate, RunUpdate
 from crucible_contracts.names import INTERNAL_KEY_HEADER, Backend, EventName, Role, task_id_for
 from crucible_contracts.status import Status
 from crucible_gateway.housekeeping.repair import Reconciler
@@ -27,7 +27,7 @@ from crucible_gateway.leader import LeaderLease, LeaderLoop
 from crucible_gateway.paths import CeleryPath, LegacyPath, Paths
 from crucible_gateway.paths.celery_client import CeleryDispatcher
 from crucible_runtime.clients import ExecutorPool, QueueServiceClient, StorageClient
-from crucible_runtime.dead_letters import DeadLetter, DeadLetterStore
+from crucible_runtime.dead_letters import DeadLetterStore
 from crucible_runtime.pytest_plugin import wait_for
 
 DEFAULT_RULES = Rules(

@@ -19,10 +19,17 @@ from celery.result import AsyncResult
 from prometheus_client.parser import text_string_to_metric_families
 
 from crucible_contracts.ids import new_eval_id
-from crucible_contracts.models import EvalTask, EvaluationCreate, EvaluationView, Event, Program
+from crucible_contracts.models import (
+    DeadLetter,
+    EvalTask,
+    EvaluationCreate,
+    EvaluationView,
+    Event,
+    Program,
+)
 from crucible_contracts.names import TASK_EVALUATE, Backend, EventName, Queue
 from crucible_runtime.clients import StorageClient
-from crucible_runtime.dead_letters import DeadLetter, DeadLetterStore
+from crucible_runtime.dead_letters import DeadLetterStore
 from crucible_runtime.pytest_plugin import (
     ManagedProcess,
     ProcessStarter,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -361,3 +362,35 @@ class MigrationStats(BaseModel):
     until: datetime
     paths: dict[Backend, PathStats]
     comparisons: ComparisonStats
+
+
+# --- dead letters (the entries both consumers park, the gateway's admin API serves) ---------------
+
+
+def new_dead_letter_id() -> str:
+    return uuid.uuid4().hex
+
+
+class DeadLetter(BaseModel):
+    """One given-up task: enough to understand why and to send it again.
+
+    `eval_id`, `role` and `backend` are None only for a task whose arguments were too malformed to
+    say which run it was. `kwargs` are the task's arguments as they were sent; `first_seen_at` is
+    when the task was first received, when known.
+    """
+
+    id: str = Field(default_factory=new_dead_letter_id)
+    eval_id: str | None = None
+    role: Role | None = None
+    backend: Backend | None = None
+    task_name: str
+    task_id: str | None = None
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    reason: str
+    exception_type: str | None = None
+    exception: str | None = None
+    traceback: str | None = None
+    attempts: int = 0
+    failed_at: datetime
+    first_seen_at: datetime | None = None
+    replays: int = 0

@@ -14,53 +14,22 @@ push at once and the oldest entries are dropped to keep the cap.
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
 import redis
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import ValidationError
 from redis.commands.core import Script
 
 from crucible_contracts.errors import CrucibleError, NotFound, Unavailable
-from crucible_contracts.models import EvalTask
-from crucible_contracts.names import DEAD_LETTER_KEY, Backend, Role
+from crucible_contracts.models import DeadLetter, EvalTask
+from crucible_contracts.names import DEAD_LETTER_KEY
 from crucible_runtime.clients import ExecutorPool, StorageClient
 from crucible_runtime.lifecycle import end_with_error
 
 DEFAULT_MAX_ENTRIES = 10_000
 
 log = logging.getLogger(__name__)
-
-
-def new_dead_letter_id() -> str:
-    return uuid.uuid4().hex
-
-
-class DeadLetter(BaseModel):
-    """One given-up task: enough to understand why and to send it again.
-
-    `eval_id`, `role` and `backend` are None only for a task whose arguments were too malformed to
-    say which run it was. `kwargs` are the task's arguments as they were sent; `first_seen_at` is
-    when the task was first received, when known.
-    """
-
-    id: str = Field(default_factory=new_dead_letter_id)
-    eval_id: str | None = None
-    role: Role | None = None
-    backend: Backend | None = None
-    task_name: str
-    task_id: str | None = None
-    kwargs: dict[str, Any] = Field(default_factory=dict)
-    reason: str
-    exception_type: str | None = None
-    exception: str | None = None
-    traceback: str | None = None
-    attempts: int = 0
-    failed_at: datetime
-    first_seen_at: datetime | None = None
-    replays: int = 0
 
 
 # KEYS: ids list, entries hash. ARGV: id, json, max_entries. Returns 1, or 0 when the id exists.

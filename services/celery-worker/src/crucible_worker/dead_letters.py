@@ -13,10 +13,9 @@ from typing import Any
 
 from crucible_contracts.errors import CrucibleError
 from crucible_contracts.ids import is_eval_id
-from crucible_contracts.models import EvalTask
+from crucible_contracts.models import DeadLetter, EvalTask
 from crucible_contracts.names import Backend, Role
 from crucible_runtime.clients import StorageClient
-from crucible_runtime.dead_letters import DeadLetter
 from crucible_runtime.lifecycle import GivenUp
 
 log = logging.getLogger(__name__)

@@ -12,10 +12,10 @@ from typing import Any
 from celery import Celery, Task
 from celery.exceptions import SoftTimeLimitExceeded
 
-from crucible_contracts.models import ExecuteResult
+from crucible_contracts.models import DeadLetter, ExecuteResult
 from crucible_contracts.names import TASK_DEAD_LETTER, TASK_EVALUATE
 from crucible_runtime import lifecycle
-from crucible_runtime.dead_letters import DeadLetter, record_give_up, run_of
+from crucible_runtime.dead_letters import record_give_up, run_of
 from crucible_worker.config import Settings
 from crucible_worker.dead_letters import attempts_recorded
 from crucible_worker.delivery import Delivery

@@ -21,12 +21,13 @@ from enum import StrEnum
 from prometheus_client import Counter
 
 from crucible_contracts.errors import CrucibleError, NotFound, Unavailable
+from crucible_contracts.models import DeadLetter
 from crucible_contracts.names import Backend
 from crucible_contracts.retry import Budgets, Failure
 from crucible_queue.models import Lease
 from crucible_runtime import lifecycle
 from crucible_runtime.clients import ExecutorPool, StorageClient
-from crucible_runtime.dead_letters import DeadLetter, DeadLetterStore
+from crucible_runtime.dead_letters import DeadLetterStore
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from crucible_contracts.errors import Conflict, CrucibleError
-from crucible_contracts.models import RunUpdate, StuckRun
+from crucible_contracts.models import DeadLetter, RunUpdate, StuckRun
 from crucible_contracts.names import TASK_EVALUATE, task_id_for
 from crucible_contracts.status import Status
 from crucible_gateway import metrics
@@ -33,7 +33,7 @@ from crucible_gateway.housekeeping.stuck import (
 )
 from crucible_gateway.paths import Path, Paths
 from crucible_runtime.clients import ExecutorPool, StorageClient
-from crucible_runtime.dead_letters import DeadLetter, DeadLetterStore
+from crucible_runtime.dead_letters import DeadLetterStore
 
 log = logging.getLogger(__name__)
 

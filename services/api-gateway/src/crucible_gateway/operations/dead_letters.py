@@ -13,13 +13,13 @@ import logging
 from pydantic import ValidationError
 
 from crucible_contracts.errors import Conflict, CrucibleError
-from crucible_contracts.models import EvalTask, RunUpdate
+from crucible_contracts.models import DeadLetter, EvalTask, RunUpdate
 from crucible_contracts.names import Backend
 from crucible_contracts.status import Status
 from crucible_gateway.operations.models import DeadLetterPage, Purged, Replayed
 from crucible_gateway.paths import Paths
 from crucible_runtime.clients import StorageClient
-from crucible_runtime.dead_letters import DeadLetter, DeadLetterStore
+from crucible_runtime.dead_letters import DeadLetterStore
 
 log = logging.getLogger(__name__)
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from crucible_contracts.models import RunView
-from crucible_runtime.dead_letters import DeadLetter
+from crucible_contracts.models import DeadLetter, RunView
 
 
 class DeadLetterPage(BaseModel):

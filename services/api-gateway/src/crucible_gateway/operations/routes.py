@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
+from crucible_contracts.models import DeadLetter
 from crucible_gateway.deps import (
     CeleryDep,
     DeadLettersDep,
@@ -23,7 +24,6 @@ from crucible_gateway.deps import (
 )
 from crucible_gateway.operations import dead_letters, service
 from crucible_gateway.operations.models import DeadLetterPage, Purged, Replayed
-from crucible_runtime.dead_letters import DeadLetter
 
 router = APIRouter(prefix="/api")
 
