@@ -6,7 +6,6 @@ failure; failures.py turns each report into one dead letter and ends the run `er
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from celery import Celery, Task
@@ -22,8 +21,6 @@ from crucible_worker.delivery import Delivery
 from crucible_worker.failures import connect_failure_handler
 from crucible_worker.resources import Resources
 from crucible_worker.retrying import soft_time_limit_reason
-
-log = logging.getLogger(__name__)
 
 
 def register_tasks(app: Celery, *, settings: Settings, resources: Resources) -> None:

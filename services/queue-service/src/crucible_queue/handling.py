@@ -9,6 +9,7 @@ lost.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import uuid
@@ -171,7 +172,7 @@ class TaskHandler:
         log.error("eval %s %s ends error: %s", task.eval_id, task.role, reason)
         self._park(lease, reason, attempts=attempts)
         policy = self.budgets.transient
-        for tries in range(1, policy.max_attempts + 1):
+        for tries in itertools.count(1):
             try:
                 lifecycle.end_with_error(task, reason, storage=self.storage, attempts=attempts)
                 return Reply(Ack.FAIL, reason)
@@ -193,7 +194,6 @@ class TaskHandler:
                 RETRIES.labels("storage_down").inc()
                 # Not interruptible: a stopping worker still writes the reason if it can.
                 threading.Event().wait(policy.delay(tries))
-        raise AssertionError("unreachable")  # the loop returns on its last try
 
     def park_malformed(self, *, task_id: str | None, reason: str, body: str) -> None:
         """Park a leased task that did not validate: no run is named (eval_id None), the raw
