@@ -128,7 +128,7 @@ def test_high_priority_evaluation_overtakes_default_work_waiting_for_a_busy_work
     assert max(low_started) < min(shadow_started)
 
 
-def test_worker_process_lost_mid_program_runs_it_again_never_beside_itself(
+def test_worker_process_lost_mid_program_collects_its_run_instead_of_running_it_again(
     stack,
     storage,
     start_worker,
@@ -140,14 +140,19 @@ def test_worker_process_lost_mid_program_runs_it_again_never_beside_itself(
     executor_sample,
     executor_busy,
 ):
-    # One slot: had the second attempt started while the first program still ran, the executor
-    # would have answered it busy (rejected) or joined it to the first run (joined).
-    executor = start_executor("executor-solo", slots=1)
-    worker = start_worker(storage_url=stack.storage_url, executor_urls=[executor.url])
+    # Two executors: the retry must reach the one that runs the program (the pool's order per
+    # run), which joins the run still going; the program runs once and is never killed.
+    executors = [start_executor(f"executor-lost-{n}", slots=1) for n in range(2)]
+    worker = start_worker(
+        storage_url=stack.storage_url, executor_urls=[executor.url for executor in executors]
+    )
     # Long enough that the retry (1 s after the loss) always arrives while it still runs.
-    code = "import time\ntime.sleep(8)\nprint('survived')"
+    code = "import time\ntime.sleep(6)\nprint('survived')"
     eval_id, result = submit(worker.client, storage, code)
-    wait_for(lambda: executor_busy(executor.url) == 1, what="the program to run")
+    wait_for(
+        lambda: sum(executor_busy(executor.url) for executor in executors) == 1,
+        what="the program to run",
+    )
 
     kill_pool_process(worker, result.id)
 
@@ -162,13 +167,13 @@ def test_worker_process_lost_mid_program_runs_it_again_never_beside_itself(
     assert wait_for(lambda: result.ready(), timeout=10, what="the task result")
     assert result.result["outcome"] == "completed"
 
-    def runs(**labels: str) -> float:
-        return executor_sample(executor.url, "crucible_executor_runs_total", **labels)
+    def total(name: str, **labels: str) -> float:
+        return sum(executor_sample(executor.url, name, **labels) for executor in executors)
 
-    assert runs(status="completed") == 1
-    assert runs(status="failed", reason="killed") == 1
-    assert executor_sample(executor.url, "crucible_executor_rejected_total") == 0
-    assert executor_sample(executor.url, "crucible_executor_joined_total") == 0
+    assert total("crucible_executor_runs_total", status="completed") == 1
+    assert total("crucible_executor_runs_total", status="failed", reason="killed") == 0
+    assert total("crucible_executor_joined_total") == 1
+    assert total("crucible_executor_rejected_total") == 0
     assert worker.dead_letters() == []
 
 

@@ -6,9 +6,10 @@ import signal
 
 import httpx
 import redis
+from prometheus_client.parser import text_string_to_metric_families
 
 from crucible_contracts.models import EvalTask, RunUpdate
-from crucible_contracts.names import INTERNAL_KEY_HEADER, Backend, Role
+from crucible_contracts.names import INTERNAL_KEY_HEADER, Backend, EventName, Role
 from crucible_contracts.status import Status
 from crucible_runtime.dead_letters import DeadLetterStore
 from crucible_runtime.pytest_plugin import free_port, wait_for
@@ -321,7 +322,7 @@ def test_sigterm_finishes_the_task_in_flight_takes_no_new_one_and_exits_zero(
     assert storage.get_evaluation(waiting.eval_id).status == Status.QUEUED
 
 
-def test_sigterm_gives_back_a_task_still_running_after_the_grace(
+def test_sigterm_gives_back_a_task_still_running_after_the_grace_and_the_next_worker_joins_it(
     start_queue,
     start_worker,
     shared_storage,
@@ -329,9 +330,10 @@ def test_sigterm_gives_back_a_task_still_running_after_the_grace(
     storage_of,
     submit,
     queue_task,
+    wait_ended,
 ):
     queue, storage = start_queue(), storage_of(shared_storage)
-    task = submit(storage, queue.url, SLOW.format(seconds=20), timeout=30)
+    task = submit(storage, queue.url, SLOW.format(seconds=4), timeout=30)
     worker = start_worker(
         queue=queue.url,
         storage=shared_storage.url,
@@ -339,6 +341,7 @@ def test_sigterm_gives_back_a_task_still_running_after_the_grace(
         queue_worker_shutdown_grace=0.3,
     )
     wait_for(lambda: storage.get_evaluation(task.eval_id).status == Status.RUNNING)
+    taken_over = _taken_over(shared_executor.url)
 
     worker.signal(signal.SIGTERM)
 
@@ -347,5 +350,79 @@ def test_sigterm_gives_back_a_task_still_running_after_the_grace(
     assert given_back["state"] == "queued"
     assert given_back["attempts"] == 0
     assert "still running after the shutdown grace" in worker.logs()
-    # The program's killed result was not recorded: the next delivery runs it again.
+    # Its program was left running: the next delivery joins it (or collects its result) instead
+    # of running it again.
     assert storage.get_evaluation(task.eval_id).status == Status.RUNNING
+    start_worker(queue=queue.url, storage=shared_storage.url, executors=shared_executor.url)
+    view = wait_ended(storage, task.eval_id)
+    assert (view.status, view.output) == (Status.COMPLETED, "done\n")
+    assert _taken_over(shared_executor.url) == taken_over + 1
+
+
+def _taken_over(url: str) -> float:
+    """Calls the executor answered with a run already going or its kept result."""
+    return _sample(url, "crucible_executor_joined_total") + _sample(
+        url, "crucible_executor_collected_total"
+    )
+
+
+def _sample(url: str, name: str) -> float:
+    text = httpx.get(f"{url}/metrics", timeout=5).text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name
+    )
+
+
+def test_a_live_worker_renews_its_lease_past_the_lease_seconds(
+    start_queue,
+    start_worker,
+    shared_storage,
+    shared_executor,
+    storage_of,
+    submit,
+    wait_ended,
+    internal_key,
+):
+    queue, storage = start_queue(queue_lease_seconds=1), storage_of(shared_storage)
+    start_worker(queue=queue.url, storage=shared_storage.url, executors=shared_executor.url)
+    task = submit(storage, queue.url, SLOW.format(seconds=3), timeout=30)
+
+    view = wait_ended(storage, task.eval_id)
+
+    assert (view.status, view.output, view.attempts) == (Status.COMPLETED, "done\n", 1)
+    headers = {INTERNAL_KEY_HEADER: internal_key}
+    status = httpx.get(f"{queue.url}/status", headers=headers, timeout=5).json()
+    assert status["lease_expired_total"] == 0
+
+
+def test_a_killed_worker_loses_its_lease_in_seconds_and_the_next_collects_the_run(
+    start_queue,
+    start_worker,
+    shared_storage,
+    shared_executor,
+    storage_of,
+    submit,
+    wait_ended,
+):
+    queue, storage = start_queue(queue_lease_seconds=1), storage_of(shared_storage)
+    worker = start_worker(
+        queue=queue.url, storage=shared_storage.url, executors=shared_executor.url
+    )
+    task = submit(storage, queue.url, SLOW.format(seconds=2), timeout=30)
+    wait_for(lambda: storage.get_evaluation(task.eval_id).status == Status.RUNNING)
+    started = _sample(shared_executor.url, "crucible_executor_runs_total")
+    taken_over = _taken_over(shared_executor.url)
+
+    worker.kill()
+    start_worker(queue=queue.url, storage=shared_storage.url, executors=shared_executor.url)
+
+    view = wait_ended(storage, task.eval_id)
+    assert (view.status, view.output, view.attempts) == (Status.COMPLETED, "done\n", 2)
+    (retry,) = [e for e in storage.events(task.eval_id) if e.event is EventName.RETRIED]
+    assert retry.detail["failure"] == "worker_lost"
+    # The program ran once: the second delivery joined its run or collected its result.
+    assert _sample(shared_executor.url, "crucible_executor_runs_total") == started + 1
+    assert _taken_over(shared_executor.url) == taken_over + 1

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import itertools
-import threading
+import hashlib
 import time
 from datetime import datetime
 from typing import Any
@@ -200,11 +199,17 @@ class QueueServiceClient(InternalClient):
 
 
 class ExecutorPool:
-    """Round-robin over executor instances, skipping those that answer busy or cannot be reached.
+    """Executor instances tried in an order fixed per run, skipping those that answer busy or
+    cannot be reached.
 
-    `execute` returns the first instance's result; it raises Busy when every live instance is at
-    capacity and Unavailable when none can be reached. An unreachable instance is skipped for
-    `down_cooldown` seconds, unless every instance is down.
+    Every attempt of one run (eval_id, role) asks the instances in the same order (rendezvous
+    hashing: highest hash of run and URL first), so a retry after a lost consumer, a redelivered
+    message or the reconciler reaches the instance that ran it first, and that instance joins
+    the run still going or hands back its kept result: the program runs once. Runs of different
+    evaluations spread evenly over the instances, and adding or removing one moves only the runs
+    that ranked it first. `execute` returns the first instance's result; it raises Busy when
+    every live instance is at capacity and Unavailable when none can be reached. An unreachable
+    instance is skipped for `down_cooldown` seconds, unless every instance is down.
     """
 
     def __init__(
@@ -219,15 +224,19 @@ class ExecutorPool:
             raise ValueError("an executor pool needs at least one URL")
         self.clients = [InternalClient(url, internal_key=internal_key) for url in urls]
         self._connect_timeout = connect_timeout
-        self._next = itertools.count()
-        self._lock = threading.Lock()
         self._down_until: dict[str, float] = {}
         self._down_cooldown = down_cooldown
 
-    def _rotation(self) -> list[InternalClient]:
-        with self._lock:
-            start = next(self._next) % len(self.clients)
-        ordered = self.clients[start:] + self.clients[:start]
+    def preference(self, eval_id: str, role: Role) -> list[InternalClient]:
+        """The instances in the order every attempt of this run tries them."""
+
+        def rank(client: InternalClient) -> bytes:
+            return hashlib.blake2b(f"{eval_id}/{role}@{client.base_url}".encode()).digest()
+
+        return sorted(self.clients, key=rank, reverse=True)
+
+    def _rotation(self, eval_id: str, role: Role) -> list[InternalClient]:
+        ordered = self.preference(eval_id, role)
         now = time.monotonic()
         live = [c for c in ordered if self._down_until.get(c.base_url, 0) <= now]
         return live or ordered
@@ -236,7 +245,7 @@ class ExecutorPool:
         timeout = httpx.Timeout(request.timeout + 30, connect=self._connect_timeout)
         busy: list[Busy] = []
         down: list[Unavailable] = []
-        for client in self._rotation():
+        for client in self._rotation(request.eval_id, request.role):
             try:
                 response = client.request(
                     "POST", "/execute", json=request.model_dump(mode="json"), timeout=timeout

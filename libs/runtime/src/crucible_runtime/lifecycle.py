@@ -336,17 +336,18 @@ def after_worker_loss(
 ) -> GiveUp | None:
     """Before attempt `number` of a run whose worker process died `losses` times runs anything.
 
-    The lost attempt's program may still be running on an executor: it is stopped first, so that
-    this attempt never runs the program beside it (an executor answers /kill once the killed run
-    has left its slot, and never lets a new request join a killed run). After `max_losses`
-    losses this is a GiveUp (the program itself may be what kills the worker). Otherwise the
+    The lost attempt's program is left alone: this attempt asks the executor that ran it first
+    (`ExecutorPool` keeps one order per run), which joins the run still going or hands back its
+    kept result, so the program runs once. Only when that executor lost the run too (it crashed
+    or restarted) does the program run again. After `max_losses` losses this is a GiveUp (the
+    program itself may be what kills the worker) and the program is stopped. Otherwise the
     retry is recorded: the broker or the queue sent it again, not the consumer, so nobody else
     could. `countdown` is how long the redelivery took to come (recorded only).
     """
     if not losses:
         return None
-    executors.kill(task.eval_id)
     if losses >= max_losses:
+        executors.kill(task.eval_id)
         return GiveUp(worker_lost_reason(losses))
     update = retry_record(
         next_attempt=number,

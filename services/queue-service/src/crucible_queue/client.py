@@ -45,6 +45,10 @@ class QueueClient(QueueServiceClient):
                 f"malformed task: {problems}", task_id=_task_id_of(response.content), body=body
             ) from exc
 
+    def renew(self, task_id: str) -> None:
+        """Extend the lease of a task this consumer holds; Conflict once it lost the lease."""
+        self.request("POST", f"/tasks/{task_id}/renew")
+
     def complete(self, task_id: str) -> None:
         self.request("POST", f"/tasks/{task_id}/complete")
 

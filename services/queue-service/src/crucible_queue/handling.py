@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -64,6 +65,11 @@ class InFlight:
     lock: threading.Lock = field(default_factory=threading.Lock)
     abandoned: bool = False
     done: bool = False
+    # When the worker renews the lease next (time.monotonic()): a third of it from now.
+    renew_at: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.renew_at = time.monotonic() + self.lease.lease_seconds / 3
 
     @contextmanager
     def claim(self) -> Iterator[bool]:

@@ -26,11 +26,15 @@ class Enqueued(BaseModel):
 
 
 class Lease(BaseModel):
-    """`GET /tasks/next` answer. `attempts` is this delivery's number, the first being 1."""
+    """`GET /tasks/next` answer. `attempts` is this delivery's number, the first being 1.
+
+    The task goes back to the queue `lease_seconds` after the lease (or its last renewal) unless
+    it is acked: its consumer renews it (`POST /tasks/{task_id}/renew`) while it works on it."""
 
     task_id: str
     task: EvalTask
     attempts: int
+    lease_seconds: float
 
 
 class FailBody(Wire):

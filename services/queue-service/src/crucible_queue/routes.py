@@ -55,6 +55,12 @@ def get_task(task_id: TaskId, queue: Queue) -> TaskView:
     return queue.get(task_id)
 
 
+@router.post("/tasks/{task_id}/renew")
+def renew(task_id: TaskId, queue: Queue) -> TaskView:
+    """The consumer is still working on it: its lease runs QUEUE_LEASE_SECONDS from now."""
+    return queue.renew(task_id)
+
+
 @router.post("/tasks/{task_id}/complete")
 def complete(task_id: TaskId, queue: Queue) -> Acked:
     view = queue.complete(task_id)

@@ -86,7 +86,28 @@ class TaskQueue:
             del self._queued[task_id]
             attempt = fmt.add_attempts(record, 1)
             self._processing[task_id] = (record, now + self.lease_seconds)
-            return Lease(task_id=task_id, task=fmt.decode(record), attempts=attempt)
+            return Lease(
+                task_id=task_id,
+                task=fmt.decode(record),
+                attempts=attempt,
+                lease_seconds=self.lease_seconds,
+            )
+
+    def renew(self, task_id: str) -> TaskView:
+        """Extend the lease of a processing task by `lease_seconds` from now: its consumer is
+        alive. Conflict when the task is no longer leased (the lease ran out and it went back to
+        the queue, or it ended): that consumer's copy is stale. NotFound when unknown."""
+        with self._lock:
+            now = self._clock()
+            self._reap(now)
+            if task_id not in self._processing:
+                state = self._live_state(task_id)
+                if state is not None:
+                    raise Conflict(f"task {task_id} is {state}, not leased", task_id=task_id)
+                self._raise_not_live(task_id)
+            record, _ = self._processing[task_id]
+            self._processing[task_id] = (record, now + self.lease_seconds)
+            return self._live_view(record, TaskState.PROCESSING)
 
     def complete(self, task_id: str) -> TaskView:
         return self._finish(task_id, TaskState.COMPLETED, None)

@@ -2,7 +2,8 @@
 
 `python -m crucible_queue.worker`. `Worker.run()` blocks until `stop()` (SIGTERM/SIGINT): no new
 task is taken, in-flight ones finish within QUEUE_WORKER_SHUTDOWN_GRACE seconds, and the ones
-still running then are killed on their executor and given back to the queue. Exit status 0.
+still running then are given back to the queue (their programs go on; the next delivery joins
+them at their executor). Exit status 0.
 """
 
 from __future__ import annotations
@@ -90,6 +91,7 @@ class Worker:
         self.start()
         while not self.stopping.wait(0.5):
             self._restart_dead_threads()
+            self._renew_leases()
         deadline = time.monotonic() + self.settings.queue_worker_shutdown_grace
         for thread in self._threads:
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
@@ -120,6 +122,27 @@ class Worker:
                 THREAD_RESTARTS.inc()
                 self._threads[n] = self._thread(n)
         THREADS_ALIVE.set(self.threads_alive)
+
+    def _renew_leases(self) -> None:
+        """Renew each in-flight lease once a third of it has passed: while this process lives,
+        the queue-service keeps its tasks; once it dies they go back to the queue within one
+        QUEUE_LEASE_SECONDS, and the next delivery collects the run from its executor."""
+        now = time.monotonic()
+        with self._lock:
+            due = [f for f in self._inflight.values() if f.renew_at <= now and not f.done]
+        for in_flight in due:
+            lease = in_flight.lease
+            try:
+                self.queue.renew(lease.task_id)
+            except (Conflict, NotFound) as exc:
+                # Lost already (this process stalled past its lease): the next delivery joins
+                # or collects this run at its executor, and storage records one result.
+                log.warning("lease of task %s lost: %s", lease.task_id, exc)
+                in_flight.renew_at = float("inf")
+                continue
+            except CrucibleError as exc:
+                log.warning("could not renew the lease of task %s: %s", lease.task_id, exc)
+            in_flight.renew_at = now + lease.lease_seconds / 3
 
     # --- one thread ------------------------------------------------------------------------
 
@@ -229,7 +252,9 @@ class Worker:
                 time.sleep(policy.delay(attempt))
 
     def _abandon_inflight(self) -> None:
-        """Grace is over: stop what still runs and give it back, unless its result is in."""
+        """Grace is over: give back what still runs, unless its result is in. Its program is
+        left running: the next delivery joins it at its executor (or collects its result), so
+        nothing runs twice and nothing is thrown away."""
         with self._lock:
             in_flights = list(self._inflight.values())
         for in_flight in in_flights:
@@ -238,11 +263,8 @@ class Worker:
                     continue
                 in_flight.abandoned = True
             lease = in_flight.lease
-            killed = self.executors.kill(lease.task.eval_id)
             log.warning(
-                "task %s still running after the shutdown grace: %s; giving it back",
-                lease.task_id,
-                "killed" if killed else "not found on an executor",
+                "task %s still running after the shutdown grace; giving it back", lease.task_id
             )
             with contextlib.suppress(CrucibleError):
                 self.queue.requeue(
