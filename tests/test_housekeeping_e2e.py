@@ -1,6 +1,7 @@
 """Housekeeping over the whole suite, done by the gateway leader: evaluations the legacy queue lost
-in a restart are enqueued again and run to their end; a Celery run whose message was lost ends
-`error` with a dead letter that an operator replays on Celery; old evaluations are purged."""
+in a restart are enqueued again and run to their end; a Celery run whose message was lost is sent
+again, and once lost past the cap ends `error` with a dead letter that an operator replays on
+Celery; old evaluations are purged."""
 
 from __future__ import annotations
 
@@ -63,20 +64,31 @@ def test_evaluations_lost_by_a_legacy_queue_restart_are_enqueued_again_and_compl
     assert 'crucible_housekeeping_runs_total{action="redispatched"} 6.0' in metrics
 
 
-def test_a_lost_celery_run_ends_error_is_replayed_on_celery_and_old_evaluations_are_purged(
+def test_a_lost_celery_run_is_sent_again_then_ends_error_is_replayed_and_old_ones_purged(
     own_suite, client_for
 ):
     celery_only = {"CELERY_ENABLED": "true", "CELERY_PERCENTAGE": "1.0"}
-    reconciling = own_suite.gateway(**celery_only, **FAST_RECONCILER)
+    reconciling = own_suite.gateway(
+        **celery_only, **FAST_RECONCILER, RECONCILE_MAX_REDISPATCHES="1"
+    )
     client = client_for(reconciling)
     own_suite.celery_worker.stop()
     eval_id = client.submit("print('lost, then replayed')")["eval_id"]
     broker = redis.Redis.from_url(own_suite.broker.url)
+    storage = StorageClient(own_suite.storage.url)
     try:
-        # The broker loses the message (say, its data), while storage has the run queued.
-        wait_for(lambda: broker.delete("default"), timeout=10, what="the message to be lost")
+        # The broker loses the message (say, its data), while storage has the run queued: the
+        # leader sends it again once; lost a second time, it is given up.
+        for _ in range(2):
+            wait_for(lambda: broker.delete("default"), timeout=10, what="the message to be lost")
+        resent = [
+            event.detail["failure"]
+            for event in storage.events(eval_id)
+            if event.event is EventName.RETRIED
+        ]
     finally:
         broker.close()
+        storage.close()
 
     ended = client.wait_done(eval_id, timeout=30)
     # The operator replays through a gateway with the usual deadlines: this test's one-second
@@ -94,8 +106,9 @@ def test_a_lost_celery_run_ends_error_is_replayed_on_celery_and_old_evaluations_
     done = client.wait_done(eval_id, timeout=60)
     admin.close()
 
+    assert resent == ["lost_by_queue"]
     assert (ended["status"], ended["backend"]) == ("error", "celery")
-    assert "its message was lost" in ended["reason"]
+    assert "after it was enqueued again 1 times (limit 1)" in ended["reason"]
     assert (entry["backend"], entry["reason"]) == ("celery", ended["reason"])
     assert replayed.status_code == 200, replayed.text
     assert (done["status"], done["output"], done["backend"]) == (

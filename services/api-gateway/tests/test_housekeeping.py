@@ -4,7 +4,7 @@ queue-service, broker Redis and executor; services that fail mid-round; two gate
 from __future__ import annotations
 
 import dataclasses
-import threading
+import json
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -22,7 +22,7 @@ from crucible_contracts.names import INTERNAL_KEY_HEADER, Backend, EventName, Ro
 from crucible_contracts.status import Status
 from crucible_gateway.housekeeping.repair import Reconciler
 from crucible_gateway.housekeeping.service import Housekeeping, purge_old_evaluations
-from crucible_gateway.housekeeping.stuck import LOST_BY_QUEUE, Rules
+from crucible_gateway.housekeeping.stuck import CONSUMER_LOST, LOST_BY_QUEUE, Rules
 from crucible_gateway.leader import LeaderLease, LeaderLoop
 from crucible_gateway.paths import CeleryPath, LegacyPath, Paths
 from crucible_gateway.paths.celery_client import CeleryDispatcher
@@ -168,59 +168,71 @@ def test_legacy_runs_the_queue_lost_are_enqueued_again_until_the_cap(
     assert storage.get_evaluation(fresh).status is Status.QUEUED
 
 
-def test_lost_celery_runs_end_error_and_runs_whose_consumer_is_gone_are_stopped(
-    storage, paths, dead_letters, reconciler, evaluation, backdate, own_executor, broker_redis
+def test_lost_celery_runs_and_runs_whose_consumer_is_gone_are_sent_again_to_their_paths(
+    storage, paths, dead_letters, reconciler, evaluation, backdate, broker_redis
 ):
     lost = evaluation(Backend.CELERY)
     backdate(lost, table="runs", queued_at=_ago(minutes=20))
     recent = evaluation(Backend.CELERY)
     backdate(recent, table="runs", queued_at=_ago(minutes=5))
-    orphan, slow = evaluation(Backend.LEGACY), evaluation(Backend.LEGACY, timeout=300)
-    for eval_id in (orphan, slow):
+    orphans = {backend: evaluation(backend) for backend in Backend}
+    slow = evaluation(Backend.LEGACY, timeout=300)
+    for eval_id in (*orphans.values(), slow):
         storage.update_run(eval_id, Role.PRIMARY, RunUpdate(status=Status.RUNNING, attempts=1))
-    # The orphan's consumer died while its program ran on; the slow one is within its timeout.
-    for eval_id, started in ((orphan, _ago(minutes=10)), (slow, _ago(seconds=200))):
-        backdate(eval_id, table="runs", started_at=started)
-        backdate(eval_id, table="events", at=started)  # its last sign of life, too
-    program: dict[str, Any] = {}
-    headers = {INTERNAL_KEY_HEADER: own_executor.env["INTERNAL_API_KEY"]}
-    body = {"eval_id": orphan, "code": "while True: pass", "timeout": 120}
-    consumer = threading.Thread(
-        target=lambda: program.update(
-            httpx.post(
-                f"{own_executor.url}/execute", json=body, headers=headers, timeout=150
-            ).json()
-        )
+    # The orphans' consumers died (their leases, timeout 5 s + 120 s grace, ran out long ago);
+    # the slow one is within its lease (timeout 300 s + grace).
+    started = {
+        **{eval_id: _ago(minutes=10) for eval_id in orphans.values()},
+        slow: _ago(seconds=200),
+    }
+    for eval_id, at in started.items():
+        backdate(eval_id, table="runs", started_at=at)
+        backdate(eval_id, table="events", at=at)  # its last sign of life, too
+
+    first = reconciler().run(datetime.now(UTC)).result()
+    # Messages now wait in the Celery queues: a lost run found then may be one of them.
+    waits = evaluation(Backend.CELERY)
+    backdate(waits, table="runs", queued_at=_ago(minutes=20))
+    second = reconciler().run(datetime.now(UTC)).result()
+
+    assert (first["checked"], first["redispatched"], first["waiting"]) == (4, 3, 1), first
+    # The re-dispatch record renews a running run's lease: the copy sent is on its way.
+    assert (second["checked"], second["redispatched"], second["waiting"]) == (5, 0, 5), second
+    published = [
+        json.loads(message)["headers"]["id"] for message in broker_redis.lrange("default", 0, -1)
+    ]
+    assert sorted(published) == sorted(
+        task_id_for(eval_id, Role.PRIMARY) for eval_id in (lost, orphans[Backend.CELERY])
     )
-    consumer.start()
-    busy = lambda: httpx.get(f"{own_executor.url}/health", timeout=5).json()["busy"]  # noqa: E731
-    wait_for(lambda: busy() == 1, timeout=15, what="the orphan to run")
-    executors = ExecutorPool([own_executor.url], internal_key=headers[INTERNAL_KEY_HEADER])
+    assert paths[Backend.LEGACY].holds(orphans[Backend.LEGACY], Role.PRIMARY).held
+    failures = {lost: LOST_BY_QUEUE, **{eval_id: CONSUMER_LOST for eval_id in orphans.values()}}
+    for eval_id, failure in failures.items():
+        run = _run(storage, eval_id)
+        assert run.status is (Status.QUEUED if eval_id == lost else Status.RUNNING)
+        assert run.attempts == (1 if eval_id == lost else 2)
+        retried = [e for e in storage.events(eval_id) if e.event is EventName.RETRIED]
+        assert [e.detail["failure"] for e in retried] == [failure]
+        assert _entries(dead_letters, eval_id) == []
+    assert (_run(storage, slow).status, _run(storage, slow).attempts) == (Status.RUNNING, 1)
+    assert (_run(storage, recent).status, _run(storage, waits).status) == (Status.QUEUED,) * 2
 
-    # A message waiting in an evaluation queue may be the lost run's: it is left alone then.
-    broker_redis.rpush("default", "a message")
-    waiting = reconciler(executors=executors).run(datetime.now(UTC)).result()
-    broker_redis.delete("default")
-    result = reconciler(executors=executors).run(datetime.now(UTC)).result()
-    consumer.join(30)
-    executors.close()
 
-    assert (waiting["checked"], waiting["ended_error"], waiting["waiting"]) == (3, 1, 2)
-    assert waiting["runs"][0]["eval_id"] == orphan
-    assert (result["checked"], result["ended_error"], result["waiting"]) == (2, 1, 1), result
-    assert program["reason"] == "killed"
-    assert busy() == 0
-    ended = {eval_id: storage.get_evaluation(eval_id) for eval_id in (lost, orphan)}
-    assert "its message was lost" in ended[lost].reason
-    assert "consumer is gone" in ended[orphan].reason
-    assert {view.status for view in ended.values()} == {Status.ERROR}
-    for eval_id, view in ended.items():
-        (entry,) = _entries(dead_letters, eval_id)
-        assert (entry.reason, entry.backend) == (view.reason, view.backend)
-        last = storage.events(eval_id)[-1]
-        assert (last.event, last.status) == (EventName.STATUS_CHANGED, Status.ERROR)
-    assert storage.get_evaluation(slow).status is Status.RUNNING
-    assert storage.get_evaluation(recent).status is Status.QUEUED
+def test_a_running_run_whose_consumers_keep_dying_ends_error_with_a_dead_letter(
+    storage, dead_letters, reconciler, evaluation, backdate
+):
+    orphan = evaluation(Backend.CELERY)
+    storage.update_run(orphan, Role.PRIMARY, RunUpdate(status=Status.RUNNING, attempts=1))
+    backdate(orphan, table="runs", started_at=_ago(minutes=10))
+    backdate(orphan, table="events", at=_ago(minutes=10))
+
+    result = reconciler(max_redispatches=0).run(datetime.now(UTC)).result()
+
+    assert (result["checked"], result["ended_error"]) == (1, 1)
+    view = storage.get_evaluation(orphan)
+    assert view.status is Status.ERROR
+    assert "consumer is gone" in view.reason and "sent again 0 times" in view.reason
+    (entry,) = _entries(dead_letters, orphan)
+    assert (entry.reason, entry.backend) == (view.reason, Backend.CELERY)
 
 
 # --- hostile: services that fail, a leader that loses the lead ------------------------------

@@ -23,7 +23,7 @@ class RecordingPath:
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
         self.dependency = f"{backend}-dependency"
-        self.may_redispatch = backend is Backend.LEGACY
+        self.may_redispatch = True
         self.calls: list[tuple[str, Any]] = []
 
     def submit(self, task: EvalTask) -> None:
@@ -34,6 +34,10 @@ class RecordingPath:
 
     def holds(self, eval_id: str, role: Role) -> Holding:
         self.calls.append(("holds", (eval_id, role)))
+        return Holding(False, "recorded")
+
+    def works_on(self, eval_id: str, role: Role) -> Holding:
+        self.calls.append(("works_on", (eval_id, role)))
         return Holding(False, "recorded")
 
     def depth(self, *, timeout: float) -> dict[str, Any]:
@@ -218,6 +222,9 @@ def test_the_legacy_path_holds_a_run_while_queued_or_processing_and_may_send_it_
     assert "(processing)" in found["processing"].detail
     assert "(completed)" in found["completed"].detail
     assert "no longer holds it" in found["unknown"].detail
+    # A running run the queue-service has `processing` is under a lease its worker renews.
+    assert legacy_path.works_on(processing.eval_id, processing.role).held
+    assert not legacy_path.works_on(unknown.eval_id, unknown.role).held
     assert legacy_path.may_redispatch
     with pytest.raises(Conflict):  # the queue-service dedupes a run it holds by its task id
         legacy_path.submit(queued)
@@ -237,4 +244,7 @@ def test_the_celery_path_may_hold_any_run_while_an_evaluation_queue_has_messages
 
     assert (empty.held, waiting.held) == (False, True)
     assert "1 messages still wait" in waiting.detail
-    assert not celery_path.may_redispatch
+    # Celery shows no sign of a worker per message: a running run past its lease is not held.
+    assert not celery_path.works_on(other.eval_id, other.role).held
+    # A second copy is safe: it joins the first one's run at its executor.
+    assert celery_path.may_redispatch

@@ -8,12 +8,12 @@ from typing import Any
 import pytest
 
 from crucible_contracts.ids import new_eval_id
-from crucible_contracts.limits import celery_time_limits
 from crucible_contracts.models import Event, StuckRun
 from crucible_contracts.names import Backend, EventName, Role
 from crucible_contracts.status import Status
 from crucible_gateway.config import Settings
 from crucible_gateway.housekeeping.stuck import (
+    CONSUMER_LOST,
     LOST_BY_QUEUE,
     Action,
     Rules,
@@ -31,6 +31,7 @@ RULES = Rules(
     queued_after={Backend.LEGACY: 60, Backend.CELERY: 900}, running_grace=120, max_redispatches=3
 )
 LOST = Holding(False, "the legacy queue no longer holds it (lost in a restart?)")
+UNSEEN = Holding(False, "Celery shows no worker holding it")
 
 
 def stuck(status: Status = Status.QUEUED, **fields: Any) -> StuckRun:
@@ -112,33 +113,83 @@ def test_a_lost_run_its_path_may_not_be_given_again_ends_at_once():
     assert "its message was lost" in decision.why and holding.detail in decision.why
 
 
+def running(
+    *,
+    quiet: float,
+    holding: Holding = UNSEEN,
+    may_redispatch: bool = True,
+    redispatches: int = 0,
+    last_sign_of_life: datetime | None = None,
+    **fields: Any,
+):
+    run = stuck(Status.RUNNING, started_at=NOW - timedelta(seconds=quiet), **fields)
+    return decide_running(
+        run,
+        last_sign_of_life=last_sign_of_life,
+        holding=holding,
+        may_redispatch=may_redispatch,
+        redispatches=redispatches,
+        now=NOW,
+        rules=RULES,
+    )
+
+
 @pytest.mark.parametrize("backend", list(Backend))
 @pytest.mark.parametrize(
     ("quiet", "action"),
     [
-        (30 + 45 + 120, Action.WAITING),  # timeout + hard-limit margin + grace, to the second
-        (30 + 45 + 121, Action.ENDED_ERROR),
+        (30 + 120, Action.WAITING),  # timeout + grace, to the second: the lease
+        (30 + 121, Action.REDISPATCHED),
     ],
 )
-def test_a_running_run_ends_once_silent_past_timeout_margin_and_grace(
+def test_a_running_run_silent_past_its_lease_is_sent_again_to_collect_its_result(
     backend: Backend, quiet: int, action: Action
 ):
-    run = stuck(Status.RUNNING, backend=backend, started_at=NOW - timedelta(seconds=quiet))
+    decision = running(quiet=quiet, backend=backend)
 
-    decision = decide_running(run, last_sign_of_life=None, now=NOW, rules=RULES)
-
-    assert celery_time_limits(30)[1] == 30 + 45
     assert decision.action is action
-    if action is Action.ENDED_ERROR:
+    if action is Action.REDISPATCHED:
         assert "consumer is gone" in decision.why
+        assert "sent again to collect its result (1 of 3)" in decision.why
+
+
+def test_the_lease_is_sized_from_the_programs_own_timeout():
+    short = running(quiet=5 + 121, timeout=5)
+    long = running(quiet=5 + 121, timeout=300)
+
+    assert (short.action, long.action) == (Action.REDISPATCHED, Action.WAITING)
+    assert "lease of 125s (timeout 5s + 120s grace)" in short.why
+
+
+def test_a_run_past_its_lease_that_its_path_still_delivers_is_left_waiting():
+    holding = Holding(True, "the legacy queue still holds it (processing)")
+
+    decision = running(quiet=10_000, holding=holding)
+
+    assert decision.action is Action.WAITING
+    assert decision.why.endswith(f"but {holding.detail}")
+
+
+@pytest.mark.parametrize(
+    ("redispatches", "may_redispatch", "action"),
+    [
+        (2, True, Action.REDISPATCHED),
+        (3, True, Action.ENDED_ERROR),
+        (0, False, Action.ENDED_ERROR),
+    ],
+)
+def test_a_run_whose_consumers_keep_dying_ends_error_after_the_cap(
+    redispatches: int, may_redispatch: bool, action: Action
+):
+    decision = running(quiet=10_000, redispatches=redispatches, may_redispatch=may_redispatch)
+
+    assert decision.action is action
+    if redispatches == 3:
+        assert "after it was sent again 3 times (limit 3)" in decision.why
 
 
 def test_a_recent_retry_is_a_sign_of_life_of_a_long_running_run():
-    run = stuck(Status.RUNNING, started_at=NOW - timedelta(hours=1))
-
-    retried_lately = decide_running(
-        run, last_sign_of_life=NOW - timedelta(seconds=10), now=NOW, rules=RULES
-    )
+    retried_lately = running(quiet=3600, last_sign_of_life=NOW - timedelta(seconds=10))
 
     assert retried_lately.action is Action.WAITING
 
@@ -149,7 +200,8 @@ def test_redispatches_are_counted_from_the_runs_own_retry_records():
         event(EventName.RETRIED, NOW, failure=LOST_BY_QUEUE),
         event(EventName.RETRIED, NOW, failure="busy"),
         event(EventName.RETRIED, NOW, role=Role.SHADOW, failure=LOST_BY_QUEUE),
-        event(EventName.RETRIED, NOW, failure=LOST_BY_QUEUE),
+        event(EventName.RETRIED, NOW, failure=CONSUMER_LOST),
+        event(EventName.RETRIED, NOW, failure="worker_lost"),
     ]
 
     assert redispatches_of(events, Role.PRIMARY) == 2
@@ -185,8 +237,8 @@ def test_the_task_sent_again_is_the_one_the_gateway_sent():
 
 
 def test_the_running_filter_lets_no_possibly_stuck_run_through():
-    # The shortest allowance is that of a zero timeout: the filter must not be stricter.
-    assert RULES.running_before(NOW) == NOW - timedelta(seconds=45 + 120)
+    # The shortest lease is that of a zero timeout: the filter must not be stricter.
+    assert RULES.running_before(NOW) == NOW - timedelta(seconds=120)
 
 
 def test_the_rules_come_from_the_settings_the_beat_schedule_read():

@@ -51,15 +51,16 @@ class Settings(ServiceSettings):
     retention_days: float = Field(default=30, gt=0)
     purge_interval_seconds: float = Field(default=3600, gt=0)
     # The reconciler of runs stuck in queued or running.
-    reconcile_interval_seconds: float = Field(default=60, gt=0)
+    reconcile_interval_seconds: float = Field(default=5, gt=0)
     # A legacy run queued this long is looked up in the queue-service (whose deque a restart loses).
     reconcile_queued_after_seconds: float = Field(default=60, ge=0)
     # A Celery run queued this long whose message no queue holds any more is ended `error`.
     reconcile_celery_queued_after_seconds: float = Field(default=900, ge=0)
-    # Beyond its timeout and the Celery hard-limit margin: how long a run may show no sign of
-    # life while `running` before its consumer is taken for gone.
-    reconcile_running_grace_seconds: float = Field(default=120, ge=0)
-    # Times a run lost by the legacy queue is enqueued again before it ends `error`.
+    # A running run's lease is its timeout + this grace from its last sign of life (its start,
+    # a retry): past it, its consumer is taken for gone and the run is sent again to collect.
+    reconcile_running_grace_seconds: float = Field(default=15, ge=0)
+    # Times a run lost by its queue, or by a consumer that died, is sent again before it ends
+    # `error`.
     reconcile_max_redispatches: int = Field(default=3, ge=0)
     # Stuck runs looked at per backend and round (the oldest first).
     reconcile_batch: int = Field(default=100, ge=1, le=500)

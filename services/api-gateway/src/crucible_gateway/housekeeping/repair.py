@@ -21,6 +21,7 @@ from crucible_contracts.names import TASK_EVALUATE, task_id_for
 from crucible_contracts.status import Status
 from crucible_gateway import metrics
 from crucible_gateway.housekeeping.stuck import (
+    CONSUMER_LOST,
     LOST_BY_QUEUE,
     Action,
     Decision,
@@ -28,10 +29,11 @@ from crucible_gateway.housekeeping.stuck import (
     decide_queued,
     decide_running,
     last_sign_of_life,
+    lease_ran_out,
     redispatches_of,
     task_of,
 )
-from crucible_gateway.paths import Path, Paths
+from crucible_gateway.paths import Holding, Path, Paths
 from crucible_runtime.clients import ExecutorPool, StorageClient
 from crucible_runtime.dead_letters import DeadLetterStore
 
@@ -139,42 +141,51 @@ class Reconciler:
             return Decision(Action.FAILED, f"could not settle it: {exc}")
 
     def _judge(self, run: StuckRun, path: Path, *, now: datetime) -> Decision:
+        events = self.storage.events(run.eval_id)
         if run.status is Status.RUNNING:
-            events = self.storage.events(run.eval_id)
+            sign = last_sign_of_life(events, run.role)
+            # Its path is asked only about a run past its lease (one call per run truly stuck).
+            if lease_ran_out(run, last_sign_of_life=sign, now=now, rules=self.rules):
+                holding = path.works_on(run.eval_id, run.role)
+            else:
+                holding = Holding(False, "not asked: within its lease")
             return decide_running(
                 run,
-                last_sign_of_life=last_sign_of_life(events, run.role),
+                last_sign_of_life=sign,
+                holding=holding,
+                may_redispatch=path.may_redispatch,
+                redispatches=redispatches_of(events, run.role),
                 now=now,
                 rules=self.rules,
             )
         holding = path.holds(run.eval_id, run.role)
-        redispatches = 0
-        if not holding.held and path.may_redispatch:
-            redispatches = redispatches_of(self.storage.events(run.eval_id), run.role)
         return decide_queued(
             run,
             holding=holding,
             may_redispatch=path.may_redispatch,
-            redispatches=redispatches,
+            redispatches=redispatches_of(events, run.role),
             now=now,
             rules=self.rules,
         )
 
     def _redispatch(self, run: StuckRun, path: Path, decision: Decision) -> Decision:
-        """Record the re-dispatch on the run (while it is still queued), then submit it again.
+        """Record the re-dispatch on the run (in the status it is listed with), then submit it
+        again.
 
         The record raises `attempts` by one, which storage keeps as an `eval.retried` event: that
-        is how the re-dispatches are counted against the cap.
+        is how the re-dispatches are counted against the cap, and, for a running run, a sign of
+        life that renews its lease while the new copy is on its way.
         """
+        failure = CONSUMER_LOST if run.status is Status.RUNNING else LOST_BY_QUEUE
         update = RunUpdate(
-            status=Status.QUEUED,
+            status=run.status,
             attempts=run.attempts + 1,
-            detail={"failure": LOST_BY_QUEUE, "error": decision.why},
+            detail={"failure": failure, "error": decision.why},
         )
         try:
             self.storage.update_run(run.eval_id, run.role, update)
         except Conflict:
-            return Decision(Action.CHANGED_MEANWHILE, "it left queued meanwhile")
+            return Decision(Action.CHANGED_MEANWHILE, f"it left {run.status} meanwhile")
         try:
             path.submit(task_of(run))
         except Conflict:

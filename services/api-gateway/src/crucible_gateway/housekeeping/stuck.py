@@ -14,14 +14,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from crucible_contracts.limits import celery_time_limits
 from crucible_contracts.models import EvalTask, Event, StuckRun
 from crucible_contracts.names import Backend, EventName, Role
 from crucible_gateway.paths.base import Holding
 
 # The `failure` of the retry record a re-dispatch leaves on the run (an `eval.retried` event):
-# how the re-dispatches of one run are counted.
+# how the re-dispatches of one run are counted. A queued run its path lost, a running run whose
+# consumer is gone (its lease ran out).
 LOST_BY_QUEUE = "lost_by_queue"
+CONSUMER_LOST = "consumer_lost"
+REDISPATCH_FAILURES = frozenset({LOST_BY_QUEUE, CONSUMER_LOST})
 
 
 class Action(StrEnum):
@@ -49,15 +51,17 @@ class Rules:
     running_grace: float
     max_redispatches: int
 
-    def running_allowance(self, timeout: float) -> float:
-        """How long a run of `timeout` seconds may go without a sign of life while running: its
-        Celery hard time limit (timeout + margin; a retry runs under a hard limit of its own, from
-        the retry on) and the grace."""
-        return celery_time_limits(timeout)[1] + self.running_grace
+    def running_lease(self, timeout: float) -> float:
+        """How long a running run may go without a sign of life: its own timeout (the executor
+        ends the program by then) and the grace (sandbox start, recording the result). A
+        consumer renews it with every attempt and retry it records; once it runs out the
+        consumer is taken for gone. Taking a live one for gone costs nothing but a message: the
+        copy sent again joins the run at its executor or collects its result."""
+        return timeout + self.running_grace
 
     def running_before(self, now: datetime) -> datetime:
         """No run that started after this can be stuck yet, whatever its timeout."""
-        return now - timedelta(seconds=self.running_allowance(0))
+        return now - timedelta(seconds=self.running_lease(0))
 
 
 def decide_queued(
@@ -99,20 +103,59 @@ def decide_queued(
 
 
 def decide_running(
-    run: StuckRun, *, last_sign_of_life: datetime | None, now: datetime, rules: Rules
+    run: StuckRun,
+    *,
+    last_sign_of_life: datetime | None,
+    holding: Holding,
+    may_redispatch: bool,
+    redispatches: int,
+    now: datetime,
+    rules: Rules,
 ) -> Decision:
     """A run `running` since `run.started_at`; `last_sign_of_life` is its newest event (a retry
-    scheduled, say). Past its allowance since the later of the two, its consumer is gone."""
-    since = max(filter(None, (run.started_at, last_sign_of_life)), default=run.queued_at)
-    quiet = (now - since).total_seconds()
-    allowance = rules.running_allowance(run.program.timeout)
-    if quiet <= allowance:
+    scheduled, say). Within its lease (`Rules.running_lease`) since the later of the two, it is
+    running. Past it, its consumer is gone: the run is recovered by sending it again (the new
+    copy collects the result from the executor that ran it, or runs the program again when
+    that executor lost it), unless its path still holds a copy that will come (a queue lease
+    not yet run out); after `max_redispatches` it ends `error`.
+    """
+    quiet = silent_for(run, last_sign_of_life=last_sign_of_life, now=now)
+    lease = rules.running_lease(run.program.timeout)
+    if quiet <= lease:
         return Decision(Action.WAITING, f"running, last heard of {quiet:.0f}s ago")
-    return Decision(
-        Action.ENDED_ERROR,
+    silent = (
         f"running on the {run.backend} path without a sign of life for {quiet:.0f}s, past its "
-        f"timeout of {run.program.timeout:g}s + the hard-limit margin + "
-        f"{rules.running_grace:g}s grace: its consumer is gone; the reconciler stopped it",
+        f"lease of {lease:g}s (timeout {run.program.timeout:g}s + {rules.running_grace:g}s "
+        "grace): its consumer is gone"
+    )
+    if holding.held:
+        return Decision(Action.WAITING, f"{silent}, but {holding.detail}")
+    if not may_redispatch:
+        return Decision(Action.ENDED_ERROR, f"{silent}; ended by the reconciler")
+    if redispatches >= rules.max_redispatches:
+        return Decision(
+            Action.ENDED_ERROR,
+            f"{silent}, after it was sent again {redispatches} times "
+            f"(limit {rules.max_redispatches}); given up by the reconciler",
+        )
+    return Decision(
+        Action.REDISPATCHED,
+        f"{silent}; sent again to collect its result ({redispatches + 1} of "
+        f"{rules.max_redispatches})",
+    )
+
+
+def silent_for(run: StuckRun, *, last_sign_of_life: datetime | None, now: datetime) -> float:
+    """Seconds since the running run was last heard of: its start or its newest event."""
+    since = max(filter(None, (run.started_at, last_sign_of_life)), default=run.queued_at)
+    return (now - since).total_seconds()
+
+
+def lease_ran_out(
+    run: StuckRun, *, last_sign_of_life: datetime | None, now: datetime, rules: Rules
+) -> bool:
+    return silent_for(run, last_sign_of_life=last_sign_of_life, now=now) > rules.running_lease(
+        run.program.timeout
     )
 
 
@@ -123,7 +166,7 @@ def redispatches_of(events: Iterable[Event], role: Role) -> int:
         for event in events
         if event.role is role
         and event.event is EventName.RETRIED
-        and event.detail.get("failure") == LOST_BY_QUEUE
+        and event.detail.get("failure") in REDISPATCH_FAILURES
     )
 
 

@@ -43,6 +43,11 @@ class LegacyPath:
             return Holding(False, "the legacy queue no longer holds it (lost in a restart?)")
         return Holding(False, f"the legacy queue let go of it ({state})")
 
+    def works_on(self, eval_id: str, role: Role) -> Holding:
+        """A task `processing` is leased to a queue-worker that renews its lease every few
+        seconds, or went back to the queue when it stopped: either way it is taken care of."""
+        return self.holds(eval_id, role)
+
     def depth(self, *, timeout: float) -> dict[str, Any]:
         """The queue-service's own `/status` (queued, processing, ...)."""
         return self.client.status(timeout=timeout)
@@ -60,9 +65,10 @@ class CeleryPath:
     backend = Backend.CELERY
     dependency = "broker"
     # With acks_late a message a worker has taken (a retry waiting out its countdown, say) is in
-    # no queue until acknowledged: "no queue holds it" does not prove that nobody will run it,
-    # and a second copy could run the program twice at once.
-    may_redispatch = False
+    # no queue until acknowledged: "no queue holds it" does not prove that nobody will run it.
+    # A second copy is still safe: it joins the first one's run at the executor, or collects
+    # its result, and storage refuses a second end.
+    may_redispatch = True
 
     def __init__(self, dispatcher: CeleryDispatcher) -> None:
         self.dispatcher = dispatcher
@@ -82,6 +88,11 @@ class CeleryPath:
         if waiting:
             return Holding(True, f"{waiting} messages still wait in the Celery queues")
         return Holding(False, "no Celery queue holds a message any more")
+
+    def works_on(self, eval_id: str, role: Role) -> Holding:
+        """The broker shows no sign of a worker's life per message (an unacknowledged one comes
+        back only after the visibility timeout): a run past its lease is taken for lost."""
+        return Holding(False, "Celery shows no worker holding it")
 
     def depth(self, *, timeout: float) -> dict[str, Any]:
         """`{"queues": {queue: waiting}, "total"}`. The broker client's own connect timeout

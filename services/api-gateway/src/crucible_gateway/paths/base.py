@@ -34,8 +34,9 @@ class Path(Protocol):
 
     @property
     def may_redispatch(self) -> bool:
-        """Whether a run this path lost may be submitted to it again: only when no second copy
-        can then run beside a first one the path may still hold where nobody can see it."""
+        """Whether a run this path lost may be submitted to it again. Both may: a second copy
+        of a run reaches the executor that has the first (one executor order per run), which
+        joins that run or hands back its result, and storage keeps the first result recorded."""
         ...
 
     def submit(self, task: EvalTask) -> None:
@@ -51,6 +52,11 @@ class Path(Protocol):
     def holds(self, eval_id: str, role: Role) -> Holding:
         """Whether the path may still deliver this run (it waits or runs there). Raises
         Unavailable when the path cannot be asked."""
+        ...
+
+    def works_on(self, eval_id: str, role: Role) -> Holding:
+        """Whether the path shows that a consumer still works on this `running` run, or will
+        deliver it again by itself. Raises Unavailable when the path cannot be asked."""
         ...
 
     def depth(self, *, timeout: float) -> dict[str, Any]:
