@@ -78,6 +78,14 @@ def test_policy_is_exhausted_at_max_attempts():
     assert policy.exhausted(3)
 
 
+def test_a_windowed_policy_is_exhausted_past_its_window_whatever_the_attempts():
+    policy = RetryPolicy(max_attempts=100, window=60)
+    assert not policy.exhausted(2, elapsed=60)
+    assert policy.exhausted(2, elapsed=60.5)
+    assert policy.exhausted(100, elapsed=0)
+    assert not RetryPolicy(max_attempts=100).exhausted(2, elapsed=10**6)
+
+
 def test_backoff_of_a_very_long_outage_stays_at_the_cap():
     policy = RetryPolicy(base_delay=0.5, max_delay=15, jitter=False)
     assert policy.delay(100_000) == 15

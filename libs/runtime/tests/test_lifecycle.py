@@ -35,7 +35,9 @@ from crucible_runtime.lifecycle import (
 
 BUDGETS = Budgets(
     busy=RetryPolicy(max_attempts=4, base_delay=0.2, max_delay=2.0, jitter=False),
-    transient=RetryPolicy(max_attempts=3, base_delay=1.0, max_delay=10.0, jitter=False),
+    transient=RetryPolicy(
+        max_attempts=3, base_delay=1.0, max_delay=10.0, jitter=False, window=30.0
+    ),
 )
 RESULT = ExecuteResult(eval_id="e" * 32, status=Status.COMPLETED, output="hi\n")
 UNREACHABLE = Unavailable("no executor could be reached", errors=["a: refused", "b: timed out"])
@@ -48,6 +50,7 @@ class Case:
     busy_retries: int
     failures: int
     expected: object
+    failing_for: float = 0.0
 
 
 CASES = [
@@ -113,9 +116,31 @@ CASES = [
         0,
         2,
         GiveUp(
-            "gave up after 3 failed attempts: no executor could be reached "
+            "gave up after 3 failed attempts in 0s: no executor could be reached "
             "(a: refused; b: timed out)"
         ),
+    ),
+    Case(
+        "a transient failure within the window is retried",
+        Failed(Stage.EXECUTE, UNREACHABLE),
+        0,
+        1,
+        RetryLater(
+            countdown=2.0,
+            busy_retries=0,
+            failures=2,
+            failure=Failure.TRANSIENT,
+            error="no executor could be reached",
+        ),
+        failing_for=28.0,
+    ),
+    Case(
+        "a retry that would start past the window is given up, attempts left or not",
+        Failed(Stage.RECORD, Unavailable("storage unreachable")),
+        0,
+        1,
+        GiveUp("gave up after 2 failed attempts in 29s: storage unreachable"),
+        failing_for=29.0,
     ),
     Case(
         "a 4xx will not change: given up at once",
@@ -141,6 +166,7 @@ def test_next_step(case):
         busy_retries=case.busy_retries,
         failures=case.failures,
         budgets=BUDGETS,
+        failing_for=case.failing_for,
     )
 
     assert step == case.expected

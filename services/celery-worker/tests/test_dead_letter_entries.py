@@ -171,10 +171,49 @@ def test_a_retry_carries_the_counters_and_the_first_seen_time():
         "busy_retries": 2,
         "failures": 1,
         "first_seen_at": NOW.isoformat(),
+        "failing_since": None,
     }
     assert (delivery.attempt, delivery.losses) == (4, 1)
     assert delivery.gave_up("why").attempts == 4
     assert delivery.gave_up("why", attempts=3).first_seen_at == NOW
+
+
+def test_the_transient_window_counts_from_the_first_transient_failure_across_retries():
+    first = Delivery.decode(TASK, retries=0, busy_retries=0, failures=0, first_seen_at=None)
+    failed = RetryLater(
+        countdown=1, busy_retries=0, failures=1, failure=Failure.TRANSIENT, error="unreachable"
+    )
+    since = first.retry_kwargs(failed)["failing_since"]
+    later = Delivery.decode(
+        TASK, retries=1, busy_retries=0, failures=1, first_seen_at=None, failing_since=since
+    )
+    failed_again = RetryLater(
+        countdown=2, busy_retries=0, failures=2, failure=Failure.TRANSIENT, error="unreachable"
+    )
+    ten_minutes_ago = (datetime.now(UTC) - timedelta(minutes=10)).isoformat()
+    old = Delivery.decode(
+        TASK,
+        retries=5,
+        busy_retries=0,
+        failures=4,
+        first_seen_at=None,
+        failing_since=ten_minutes_ago,
+    )
+
+    assert first.failing_for == 0.0
+    assert later.retry_kwargs(failed_again)["failing_since"] == since
+    assert 0 <= later.failing_for < 5
+    assert 599 < old.failing_for < 605
+    # A time without a zone (not one this worker wrote) is read as UTC, never a crash.
+    naive = Delivery.decode(
+        TASK,
+        retries=1,
+        busy_retries=0,
+        failures=1,
+        first_seen_at=None,
+        failing_since="2020-01-01T00:00:00",
+    )
+    assert naive.failing_for > 0
 
 
 def test_a_first_delivery_is_first_seen_now():

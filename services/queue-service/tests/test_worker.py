@@ -10,6 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from crucible_contracts.models import EvalTask, RunUpdate
 from crucible_contracts.names import INTERNAL_KEY_HEADER, Backend, EventName, Role
+from crucible_contracts.retry import TRANSIENT
 from crucible_contracts.status import Status
 from crucible_runtime.dead_letters import DeadLetterStore
 from crucible_runtime.pytest_plugin import free_port, wait_for
@@ -132,20 +133,23 @@ def test_executor_down_is_retried_and_the_run_completes_when_it_comes_back(
     queue, storage = start_queue(), storage_of(shared_storage)
     executor = start_executor()
     executor.stop()
+    # The default transient budget: retried for TRANSIENT_RETRY_WINDOW_SECONDS.
     worker = start_worker(
         queue=queue.url,
         storage=shared_storage.url,
         executors=executor.url,
-        transient_retry_max_attempts=100,
-        transient_retry_base_delay=0.1,
-        transient_retry_max_delay=0.3,
+        transient_retry_max_attempts=TRANSIENT.max_attempts,
+        transient_retry_base_delay=TRANSIENT.base_delay,
+        transient_retry_max_delay=TRANSIENT.max_delay,
     )
     task = submit(storage, queue.url, "print('after the outage')")
-    wait_for(
-        lambda: "executors unreachable" in worker.logs(),
-        timeout=15,
-        what="the worker to retry the executor",
-    )
+
+    def retries() -> int:
+        return sum(e.event is EventName.RETRIED for e in storage.events(task.eval_id))
+
+    # Five retries (some 8 s) outlast the five attempts all there were before the window.
+    wait_for(lambda: retries() >= 5, timeout=30, what="the worker to retry the executor")
+    assert "executors unreachable" in worker.logs(tail=100_000)
     assert storage.get_evaluation(task.eval_id).status == Status.RUNNING
 
     processes.restart(executor)

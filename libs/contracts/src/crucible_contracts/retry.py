@@ -15,13 +15,15 @@ class RetryPolicy:
     """Exponential back-off with full jitter, capped.
 
     `max_attempts` counts every attempt, the first included; `delay(n)` is the wait after the
-    n-th failed attempt (n starts at 1).
+    n-th failed attempt (n starts at 1). `window`, when set, bounds the time as well: no attempt
+    starts more than `window` seconds after the first one failed.
     """
 
     max_attempts: int = 5
     base_delay: float = 0.5
     max_delay: float = 30.0
     jitter: bool = True
+    window: float | None = None
 
     def delay(self, failed_attempts: int, rng: random.Random | None = None) -> float:
         # The exponent is capped so that a long outage cannot overflow the float.
@@ -30,14 +32,17 @@ class RetryPolicy:
             return ceiling
         return (rng or random).uniform(ceiling / 2, ceiling)
 
-    def exhausted(self, attempts: int) -> bool:
-        return attempts >= self.max_attempts
+    def exhausted(self, attempts: int, *, elapsed: float = 0.0) -> bool:
+        """Whether `attempts` attempts are all there may be, or the next one would start
+        `elapsed` seconds after the first failure, beyond the window."""
+        return attempts >= self.max_attempts or (self.window is not None and elapsed > self.window)
 
 
 # Executor answered busy: try again soon; this is load, not a failure.
 EXECUTOR_BUSY = RetryPolicy(max_attempts=60, base_delay=0.2, max_delay=2.0)
-# Network errors and 5xx from executors or storage.
-TRANSIENT = RetryPolicy(max_attempts=5, base_delay=0.5, max_delay=15.0)
+# Network errors and 5xx from executors or storage: retried for a minute, which outlasts the
+# restart of an executor or of storage; the attempts cap only bounds a tiny base delay.
+TRANSIENT = RetryPolicy(max_attempts=30, base_delay=0.5, max_delay=10.0, window=60.0)
 # Recording a result that already exists: worth waiting for rather than running the program again.
 RECORD_RESULT = RetryPolicy(max_attempts=8, base_delay=0.25, max_delay=5.0)
 

@@ -60,6 +60,8 @@ class RetrySettings(BaseSettings):
     transient_retry_max_attempts: int = Field(default=TRANSIENT.max_attempts, ge=1)
     transient_retry_base_delay: float = Field(default=TRANSIENT.base_delay, ge=0)
     transient_retry_max_delay: float = Field(default=TRANSIENT.max_delay, ge=0)
+    # No transient retry starts later than this after the run's first failure.
+    transient_retry_window_seconds: float = Field(default=TRANSIENT.window, gt=0)
     # Recording a finished program's result: worth waiting for rather than running it again.
     record_retry_max_attempts: int = Field(default=RECORD_RESULT.max_attempts, ge=1)
     record_retry_base_delay: float = Field(default=RECORD_RESULT.base_delay, ge=0)
@@ -87,6 +89,7 @@ class RetrySettings(BaseSettings):
                 max_attempts=self.transient_retry_max_attempts,
                 base_delay=self.transient_retry_base_delay,
                 max_delay=self.transient_retry_max_delay,
+                window=self.transient_retry_window_seconds,
             ),
             record=RetryPolicy(
                 max_attempts=self.record_retry_max_attempts,

@@ -227,14 +227,17 @@ def next_step(
     busy_retries: int,
     failures: int,
     budgets: Budgets,
+    failing_for: float = 0.0,
     rng: random.Random | None = None,
 ) -> Step:
-    """What a consumer does after `outcome`; `busy_retries`/`failures` count the earlier retries.
+    """What a consumer does after `outcome`; `busy_retries`/`failures` count the earlier retries,
+    `failing_for` is how long ago the run's first transient failure was (0 for none yet).
 
     Busy is load, not a failure: it has its own (large) budget and never uses up the transient
     one. Its countdown honours the executor's Retry-After, capped at the busy policy's max delay.
-    Unreachable services and 5xx answers use the transient budget, whatever the stage; a 4xx
-    will not change and is given up at once.
+    Unreachable services and 5xx answers use the transient budget, whatever the stage, in
+    attempts and in time (its window: long enough to outlast an executor's restart); a 4xx will
+    not change and is given up at once.
     """
     if isinstance(outcome, Ran | Dropped):
         return Done(outcome.result if isinstance(outcome, Ran) else None)
@@ -255,10 +258,13 @@ def next_step(
         )
     if is_transient(exc):
         tries = failures + 1
-        if budgets.transient.exhausted(tries):
-            return GiveUp(f"gave up after {tries} failed attempts: {describe(exc)}")
+        delay = budgets.transient.delay(tries, rng)
+        if budgets.transient.exhausted(tries, elapsed=failing_for + delay):
+            return GiveUp(
+                f"gave up after {tries} failed attempts in {failing_for:.0f}s: {describe(exc)}"
+            )
         return RetryLater(
-            countdown=budgets.transient.delay(tries, rng),
+            countdown=delay,
             busy_retries=busy_retries,
             failures=tries,
             failure=Failure.TRANSIENT,

@@ -54,6 +54,7 @@ def register_tasks(app: Celery, *, settings: Settings, resources: Resources) -> 
             busy_retries=delivery.busy_retries,
             failures=delivery.failures,
             budgets=budgets,
+            failing_for=delivery.failing_for,
         )
         if isinstance(step, lifecycle.Done):
             return _outcome(delivery, step.result)
@@ -80,6 +81,7 @@ def register_tasks(app: Celery, *, settings: Settings, resources: Resources) -> 
         busy_retries: int = 0,
         failures: int = 0,
         first_seen_at: str | None = None,
+        failing_since: str | None = None,
     ) -> dict[str, Any]:
         """Run one EvalTask to its recorded end. A program's failure is a result, never retried."""
         delivery = Delivery.decode(
@@ -88,6 +90,7 @@ def register_tasks(app: Celery, *, settings: Settings, resources: Resources) -> 
             busy_retries=busy_retries,
             failures=failures,
             first_seen_at=first_seen_at,
+            failing_since=failing_since,
         )
         try:
             return attempt(self, delivery)

@@ -137,6 +137,7 @@ class TaskHandler:
             # This lease runs nothing: the attempts were the lost ones.
             return self._give_up(lease, lost.reason, attempts=lease.attempts - 1)
         number, busy_retries, failures = lease.attempts, 0, 0
+        failing_since: float | None = None  # time.monotonic() of the first transient failure
         while True:
             outcome = lifecycle.attempt(
                 task,
@@ -147,7 +148,11 @@ class TaskHandler:
                 claim=in_flight.claim,
             )
             step = lifecycle.next_step(
-                outcome, busy_retries=busy_retries, failures=failures, budgets=self.budgets
+                outcome,
+                busy_retries=busy_retries,
+                failures=failures,
+                budgets=self.budgets,
+                failing_for=0.0 if failing_since is None else time.monotonic() - failing_since,
             )
             if isinstance(step, lifecycle.Done):
                 return _reply(outcome)
@@ -167,6 +172,8 @@ class TaskHandler:
                 task, step, next_attempt=number, storage=self.storage
             ):
                 return Reply(Ack.COMPLETE, "run ended meanwhile; not retried")
+            if step.failure is Failure.TRANSIENT and failing_since is None:
+                failing_since = time.monotonic()
             busy_retries, failures = step.busy_retries, step.failures
             self._wait(step.countdown, _wait_cause(outcome, step))
 
@@ -178,6 +185,7 @@ class TaskHandler:
         log.error("eval %s %s ends error: %s", task.eval_id, task.role, reason)
         self._park(lease, reason, attempts=attempts)
         policy = self.budgets.transient
+        began = time.monotonic()
         for tries in itertools.count(1):
             try:
                 lifecycle.end_with_error(task, reason, storage=self.storage, attempts=attempts)
@@ -185,7 +193,8 @@ class TaskHandler:
             except NotFound as exc:
                 return Reply(Ack.FAIL, f"{reason}; evaluation unknown to storage: {exc.message}")
             except CrucibleError as exc:
-                if not lifecycle.is_transient(exc) or policy.exhausted(tries):
+                elapsed = time.monotonic() - began
+                if not lifecycle.is_transient(exc) or policy.exhausted(tries, elapsed=elapsed):
                     # Nowhere to write the reason: keep the task visible in the queue until
                     # storage is back.
                     log.error(

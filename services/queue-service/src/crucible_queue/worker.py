@@ -229,6 +229,7 @@ class Worker:
         whose re-delivery storage then refuses as already ended."""
         TASKS.labels(reply.ack.value).inc()
         policy = self.settings.budgets().transient
+        began = time.monotonic()
         for attempt in range(1, policy.max_attempts + 1):
             try:
                 if reply.ack is Ack.COMPLETE:
@@ -246,7 +247,7 @@ class Worker:
                 log.warning("ack %s of %s not applied: %s", reply.ack, task_id, exc)
                 return
             except CrucibleError as exc:
-                if policy.exhausted(attempt):
+                if policy.exhausted(attempt, elapsed=time.monotonic() - began):
                     log.error("ack %s of %s lost: %s", reply.ack, task_id, exc)
                     return
                 time.sleep(policy.delay(attempt))
