@@ -137,3 +137,40 @@ def test_kept_results_expire_and_are_bounded_in_memory() -> None:
     now[0] = 10.0
     assert finished.get((results[3].eval_id, Role.PRIMARY)) is None
     assert (len(finished), finished.bytes) == (0, 0)
+
+
+def test_a_kill_of_one_role_leaves_the_other_roles_run_and_kept_result_alone() -> None:
+    async def scenario() -> None:
+        finished = FinishedRuns(seconds=60, max_bytes=2**20)
+        slots = SlotRegistry(2, finished=finished)
+        primary, shadow = Program(), Program()
+        shadow_key = ("eval-1", Role.SHADOW)
+        first, _ = await slots.join_or_start(KEY, primary.run_until_killed, reap_timeout=5)
+        second, _ = await slots.join_or_start(shadow_key, shadow.run_until_killed, reap_timeout=5)
+
+        killing = asyncio.create_task(slots.kill("eval-1", role=Role.SHADOW, reap_timeout=5))
+        await asyncio.sleep(0)
+        shadow.reaped.set()
+
+        assert await killing == Killed(killed=True, reaped=True)
+        assert (await second).reason == "killed"
+        assert not first.done() and slots.busy == 1
+        primary.reaped.set()  # the test may reap it only once it was killed: kill it now
+        await slots.kill("eval-1", role=Role.PRIMARY, reap_timeout=5)
+        assert (await first).reason == "killed"
+
+    asyncio.run(scenario())
+
+
+def test_a_kill_of_one_role_forgets_only_that_roles_kept_result() -> None:
+    finished = FinishedRuns(seconds=60, max_bytes=2**20)
+    result = ExecuteResult(eval_id="eval-1", status=Status.COMPLETED, output="kept\n")
+    finished.put(KEY, result)
+    finished.put(("eval-1", Role.SHADOW), result)
+
+    finished.discard("eval-1", Role.SHADOW)
+
+    assert finished.get(KEY) == result
+    assert finished.get(("eval-1", Role.SHADOW)) is None
+    finished.discard("eval-1")
+    assert finished.get(KEY) is None

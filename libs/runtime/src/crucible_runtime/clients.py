@@ -263,12 +263,14 @@ class ExecutorPool:
             raise Busy("every executor is at capacity", retry_after=retry_after)
         raise Unavailable("no executor could be reached", errors=[str(e) for e in down])
 
-    def kill(self, eval_id: str) -> bool:
-        """Ask every instance to end the program of `eval_id`; True when one of them was running it."""
+    def kill(self, eval_id: str, role: Role | None = None) -> bool:
+        """Ask every instance to end the program of `eval_id` (of `role` only, when given: the
+        other role's run goes on); True when one of them was running it."""
         killed = False
+        params = {"role": role.value} if role is not None else {}
         for client in self.clients:
             try:
-                response = client.request("POST", f"/kill/{eval_id}")
+                response = client.request("POST", f"/kill/{eval_id}", params=params)
                 killed = killed or bool(response.json().get("killed"))
             except CrucibleError:
                 continue

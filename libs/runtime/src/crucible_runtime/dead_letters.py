@@ -188,7 +188,7 @@ def record_give_up(
     """
     task = run_of(entry.kwargs)
     if task is not None and stop_program:
-        executors.kill(task.eval_id)
+        executors.kill(task.eval_id, task.role)
     try:
         dead_letters.push(entry)
     except Unavailable as exc:

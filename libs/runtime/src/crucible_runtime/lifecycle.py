@@ -353,7 +353,7 @@ def after_worker_loss(
     if not losses:
         return None
     if losses >= max_losses:
-        executors.kill(task.eval_id)
+        executors.kill(task.eval_id, task.role)
         return GiveUp(worker_lost_reason(losses))
     update = retry_record(
         next_attempt=number,

@@ -95,7 +95,7 @@ def register_tasks(app: Celery, *, settings: Settings, resources: Resources) -> 
         try:
             return attempt(self, delivery)
         except SoftTimeLimitExceeded as exc:
-            killed = resources.executors.kill(delivery.task.eval_id)
+            killed = resources.executors.kill(delivery.task.eval_id, delivery.task.role)
             soft_limit = (self.request.timelimit or (None, None))[1]
             raise delivery.gave_up(soft_time_limit_reason(soft_limit, killed=killed)) from exc
 

@@ -72,9 +72,10 @@ class FinishedRuns:
             self._drop(next(iter(self._kept)))
         self._expire()
 
-    def discard(self, eval_id: str) -> None:
-        """Forget every role of `eval_id` (it was killed: a later call must run it afresh)."""
-        for key in [key for key in self._kept if key[0] == eval_id]:
+    def discard(self, eval_id: str, role: Role | None = None) -> None:
+        """Forget `eval_id`'s result of `role`, or of every role (it was killed: a later call
+        must run it afresh)."""
+        for key in [key for key in self._kept if key[0] == eval_id and role in (None, key[1])]:
             self._drop(key)
 
     def _expire(self) -> None:

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Request
 
 from crucible_contracts.ids import EvalId
 from crucible_contracts.models import ExecuteRequest, ExecuteResult
+from crucible_contracts.names import Role
 from crucible_executor import service
 from crucible_executor.service import Executor
 
@@ -27,8 +28,9 @@ async def execute(body: ExecuteRequest, executor: ExecutorDep) -> ExecuteResult:
 
 
 @router.post("/kill/{eval_id}")
-async def kill(eval_id: EvalId, executor: ExecutorDep) -> dict[str, bool]:
-    killed = await service.kill(eval_id=eval_id, executor=executor)
+async def kill(eval_id: EvalId, executor: ExecutorDep, role: Role | None = None) -> dict[str, bool]:
+    """SIGKILL the runs of `eval_id` (only that `role`'s when given) and forget their results."""
+    killed = await service.kill(eval_id=eval_id, role=role, executor=executor)
     return {"killed": killed.killed, "reaped": killed.reaped}
 
 

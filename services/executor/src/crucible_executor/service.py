@@ -10,6 +10,7 @@ from typing import Any
 
 from crucible_contracts.errors import Busy, InvalidInput
 from crucible_contracts.models import ExecuteRequest, ExecuteResult
+from crucible_contracts.names import Role
 from crucible_executor import metrics
 from crucible_executor.cgroups import CgroupMode
 from crucible_executor.config import SandboxMode, Settings
@@ -115,12 +116,12 @@ async def execute(*, request: ExecuteRequest, executor: Executor) -> ExecuteResu
     return await asyncio.shield(run)
 
 
-async def kill(*, eval_id: str, executor: Executor) -> Killed:
-    """SIGKILL every run of `eval_id` and answer once they have left their slots, so that a retry
-    sent after the answer starts a new run. The wait is bounded by KILL_REAP_TIMEOUT_SECONDS;
-    `reaped` says whether it was enough."""
+async def kill(*, eval_id: str, role: Role | None = None, executor: Executor) -> Killed:
+    """SIGKILL every run of `eval_id` (of `role` only, when given) and answer once they have left
+    their slots, so that a retry sent after the answer starts a new run. The wait is bounded by
+    KILL_REAP_TIMEOUT_SECONDS; `reaped` says whether it was enough."""
     return await executor.slots.kill(
-        eval_id, reap_timeout=executor.settings.kill_reap_timeout_seconds
+        eval_id, role=role, reap_timeout=executor.settings.kill_reap_timeout_seconds
     )
 
 

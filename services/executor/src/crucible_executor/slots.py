@@ -130,14 +130,18 @@ class SlotRegistry:
         if task.exception() is None and task.result().status is not Status.ERROR:
             self.finished.put(key, task.result())
 
-    async def kill(self, eval_id: str, *, reap_timeout: float) -> Killed:
-        """End every run of `eval_id` (all roles) and wait, up to `reap_timeout` seconds, until
-        each has been reaped and has left its slot."""
-        found = [r for (run_eval, _), r in self._running.items() if run_eval == eval_id]
+    async def kill(self, eval_id: str, *, role: Role | None = None, reap_timeout: float) -> Killed:
+        """End every run of `eval_id` (of `role` only, when given; else all roles) and wait, up
+        to `reap_timeout` seconds, until each has been reaped and has left its slot."""
+        found = [
+            running
+            for (run_eval, run_role), running in self._running.items()
+            if run_eval == eval_id and role in (None, run_role)
+        ]
         for running in found:
             running.execution.kill()
         if self.finished is not None:
-            self.finished.discard(eval_id)
+            self.finished.discard(eval_id, role)
         reaped = await _released(found, within=reap_timeout)
         if not reaped:
             log.warning("killed runs of eval %s still hold a slot after %gs", eval_id, reap_timeout)

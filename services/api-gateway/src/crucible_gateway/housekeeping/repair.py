@@ -203,10 +203,9 @@ class Reconciler:
             return Decision(Action.CHANGED_MEANWHILE, "it moved on before it was ended")
         if run.status is Status.RUNNING and self.executors is not None:
             # The executor's own timer ended the program at its timeout, long before this
-            # (timeout + margin + grace). One /kill per executor is cheap insurance against an
-            # executor that lost its timer: no program outlives a run that ends here. The
-            # executor API kills by eval_id (every role of it).
-            self.executors.kill(run.eval_id)
+            # (timeout + grace). One /kill per executor is cheap insurance against an
+            # executor that lost its timer: no program outlives a run that ends here.
+            self.executors.kill(run.eval_id, run.role)
         entry = self._dead_letter(run, decision.why, now=now)
         parked = self._park(entry)
         update = RunUpdate(status=Status.ERROR, reason=decision.why)
