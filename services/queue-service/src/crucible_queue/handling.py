@@ -159,12 +159,13 @@ class TaskHandler:
             if isinstance(step, lifecycle.GiveUp):
                 return self._give_up(lease, step.reason, attempts=number)
             assert isinstance(outcome, lifecycle.Failed)
+            label, cause = _cause(outcome, step)
             # Busy is load, not a failure: only outages are warnings.
             log.log(
                 logging.INFO if step.failure is Failure.BUSY else logging.WARNING,
                 "eval %s: %s; retrying in %.2fs",
                 task.eval_id,
-                _cause(outcome, step),
+                cause,
                 step.countdown,
             )
             number += 1
@@ -175,7 +176,7 @@ class TaskHandler:
             if step.failure is Failure.TRANSIENT and failing_since is None:
                 failing_since = time.monotonic()
             busy_retries, failures = step.busy_retries, step.failures
-            self._wait(step.countdown, _wait_cause(outcome, step))
+            self._wait(step.countdown, label)
 
     def _give_up(self, lease: Lease, reason: str, *, attempts: int | None = None) -> Reply:
         """Park the run in the dead-letter queue and end it `error`; when storage cannot take
@@ -274,17 +275,11 @@ def _reply(outcome: lifecycle.Outcome) -> Reply:
     )
 
 
-def _cause(outcome: lifecycle.Failed, step: lifecycle.RetryLater) -> str:
-    """The failure as logged, in the words operators grep for."""
+def _cause(outcome: lifecycle.Failed, step: lifecycle.RetryLater) -> tuple[str, str]:
+    """The failure as (the `cause` label of crucible_legacy_worker_retries_total, the log line
+    in the words operators grep for)."""
     if step.failure is Failure.BUSY:
-        return f"executors at capacity: {outcome.error}"
+        return "executor_busy", f"executors at capacity: {outcome.error}"
     if outcome.stage is lifecycle.Stage.EXECUTE:
-        return f"executors unreachable: {outcome.error}"
-    return f"storage unreachable ({outcome.stage}): {outcome.error}"
-
-
-def _wait_cause(outcome: lifecycle.Failed, step: lifecycle.RetryLater) -> str:
-    """The `cause` label of crucible_legacy_worker_retries_total."""
-    if step.failure is Failure.BUSY:
-        return "executor_busy"
-    return "executor_down" if outcome.stage is lifecycle.Stage.EXECUTE else "storage_down"
+        return "executor_down", f"executors unreachable: {outcome.error}"
+    return "storage_down", f"storage unreachable ({outcome.stage}): {outcome.error}"
