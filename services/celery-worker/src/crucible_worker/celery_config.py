@@ -42,6 +42,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # ...and rather than put back as is, sent again as a retry, so losses can be counted.
         "task_retry_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
+        # Take a message only when a pool process is free: a worker that dies then holds only the
+        # runs it had started (`running` in storage, recovered by the leader's reconciler once
+        # their lease runs out), never queued ones that would wait out the visibility timeout.
+        # It also lets a high-priority message overtake the default queue's next one.
+        "worker_disable_prefetch": True,
         # On broker loss let running evaluations finish: their result goes to storage, and the
         # redelivered copy is skipped because the run has ended.
         "worker_cancel_long_running_tasks_on_connection_loss": False,
