@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import threading
 import time
+from contextlib import closing
 
 import httpx
 import pytest
+import redis
 
 from crucible_runtime.pytest_plugin import free_port, start_redis_server, wait_for
 
@@ -280,7 +282,7 @@ def test_a_five_second_celery_worker_outage_under_load_does_not_roll_back(suite,
 
     assert document["version"] == version and document["celery_percentage"] == 0.5
     assert not [entry for entry in audit if entry["action"] == "guard_rollback"]
-    assert 0 < max(streaks) < 20
+    assert 0 < max(streaks) < 20, streaks
     celery_runs = [a for a in accepted if a["backend"] == "celery"]
     assert celery_runs
     assert {client.wait_done(a["eval_id"])["status"] for a in accepted} == {"completed"}
@@ -300,19 +302,21 @@ def _streaks(admin: httpx.Client, version: int) -> list[int]:
 def test_the_audit_log_outlives_a_restart_of_the_state_redis(suite, client_for):
     # The gateway's own state Redis (no persistence, as in `make run`), which the test restarts.
     state = start_redis_server(suite.starter)
-    gateway = suite.gateway(CELERY_ENABLED="true", REDIS_URL=state.url, **FAST)
-    with _admin(gateway) as admin:
+    prefix = f"crucible:migration:audit-{free_port()}"
+    gateway = suite.gateway(
+        CELERY_ENABLED="true", REDIS_URL=state.url, MIGRATION_KEY_PREFIX=prefix, **FAST
+    )
+    with _admin(gateway) as admin, closing(redis.Redis.from_url(state.url)) as state_redis:
         _change(admin, "/promote", method="POST", celery_percentage=0.1)
         _change(admin, "/pause", method="POST")
         before = admin.get(f"{ADMIN}/audit").json()
 
         suite.starter.restart(state)  # everything the state Redis held is gone
+        # The gateway writes its last known document back into the empty Redis.
         wait_for(
-            lambda: (
-                not client_for(gateway).http.get("/api/status").json()["migration_source"]["stale"]
-            ),
+            lambda: state_redis.exists(f"{prefix}:document"),
             timeout=30,
-            what="the gateway to read its settings from the restarted Redis",
+            what="the gateway to write its settings back into the restarted Redis",
         )
         after = admin.get(f"{ADMIN}/audit").json()
         _change(admin, "/promote", method="POST", celery_percentage=0.2)
