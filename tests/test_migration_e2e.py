@@ -1,10 +1,15 @@
 """The migration as an operator runs it, over the whole suite: shadow runs and their comparisons,
-the report, the ramp, and the guard rolling back a broken Celery path."""
+the report, the ramp, the guard rolling back a broken Celery path and riding out a short outage."""
 
 from __future__ import annotations
 
+import threading
+import time
+from contextlib import closing
+
 import httpx
 import pytest
+import redis
 
 from crucible_runtime.pytest_plugin import free_port, start_redis_server, wait_for
 
@@ -160,7 +165,7 @@ def test_the_guard_rolls_back_a_broken_celery_path(suite, client_for):
     gateway, replica = suite.gateway(**replica_env), suite.gateway(**replica_env)
     client, other_client = client_for(gateway), client_for(replica)
     with _admin(gateway) as admin:
-        _change(admin, guard={"min_samples": 5, "window_seconds": 300})
+        _change(admin, guard={"min_samples": 5, "window_seconds": 300, "breach_after": 10})
         _change(admin, "/promote", method="POST", celery_percentage=0.5)
 
         submitted = [c.submit("print(1)") for _ in range(12) for c in (client, other_client)]
@@ -173,11 +178,29 @@ def test_the_guard_rolls_back_a_broken_celery_path(suite, client_for):
         [rollback] = [
             e for e in admin.get(f"{ADMIN}/audit").json() if e["action"] == "guard_rollback"
         ]
-        guard = admin.get(f"{ADMIN}/guard").json()
+        guard = admin.get(f"{ADMIN}/guard", params={"limit": 200}).json()
 
     assert rollback["actor"] == "guard"
     assert rollback["changes"]["celery_percentage"] == [0.5, 0.0]
     assert "error_rate" in rollback["reason"]
+    assert "10 evaluations in a row" in rollback["reason"]
+    # The decision that acted is stored with its numbers, on the 10th breach in a row.
+    [acted] = [d for d in guard["decisions"] if d["action"] == "guard_rollback"]
+    assert (acted["streak"], acted["breach_after"], acted["verdict"]["decision"]) == (
+        10,
+        10,
+        "breach",
+    )
+    error_rate = next(c for c in acted["verdict"]["checks"] if c["name"] == "error_rate")
+    assert error_rate["verdict"] == "breach"
+    assert error_rate["value"] > error_rate["threshold"]
+    assert error_rate["samples"]["celery_terminal"] >= 5
+    breaches = [
+        d["streak"]
+        for d in reversed(guard["decisions"])
+        if d["document_version"] == acted["document_version"] and d["streak"]
+    ]
+    assert breaches[:10] == list(range(1, 11))
     celery_runs = [s for s in submitted if s["backend"] == "celery"]
     assert celery_runs and all(
         client.wait_done(s["eval_id"])["status"] == "error" for s in celery_runs
@@ -188,4 +211,119 @@ def test_the_guard_rolls_back_a_broken_celery_path(suite, client_for):
     assert client.wait_done(after["eval_id"])["output"] == "safe again\n"
     leaders = [c.http.get("/api/status").json()["leader"] for c in (client, other_client)]
     assert sorted(leaders) == [False, True]
-    assert guard["leader"]
+    assert guard["latest"]["leader"]
+    # The rollback wrote a new settings version: the streak starts again from nothing.
+    with _admin(gateway) as admin:
+        streak = wait_for(
+            lambda: (
+                (s := admin.get(f"{ADMIN}/guard").json()["streak"])
+                and s["document_version"] > acted["document_version"]
+                and s
+            ),
+            timeout=30,
+            what="a decision on the rolled-back settings",
+        )
+    assert streak["breaches"] == 0
+
+
+def test_a_five_second_celery_worker_outage_under_load_does_not_roll_back(suite, client_for):
+    """The default hysteresis (breach_after 20, recent_seconds 10, a decision a second): the slow
+    runs of the outage breach the latency check for a while, but the recent runs recover before
+    the streak gets to 20, so the guard never acts."""
+    broker = start_redis_server(suite.starter)
+    worker = suite.extra_celery_worker(
+        "blip-celery-worker", concurrency=2, CELERY_BROKER_URL=broker.url
+    )
+    gateway = suite.gateway(
+        CELERY_ENABLED="true",
+        CELERY_PERCENTAGE="0",
+        CELERY_BROKER_URL=broker.url,
+        OPERATOR_TOKEN=f"ops:{TOKEN}",
+    )
+    client = client_for(gateway)
+    accepted: list[dict] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        # About two evaluations a second, half of them to Celery, until told to stop.
+        while not stop.is_set():
+            accepted.append(client.submit("print('steady')"))
+            stop.wait(0.5)
+
+    with _admin(gateway) as admin:
+        _change(admin, guard={"min_samples": 10})
+        _change(admin, "/promote", method="POST", celery_percentage=0.5)
+        version = admin.get(ADMIN).json()["version"]
+        loader = threading.Thread(target=load, daemon=True)
+        loader.start()
+        try:
+            wait_for(
+                lambda: _latest_decision(admin) == "pass",
+                timeout=90,
+                interval=0.5,
+                what="the guard to pass on both paths before the outage",
+            )
+            worker.stop()
+            time.sleep(5)  # the outage itself: nothing drains the Celery queues for 5 s
+            suite.starter.restart(worker)
+            # Until the outage's runs have left the recent window and the streak is over.
+            wait_for(
+                lambda: _streaks(admin, version)[-1:] == [0] and max(_streaks(admin, version)) > 0,
+                timeout=90,
+                interval=0.5,
+                what="the outage to show as a breach streak that ended",
+            )
+        finally:
+            stop.set()
+            loader.join(timeout=30)
+        document = admin.get(ADMIN).json()
+        audit = admin.get(f"{ADMIN}/audit").json()
+        streaks = _streaks(admin, version)
+
+    assert document["version"] == version and document["celery_percentage"] == 0.5
+    assert not [entry for entry in audit if entry["action"] == "guard_rollback"]
+    assert 0 < max(streaks) < 20, streaks
+    celery_runs = [a for a in accepted if a["backend"] == "celery"]
+    assert celery_runs
+    assert {client.wait_done(a["eval_id"])["status"] for a in accepted} == {"completed"}
+
+
+def _latest_decision(admin: httpx.Client) -> str | None:
+    latest = admin.get(f"{ADMIN}/guard").json()["latest"]
+    return latest and latest["verdict"] and latest["verdict"]["decision"]
+
+
+def _streaks(admin: httpx.Client, version: int) -> list[int]:
+    """The streak after each stored decision on settings `version`, oldest first."""
+    decisions = admin.get(f"{ADMIN}/guard", params={"limit": 200}).json()["decisions"]
+    return [d["streak"] for d in reversed(decisions) if d["document_version"] == version]
+
+
+def test_the_audit_log_outlives_a_restart_of_the_state_redis(suite, client_for):
+    # The gateway's own state Redis (no persistence, as in `make run`), which the test restarts.
+    state = start_redis_server(suite.starter)
+    prefix = f"crucible:migration:audit-{free_port()}"
+    gateway = suite.gateway(
+        CELERY_ENABLED="true", REDIS_URL=state.url, MIGRATION_KEY_PREFIX=prefix, **FAST
+    )
+    with _admin(gateway) as admin, closing(redis.Redis.from_url(state.url)) as state_redis:
+        _change(admin, "/promote", method="POST", celery_percentage=0.1)
+        _change(admin, "/pause", method="POST")
+        before = admin.get(f"{ADMIN}/audit").json()
+
+        suite.starter.restart(state)  # everything the state Redis held is gone
+        # The gateway writes its last known document back into the empty Redis.
+        wait_for(
+            lambda: state_redis.exists(f"{prefix}:document"),
+            timeout=30,
+            what="the gateway to write its settings back into the restarted Redis",
+        )
+        after = admin.get(f"{ADMIN}/audit").json()
+        _change(admin, "/promote", method="POST", celery_percentage=0.2)
+        latest = admin.get(f"{ADMIN}/audit").json()
+
+    assert [(e["action"], e["reason"]) for e in before] == [("pause", "test"), ("promote", "test")]
+    assert after == before
+    assert [e["action"] for e in latest] == ["promote", "pause", "promote"]
+    assert latest[0]["changes"]["celery_percentage"] == [0.1, 0.2]
+    assert latest[1:] == before

@@ -14,6 +14,7 @@ import httpx
 import pytest
 import redis
 
+from crucible_runtime.clients import StorageClient
 from crucible_runtime.pytest_plugin import ManagedProcess, ProcessStarter
 
 INTERNAL_KEY = "gateway-tests-internal-key"
@@ -116,6 +117,20 @@ def internal() -> Callable[[str], httpx.Client]:
         return httpx.Client(base_url=url, headers={"X-Internal-Key": INTERNAL_KEY}, timeout=10)
 
     return client
+
+
+@pytest.fixture
+def storage_client() -> Callable[[ManagedProcess], StorageClient]:
+    """A StorageClient of a storage process of these tests, carrying the internal key."""
+    clients: list[StorageClient] = []
+
+    def client(managed: ManagedProcess) -> StorageClient:
+        clients.append(StorageClient(managed.url, internal_key=INTERNAL_KEY, timeout=5))
+        return clients[-1]
+
+    yield client
+    for made in clients:
+        made.close()
 
 
 @pytest.fixture

@@ -91,6 +91,8 @@ def check(verdict: Verdict, name: str) -> Check:
         ("max_p95_latency_ratio", 1.0),
         ("max_p95_latency_ratio", float("inf")),
         ("rollback_to", "half"),
+        ("breach_after", 0),
+        ("recent_seconds", 0),
         ("cooldown", 5),
     ],
 )
@@ -137,10 +139,10 @@ def test_settings_round_trip_through_the_json_settings_document(settings):
 # --- error_rate --------------------------------------------------------------------------------
 
 
-def test_error_rate_holds_while_celery_has_too_few_ended_runs():
+def test_error_rate_is_inconclusive_while_celery_has_too_few_ended_runs():
     window = stats(celery=path(Backend.CELERY, terminal=19, errors=19))
     found = check(evaluate(window, GUARD, shadow=False), "error_rate")
-    assert found.verdict == "hold"
+    assert found.verdict == "inconclusive"
     assert found.value is None
     assert found.samples == {"celery_terminal": 19, "legacy_terminal": 100}
     assert "19" in found.detail and "20" in found.detail
@@ -192,10 +194,10 @@ def test_mismatch_rate_is_skipped_outside_shadow_mode():
     assert found.verdict == "skip"
 
 
-def test_mismatch_rate_holds_with_too_few_comparisons():
+def test_mismatch_rate_is_inconclusive_with_too_few_comparisons():
     window = stats(compared=comparisons(mismatch=19))
     found = check(evaluate(window, GUARD, shadow=True), "mismatch_rate")
-    assert found.verdict == "hold"
+    assert found.verdict == "inconclusive"
     assert found.samples == {"comparisons": 19, "disagreements": 19}
     assert "19 comparisons" in found.detail and "20" in found.detail
 
@@ -240,7 +242,7 @@ def test_mismatch_rate_breaches_above_the_threshold(disagreements, verdict):
     ("celery_timed", "legacy_timed", "words"),
     [(19, 100, "celery has 19"), (100, 3, "legacy has 3"), (0, 0, "celery has 0")],
 )
-def test_latency_ratio_holds_without_enough_timed_runs_on_both_paths(
+def test_latency_ratio_is_inconclusive_without_enough_timed_runs_on_both_paths(
     celery_timed, legacy_timed, words
 ):
     window = stats(
@@ -248,7 +250,7 @@ def test_latency_ratio_holds_without_enough_timed_runs_on_both_paths(
         legacy=path(Backend.LEGACY, timed=legacy_timed),
     )
     found = check(evaluate(window, GUARD, shadow=False), "p95_latency_ratio")
-    assert found.verdict == "hold"
+    assert found.verdict == "inconclusive"
     assert words in found.detail
     assert found.samples == {"celery_end_to_end": celery_timed, "legacy_end_to_end": legacy_timed}
 
@@ -292,21 +294,21 @@ def test_a_skipped_check_does_not_stop_a_pass():
     assert verdict.decision == "pass"
 
 
-def test_a_hold_stops_a_pass():
+def test_an_inconclusive_check_stops_a_pass():
     verdict = evaluate(stats(compared=comparisons(match=3)), GUARD, shadow=True)
-    assert verdict.decision == "hold"
+    assert verdict.decision == "inconclusive"
 
 
-def test_a_breach_wins_over_a_hold():
+def test_a_breach_wins_over_an_inconclusive_check():
     window = stats(celery=path(Backend.CELERY, errors=50), compared=comparisons(match=3))
     assert evaluate(window, GUARD, shadow=True).decision == "breach"
 
 
-def test_an_empty_window_holds_and_never_passes():
+def test_an_empty_window_is_inconclusive_and_never_passes():
     empty = MigrationStats(since=T0, until=T0, paths={}, comparisons=ComparisonStats())
     verdict = evaluate(empty, GUARD, shadow=True)
-    assert verdict.decision == "hold"
-    assert {c.verdict for c in verdict.checks} == {"hold"}
+    assert verdict.decision == "inconclusive"
+    assert {c.verdict for c in verdict.checks} == {"inconclusive"}
 
 
 def test_min_samples_is_a_setting():
@@ -315,11 +317,11 @@ def test_min_samples_is_a_setting():
         legacy=path(Backend.LEGACY, terminal=5, timed=5),
         compared=comparisons(match=5),
     )
-    assert evaluate(window, GUARD, shadow=True).decision == "hold"
+    assert evaluate(window, GUARD, shadow=True).decision == "inconclusive"
     assert evaluate(window, GuardSettings(min_samples=5), shadow=True).decision == "pass"
 
 
-def test_the_summary_names_every_breached_and_held_check_with_its_numbers_on_one_line():
+def test_the_summary_names_every_breached_and_inconclusive_check_with_its_numbers_on_one_line():
     window = stats(
         celery=path(Backend.CELERY, errors=12, p95=900), compared=comparisons(match=4, mismatch=1)
     )
@@ -329,7 +331,7 @@ def test_the_summary_names_every_breached_and_held_check_with_its_numbers_on_one
     assert "\n" not in summary
     assert summary.startswith("breach: ")
     assert "error_rate breach: celery error rate 12.0% (12/100)" in summary
-    assert "mismatch_rate hold: 5 comparisons in the window, needs 20" in summary
+    assert "mismatch_rate inconclusive: 5 comparisons in the window, needs 20" in summary
     assert "p95_latency_ratio breach:" in summary and "9.00x" in summary
 
 
@@ -407,7 +409,7 @@ def test_ramp_next_is_monotonic_and_always_moves_up(low, high, ramp):
 
 
 PASS = Verdict(decision="pass", checks=[])
-HOLD = Verdict(decision="hold", checks=[])
+INCONCLUSIVE = Verdict(decision="inconclusive", checks=[])
 BREACH = Verdict(decision="breach", checks=[])
 
 
@@ -420,7 +422,7 @@ BREACH = Verdict(decision="breach", checks=[])
         (RAMP, 0.9, PASS, 300, 1.0),
         (RAMP, 1.0, PASS, 300, None),
         (RAMP, 0.1, PASS, 299.9, None),
-        (RAMP, 0.1, HOLD, 3600, None),
+        (RAMP, 0.1, INCONCLUSIVE, 3600, None),
         (RAMP, 0.1, BREACH, 3600, None),
         (RampSettings(active=False), 0.1, PASS, 3600, None),
     ],
@@ -431,7 +433,7 @@ BREACH = Verdict(decision="breach", checks=[])
         "to-the-last-step",
         "at-the-last-step",
         "not-held-long-enough",
-        "never-on-hold",
+        "never-when-inconclusive",
         "never-on-breach",
         "inactive",
     ],

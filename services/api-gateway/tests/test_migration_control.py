@@ -118,6 +118,8 @@ def api_gateway_with_admin(session_processes, storage, queue_service, redis_url)
         "QUEUE_SERVICE_URL": queue_service.url,
         "CELERY_BROKER_URL": broker,
         "REDIS_URL": redis_url,
+        # conftest's key of the session storage, which keeps the audit log of every change.
+        "INTERNAL_API_KEY": "gateway-tests-internal-key",
         "MIGRATION_KEY_PREFIX": f"crucible:migration:test:{uuid.uuid4().hex[:10]}",
         "OPERATOR_TOKEN": "alice:alice-operator-token,bob:bob-operator-token",
         "API_KEYS": "client-key",
@@ -235,3 +237,22 @@ def test_with_redis_down_a_replica_keeps_routing_on_its_last_settings_and_says_s
         == 200
     )
     assert {_submit(gateway)["backend"] for _ in range(3)} == {"legacy"}
+
+
+def test_with_storage_down_a_change_is_503_and_nothing_changes(
+    start_gateway, session_broker, own_storage, admin
+):
+    gateway = start_gateway(broker=session_broker, storage_url=own_storage.url)
+    client = admin(gateway.url)
+    version = client.get(ADMIN).json()["version"]
+    own_storage.stop()
+
+    refused = client.post(
+        f"{ADMIN}/promote",
+        json={"expected_version": version, "reason": "while down", "celery_percentage": 1.0},
+    )
+
+    assert refused.status_code == 503, refused.text
+    assert "nothing was changed" in refused.json()["error"]["message"]
+    assert client.get(ADMIN).json()["version"] == version
+    assert client.get(f"{ADMIN}/audit").status_code == 503

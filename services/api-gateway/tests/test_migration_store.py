@@ -1,15 +1,18 @@
-"""The shared migration document against a real Redis: seeding, compare-and-set, audit, the cache."""
+"""The shared migration document against a real Redis: seeding, compare-and-set, the audit outbox,
+the cache, the guard's decisions."""
 
 from __future__ import annotations
 
 import threading
 import uuid
+from datetime import UTC, datetime
 
 import pytest
 import redis
 
 from crucible_contracts.errors import Conflict, InvalidInput
-from crucible_gateway.migration.models import MigrationDocument, MigrationSettings
+from crucible_gateway.migration.hysteresis import GuardStreak
+from crucible_gateway.migration.models import GuardStatus, MigrationDocument, MigrationSettings
 from crucible_gateway.migration.source import RedisMigrationSource
 from crucible_gateway.migration.store import MigrationStore
 from crucible_runtime.pytest_plugin import wait_for
@@ -21,7 +24,7 @@ ENV_SEED = MigrationDocument.seed_from(
 
 @pytest.fixture
 def store(state_redis: redis.Redis) -> MigrationStore:
-    return MigrationStore(state_redis, prefix=f"test:{uuid.uuid4().hex}", audit_max=5)
+    return MigrationStore(state_redis, prefix=f"test:{uuid.uuid4().hex}")
 
 
 def test_the_document_keeps_the_settings_at_its_top_level_and_gives_them_back():
@@ -56,7 +59,8 @@ def test_an_update_bumps_the_version_and_records_who_what_and_why(store):
 
     assert (new.version, new.celery_percentage, new.updated_by) == (2, 0.5, "alice")
     assert store.load() == new
-    [entry] = store.audit(limit=10)
+    [(_, entry)] = store.pending_audit()
+    assert entry.document == store.prefix
     assert (entry.actor, entry.reason, entry.action) == ("alice", "step 2", "update")
     assert (entry.version_before, entry.version_after) == (1, 2)
     assert entry.changes == {"celery_percentage": [0.25, 0.5]}
@@ -91,7 +95,7 @@ def test_invalid_changes_are_refused_and_nothing_is_written(store, changes, reas
 
     assert raised.value.field == field
     assert store.load().version == 1
-    assert store.audit(limit=10) == []
+    assert store.pending_audit() == []
 
 
 def test_concurrent_writers_of_one_version_let_exactly_one_win(store):
@@ -121,12 +125,12 @@ def test_concurrent_writers_of_one_version_let_exactly_one_win(store):
 
     assert sorted(outcomes) == ["conflict"] * (writers - 1) + ["won"]
     assert store.load().version == 2
-    assert len(store.audit(limit=10)) == 1
+    assert len(store.pending_audit()) == 1
 
 
-def test_the_audit_log_is_newest_first_and_capped(store):
+def test_every_change_waits_in_the_outbox_oldest_first_until_delivered(store):
     store.seed(ENV_SEED)
-    for version in range(1, 8):
+    for version in range(1, 5):
         store.update(
             expected_version=version,
             changes={"celery_percentage": version / 10},
@@ -134,10 +138,24 @@ def test_the_audit_log_is_newest_first_and_capped(store):
             reason=f"step {version}",
         )
 
-    entries = store.audit(limit=100)
+    pending = store.pending_audit()
+    store.audit_delivered(pending[1][0])
 
-    assert [entry.version_after for entry in entries] == [8, 7, 6, 5, 4]
-    assert [entry.version_after for entry in store.audit(limit=2)] == [8, 7]
+    assert [entry.version_after for _, entry in pending] == [2, 3, 4, 5]
+    assert [entry.version_after for _, entry in store.pending_audit()] == [2, 4, 5]
+    assert len({entry.audit_id for _, entry in pending}) == 4
+
+
+def test_a_reason_storage_would_refuse_is_refused_before_anything_is_written(store):
+    store.seed(ENV_SEED)
+
+    with pytest.raises(InvalidInput, match="reason"):
+        store.update(
+            expected_version=1, changes={"celery_percentage": 0.5}, actor="a", reason="r" * 10_001
+        )
+
+    assert store.load().version == 1
+    assert store.pending_audit() == []
 
 
 def test_the_source_follows_the_store_and_keeps_its_last_document_while_redis_is_down(
@@ -176,7 +194,7 @@ def test_a_nested_change_names_only_the_sub_fields_it_changes(store):
 
     assert new.guard.min_samples == 7
     assert new.guard.window_seconds == ENV_SEED.guard.window_seconds
-    [entry] = store.audit(limit=1)
+    [(_, entry)] = store.pending_audit()
     assert entry.changes["guard"][0]["min_samples"] == ENV_SEED.guard.min_samples
     assert entry.changes["guard"][1]["min_samples"] == 7
 
@@ -220,3 +238,24 @@ def test_an_invalid_nested_setting_is_refused_naming_it_and_nothing_is_written(
 
     assert caught.value.field.startswith(field)
     assert store.load().version == 1
+
+
+def test_guard_decisions_are_kept_newest_first_and_capped_and_the_streak_outlives_the_leader(
+    state_redis,
+):
+    prefix = f"test:{uuid.uuid4().hex}"
+    leader = MigrationStore(state_redis, prefix=prefix, guard_history_max=3)
+    now = datetime.now(UTC)
+    for breaches in range(1, 6):
+        status = GuardStatus(
+            evaluated_at=now, leader="a", document_version=7, state="evaluated", streak=breaches
+        )
+        streak = GuardStreak(document_version=7, breaches=breaches, since=now)
+        leader.record_guard_decision(status, streak, ttl_seconds=30)
+
+    # Another replica, taking over the lease, reads what the first one left.
+    successor = MigrationStore(state_redis, prefix=prefix, guard_history_max=3)
+
+    assert [d.streak for d in successor.guard_decisions(limit=10)] == [5, 4, 3]
+    assert successor.guard_streak() == GuardStreak(document_version=7, breaches=5, since=now)
+    assert successor.guard_status().streak == 5

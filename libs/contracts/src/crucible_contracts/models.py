@@ -394,3 +394,29 @@ class DeadLetter(BaseModel):
     failed_at: datetime
     first_seen_at: datetime | None = None
     replays: int = 0
+
+
+# --- the audit log of settings changes (the gateway writes it, storage keeps it) -----------------
+
+
+def new_audit_id() -> str:
+    return uuid.uuid4().hex
+
+
+class AuditEntry(Wire):
+    """One change of a settings document: who, when, versions, what changed ([old, new]) and why.
+
+    `audit_id` is chosen by the writer, so that an entry delivered twice is recorded once.
+    `document` names the settings document that changed (the gateway's MIGRATION_KEY_PREFIX), so
+    that deployments or tests sharing one storage keep their logs apart.
+    """
+
+    audit_id: str = Field(default_factory=new_audit_id, pattern=r"^[0-9a-f]{32}$")
+    document: str = Field(min_length=1, max_length=200)
+    actor: str = Field(min_length=1, max_length=200)
+    at: datetime
+    action: str = Field(min_length=1, max_length=64)
+    version_before: int = Field(ge=0)
+    version_after: int = Field(ge=0)
+    changes: dict[str, list[Any]] = Field(default_factory=dict)
+    reason: str = Field(min_length=1, max_length=10_000)

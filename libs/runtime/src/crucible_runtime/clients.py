@@ -11,6 +11,7 @@ import httpx
 
 from crucible_contracts.errors import BY_CODE, Busy, CrucibleError, NotFound, Unavailable
 from crucible_contracts.models import (
+    AuditEntry,
     ComparisonRecord,
     ComparisonView,
     Deleted,
@@ -158,6 +159,27 @@ class StorageClient(InternalClient):
             params["until"] = until.isoformat()
         response = self.request("GET", "/stats", params=params)
         return MigrationStats.model_validate_json(response.content)
+
+    def ping(self) -> None:
+        """Returns when storage and its database answer, raises Unavailable when not."""
+        self.request("GET", "/health")
+
+    def record_audit(self, entry: AuditEntry) -> tuple[AuditEntry, bool]:
+        """Record one audit entry: (it, True) when this call recorded it, else (the entry of the
+        same audit_id recorded first, False). Safe to call again after a lost answer."""
+        response = self.request("POST", "/audit", json=entry.model_dump(mode="json"))
+        return AuditEntry.model_validate_json(response.content), response.status_code == 201
+
+    def audit(
+        self, *, document: str | None = None, limit: int = 50, offset: int = 0
+    ) -> list[AuditEntry]:
+        """Audit entries newest first, of one settings `document` or of all (limit 1..500,
+        offset 0..1,000,000)."""
+        params: dict[str, Any] = {"limit": limit, "offset": offset}
+        if document is not None:
+            params["document"] = document
+        response = self.request("GET", "/audit", params=params)
+        return [AuditEntry.model_validate(item) for item in response.json()]
 
 
 class QueueServiceClient(InternalClient):

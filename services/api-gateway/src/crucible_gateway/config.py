@@ -40,7 +40,8 @@ class Settings(ServiceSettings):
     # Migration control: the shared settings document in REDIS_URL, under this key prefix.
     migration_key_prefix: str = Field(default="crucible:migration", min_length=1)
     migration_refresh_interval: float = Field(default=0.5, gt=0, le=10)
-    migration_audit_max: int = Field(default=1000, gt=0)
+    # Guard decisions kept in the state Redis (one per SUPERVISOR_INTERVAL), newest first.
+    guard_history_max: int = Field(default=200, gt=0, le=10_000)
     # The leader replica's loop: comparison sweep, rollback guard and ramp, every this many seconds.
     supervisor_interval: float = Field(default=1.0, gt=0, le=60)
     # How long a leader's lease lasts unless renewed; another replica takes over after it.

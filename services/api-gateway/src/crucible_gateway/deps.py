@@ -13,6 +13,7 @@ from crucible_contracts.limits import Limits
 from crucible_gateway.auth import operator_name, presented_operator_token
 from crucible_gateway.config import Settings
 from crucible_gateway.leader import LeaderLoop
+from crucible_gateway.migration.audit import AuditLog
 from crucible_gateway.migration.models import MigrationSettings
 from crucible_gateway.migration.source import RedisMigrationSource
 from crucible_gateway.migration.store import MigrationStore
@@ -51,6 +52,10 @@ def get_migration_store(request: Request) -> MigrationStore:
     return request.app.state.migration_store
 
 
+def get_audit_log(request: Request) -> AuditLog:
+    return request.app.state.audit_log
+
+
 def get_leader(request: Request) -> LeaderLoop:
     """The loop of the leader's jobs: `is_leader` says whether this replica leads now."""
     return request.app.state.leader
@@ -84,6 +89,7 @@ CeleryDep = Annotated[CeleryDispatcher, Depends(get_celery)]
 MigrationDep = Annotated[MigrationSettings, Depends(get_migration)]
 MigrationSourceDep = Annotated[RedisMigrationSource, Depends(get_migration_source)]
 MigrationStoreDep = Annotated[MigrationStore, Depends(get_migration_store)]
+AuditLogDep = Annotated[AuditLog, Depends(get_audit_log)]
 LeaderDep = Annotated[LeaderLoop, Depends(get_leader)]
 OperatorDep = Annotated[str, Depends(get_operator)]
 ExecutorsDep = Annotated[ExecutorPool | None, Depends(get_executors)]

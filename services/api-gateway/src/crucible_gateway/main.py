@@ -15,6 +15,7 @@ from crucible_gateway.evaluations.routes import router as evaluations_router
 from crucible_gateway.housekeeping.repair import Reconciler
 from crucible_gateway.housekeeping.service import Housekeeping
 from crucible_gateway.leader import Job, LeaderLease, LeaderLoop
+from crucible_gateway.migration.audit import AuditLog
 from crucible_gateway.migration.models import MigrationDocument
 from crucible_gateway.migration.routes import router as migration_router
 from crucible_gateway.migration.source import RedisMigrationSource
@@ -64,8 +65,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     state_redis = fail_fast_redis(settings.redis_url, timeout=STATE_REDIS_TIMEOUT)
     store = MigrationStore(
-        state_redis, prefix=settings.migration_key_prefix, audit_max=settings.migration_audit_max
+        state_redis,
+        prefix=settings.migration_key_prefix,
+        guard_history_max=settings.guard_history_max,
     )
+    audit = AuditLog(store=store, storage=storage)
     # The environment only seeds the shared document when none exists yet.
     source = RedisMigrationSource(
         store=store,
@@ -76,6 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings,
         state_redis=state_redis,
         store=store,
+        audit=audit,
         source=source,
         storage=storage,
         paths=paths,
@@ -106,6 +111,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.limits = settings.limits()
     app.state.migration_store = store
     app.state.migration_source = source
+    app.state.audit_log = audit
     app.state.leader = leader
     app.state.executors = executors
     app.state.dead_letters = dead_letters
@@ -132,6 +138,7 @@ def _leader_loop(
     *,
     state_redis: redis.Redis,
     store: MigrationStore,
+    audit: AuditLog,
     source: RedisMigrationSource,
     storage: StorageClient,
     paths: Paths,
@@ -147,6 +154,7 @@ def _leader_loop(
     supervisor = Supervisor(
         storage=storage,
         store=store,
+        audit=audit,
         source=source,
         leader=lease.identity,
         interval=settings.supervisor_interval,

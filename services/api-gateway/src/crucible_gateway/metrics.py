@@ -36,7 +36,7 @@ COMPARISONS = Counter(
 )
 GUARD_DECISIONS = Counter(
     "crucible_gateway_guard_decisions_total",
-    "Rollback guard evaluations by the leader, by decision (pass, hold, breach)",
+    "Rollback guard evaluations by the leader, by decision (pass, inconclusive, breach)",
     ["decision"],
 )
 GUARD_ACTIONS = Counter(

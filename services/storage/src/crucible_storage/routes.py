@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Response, status
 
 from crucible_contracts.ids import EvalId
 from crucible_contracts.models import (
+    AuditEntry,
     ComparisonRecord,
     ComparisonView,
     Deleted,
@@ -24,7 +25,7 @@ from crucible_contracts.models import (
 )
 from crucible_contracts.names import Backend, Role
 from crucible_contracts.status import Status
-from crucible_storage import service
+from crucible_storage import audit, service
 from crucible_storage.deps import (
     DatabaseDep,
     PublisherDep,
@@ -36,6 +37,8 @@ from crucible_storage.schemas import Health
 
 MAX_PAGE = 500
 MAX_SAMPLES = 100
+# Far beyond any log, and far inside every database's integer range.
+MAX_OFFSET = 1_000_000
 
 router = APIRouter()
 
@@ -161,3 +164,23 @@ def migration_stats(
     samples: Annotated[int, Query(ge=0, le=MAX_SAMPLES)] = 5,
 ) -> MigrationStats:
     return service.migration_stats(session=session, since=since, until=until, samples=samples)
+
+
+@router.post("/audit")
+def record_audit(body: AuditEntry, session: WriteSession, response: Response) -> AuditEntry:
+    """Record one audit entry: 201 when recorded now, 200 with the first one when its audit_id
+    was recorded already."""
+    entry, created = audit.record(session=session, entry=body)
+    response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+    return entry
+
+
+@router.get("/audit")
+def list_audit(
+    session: ReadSession,
+    document: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+) -> list[AuditEntry]:
+    """Audit entries newest first, of one settings `document` or of all."""
+    return audit.page(session=session, document=document, limit=limit, offset=offset)

@@ -1,4 +1,4 @@
-"""The ORM tables: evaluations, their runs, the event timeline and comparisons.
+"""The ORM tables: evaluations, their runs, the event timeline, comparisons and the audit log.
 
 The schema itself is owned by the Alembic migrations in `alembic/versions`; these classes describe
 it to SQLAlchemy and must match it (a test compares them).
@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -180,3 +181,32 @@ class Comparison(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     __table_args__ = (Index("ix_comparisons_created_at", "created_at"),)
+
+
+class AuditRecord(Base):
+    """One change of a settings document (the wire model is `crucible_contracts.models.AuditEntry`).
+
+    `id` is the order of recording (newest first = highest); `audit_id` is the writer's own id, so
+    that an entry delivered twice is kept once.
+    """
+
+    __tablename__ = "audit"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    audit_id: Mapped[str] = mapped_column(String(32))
+    document: Mapped[str] = mapped_column(String(200))
+    actor: Mapped[str] = mapped_column(String(200))
+    at: Mapped[datetime]
+    action: Mapped[str] = mapped_column(String(64))
+    version_before: Mapped[int] = mapped_column(Integer)
+    version_after: Mapped[int] = mapped_column(Integer)
+    changes: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    reason: Mapped[str] = mapped_column(Text)
+    recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("audit_id", name="uq_audit_audit_id"),
+        Index("ix_audit_document_id", "document", "id"),
+    )

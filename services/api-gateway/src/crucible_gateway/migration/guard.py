@@ -2,8 +2,9 @@
 
 Pure functions of their arguments. Reading the statistics, writing the new share (a versioned
 write with an audit entry) and running only on the leader replica are the caller's business.
-The guard never promotes on missing data: too few samples is a `hold`, and a ramp moves only on
-a `pass`.
+The guard never promotes on missing data: too few samples is `inconclusive` (never read as a
+pass), and a ramp moves only on a `pass`. Whether a breach lasts long enough to act on is
+`migration.hysteresis`'s business.
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from crucible_contracts.models import ComparisonOutcome, MigrationStats, PathStats
 from crucible_contracts.names import Backend
 
-CheckVerdict = Literal["pass", "breach", "hold", "skip"]
-Decision = Literal["pass", "breach", "hold"]
+# `recovered`: breached over the window, but the most recent runs are within the threshold again
+# (see `hysteresis.confirm_recent`); it counts as inconclusive, never as a pass.
+CheckVerdict = Literal["pass", "breach", "inconclusive", "recovered", "skip"]
+Decision = Literal["pass", "breach", "inconclusive"]
 
 # Outcomes where the two paths agreed: the same answer, or both unable to run it.
 AGREEMENTS = frozenset(
@@ -34,7 +37,15 @@ MIN_P95_MS = 1.0
 
 class GuardSettings(BaseModel):
     """Thresholds of the rollback guard. `evaluate` judges whatever `enabled` says; whether to
-    act on a breach is the caller's decision."""
+    act on a breach is the caller's decision.
+
+    Hysteresis (`migration.hysteresis`): a breach is acted on only once it has held for
+    `breach_after` consecutive evaluations (one per SUPERVISOR_INTERVAL, 1 s by default), and a
+    breach only counts while the runs of the last `recent_seconds` still breach the same
+    threshold. Defaults: a 5 s worker restart shows as a breach for about `recent_seconds` plus
+    its backlog (≈ 10-15 evaluations) and is not acted on; a Celery path that fails every run is
+    rolled back `breach_after` evaluations (20 s) after `min_samples` of its runs have ended.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -45,6 +56,8 @@ class GuardSettings(BaseModel):
     max_mismatch_rate: float = Field(default=0.05, ge=0, le=1)
     max_p95_latency_ratio: float = Field(default=3.0, gt=1, allow_inf_nan=False)
     rollback_to: Literal["zero", "previous_step"] = "zero"
+    breach_after: int = Field(default=20, ge=1, le=10_000)
+    recent_seconds: float = Field(default=10, gt=0, allow_inf_nan=False)
 
 
 class RampSettings(BaseModel):
@@ -75,6 +88,8 @@ class Check(BaseModel):
     verdict: CheckVerdict
     value: float | None = None
     threshold: float | None = None
+    # The same measure over the last `recent_seconds` only (breached checks; see hysteresis).
+    recent_value: float | None = None
     samples: dict[str, int] = Field(default_factory=dict)
     detail: str
 
@@ -86,9 +101,13 @@ class Verdict(BaseModel):
     checks: list[Check]
 
     def summary(self) -> str:
-        """One line for the audit log: every breached or held check with its numbers (every
+        """One line for the audit log: every check that did not pass with its numbers (every
         check when all passed)."""
-        named = [check for check in self.checks if check.verdict in ("breach", "hold")]
+        named = [
+            check
+            for check in self.checks
+            if check.verdict in ("breach", "inconclusive", "recovered")
+        ]
         if not named:
             named = [check for check in self.checks if check.verdict == "pass"]
         parts = [f"{check.name} {check.verdict}: {check.detail}" for check in named]
@@ -116,7 +135,7 @@ def check_error_rate(stats: MigrationStats, settings: GuardSettings) -> Check:
     if celery.terminal < settings.min_samples:
         return Check(
             name="error_rate",
-            verdict="hold",
+            verdict="inconclusive",
             samples=samples,
             detail=f"celery has {celery.terminal} ended runs in the window, "
             f"needs {settings.min_samples}",
@@ -159,7 +178,7 @@ def check_mismatch_rate(stats: MigrationStats, settings: GuardSettings, *, shado
     if comparisons.total < settings.min_samples:
         return Check(
             name="mismatch_rate",
-            verdict="hold",
+            verdict="inconclusive",
             samples=samples,
             detail=f"{comparisons.total} comparisons in the window, needs {settings.min_samples}",
         )
@@ -190,7 +209,7 @@ def check_p95_latency_ratio(stats: MigrationStats, settings: GuardSettings) -> C
     if short or celery.p95_ms is None or legacy.p95_ms is None:
         return Check(
             name="p95_latency_ratio",
-            verdict="hold",
+            verdict="inconclusive",
             samples=samples,
             detail=f"{' and '.join(short)} in the window, needs {settings.min_samples} each",
         )
@@ -210,17 +229,23 @@ def check_p95_latency_ratio(stats: MigrationStats, settings: GuardSettings) -> C
 
 
 def evaluate(stats: MigrationStats, settings: GuardSettings, *, shadow: bool) -> Verdict:
-    """Every check on one window: any breach → breach, else any hold → hold, else pass."""
+    """Every check on one window; the decision is `decide`'s."""
     checks = [
         check_error_rate(stats, settings),
         check_mismatch_rate(stats, settings, shadow=shadow),
         check_p95_latency_ratio(stats, settings),
     ]
+    return Verdict(decision=decide(checks), checks=checks)
+
+
+def decide(checks: list[Check]) -> Decision:
+    """Any breach → breach, else any inconclusive or recovered check → inconclusive, else pass."""
     verdicts = {check.verdict for check in checks}
-    decision: Decision = (
-        "breach" if "breach" in verdicts else "hold" if "hold" in verdicts else "pass"
-    )
-    return Verdict(decision=decision, checks=checks)
+    if "breach" in verdicts:
+        return "breach"
+    if verdicts & {"inconclusive", "recovered"}:
+        return "inconclusive"
+    return "pass"
 
 
 def rollback_target(current: float, guard: GuardSettings, ramp: RampSettings) -> float:
@@ -245,7 +270,7 @@ def ramp_due(
     now: datetime,
 ) -> float | None:
     """The share to promote to now, or None: only while the ramp is active, the guard passed
-    (never on hold) and the current step has been held `hold_seconds`."""
+    (never when inconclusive) and the current step has been held `hold_seconds`."""
     if not ramp.active or verdict.decision != "pass":
         return None
     if (now - step_started_at).total_seconds() < ramp.hold_seconds:

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from crucible_contracts.models import ComparisonStats, PathStats
 from crucible_contracts.names import Backend
 from crucible_gateway.migration.guard import GuardSettings, RampSettings, Verdict
+from crucible_gateway.migration.hysteresis import GuardStreak
 from crucible_gateway.migration.normalisation import ComparisonRules
 
 # --- the settings in force (what the routing decision reads) --------------------------------------
@@ -85,29 +86,32 @@ NESTED_FIELDS = ("comparison", "guard", "ramp")
 EDITABLE_FIELDS = (*MigrationSettings.model_fields, *NESTED_FIELDS)
 
 
-class AuditEntry(BaseModel):
-    """One change of the document: who, when, versions, what changed ([old, new]) and why."""
-
-    actor: str
-    at: datetime
-    action: str
-    version_before: int
-    version_after: int
-    changes: dict[str, list[Any]]
-    reason: str
-
-
 class GuardStatus(BaseModel):
-    """What the leader's guard last found, and what it did about it."""
+    """One decision of the leader's guard: what it judged (the window, every check's value,
+    threshold and sample counts, in `verdict`), the breach streak after it, and what it did."""
 
     evaluated_at: datetime
     leader: str
     document_version: int
     state: str = Field(description="evaluated | disabled | idle (Celery takes no traffic)")
     since: datetime | None = None
+    # The start of the recent window breached checks were confirmed on (see hysteresis).
+    recent_since: datetime | None = None
     verdict: Verdict | None = None
+    streak: int = Field(default=0, description="consecutive breaches, this one included")
+    breach_after: int | None = Field(default=None, description="the streak that acts")
     action: str | None = Field(default=None, description="guard_rollback | ramp_promote | None")
     action_detail: str | None = None
+
+
+class GuardReport(BaseModel):
+    """`GET /api/admin/migration/guard`: the latest decision, the streak, the recent decisions."""
+
+    latest: GuardStatus | None = Field(
+        description="the leader's latest decision; null when no leader evaluated lately"
+    )
+    streak: GuardStreak | None = Field(description="the current streak of consecutive breaches")
+    decisions: list[GuardStatus] = Field(description="the most recent decisions, newest first")
 
 
 # --- request bodies of the admin API --------------------------------------------------------------
@@ -119,7 +123,7 @@ class VersionedWrite(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     expected_version: int = Field(ge=0)
-    reason: str = Field(min_length=1, pattern=r"\S")
+    reason: str = Field(min_length=1, max_length=10_000, pattern=r"\S")
 
 
 class MigrationUpdate(VersionedWrite):

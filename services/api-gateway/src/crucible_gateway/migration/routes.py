@@ -6,12 +6,18 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from crucible_gateway.deps import MigrationSourceDep, MigrationStoreDep, OperatorDep, StorageDep
+from crucible_contracts.models import AuditEntry
+from crucible_gateway.deps import (
+    AuditLogDep,
+    MigrationSourceDep,
+    MigrationStoreDep,
+    OperatorDep,
+    StorageDep,
+)
 from crucible_gateway.evaluations.deps import EvaluationDep
 from crucible_gateway.migration import report, service
 from crucible_gateway.migration.models import (
-    AuditEntry,
-    GuardStatus,
+    GuardReport,
     MigrationDocument,
     MigrationReport,
     MigrationUpdate,
@@ -35,52 +41,59 @@ def get_migration(_: OperatorDep, source: MigrationSourceDep) -> MigrationDocume
 
 @router.put("/admin/migration")
 def put_migration(
-    body: MigrationUpdate, actor: OperatorDep, store: MigrationStoreDep, source: MigrationSourceDep
+    body: MigrationUpdate, actor: OperatorDep, audit: AuditLogDep, source: MigrationSourceDep
 ) -> MigrationDocument:
-    return service.update(body=body, actor=actor, store=store, source=source)
+    return service.update(body=body, actor=actor, audit=audit, source=source)
 
 
 @router.post("/admin/migration/promote")
 def promote(
-    body: Promote, actor: OperatorDep, store: MigrationStoreDep, source: MigrationSourceDep
+    body: Promote, actor: OperatorDep, audit: AuditLogDep, source: MigrationSourceDep
 ) -> MigrationDocument:
-    return service.promote(body=body, actor=actor, store=store, source=source)
+    return service.promote(body=body, actor=actor, audit=audit, source=source)
 
 
 @router.post("/admin/migration/pause")
 def pause(
-    body: VersionedWrite, actor: OperatorDep, store: MigrationStoreDep, source: MigrationSourceDep
+    body: VersionedWrite, actor: OperatorDep, audit: AuditLogDep, source: MigrationSourceDep
 ) -> MigrationDocument:
-    return service.pause(body=body, actor=actor, store=store, source=source)
+    return service.pause(body=body, actor=actor, audit=audit, source=source)
 
 
 @router.post("/admin/migration/abort")
 def abort(
-    body: VersionedWrite, actor: OperatorDep, store: MigrationStoreDep, source: MigrationSourceDep
+    body: VersionedWrite, actor: OperatorDep, audit: AuditLogDep, source: MigrationSourceDep
 ) -> MigrationDocument:
-    return service.abort(body=body, actor=actor, store=store, source=source)
+    return service.abort(body=body, actor=actor, audit=audit, source=source)
 
 
 @router.post("/admin/migration/ramp")
 def start_ramp(
-    body: StartRamp, actor: OperatorDep, store: MigrationStoreDep, source: MigrationSourceDep
+    body: StartRamp, actor: OperatorDep, audit: AuditLogDep, source: MigrationSourceDep
 ) -> MigrationDocument:
-    return service.start_ramp(body=body, actor=actor, store=store, source=source)
+    return service.start_ramp(body=body, actor=actor, audit=audit, source=source)
 
 
 @router.get("/admin/migration/guard")
-def get_guard(_: OperatorDep, store: MigrationStoreDep) -> GuardStatus | None:
-    """The leader's latest guard evaluation (null when no leader evaluated in the last 30 s)."""
-    return service.guard_status(store=store)
+def get_guard(
+    _: OperatorDep,
+    store: MigrationStoreDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 20,
+) -> GuardReport:
+    """The leader's latest guard decision (null when none in the last 30 s), the current streak
+    of consecutive breaches, and the newest `limit` decisions with their numbers."""
+    return service.guard_report(store=store, limit=limit)
 
 
 @router.get("/admin/migration/audit")
 def get_audit(
     _: OperatorDep,
-    store: MigrationStoreDep,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    audit: AuditLogDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> list[AuditEntry]:
-    return service.audit(store=store, limit=limit)
+    """The audit log of the settings, newest first, from storage (503 while it is down)."""
+    return service.audit_log(audit=audit, limit=limit, offset=offset)
 
 
 # --- what every client may read ------------------------------------------------------------------

@@ -1,16 +1,18 @@
 """Migration control use cases: read, change (compare-and-set) and audit the shared settings document.
 
-Every change goes through `MigrationStore.update` (one versioned write plus one audit entry) and is
-put in force in this replica at once; the other replicas follow on their next refresh.
+Every change goes through `AuditLog.change` (one versioned write whose audit entry storage keeps;
+refused with 503 when storage cannot take it) and is put in force in this replica at once; the
+other replicas follow on their next refresh.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from crucible_contracts.models import AuditEntry
+from crucible_gateway.migration.audit import AuditLog
 from crucible_gateway.migration.models import (
-    AuditEntry,
-    GuardStatus,
+    GuardReport,
     MigrationDocument,
     MigrationMode,
     MigrationUpdate,
@@ -27,24 +29,29 @@ def document_in_force(*, source: RedisMigrationSource) -> MigrationDocument:
     return source.document()
 
 
-def guard_status(*, store: MigrationStore) -> GuardStatus | None:
-    """The leader's latest guard evaluation; None when no leader evaluated lately."""
-    return store.guard_status()
+def guard_report(*, store: MigrationStore, limit: int) -> GuardReport:
+    """The leader's latest guard decision (None when no leader evaluated lately), the breach
+    streak, and the newest `limit` stored decisions."""
+    return GuardReport(
+        latest=store.guard_status(),
+        streak=store.guard_streak(),
+        decisions=store.guard_decisions(limit=limit),
+    )
 
 
 def update(
     *,
     body: MigrationUpdate,
     actor: str,
-    store: MigrationStore,
+    audit: AuditLog,
     source: RedisMigrationSource,
 ) -> MigrationDocument:
     """Apply the fields given in `body`; Conflict on a stale version, InvalidInput on bad values."""
-    return _write(body, body.changes(), "update", actor=actor, store=store, source=source)
+    return _write(body, body.changes(), "update", actor=actor, audit=audit, source=source)
 
 
 def promote(
-    *, body: Promote, actor: str, store: MigrationStore, source: RedisMigrationSource
+    *, body: Promote, actor: str, audit: AuditLog, source: RedisMigrationSource
 ) -> MigrationDocument:
     changes = {
         "celery_enabled": True,
@@ -52,18 +59,18 @@ def promote(
         "mode": MigrationMode.SPLIT,
         "force_legacy": False,
     }
-    return _write(body, changes, "promote", actor=actor, store=store, source=source)
+    return _write(body, changes, "promote", actor=actor, audit=audit, source=source)
 
 
 def pause(
-    *, body: VersionedWrite, actor: str, store: MigrationStore, source: RedisMigrationSource
+    *, body: VersionedWrite, actor: str, audit: AuditLog, source: RedisMigrationSource
 ) -> MigrationDocument:
     """Everything to legacy at once, keeping the share, so that `promote` can resume it."""
-    return _write(body, {"force_legacy": True}, "pause", actor=actor, store=store, source=source)
+    return _write(body, {"force_legacy": True}, "pause", actor=actor, audit=audit, source=source)
 
 
 def abort(
-    *, body: VersionedWrite, actor: str, store: MigrationStore, source: RedisMigrationSource
+    *, body: VersionedWrite, actor: str, audit: AuditLog, source: RedisMigrationSource
 ) -> MigrationDocument:
     """Back out of the migration: legacy forced, Celery disabled, shares zeroed, split mode.
 
@@ -77,11 +84,11 @@ def abort(
         "shadow_percentage": 0.0,
         "mode": MigrationMode.SPLIT,
     }
-    return _write(body, changes, "abort", actor=actor, store=store, source=source)
+    return _write(body, changes, "abort", actor=actor, audit=audit, source=source)
 
 
 def start_ramp(
-    *, body: StartRamp, actor: str, store: MigrationStore, source: RedisMigrationSource
+    *, body: StartRamp, actor: str, audit: AuditLog, source: RedisMigrationSource
 ) -> MigrationDocument:
     """Turn the ramp on: Celery enabled, legacy not forced, the share raised to the first step.
 
@@ -101,11 +108,12 @@ def start_ramp(
         "celery_percentage": max(current.celery_percentage, first_step),
         "ramp": ramp,
     }
-    return _write(body, changes, "ramp_start", actor=actor, store=store, source=source)
+    return _write(body, changes, "ramp_start", actor=actor, audit=audit, source=source)
 
 
-def audit(*, store: MigrationStore, limit: int) -> list[AuditEntry]:
-    return store.audit(limit=limit)
+def audit_log(*, audit: AuditLog, limit: int, offset: int) -> list[AuditEntry]:
+    """The document's audit log from storage, newest first; Unavailable while storage is down."""
+    return audit.entries(limit=limit, offset=offset)
 
 
 def _write(
@@ -114,10 +122,10 @@ def _write(
     action: str,
     *,
     actor: str,
-    store: MigrationStore,
+    audit: AuditLog,
     source: RedisMigrationSource,
 ) -> MigrationDocument:
-    document = store.update(
+    document = audit.change(
         expected_version=body.expected_version,
         changes=changes,
         actor=actor,

@@ -1,7 +1,11 @@
-"""The shared migration settings in Redis: the versioned document, compare-and-set writes, audit.
+"""The shared migration settings in Redis: the versioned document, compare-and-set writes, the
+audit outbox, the guard's decisions.
 
 Keys (under a prefix, MIGRATION_KEY_PREFIX): `<prefix>:document` holds the `MigrationDocument`,
-`<prefix>:audit` a capped list of `AuditEntry`, newest first (both models in `migration.models`).
+`<prefix>:audit:outbox` the `AuditEntry` of each change until storage has it, oldest first (the
+log itself is storage's: see `migration.audit`);
+the guard's `<prefix>:guard` (latest decision, expiring), `<prefix>:guard:decisions` (a capped
+list, newest first) and `<prefix>:guard:streak` (the breach streak a new leader carries on).
 A write names the version it read; WATCH/MULTI makes it fail with Conflict when anyone wrote in
 between, so exactly one of several concurrent writers of one version wins.
 """
@@ -15,10 +19,11 @@ import redis
 from pydantic import ValidationError
 
 from crucible_contracts.errors import Conflict, InvalidInput, Unavailable
+from crucible_contracts.models import AuditEntry
+from crucible_gateway.migration.hysteresis import GuardStreak
 from crucible_gateway.migration.models import (
     EDITABLE_FIELDS,
     NESTED_FIELDS,
-    AuditEntry,
     GuardStatus,
     MigrationDocument,
 )
@@ -27,13 +32,16 @@ from crucible_gateway.migration.models import (
 class MigrationStore:
     """The document and its audit log in one Redis, under `prefix`."""
 
-    def __init__(self, client: redis.Redis, *, prefix: str, audit_max: int = 1000) -> None:
+    def __init__(self, client: redis.Redis, *, prefix: str, guard_history_max: int = 200) -> None:
         self._redis = client
+        self.prefix = prefix
         self.document_key = f"{prefix}:document"
-        self.audit_key = f"{prefix}:audit"
+        self.outbox_key = f"{prefix}:audit:outbox"
         self.leader_key = f"{prefix}:leader"
         self.guard_key = f"{prefix}:guard"
-        self._audit_max = audit_max
+        self.guard_decisions_key = f"{prefix}:guard:decisions"
+        self.guard_streak_key = f"{prefix}:guard:streak"
+        self._guard_history_max = guard_history_max
 
     def load(self) -> MigrationDocument | None:
         """The stored document, or None when there is none. Raises redis.RedisError."""
@@ -55,7 +63,8 @@ class MigrationStore:
         reason: str,
         action: str = "update",
     ) -> MigrationDocument:
-        """Apply `changes` if the stored version is still `expected_version`; audit the change.
+        """Apply `changes` if the stored version is still `expected_version`, and put the
+        change's audit entry in the outbox in the same transaction (`migration.audit` delivers it).
 
         Raises InvalidInput (empty reason, unknown field, invalid value), Conflict when
         the version moved on (details name the current version), Unavailable when Redis fails.
@@ -72,19 +81,10 @@ class MigrationStore:
                 if current.version != expected_version:
                     raise _stale(expected_version, current.version)
                 new = _apply(current, changes, actor=actor)
-                entry = AuditEntry(
-                    actor=actor,
-                    at=new.updated_at,
-                    action=action,
-                    version_before=current.version,
-                    version_after=new.version,
-                    changes=_diff(current, new),
-                    reason=reason.strip(),
-                )
+                entry = _entry(current, new, document=self.prefix, action=action, reason=reason)
                 pipe.multi()
                 pipe.set(self.document_key, new.model_dump_json())
-                pipe.lpush(self.audit_key, entry.model_dump_json())
-                pipe.ltrim(self.audit_key, 0, self._audit_max - 1)
+                pipe.rpush(self.outbox_key, entry.model_dump_json())
                 pipe.execute()
                 return new
         except redis.WatchError:
@@ -93,19 +93,50 @@ class MigrationStore:
         except redis.RedisError as exc:
             raise Unavailable(f"state Redis: {exc}") from exc
 
-    def audit(self, *, limit: int = 50) -> list[AuditEntry]:
-        """The newest `limit` audit entries, newest first."""
+    def pending_audit(self) -> list[tuple[bytes, AuditEntry]]:
+        """The audit entries storage does not have yet, oldest first, each with its stored form
+        (for `audit_delivered`)."""
         try:
-            raw = self._redis.lrange(self.audit_key, 0, limit - 1)
+            raw = self._redis.lrange(self.outbox_key, 0, -1)
         except redis.RedisError as exc:
             raise Unavailable(f"state Redis: {exc}") from exc
-        return [AuditEntry.model_validate_json(item) for item in raw]
+        return [(item, AuditEntry.model_validate_json(item)) for item in raw]
 
-    def save_guard_status(self, status: GuardStatus, *, ttl_seconds: float) -> None:
-        """Publish the leader's latest guard evaluation for every replica to show. Raises RedisError."""
-        self._redis.set(
-            self.guard_key, status.model_dump_json(), px=max(1, int(ttl_seconds * 1000))
-        )
+    def audit_delivered(self, raw: bytes) -> None:
+        """Take one delivered entry (as `pending_audit` gave it) out of the outbox."""
+        try:
+            self._redis.lrem(self.outbox_key, 1, raw)
+        except redis.RedisError as exc:
+            raise Unavailable(f"state Redis: {exc}") from exc
+
+    def record_guard_decision(
+        self, status: GuardStatus, streak: GuardStreak, *, ttl_seconds: float
+    ) -> None:
+        """Store one guard decision, in one transaction: as the latest (expiring after
+        `ttl_seconds`, so that a guard nobody runs shows none), at the head of the capped
+        history, and the streak after it. Raises redis.RedisError."""
+        with self._redis.pipeline() as pipe:
+            pipe.set(self.guard_key, status.model_dump_json(), px=max(1, int(ttl_seconds * 1000)))
+            pipe.lpush(self.guard_decisions_key, status.model_dump_json())
+            pipe.ltrim(self.guard_decisions_key, 0, self._guard_history_max - 1)
+            pipe.set(self.guard_streak_key, streak.model_dump_json())
+            pipe.execute()
+
+    def guard_streak(self) -> GuardStreak | None:
+        """The breach streak the last decision left, or None."""
+        try:
+            raw = self._redis.get(self.guard_streak_key)
+        except redis.RedisError as exc:
+            raise Unavailable(f"state Redis: {exc}") from exc
+        return None if raw is None else GuardStreak.model_validate_json(raw)
+
+    def guard_decisions(self, *, limit: int = 50) -> list[GuardStatus]:
+        """The newest `limit` guard decisions, newest first."""
+        try:
+            raw = self._redis.lrange(self.guard_decisions_key, 0, limit - 1)
+        except redis.RedisError as exc:
+            raise Unavailable(f"state Redis: {exc}") from exc
+        return [GuardStatus.model_validate_json(item) for item in raw]
 
     def guard_status(self) -> GuardStatus | None:
         """The latest guard evaluation, or None when no leader evaluated lately."""
@@ -145,6 +176,27 @@ def _apply(current: MigrationDocument, changes: dict[str, Any], *, actor: str) -
         field = ".".join(str(part) for part in problem["loc"]) or "body"
         raise InvalidInput(field, problem["msg"]) from exc
     return _bump_rules_version(current, new)
+
+
+def _entry(
+    current: MigrationDocument, new: MigrationDocument, *, document: str, action: str, reason: str
+) -> AuditEntry:
+    """The audit entry of the change from `current` to `new`; InvalidInput when it is not one
+    storage would take (e.g. a reason past its length), so that nothing is written."""
+    try:
+        return AuditEntry(
+            document=document,
+            actor=new.updated_by,
+            at=new.updated_at,
+            action=action,
+            version_before=current.version,
+            version_after=new.version,
+            changes=_diff(current, new),
+            reason=reason.strip(),
+        )
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        raise InvalidInput(".".join(map(str, problem["loc"])) or "body", problem["msg"]) from exc
 
 
 def _bump_rules_version(current: MigrationDocument, new: MigrationDocument) -> MigrationDocument:

@@ -5,7 +5,10 @@
    evaluation and ignores later ones, so a sweep that repeats itself, or two leaders for a moment,
    can never record a comparison twice.
 2. Rollback guard: the runs since the settings last changed (within the guard's window) are judged;
-   a breach sets the Celery share back through the same versioned write an operator makes.
+   a breached check is confirmed on the most recent runs, and a breach that held for
+   `guard.breach_after` evaluations in a row (`migration.hysteresis`) sets the Celery share back
+   through the same versioned write an operator makes. Every decision is stored with its numbers
+   and the streak after it (`MigrationStore.record_guard_decision`).
 3. Ramp: while a ramp is active and the guard passes, the share is promoted one step per hold.
 
 The functions are plain and take `now`; `Supervisor.tick` is the round the leader's loop
@@ -22,8 +25,10 @@ import redis
 
 from crucible_contracts.errors import Conflict, CrucibleError
 from crucible_gateway import metrics
+from crucible_gateway.migration.audit import AuditLog
 from crucible_gateway.migration.comparison import due_comparison
-from crucible_gateway.migration.guard import evaluate, ramp_due, rollback_target
+from crucible_gateway.migration.guard import Decision, evaluate, ramp_due, rollback_target
+from crucible_gateway.migration.hysteresis import breach_is_due, confirm_recent, next_streak
 from crucible_gateway.migration.models import GuardStatus, MigrationDocument
 from crucible_gateway.migration.normalisation import ComparisonRules
 from crucible_gateway.migration.source import RedisMigrationSource
@@ -66,11 +71,46 @@ def supervise_guard(
     *,
     storage: StorageClient,
     store: MigrationStore,
+    audit: AuditLog,
+    document: MigrationDocument,
+    now: datetime,
+    leader: str,
+    ttl_seconds: float = 30.0,
+) -> GuardStatus:
+    """Judge the current settings, act on the verdict, store the decision and say what was
+    found and done. The latest decision expires after `ttl_seconds`; the history does not."""
+    status = _judge(storage=storage, document=document, now=now, leader=leader)
+    decision: Decision | None = status.verdict.decision if status.verdict else None
+    streak = next_streak(
+        store.guard_streak(), decision=decision, document_version=document.version, at=now
+    )
+    status = status.model_copy(
+        update={"streak": streak.breaches, "breach_after": document.guard.breach_after}
+    )
+    if decision == "breach" and breach_is_due(streak, document.guard):
+        status = _roll_back(audit=audit, document=document, status=status)
+    elif decision is not None:
+        step = ramp_due(
+            current=document.celery_percentage,
+            ramp=document.ramp,
+            verdict=status.verdict,
+            step_started_at=document.updated_at,
+            now=now,
+        )
+        if step is not None:
+            status = _promote(audit=audit, document=document, status=status, step=step)
+    store.record_guard_decision(status, streak, ttl_seconds=ttl_seconds)
+    return status
+
+
+def _judge(
+    *,
+    storage: StorageClient,
     document: MigrationDocument,
     now: datetime,
     leader: str,
 ) -> GuardStatus:
-    """Judge the current settings, act on the verdict, and say what was found and done."""
+    """The guard's verdict on the current settings (none when disabled or Celery is idle)."""
     status = GuardStatus(
         evaluated_at=now, leader=leader, document_version=document.version, state="evaluated"
     )
@@ -82,38 +122,31 @@ def supervise_guard(
     since = guard_since(document, now)
     stats = storage.stats(since=since, until=now)
     verdict = evaluate(stats, document.guard, shadow=settings.shadowing)
-    status = status.model_copy(update={"since": since, "verdict": verdict})
-    metrics.GUARD_DECISIONS.labels(verdict.decision).inc()
+    recent_since = None
     if verdict.decision == "breach":
-        return _roll_back(store=store, document=document, status=status)
-    step = ramp_due(
-        current=document.celery_percentage,
-        ramp=document.ramp,
-        verdict=verdict,
-        step_started_at=document.updated_at,
-        now=now,
+        recent_since = max(now - timedelta(seconds=document.guard.recent_seconds), since)
+        recent = storage.stats(since=recent_since, until=now)
+        verdict = confirm_recent(verdict, window=stats, recent=recent)
+    metrics.GUARD_DECISIONS.labels(verdict.decision).inc()
+    return status.model_copy(
+        update={"since": since, "recent_since": recent_since, "verdict": verdict}
     )
-    if step is not None:
-        return _promote(store=store, document=document, status=status, step=step)
-    return status
 
 
-def _roll_back(
-    *, store: MigrationStore, document: MigrationDocument, status: GuardStatus
-) -> GuardStatus:
+def _roll_back(*, audit: AuditLog, document: MigrationDocument, status: GuardStatus) -> GuardStatus:
     target = rollback_target(document.celery_percentage, document.guard, document.ramp)
     if target >= document.celery_percentage and not document.ramp.active:
         # Nothing left to take back (e.g. shadow mode at 0 %): report, do not write.
         return status
     summary = status.verdict.summary() if status.verdict else ""
     reason = (
-        f"guard breached: {summary}; Celery share "
+        f"guard breached {status.streak} evaluations in a row: {summary}; Celery share "
         f"{document.celery_percentage:.0%} -> {target:.0%}"
         + ("; ramp stopped" if document.ramp.active else "")
     )
     changes = {"celery_percentage": target, "ramp": {"active": False}}
     written = _write(
-        store, document, changes, actor=GUARD_ACTOR, action="guard_rollback", reason=reason
+        audit, document, changes, actor=GUARD_ACTOR, action="guard_rollback", reason=reason
     )
     if written:
         metrics.GUARD_ACTIONS.labels("guard_rollback").inc()
@@ -123,7 +156,7 @@ def _roll_back(
 
 
 def _promote(
-    *, store: MigrationStore, document: MigrationDocument, status: GuardStatus, step: float
+    *, audit: AuditLog, document: MigrationDocument, status: GuardStatus, step: float
 ) -> GuardStatus:
     last = step >= document.ramp.steps[-1]
     summary = status.verdict.summary() if status.verdict else ""
@@ -136,7 +169,7 @@ def _promote(
     if last:
         changes["ramp"] = {"active": False}
     written = _write(
-        store, document, changes, actor=RAMP_ACTOR, action="ramp_promote", reason=reason
+        audit, document, changes, actor=RAMP_ACTOR, action="ramp_promote", reason=reason
     )
     if written:
         metrics.GUARD_ACTIONS.labels("ramp_promote").inc()
@@ -146,7 +179,7 @@ def _promote(
 
 
 def _write(
-    store: MigrationStore,
+    audit: AuditLog,
     document: MigrationDocument,
     changes: dict[str, object],
     *,
@@ -154,10 +187,11 @@ def _write(
     action: str,
     reason: str,
 ) -> bool:
-    """A versioned write based on `document`; False when someone changed the settings meanwhile
-    (the next tick judges the new settings instead)."""
+    """A versioned, audited write based on `document`; False when someone changed the settings
+    meanwhile (the next tick judges the new settings instead). Unavailable when storage cannot
+    take the audit entry: then nothing changed, and the next tick tries again."""
     try:
-        store.update(
+        audit.change(
             expected_version=document.version,
             changes=changes,
             actor=actor,
@@ -177,12 +211,15 @@ class Supervisor:
 
     storage: StorageClient
     store: MigrationStore
+    audit: AuditLog
     source: RedisMigrationSource
     leader: str
     interval: float = 1.0
 
     def tick(self, now: datetime) -> GuardStatus | None:
         """One round; None when the settings could not be read (the next round tries again)."""
+        # Audit entries a change could not hand to storage at once: deliver them now.
+        self.audit.deliver()
         try:
             # The freshest document, not the cached one: the guard's writes name its version.
             document = self.store.load()
@@ -190,15 +227,15 @@ class Supervisor:
                 return None
             self.source.accept(document)
             sweep_comparisons(storage=self.storage, rules=document.comparison, now=now)
-            status = supervise_guard(
+            return supervise_guard(
                 storage=self.storage,
                 store=self.store,
+                audit=self.audit,
                 document=document,
                 now=now,
                 leader=self.leader,
+                ttl_seconds=max(30.0, 10 * self.interval),
             )
-            self.store.save_guard_status(status, ttl_seconds=max(30.0, 10 * self.interval))
-            return status
         except (CrucibleError, redis.RedisError) as exc:
             # Storage or Redis down: nobody can judge now; the next tick tries again.
             log.warning("supervisor tick skipped: %s", exc)
