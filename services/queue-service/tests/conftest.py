@@ -68,16 +68,50 @@ def start_queue(processes: ProcessStarter) -> Callable[..., ManagedProcess]:
 
 @pytest.fixture
 def queue_service(start_queue: Callable[..., ManagedProcess]) -> ManagedProcess:
+    """A queue-service of this test alone (one it may stop)."""
     return start_queue()
 
 
+@pytest.fixture(scope="module")
+def module_queue_service(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[ManagedProcess]:
+    """A queue-service the tests of one module share; `queue_http` leaves it empty after each."""
+    starter = ProcessStarter(tmp_path_factory.mktemp("module-queue"))
+    try:
+        env = _env({"internal_api_key": KEY})
+        yield starter.service(QUEUE_APP, name="module-queue-service", env=env)
+    finally:
+        starter.stop_all()
+
+
 @pytest.fixture
-def queue_http(queue_service: ManagedProcess) -> Iterator[httpx.Client]:
-    """An HTTP client of `queue_service`, carrying the internal key."""
+def queue_http(module_queue_service: ManagedProcess) -> Iterator[httpx.Client]:
+    """An HTTP client of the module's queue-service, carrying the internal key.
+
+    The queue is empty when a test starts: afterwards every task the test leased is completed
+    and every task still queued is leased and completed. Counters (`*_total`, the finished
+    states) carry over between tests, so tests compare them before and after.
+    """
+    leased: list[str] = []
+
+    def note_lease(response: httpx.Response) -> None:
+        if response.request.url.path == "/tasks/next" and response.status_code == 200:
+            response.read()
+            leased.append(response.json()["task_id"])
+
     with httpx.Client(
-        base_url=queue_service.url, headers={INTERNAL_KEY_HEADER: KEY}, timeout=5
+        base_url=module_queue_service.url,
+        headers={INTERNAL_KEY_HEADER: KEY},
+        timeout=5,
+        event_hooks={"response": [note_lease]},
     ) as client:
         yield client
+        while client.get("/tasks/next").status_code == 200:
+            pass
+        for task_id in leased:
+            client.post(f"/tasks/{task_id}/complete")
+        assert client.get("/status").json()["processing"] == 0, "a task was left leased"
 
 
 @pytest.fixture

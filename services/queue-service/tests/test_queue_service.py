@@ -56,6 +56,7 @@ def test_a_flat_task_of_an_older_gateway_is_taken_and_delivered_nested(queue_htt
 
 
 def test_status_counts_every_state(queue_http, make_task):
+    before = queue_http.get("/status").json()
     tasks = [make_task() for _ in range(4)]
     for task in tasks:
         _post(queue_http, task)
@@ -68,9 +69,9 @@ def test_status_counts_every_state(queue_http, make_task):
 
     assert status["queued"] == 1
     assert status["processing"] == 1
-    assert status["completed"] == 1
-    assert status["failed"] == 1
-    assert status["enqueued_total"] == 4
+    assert status["completed"] == before["completed"] + 1
+    assert status["failed"] == before["failed"] + 1
+    assert status["enqueued_total"] == before["enqueued_total"] + 4
     assert status["oldest_queued_age_s"] >= 0
     assert queue_http.get(f"/tasks/{second}").json()["reason"] == "boom"
 
@@ -82,6 +83,7 @@ def test_empty_queue_reports_no_oldest_age(queue_http):
 
 
 def test_enqueue_of_a_run_already_queued_or_processing_is_refused(queue_http, make_task):
+    enqueued = queue_http.get("/status").json()["enqueued_total"]
     task = make_task()
     assert _post(queue_http, task).status_code == 201
 
@@ -91,7 +93,7 @@ def test_enqueue_of_a_run_already_queued_or_processing_is_refused(queue_http, ma
 
     task_id = queue_http.get("/tasks/next").json()["task_id"]
     assert _post(queue_http, task).status_code == 409
-    assert queue_http.get("/status").json()["enqueued_total"] == 1
+    assert queue_http.get("/status").json()["enqueued_total"] == enqueued + 1
 
     shadow = task.model_copy(update={"role": Role.SHADOW})
     assert _post(queue_http, shadow).status_code == 201
@@ -101,6 +103,7 @@ def test_enqueue_of_a_run_already_queued_or_processing_is_refused(queue_http, ma
 
 
 def test_delete_removes_a_queued_task(queue_http, make_task):
+    cancelled = queue_http.get("/status").json()["cancelled"]
     kept, dropped = make_task(), make_task()
     _post(queue_http, kept)
     _post(queue_http, dropped)
@@ -113,7 +116,7 @@ def test_delete_removes_a_queued_task(queue_http, make_task):
     assert queue_http.get(f"/tasks/{dropped_id}").json()["state"] == "cancelled"
     assert queue_http.get("/tasks/next").json()["task"]["eval_id"] == kept.eval_id
     assert queue_http.get("/tasks/next").status_code == 204
-    assert queue_http.get("/status").json()["cancelled"] == 1
+    assert queue_http.get("/status").json()["cancelled"] == cancelled + 1
 
 
 def test_delete_of_a_processing_task_is_refused_and_unknown_is_404(queue_http, make_task):
@@ -210,23 +213,23 @@ def test_full_queue_answers_busy_with_retry_after(start_queue, make_task, intern
     assert full.headers["Retry-After"]
 
 
-def test_calls_without_the_internal_key_are_refused(queue_service, make_task, internal_key):
+def test_calls_without_the_internal_key_are_refused(queue_http, make_task, internal_key):
+    url = str(queue_http.base_url).rstrip("/")
     body = make_task().model_dump(mode="json")
 
-    assert httpx.post(f"{queue_service.url}/tasks", json=body).status_code == 401
-    assert httpx.get(f"{queue_service.url}/status").status_code == 401
-    wrong = httpx.get(f"{queue_service.url}/tasks/next", headers={INTERNAL_KEY_HEADER: "nope"})
+    assert httpx.post(f"{url}/tasks", json=body).status_code == 401
+    assert httpx.get(f"{url}/status").status_code == 401
+    wrong = httpx.get(f"{url}/tasks/next", headers={INTERNAL_KEY_HEADER: "nope"})
     assert wrong.status_code == 401
     assert wrong.json()["error"]["code"] == "unauthorized"
-    assert httpx.get(f"{queue_service.url}/health").status_code == 200
-    assert httpx.get(f"{queue_service.url}/metrics").status_code == 200
-    good = httpx.post(
-        f"{queue_service.url}/tasks", json=body, headers={INTERNAL_KEY_HEADER: internal_key}
-    )
+    assert httpx.get(f"{url}/health").status_code == 200
+    assert httpx.get(f"{url}/metrics").status_code == 200
+    good = httpx.post(f"{url}/tasks", json=body, headers={INTERNAL_KEY_HEADER: internal_key})
     assert good.status_code == 201
 
 
 def test_metrics_expose_the_queue_depth(queue_http, make_task):
+    enqueued = queue_http.get("/status").json()["enqueued_total"]
     for _ in range(3):
         _post(queue_http, make_task())
     queue_http.get("/tasks/next")
@@ -235,7 +238,7 @@ def test_metrics_expose_the_queue_depth(queue_http, make_task):
 
     assert 'crucible_legacy_queue_depth{state="queued"} 2.0' in text
     assert 'crucible_legacy_queue_depth{state="processing"} 1.0' in text
-    assert 'crucible_legacy_queue_tasks_total{event="enqueued"} 3.0' in text
+    assert f'crucible_legacy_queue_tasks_total{{event="enqueued"}} {enqueued + 3:.1f}' in text
 
 
 def test_container_health_probe_follows_the_service(queue_service):
