@@ -1,0 +1,161 @@
+"""The faults, as a table of small functions: how each one breaks a part of the suite, and how
+that part comes back after a short pause (as a supervisor would bring it back).
+
+`suite` is the root conftest's `Suite`: every process of it is a `ManagedProcess` that can be
+killed on its own and restarted by `suite.starter.restart` (same argv, same log file, same port).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+Suite = Any  # conftest.Suite: tests cannot import the root conftest (STYLE.md)
+Action = Callable[[Suite], None]
+
+
+@dataclass(frozen=True)
+class Fault:
+    name: str
+    what: str
+    inject: Action
+    recover: Action
+
+
+def _kill(part: str) -> Action:
+    """kill -9 of the part's whole process group (a crash, not a shutdown)."""
+    return lambda suite: getattr(suite, part).kill()
+
+
+def _kill_executor(index: int) -> Action:
+    return lambda suite: suite.executors[index].kill()
+
+
+def _stop(part: str) -> Action:
+    """SIGTERM: a Redis restart as an operator or an orchestrator does it."""
+    return lambda suite: getattr(suite, part).stop()
+
+
+def _restart(part: str) -> Action:
+    return lambda suite: suite.starter.restart(getattr(suite, part))
+
+
+def _restart_executor(index: int) -> Action:
+    return lambda suite: suite.starter.restart(suite.executors[index])
+
+
+def children_of(pid: int) -> list[int]:
+    """The pids whose parent is `pid` (from /proc; a process that goes meanwhile is skipped)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # The command name (field 2) may hold spaces and parentheses: split after its ")".
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return sorted(found)
+
+
+def busy_children(broker_url: str) -> set[int]:
+    """The pids of the prefork children running a task right now, by Celery's own account."""
+    from celery import Celery
+
+    app = Celery(broker=broker_url)
+    try:
+        active = app.control.inspect(timeout=1.0).active() or {}
+    finally:
+        app.close()
+    return {
+        task["worker_pid"] for tasks in active.values() for task in tasks if task.get("worker_pid")
+    }
+
+
+def kill_celery_main(suite: Suite) -> None:
+    """kill -9 of the worker's main process only: its prefork children are left as they are."""
+    process = suite.celery_worker.proc
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait(5)
+
+
+def kill_prefork_child(suite: Suite) -> None:
+    """kill -9 of one prefork child, a busy one when Celery names one (else any)."""
+    main = suite.celery_worker.proc.pid
+    children = children_of(main)
+    if not children:
+        raise RuntimeError(f"the Celery worker {main} has no prefork child to kill")
+    busy = busy_children(suite.env["CELERY_BROKER_URL"]) & set(children)
+    suite.celery_worker.extra["prefork_children"] = len(children)
+    os.kill(min(busy or children), signal.SIGKILL)
+
+
+def pool_replaces_child(suite: Suite, *, timeout: float = 30) -> None:
+    """Nothing to restart: the pool starts a new child itself. Waits until it has."""
+    main, deadline = suite.celery_worker.proc.pid, time.monotonic() + timeout
+    want = suite.celery_worker.extra["prefork_children"]
+    while len(children_of(main)) < want:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the Celery pool did not replace its child within {timeout}s")
+        time.sleep(0.2)
+
+
+FAULTS: dict[str, Fault] = {
+    fault.name: fault
+    for fault in (
+        Fault(
+            "celery-main",
+            "kill -9 of the Celery worker's main process (its children left alone)",
+            kill_celery_main,
+            _restart("celery_worker"),
+        ),
+        Fault(
+            "celery-child",
+            "kill -9 of one prefork child of the Celery worker (a busy one)",
+            kill_prefork_child,
+            pool_replaces_child,
+        ),
+        Fault(
+            "queue-worker",
+            "kill -9 of the queue-worker",
+            _kill("queue_worker"),
+            _restart("queue_worker"),
+        ),
+        Fault(
+            "queue-service",
+            "kill -9 of the queue-service (its deque is in memory)",
+            _kill("queue_service"),
+            _restart("queue_service"),
+        ),
+        Fault(
+            "executor-legacy",
+            "kill -9 of executor-1, the legacy path's one executor",
+            _kill_executor(0),
+            _restart_executor(0),
+        ),
+        Fault(
+            "executor-celery",
+            "kill -9 of executor-2, one of the Celery path's two",
+            _kill_executor(1),
+            _restart_executor(1),
+        ),
+        Fault("storage", "kill -9 of storage", _kill("storage"), _restart("storage")),
+        Fault(
+            "broker-redis",
+            "restart of the broker Redis (SIGTERM, append-only file kept)",
+            _stop("broker"),
+            _restart("broker"),
+        ),
+        Fault(
+            "state-redis",
+            "restart of the state Redis (SIGTERM, append-only file kept)",
+            _stop("state_redis"),
+            _restart("state_redis"),
+        ),
+    )
+}
