@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from crucible_chaos import executions
-from crucible_chaos.checks import FaultResult, tally
+from crucible_chaos.checks import FaultResult, Verdict, describe, tally, verdict
 from crucible_chaos.faults import FAULTS, Fault, Suite
 from crucible_chaos.stream import Stream, Submitted, follow
 
@@ -26,6 +26,9 @@ class Plan:
     sleep: tuple[float, float] = (0.5, 2.0)  # each program sleeps this long, uniformly drawn
     timeout: float = 5.0  # each program's time limit
     deadline: float | None = None  # recovery deadline; default 30 s + `timeout` (issue 12)
+    linger: float = (
+        0.0  # after the last fault, follow the stuck ones this long (what became of them)
+    )
 
     @property
     def recovery_deadline(self) -> float:
@@ -42,24 +45,35 @@ def starts_at_executors(suite: Suite) -> dict[executions.RunKey, executions.Star
 
 @dataclass
 class Trial:
-    """What one fault left behind, kept so that its row can be counted again at the very end
-    (a run lost at one fault may be executed again during a later one)."""
+    """One fault's row as judged at its deadline, and the evaluations behind it, kept so that
+    the executions can be counted again at the very end (a run lost at one fault may be executed
+    again during a later one) and what became of the stuck ones can be told."""
 
-    fault: Fault
+    result: FaultResult
     submitted: list[Submitted]
-    refused: int
     fault_at: float
-    deadline: float
 
-    def result(self, starts: dict[executions.RunKey, executions.Starts]) -> FaultResult:
+    @property
+    def stuck(self) -> list[Submitted]:
+        return [item for item in self.submitted if verdict(item) is Verdict.STUCK]
+
+    def final(self, starts: dict[executions.RunKey, executions.Starts], url: str) -> FaultResult:
+        """The row with the executions counted over the executors' final logs, and a line per
+        evaluation stuck at the deadline saying how it stands now (its verdict stays)."""
+        stuck = self.stuck
+        follow(url, stuck, until=0)
         twice = executions.executed_twice(starts, (item.eval_id for item in self.submitted))
-        return tally(
-            self.fault.name,
-            self.submitted,
-            refused=self.refused,
-            fault_at=self.fault_at,
-            twice=twice,
-            deadline=self.deadline,
+        age = time.time() - self.fault_at
+        later = [f"{age:.0f} s after the fault: {describe(item)}" for item in stuck]
+        new = [f"executed twice: {eval_id} {role}" for eval_id, role in twice]
+        return replace(
+            self.result,
+            executed_twice=twice,
+            details=[
+                *self.result.details,
+                *later,
+                *(n for n in new if n not in self.result.details),
+            ],
         )
 
 
@@ -78,10 +92,20 @@ def run_fault(suite: Suite, gateway_url: str, fault: Fault, plan: Plan) -> Trial
         time.sleep(plan.after)
     finally:
         stream.stop()
-    deadline = plan.recovery_deadline
     last = max((item.accepted_at for item in stream.submitted), default=fault_at)
-    follow(gateway_url, stream.submitted, until=max(fault_at, last) + deadline)
-    return Trial(fault, stream.submitted, stream.refused, fault_at, deadline)
+    follow(gateway_url, stream.submitted, until=max(fault_at, last) + plan.recovery_deadline)
+    twice = executions.executed_twice(
+        starts_at_executors(suite), (item.eval_id for item in stream.submitted)
+    )
+    result = tally(
+        fault.name,
+        stream.submitted,
+        refused=stream.refused,
+        fault_at=fault_at,
+        twice=twice,
+        deadline=plan.recovery_deadline,
+    )
+    return Trial(result, stream.submitted, fault_at)
 
 
 def run_faults(
@@ -93,13 +117,16 @@ def run_faults(
     heal: Callable[[], None],
     report: Callable[[FaultResult], None] = lambda _: None,
 ) -> list[FaultResult]:
-    """Each fault of `names` in turn (the suite healed before each); the rows are counted again
-    over the executors' final logs once every fault is done."""
+    """Each fault of `names` in turn (the suite healed before each); then the stuck evaluations
+    are followed for `plan.linger` seconds and the rows counted again over the executors' final
+    logs. A verdict stays the one of the fault's own deadline."""
     trials = []
     for name in names:
         heal()
-        trial = run_fault(suite, gateway_url, FAULTS[name], plan)
-        trials.append(trial)
-        report(trial.result(starts_at_executors(suite)))
+        trials.append(run_fault(suite, gateway_url, FAULTS[name], plan))
+        report(trials[-1].result)
+    if plan.linger:
+        stuck = [item for trial in trials for item in trial.stuck]
+        follow(gateway_url, stuck, until=time.time() + plan.linger, interval=5)
     final = starts_at_executors(suite)
-    return [trial.result(final) for trial in trials]
+    return [trial.final(final, gateway_url) for trial in trials]
