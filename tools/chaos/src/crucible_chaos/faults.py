@@ -17,26 +17,28 @@ from typing import Any
 
 Suite = Any  # conftest.Suite: tests cannot import the root conftest (STYLE.md)
 Action = Callable[[Suite], None]
+# An injection may say what exactly it hit (which child, which task), for the details.
+Inject = Callable[[Suite], str | None]
 
 
 @dataclass(frozen=True)
 class Fault:
     name: str
     what: str
-    inject: Action
+    inject: Inject
     recover: Action
 
 
-def _kill(part: str) -> Action:
+def _kill(part: str) -> Inject:
     """kill -9 of the part's whole process group (a crash, not a shutdown)."""
     return lambda suite: getattr(suite, part).kill()
 
 
-def _kill_executor(index: int) -> Action:
+def _kill_executor(index: int) -> Inject:
     return lambda suite: suite.executors[index].kill()
 
 
-def _stop(part: str) -> Action:
+def _stop(part: str) -> Inject:
     """SIGTERM: a Redis restart as an operator or an orchestrator does it."""
     return lambda suite: getattr(suite, part).stop()
 
@@ -63,8 +65,8 @@ def children_of(pid: int) -> list[int]:
     return sorted(found)
 
 
-def busy_children(broker_url: str) -> set[int]:
-    """The pids of the prefork children running a task right now, by Celery's own account."""
+def busy_children(broker_url: str) -> dict[int, str]:
+    """Prefork child pid -> the task id it runs right now, by Celery's own account."""
     from celery import Celery
 
     app = Celery(broker=broker_url)
@@ -73,26 +75,44 @@ def busy_children(broker_url: str) -> set[int]:
     finally:
         app.close()
     return {
-        task["worker_pid"] for tasks in active.values() for task in tasks if task.get("worker_pid")
+        task["worker_pid"]: task["id"]
+        for tasks in active.values()
+        for task in tasks
+        if task.get("worker_pid")
     }
 
 
-def kill_celery_main(suite: Suite) -> None:
+def kill_celery_main(suite: Suite) -> str:
     """kill -9 of the worker's main process only: its prefork children are left as they are."""
     process = suite.celery_worker.proc
     os.kill(process.pid, signal.SIGKILL)
     process.wait(5)
+    return f"killed the main process {process.pid}"
 
 
-def kill_prefork_child(suite: Suite) -> None:
-    """kill -9 of one prefork child, a busy one when Celery names one (else any)."""
+def kill_prefork_child(suite: Suite, *, within: float = 10) -> str:
+    """kill -9 of one prefork child mid-task: the first Celery names busy within `within`
+    seconds, else any (the note says which it was)."""
     main = suite.celery_worker.proc.pid
-    children = children_of(main)
+    deadline = time.monotonic() + within
+    while True:
+        children = children_of(main)
+        busy = {
+            pid: task
+            for pid, task in busy_children(suite.env["CELERY_BROKER_URL"]).items()
+            if pid in children
+        }
+        if busy or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     if not children:
         raise RuntimeError(f"the Celery worker {main} has no prefork child to kill")
-    busy = busy_children(suite.env["CELERY_BROKER_URL"]) & set(children)
     suite.celery_worker.extra["prefork_children"] = len(children)
-    os.kill(min(busy or children), signal.SIGKILL)
+    victim = min(busy or children)
+    os.kill(victim, signal.SIGKILL)
+    return f"killed prefork child {victim}, " + (
+        f"running task {busy[victim]}" if busy else "idle (no child was busy)"
+    )
 
 
 def pool_replaces_child(suite: Suite, *, timeout: float = 30) -> None:

@@ -85,7 +85,7 @@ def run_fault(suite: Suite, gateway_url: str, fault: Fault, plan: Plan) -> Trial
         time.sleep(plan.before)
         fault_at = time.time()
         log.info("fault %s: %s", fault.name, fault.what)
-        fault.inject(suite)
+        note = fault.inject(suite)
         time.sleep(plan.pause)
         fault.recover(suite)
         log.info("fault %s: recovered %.1fs after the fault", fault.name, time.time() - fault_at)
@@ -105,6 +105,8 @@ def run_fault(suite: Suite, gateway_url: str, fault: Fault, plan: Plan) -> Trial
         twice=twice,
         deadline=plan.recovery_deadline,
     )
+    if note:
+        result.details.insert(0, f"fault: {note}")
     return Trial(result, stream.submitted, fault_at)
 
 

@@ -43,13 +43,16 @@ def row(result: FaultResult) -> tuple[str, ...]:
     )
 
 
-def markdown(results: Iterable[FaultResult], *, details: int = 5) -> str:
-    """A Markdown table, then up to `details` lines of evidence per failed fault."""
+def markdown(results: Iterable[FaultResult], *, details: int = 8) -> str:
+    """A Markdown table, then up to `details` lines per fault: what the fault hit, the
+    evaluations that did not end right, the runs executed twice, what became of the stuck."""
     results = list(results)
     lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     lines += ["| " + " | ".join(row(result)) + " |" for result in results]
     for result in results:
         if result.details:
-            lines += ["", f"{result.fault}: {len(result.details)} finding(s)"]
+            lines += ["", f"{result.fault}:"]
             lines += [f"  {line}" for line in result.details[:details]]
+            if len(result.details) > details:
+                lines.append(f"  ... and {len(result.details) - details} more")
     return "\n".join(lines)
