@@ -110,8 +110,11 @@ def kill_prefork_child(suite: Suite, *, within: float = 10) -> str:
     suite.celery_worker.extra["prefork_children"] = len(children)
     victim = min(busy or children)
     os.kill(victim, signal.SIGKILL)
+    # Celery's answer is up to a second old: the child may have moved on to its next task.
     return f"killed prefork child {victim}, " + (
-        f"running task {busy[victim]}" if busy else "idle (no child was busy)"
+        f"which Celery had named busy with task {busy[victim]}"
+        if busy
+        else "idle (Celery named no child busy)"
     )
 
 
