@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from crucible_chaos import executions
 from crucible_chaos.checks import FaultResult, Verdict, describe, tally, verdict
@@ -52,19 +52,27 @@ class Trial:
     result: FaultResult
     submitted: list[Submitted]
     fault_at: float
+    stuck: list[Submitted] = field(init=False)
 
-    @property
-    def stuck(self) -> list[Submitted]:
-        return [item for item in self.submitted if verdict(item) is Verdict.STUCK]
+    def __post_init__(self) -> None:
+        # Taken at the deadline: following them later updates their views.
+        self.stuck = [item for item in self.submitted if verdict(item) is Verdict.STUCK]
+
+    def later(self, item: Submitted) -> str:
+        """How a run stuck at the deadline stands now, and when it ended, from the fault."""
+        if item.ended_at is None:
+            age = time.time() - self.fault_at
+            return f"later: {describe(item)}, still not ended {age:.0f} s after the fault"
+        return (
+            f"later: {describe(item)}, ended {item.ended_at - self.fault_at:.0f} s after the fault"
+        )
 
     def final(self, starts: dict[executions.RunKey, executions.Starts], url: str) -> FaultResult:
         """The row with the executions counted over the executors' final logs, and a line per
         evaluation stuck at the deadline saying how it stands now (its verdict stays)."""
-        stuck = self.stuck
-        follow(url, stuck, until=0)
+        follow(url, self.stuck, until=0)
         twice = executions.executed_twice(starts, (item.eval_id for item in self.submitted))
-        age = time.time() - self.fault_at
-        later = [f"{age:.0f} s after the fault: {describe(item)}" for item in stuck]
+        later = [self.later(item) for item in self.stuck]
         new = [f"executed twice: {eval_id} {role}" for eval_id, role in twice]
         return replace(
             self.result,
