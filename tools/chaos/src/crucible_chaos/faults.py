@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 Suite = Any  # conftest.Suite: tests cannot import the root conftest (STYLE.md)
 Action = Callable[[Suite], None]
 # An injection may say what exactly it hit (which child, which task), for the details.
@@ -90,9 +92,17 @@ def kill_celery_main(suite: Suite) -> str:
     return f"killed the main process {process.pid}"
 
 
+def running_in_storage(storage_url: str, task_id: str) -> bool:
+    """Whether the run of Celery task `task_id` ("<eval_id>:<role>") is `running` in storage."""
+    eval_id, role = task_id.split(":")
+    view = httpx.get(f"{storage_url}/evaluations/{eval_id}", timeout=2).json()
+    return any(run["role"] == role and run["status"] == "running" for run in view["runs"])
+
+
 def kill_prefork_child(suite: Suite, *, within: float = 10) -> str:
-    """kill -9 of one prefork child mid-task: the first Celery names busy within `within`
-    seconds, else any (the note says which it was)."""
+    """kill -9 of one prefork child mid-run: one Celery names busy with a task whose run storage
+    has `running` (its program is on an executor, its result not yet recorded); failing that
+    within `within` seconds, a busy one, else any (the note says which it was)."""
     main = suite.celery_worker.proc.pid
     deadline = time.monotonic() + within
     while True:
@@ -102,20 +112,20 @@ def kill_prefork_child(suite: Suite, *, within: float = 10) -> str:
             for pid, task in busy_children(suite.env["CELERY_BROKER_URL"]).items()
             if pid in children
         }
-        if busy or time.monotonic() > deadline:
+        mid_run = [pid for pid, task in busy.items() if running_in_storage(suite.storage.url, task)]
+        if mid_run or time.monotonic() > deadline:
             break
-        time.sleep(0.2)
+        time.sleep(0.1)
     if not children:
         raise RuntimeError(f"the Celery worker {main} has no prefork child to kill")
     suite.celery_worker.extra["prefork_children"] = len(children)
-    victim = min(busy or children)
+    victim = min(mid_run or busy or children)
     os.kill(victim, signal.SIGKILL)
-    # Celery's answer is up to a second old: the child may have moved on to its next task.
-    return f"killed prefork child {victim}, " + (
-        f"which Celery had named busy with task {busy[victim]}"
-        if busy
-        else "idle (Celery named no child busy)"
-    )
+    if mid_run:
+        return f"killed prefork child {victim} mid-run of {busy[victim]}"
+    if busy:
+        return f"killed prefork child {victim}, which Celery named busy with {busy[victim]}"
+    return f"killed prefork child {victim}, idle (Celery named no child busy)"
 
 
 def pool_replaces_child(suite: Suite, *, timeout: float = 30) -> None:
@@ -139,7 +149,7 @@ FAULTS: dict[str, Fault] = {
         ),
         Fault(
             "celery-child",
-            "kill -9 of one prefork child of the Celery worker (a busy one)",
+            "kill -9 of one prefork child of the Celery worker, mid-run",
             kill_prefork_child,
             pool_replaces_child,
         ),
