@@ -26,9 +26,8 @@ class Plan:
     sleep: tuple[float, float] = (0.5, 2.0)  # each program sleeps this long, uniformly drawn
     timeout: float = 5.0  # each program's time limit
     deadline: float | None = None  # recovery deadline; default 30 s + `timeout` (issue 12)
-    linger: float = (
-        0.0  # after the last fault, follow the stuck ones this long (what became of them)
-    )
+    # After the last fault, follow the evaluations stuck at their deadline this long.
+    linger: float = 0.0
 
     @property
     def recovery_deadline(self) -> float:
