@@ -4,7 +4,7 @@ UV := .tools/bin/uv
 PY := .venv/bin/python
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: deps run test test-fast lint format bench lock clean
+.PHONY: deps run test test-fast lint format bench chaos lock clean
 
 deps: .venv/.bootstrapped
 
@@ -32,9 +32,18 @@ format: deps
 bench: deps
 	@BENCH_SECONDS=$(or $(BENCH_SECONDS),10) $(PY) -m crucible_bench $(BENCH_ARGS)
 
+# Faults injected into the whole suite under a stream of evaluations; prints the table of
+# docs/reliability.md and fails on any loss, double execution or stuck evaluation.
+# CHAOS_FAULTS=all or names (e.g. storage,celery-child); CHAOS_DEADLINE (recovery deadline, s),
+# CHAOS_BEFORE / CHAOS_PAUSE / CHAOS_AFTER / CHAOS_RATE / CHAOS_TIMEOUT, CHAOS_LINGER (follow
+# stuck evaluations this long at the end); the table goes to CHAOS_TABLE.
+chaos: deps
+	@CHAOS_FAULTS=$(or $(CHAOS_FAULTS),all) CHAOS_TABLE=$(or $(CHAOS_TABLE),.chaos/latest.md) \
+		$(PY) -m pytest tests/test_chaos_e2e.py -p no:xdist -p no:cacheprovider -s -q --timeout 0 $(PYTEST_ARGS)
+
 lock:
 	@scripts/bootstrap.sh || true
 	@$(UV) lock
 
 clean:
-	rm -rf .venv .tools .run .bench .pytest_cache .ruff_cache
+	rm -rf .venv .tools .run .bench .chaos .pytest_cache .ruff_cache

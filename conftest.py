@@ -122,9 +122,11 @@ def start_celery_worker(
     return starter.process(name, [*celery_command(*args), "--loglevel", "INFO"], env=env, **ready)
 
 
-def start_suite(starter: ProcessStarter, run_dir: Path, **overrides: str) -> Suite:
-    broker = start_redis_server(starter)
-    state = start_redis_server(starter)
+def start_suite(
+    starter: ProcessStarter, run_dir: Path, *, durable_redis: bool = False, **overrides: str
+) -> Suite:
+    broker = start_redis_server(starter, appendonly=durable_redis)
+    state = start_redis_server(starter, appendonly=durable_redis)
     env = {
         "CELERY_BROKER_URL": broker.url,
         "CELERY_RESULT_BACKEND": broker.url.replace("/0", "/1"),
@@ -195,6 +197,16 @@ def _stop_what_the_test_started(request: pytest.FixtureRequest) -> Iterator[None
 def _module_suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Suite]:
     starter = ProcessStarter(tmp_path_factory.mktemp("module-suite-logs"))
     yield start_suite(starter, tmp_path_factory.mktemp("module-suite"))
+    starter.stop_all()
+
+
+@pytest.fixture(scope="module")
+def durable_suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Suite]:
+    """A whole suite of the module's own whose Redis keep an append-only file, as production's
+    do (docker-compose.yml, `make run`): restarting either Redis is then a restart, not a wipe
+    of every queued task. For fault injection (tests/test_chaos_e2e.py)."""
+    starter = ProcessStarter(tmp_path_factory.mktemp("durable-suite-logs"))
+    yield start_suite(starter, tmp_path_factory.mktemp("durable-suite"), durable_redis=True)
     starter.stop_all()
 
 

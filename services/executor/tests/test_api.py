@@ -237,3 +237,24 @@ def _metric(url: str, name: str) -> float:
         for line in text.splitlines()
         if line.startswith(name + "{") or line.startswith(name + " ")
     )
+
+
+def test_each_program_started_logs_one_line_and_a_join_or_collect_none(one_slot_executor, execute):
+    url = one_slot_executor.url
+    eval_id = uuid.uuid4().hex
+    code = "import time\ntime.sleep(0.5)\nprint('once')"
+    first = Background(execute, url, code, eval_id=eval_id)
+    wait_for(lambda: busy(url) == 1, timeout=10, what="the run to start")
+    joined = execute(url, code, eval_id=eval_id)
+    collected = execute(url, code, eval_id=eval_id)
+    shadow = execute(url, code, eval_id=eval_id, role="shadow")
+
+    assert {r.json()["output"] for r in (first.result(), joined, collected, shadow)} == {"once\n"}
+    started = [
+        line
+        for line in one_slot_executor.logs(tail=100_000).splitlines()
+        if " started in slot " in line
+    ]
+    assert [eval_id in line for line in started] == [True, True]
+    assert sum(f"eval {eval_id} primary started in slot 0" in line for line in started) == 1
+    assert sum(f"eval {eval_id} shadow started in slot 0" in line for line in started) == 1

@@ -298,8 +298,12 @@ def _docker_engine_answers() -> bool:
     return True
 
 
-def start_redis_server(starter: ProcessStarter, *, port: int | None = None) -> ManagedProcess:
-    """A private `redis-server` on a free loopback port, keeping nothing on disk."""
+def start_redis_server(
+    starter: ProcessStarter, *, port: int | None = None, appendonly: bool = False
+) -> ManagedProcess:
+    """A private `redis-server` on a free loopback port, keeping nothing on disk unless
+    `appendonly`: then it keeps an append-only file, as production's do, and a restart
+    (`ProcessStarter.restart`, same directory) finds its data again instead of starting empty."""
     binary = shutil.which("redis-server")
     if binary is None:
         pytest.fail("redis-server is not installed: run `make deps` (apt-get install redis-server)")
@@ -313,7 +317,7 @@ def start_redis_server(starter: ProcessStarter, *, port: int | None = None) -> M
         "--save",
         "",
         "--appendonly",
-        "no",
+        "yes" if appendonly else "no",
         "--dir",
         tempfile.mkdtemp(prefix="crucible-redis-"),
     ]

@@ -82,6 +82,9 @@ async def execute(*, request: ExecuteRequest, executor: Executor) -> ExecuteResu
     executor_id = executor.settings.executor_id
 
     async def start(execution: Execution) -> ExecuteResult:
+        # One line per program started, never for a join or a collect: what `make chaos` counts
+        # to tell a program that ran twice from a result handed out twice.
+        log.info("eval %s %s started in slot %d", request.eval_id, request.role, execution.slot)
         metrics.BUSY_SLOTS.labels(executor_id).set(executor.slots.busy)
         began = time.monotonic()
         try:
