@@ -156,3 +156,45 @@ def test_with_storage_down_the_client_gets_503_and_nothing_is_dispatched(
     assert {response.json()["error"]["code"] for response in responses} == {"unavailable"}
     assert internal(own_queue_service.url).get("/status").json()["queued"] == 0
     assert broker_redis.llen("default") == 0
+
+
+def test_a_shadow_its_path_refuses_stays_queued_and_the_reconciler_sends_it_once_back(
+    start_gateway, own_queue_service, redis_server, storage, internal, processes
+):
+    gateway = start_gateway(
+        broker=redis_server.url,
+        queue=own_queue_service.url,
+        celery_enabled=True,
+        celery_percentage=1.0,
+        migration_mode="shadow",
+        shadow_percentage=1.0,
+        reconcile_interval_seconds=0.5,
+        reconcile_queued_after_seconds=1,
+    )
+    own_queue_service.stop()
+
+    response = httpx.post(f"{gateway.url}/api/eval", json=CODE, timeout=30)
+    eval_id = response.json()["eval_id"]
+
+    def shadow() -> dict:
+        view = internal(storage.url).get(f"/evaluations/{eval_id}").json()
+        return next(run for run in view["runs"] if run["role"] == "shadow")
+
+    assert response.status_code == 202, response.text
+    wait_for(
+        lambda: (
+            _metric(
+                gateway.url, 'crucible_gateway_shadow_runs_total{backend="legacy",result="refused"}'
+            )
+            == 1.0
+        ),
+        what="the legacy path to refuse the shadow run",
+    )
+    assert shadow()["status"] == "queued"
+    processes.restart(own_queue_service)
+    queued = wait_for(
+        lambda: internal(own_queue_service.url).get(f"/tasks/{eval_id}:shadow").status_code == 200,
+        what="the reconciler to send the shadow run again",
+    )
+    assert queued
+    assert (shadow()["status"], shadow()["attempts"]) == ("queued", 1)

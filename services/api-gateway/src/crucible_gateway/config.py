@@ -54,9 +54,9 @@ class Settings(ServiceSettings):
     # The reconciler of runs stuck in queued or running.
     reconcile_interval_seconds: float = Field(default=5, gt=0)
     # A legacy run queued this long is looked up in the queue-service (whose deque a restart loses).
-    reconcile_queued_after_seconds: float = Field(default=60, ge=0)
-    # A Celery run queued this long whose message no queue holds any more is ended `error`.
-    reconcile_celery_queued_after_seconds: float = Field(default=900, ge=0)
+    reconcile_queued_after_seconds: float = Field(default=15, ge=0)
+    # A Celery run queued this long while no Celery queue holds a message is sent again.
+    reconcile_celery_queued_after_seconds: float = Field(default=15, ge=0)
     # A running run's lease is its timeout + this grace from its last sign of life (its start,
     # a retry): past it, its consumer is taken for gone and the run is sent again to collect.
     reconcile_running_grace_seconds: float = Field(default=15, ge=0)

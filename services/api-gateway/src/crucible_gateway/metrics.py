@@ -26,7 +26,8 @@ NO_PATH = Counter(
 )
 SHADOWS = Counter(
     "crucible_gateway_shadow_runs_total",
-    "Shadow runs dispatched, by the backend that took them (result=ok) or failed to (result=error)",
+    "Shadow runs dispatched, by the backend that took them (result=ok), refused them (left "
+    "queued for the reconciler, result=refused) or could not be recorded (result=error)",
     ["backend", "result"],
 )
 COMPARISONS = Counter(

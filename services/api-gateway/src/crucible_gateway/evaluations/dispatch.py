@@ -2,7 +2,7 @@
 
 The evaluation is already recorded in storage (status queued) when it gets here, so every outcome is
 recorded too: the path that took it (with `fallback_from` when it fell back), `error` when no path
-took it, and a shadow run's own `error` when its path did not take it.
+took it; a shadow run its path did not take stays `queued` for the reconciler.
 """
 
 from __future__ import annotations
@@ -111,8 +111,9 @@ def dispatch_shadow(
 
     The shadow run has the primary's eval_id and program, runs on `backend` (the path the primary
     did not take), never with priority, and never falls back: a shadow that its path cannot take
-    ends `error` with the reason, which the comparison then reports. Nothing here can fail the
-    client's request: the primary run is already on its way.
+    now stays `queued` until the leader's reconciler sends it again (a path down for a moment
+    must not turn into a mismatch). Nothing here can fail the client's request: the primary run
+    is already on its way.
     """
     eval_id = primary.eval_id
     try:
@@ -126,11 +127,13 @@ def dispatch_shadow(
     if error is None:
         metrics.SHADOWS.labels(backend.value, "ok").inc()
         return
-    metrics.SHADOWS.labels(backend.value, "error").inc()
-    update = RunUpdate(
-        status=Status.ERROR, reason=f"the {backend} path did not take the shadow run: {error}"
+    # Left queued: the leader's reconciler sends it again once its path is back (a run queued
+    # past RECONCILE_*QUEUED_AFTER_SECONDS that its path does not hold), and ends it `error`
+    # only after its re-dispatch budget.
+    metrics.SHADOWS.labels(backend.value, "refused").inc()
+    log.warning(
+        "eval %s: the %s path did not take the shadow run (%s); left queued for the reconciler",
+        eval_id,
+        backend,
+        error,
     )
-    try:
-        storage.update_run(eval_id, Role.SHADOW, update)
-    except CrucibleError as exc:
-        log.error("eval %s: could not record that the shadow run was not taken: %s", eval_id, exc)
