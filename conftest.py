@@ -68,9 +68,9 @@ class Suite:
         self.extras.append(worker)
         return worker
 
-    def heal(self) -> None:
-        """Start again every part of the suite that is not running, dependencies first."""
-        parts = [
+    def parts(self) -> list[ManagedProcess]:
+        """The suite's own processes, dependencies first (not the extras a test started)."""
+        return [
             self.broker,
             self.state_redis,
             self.storage,
@@ -79,7 +79,10 @@ class Suite:
             self.queue_worker,
             self.celery_worker,
         ]
-        for part in parts:
+
+    def heal(self) -> None:
+        """Start again every part of the suite that is not running, dependencies first."""
+        for part in self.parts():
             if not part.alive():
                 self.starter.restart(part)
 

@@ -17,7 +17,7 @@ class Settings(ServiceSettings, RetrySettings):
     """
 
     # queue-service
-    queue_lease_seconds: float = Field(default=30, gt=0)
+    queue_lease_seconds: float = Field(default=15, gt=0)
     queue_max_depth: int = Field(default=100_000, ge=1)
     queue_finished_keep: int = Field(default=10_000, ge=0)
 

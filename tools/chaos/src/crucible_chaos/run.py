@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
@@ -84,6 +85,37 @@ class Trial:
         )
 
 
+class Supervisor:
+    """What `make run` (scripts/supervise.sh) and compose (`restart: unless-stopped`) do for a
+    deployment: every process of the suite that exits is started again. It watches from the
+    fault's own restart on, so the fault's pause stays what the fault made it; each restart is
+    noted under the row (a process the fault did not touch dying is worth knowing about)."""
+
+    def __init__(self, suite: Suite, *, interval: float = 1.0) -> None:
+        self.suite, self.interval = suite, interval
+        self.notes: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="chaos-supervisor", daemon=True)
+
+    def __enter__(self) -> Supervisor:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=60)
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.interval):
+            for part in self.suite.parts():
+                if part.alive() or self._stop.is_set():
+                    continue
+                code = part.proc.returncode if part.proc is not None else None
+                log.warning("supervisor: %s exited (%s); starting it again", part.name, code)
+                self.notes.append(f"supervisor restarted {part.name} (it exited with {code})")
+                self.suite.starter.restart(part)
+
+
 def run_fault(suite: Suite, gateway_url: str, fault: Fault, plan: Plan) -> Trial:
     """Stream, inject `fault`, wait `pause`, recover, stream on, then read every evaluation back
     until all have ended or the recovery deadline after the last one accepted has passed."""
@@ -96,11 +128,14 @@ def run_fault(suite: Suite, gateway_url: str, fault: Fault, plan: Plan) -> Trial
         time.sleep(plan.pause)
         fault.recover(suite)
         log.info("fault %s: recovered %.1fs after the fault", fault.name, time.time() - fault_at)
-        time.sleep(plan.after)
+        with Supervisor(suite) as supervisor:
+            time.sleep(plan.after)
+            stream.stop()
+            last = max((item.accepted_at for item in stream.submitted), default=fault_at)
+            until = max(fault_at, last) + plan.recovery_deadline
+            follow(gateway_url, stream.submitted, until=until)
     finally:
         stream.stop()
-    last = max((item.accepted_at for item in stream.submitted), default=fault_at)
-    follow(gateway_url, stream.submitted, until=max(fault_at, last) + plan.recovery_deadline)
     twice = executions.executed_twice(
         starts_at_executors(suite), (item.eval_id for item in stream.submitted)
     )
@@ -112,8 +147,7 @@ def run_fault(suite: Suite, gateway_url: str, fault: Fault, plan: Plan) -> Trial
         twice=twice,
         deadline=plan.recovery_deadline,
     )
-    if note:
-        result.details.insert(0, f"fault: {note}")
+    result.details[0:0] = [f"fault: {note}"] * bool(note) + supervisor.notes
     return Trial(result, stream.submitted, fault_at)
 
 
