@@ -159,11 +159,15 @@ def test_with_storage_down_the_client_gets_503_and_nothing_is_dispatched(
 
 
 def test_a_shadow_its_path_refuses_stays_queued_and_the_reconciler_sends_it_once_back(
-    start_gateway, own_queue_service, redis_server, storage, internal, processes
+    start_gateway, own_queue_service, own_storage, redis_server, internal, processes
 ):
+    # A storage of its own: the reconciler looks at the oldest queued runs first, and the shared
+    # storage holds every other test's never-run legacy evaluations.
+    storage = own_storage
     gateway = start_gateway(
         broker=redis_server.url,
         queue=own_queue_service.url,
+        storage_url=own_storage.url,
         celery_enabled=True,
         celery_percentage=1.0,
         migration_mode="shadow",
