@@ -390,9 +390,10 @@ def test_a_live_worker_renews_its_lease_past_the_lease_seconds(
     wait_ended,
     internal_key,
 ):
-    queue, storage = start_queue(queue_lease_seconds=1), storage_of(shared_storage)
+    # A 3 s lease, renewed every second: the program outlives two leases.
+    queue, storage = start_queue(queue_lease_seconds=3), storage_of(shared_storage)
     start_worker(queue=queue.url, storage=shared_storage.url, executors=shared_executor.url)
-    task = submit(storage, queue.url, SLOW.format(seconds=3), timeout=30)
+    task = submit(storage, queue.url, SLOW.format(seconds=7), timeout=30)
 
     view = wait_ended(storage, task.eval_id)
 
@@ -411,16 +412,18 @@ def test_a_killed_worker_loses_its_lease_in_seconds_and_the_next_collects_the_ru
     submit,
     wait_ended,
 ):
-    queue, storage = start_queue(queue_lease_seconds=1), storage_of(shared_storage)
+    queue, storage = start_queue(queue_lease_seconds=3), storage_of(shared_storage)
     worker = start_worker(
         queue=queue.url, storage=shared_storage.url, executors=shared_executor.url
     )
-    task = submit(storage, queue.url, SLOW.format(seconds=2), timeout=30)
-    wait_for(lambda: storage.get_evaluation(task.eval_id).status == Status.RUNNING)
     started = _sample(shared_executor.url, "crucible_executor_runs_total")
     taken_over = _taken_over(shared_executor.url)
+    # Long enough to be still running when the worker dies, however loaded the machine.
+    task = submit(storage, queue.url, SLOW.format(seconds=8), timeout=30)
+    wait_for(lambda: storage.get_evaluation(task.eval_id).status == Status.RUNNING)
 
     worker.kill()
+    assert storage.get_evaluation(task.eval_id).status == Status.RUNNING
     start_worker(queue=queue.url, storage=shared_storage.url, executors=shared_executor.url)
 
     view = wait_ended(storage, task.eval_id)
