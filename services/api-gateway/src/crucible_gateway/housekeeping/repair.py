@@ -141,8 +141,8 @@ class Reconciler:
             return Decision(Action.FAILED, f"could not settle it: {exc}")
 
     def _judge(self, run: StuckRun, path: Path, *, now: datetime) -> Decision:
-        events = self.storage.events(run.eval_id)
         if run.status is Status.RUNNING:
+            events = self.storage.events(run.eval_id)
             sign = last_sign_of_life(events, run.role)
             # Its path is asked only about a run past its lease (one call per run truly stuck).
             if lease_ran_out(run, last_sign_of_life=sign, now=now, rules=self.rules):
@@ -159,11 +159,16 @@ class Reconciler:
                 rules=self.rules,
             )
         holding = path.holds(run.eval_id, run.role)
+        # A run its path still holds is only waiting: its events are read only when it is not
+        # (a backlog of held runs costs one call each per round, not two).
+        redispatches = (
+            0 if holding.held else redispatches_of(self.storage.events(run.eval_id), run.role)
+        )
         return decide_queued(
             run,
             holding=holding,
             may_redispatch=path.may_redispatch,
-            redispatches=redispatches_of(events, run.role),
+            redispatches=redispatches,
             now=now,
             rules=self.rules,
         )
