@@ -60,12 +60,12 @@ def test_every_evaluation_takes_the_configured_path_with_right_output(
         assert view["started_at"] and view["completed_at"]
 
 
-def test_celery_work_is_shared_evenly_by_executors_2_and_3(client_for, celery_gateway):
+def test_celery_work_is_shared_by_executors_2_and_3(client_for, celery_gateway):
     client = client_for(celery_gateway)
     views = _run_many(client, ["print('hi')"] * 20)
-    counts = Counter(view["executor_id"] for view in views)
-    assert set(counts) == {"executor-2", "executor-3"}
-    assert min(counts.values()) >= 6, counts
+    # Each eval_id ranks the executors by hash (how evenly: libs/runtime's test_executor_pool);
+    # twenty all ranking the same one first has odds of 2 in 2**20.
+    assert {view["executor_id"] for view in views} == {"executor-2", "executor-3"}
 
 
 def test_half_split_sends_a_share_to_each_path_and_both_give_right_output(client_for, half_gateway):

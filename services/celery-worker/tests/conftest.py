@@ -253,9 +253,10 @@ def submit() -> Callable[..., tuple[str, AsyncResult]]:
         queue: Queue = Queue.DEFAULT,
         before_send: Callable[[str], Any] | None = None,
         extra_kwargs: dict[str, Any] | None = None,
+        eval_id: str | None = None,
         **options: Any,
     ) -> tuple[str, AsyncResult]:
-        eval_id = new_eval_id()
+        eval_id = eval_id or new_eval_id()
         program = Program(code=code, language="python", timeout=timeout)
         storage.create_evaluation(
             EvaluationCreate(eval_id=eval_id, program=program, backend=Backend.CELERY)

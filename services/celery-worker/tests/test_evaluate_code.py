@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from datetime import datetime
 
 from crucible_contracts.models import RunUpdate
 from crucible_contracts.names import Queue, Role
 from crucible_contracts.status import Status
+from crucible_runtime.clients import ExecutorPool
 from crucible_runtime.pytest_plugin import wait_for
 
 
@@ -50,15 +50,23 @@ def test_program_over_its_time_limit_ends_timeout(stack, storage, submit, wait_u
     assert view.attempts == 1
 
 
-def test_executors_two_and_three_share_the_work(stack, storage, submit, wait_until_ended):
+def test_each_run_goes_to_the_executor_its_eval_id_ranks_first(
+    stack, storage, submit, wait_until_ended, executor_busy
+):
+    # Four slots per executor and two worker processes: once what earlier tests left running
+    # has ended, no executor is ever full, so no run fails over and each lands where
+    # ExecutorPool.preference puts it.
+    for url in stack.executor_urls:
+        wait_for(lambda url=url: executor_busy(url) == 0, timeout=30, what=f"{url} to be idle")
+    pool = ExecutorPool(stack.executor_urls)
     eval_ids = [submit(stack.worker.client, storage, f"print({n})")[0] for n in range(20)]
 
     views = [wait_until_ended(storage, eval_id) for eval_id in eval_ids]
 
     assert {view.status for view in views} == {Status.COMPLETED}
-    counts = Counter(view.executor_id for view in views)
-    assert set(counts) == {"executor-2", "executor-3"}
-    assert min(counts.values()) >= 6, counts
+    expected = {eval_id: pool.preference(eval_id, Role.PRIMARY)[0].base_url for eval_id in eval_ids}
+    url_of = dict(zip(("executor-2", "executor-3"), stack.executor_urls, strict=True))
+    assert {view.eval_id: url_of[view.executor_id] for view in views} == expected
 
 
 def test_run_already_cancelled_in_storage_is_skipped(stack, storage, submit):

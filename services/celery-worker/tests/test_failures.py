@@ -4,25 +4,43 @@ from __future__ import annotations
 
 from collections import Counter
 
+from crucible_contracts.ids import new_eval_id
+from crucible_contracts.names import Role
 from crucible_contracts.status import Status
+from crucible_runtime.clients import ExecutorPool
 from crucible_runtime.pytest_plugin import wait_for
+
+
+def ids_ranking_first(urls: list[str], first: str, count: int) -> list[str]:
+    """Eval ids whose primary run asks `first` before any other executor in `urls`."""
+    pool = ExecutorPool(urls)
+    ids: list[str] = []
+    while len(ids) < count:
+        eval_id = new_eval_id()
+        if pool.preference(eval_id, Role.PRIMARY)[0].base_url == first:
+            ids.append(eval_id)
+    return ids
 
 
 def test_unreachable_executor_is_skipped(
     stack, storage, start_worker, start_executor, submit, wait_until_ended
 ):
     doomed = start_executor("executor-doomed")
-    worker = start_worker(
-        storage_url=stack.storage_url, executor_urls=[stack.executor_urls[0], doomed.url]
-    )
-    first = [submit(worker.client, storage, "print('before')")[0] for _ in range(4)]
+    urls = [stack.executor_urls[0], doomed.url]
+    worker = start_worker(storage_url=stack.storage_url, executor_urls=urls)
+    ids = [*ids_ranking_first(urls, doomed.url, 3), *ids_ranking_first(urls, urls[0], 1)]
+    first = [submit(worker.client, storage, "print('before')", eval_id=e)[0] for e in ids]
     assert {wait_until_ended(storage, e).executor_id for e in first} == {
         "executor-2",
         "executor-doomed",
     }
 
     doomed.stop()
-    after = [submit(worker.client, storage, "print('after')")[0] for _ in range(6)]
+    # Every one of these asks the stopped executor first.
+    after = [
+        submit(worker.client, storage, "print('after')", eval_id=e)[0]
+        for e in ids_ranking_first(urls, doomed.url, 6)
+    ]
     views = [wait_until_ended(storage, eval_id) for eval_id in after]
 
     assert {view.status for view in views} == {Status.COMPLETED}
