@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from crucible_contracts.ids import EvalId
 from crucible_contracts.names import Backend, EventName, Role
 from crucible_contracts.status import Status
+from crucible_contracts.tenancy import DEFAULT_TENANT, TENANT_PATTERN
 
 
 class Wire(BaseModel):
@@ -163,6 +164,10 @@ class EvaluationCreate(Wire, CarriesProgram):
     priority: bool = False
     backend: Backend
     routing_key: str | None = None
+    tenant: str = Field(default=DEFAULT_TENANT, pattern=TENANT_PATTERN)
+    # The tenant's cap on evaluations queued or running; storage refuses (429) at the cap, checked
+    # in the transaction that creates the evaluation. None: no cap.
+    max_in_flight: int | None = Field(default=None, ge=1)
 
 
 class RunCreate(Wire):
@@ -220,6 +225,7 @@ class EvaluationView(BaseModel):
     eval_id: str
     status: Status
     backend: Backend
+    tenant: str = DEFAULT_TENANT
     language: str
     code: str
     stdin: str | None = None

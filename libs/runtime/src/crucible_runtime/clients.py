@@ -29,6 +29,19 @@ from crucible_contracts.models import (
     StuckRun,
 )
 from crucible_contracts.names import INTERNAL_KEY_HEADER, Backend, Role
+from crucible_contracts.tenancy import (
+    TENANT_HEADER,
+    KeyIdentity,
+    KeyView,
+    StoredKeyCreate,
+    TenantLimits,
+    TenantView,
+)
+
+
+def _scoped(tenant: str | None) -> dict[str, str]:
+    """The header that scopes a storage read to one tenant's evaluations (none: all)."""
+    return {TENANT_HEADER: tenant} if tenant is not None else {}
 
 
 def raise_for_error(response: httpx.Response) -> None:
@@ -76,22 +89,27 @@ class StorageClient(InternalClient):
         response = self.request("POST", "/evaluations", json=evaluation.model_dump(mode="json"))
         return EvaluationView.model_validate_json(response.content)
 
-    def get_evaluation(self, eval_id: str) -> EvaluationView:
-        response = self.request("GET", f"/evaluations/{eval_id}")
+    def get_evaluation(self, eval_id: str, *, tenant: str | None = None) -> EvaluationView:
+        """The evaluation; NotFound when unknown or (with `tenant`) another tenant's."""
+        response = self.request("GET", f"/evaluations/{eval_id}", headers=_scoped(tenant))
         return EvaluationView.model_validate_json(response.content)
 
-    def list_evaluations(self, **filters: Any) -> EvaluationPage:
+    def list_evaluations(self, *, tenant: str | None = None, **filters: Any) -> EvaluationPage:
         params = {key: value for key, value in filters.items() if value is not None}
-        response = self.request("GET", "/evaluations", params=params)
+        response = self.request("GET", "/evaluations", params=params, headers=_scoped(tenant))
         return EvaluationPage.model_validate_json(response.content)
 
     def add_run(self, eval_id: str, run: RunCreate) -> RunView:
         response = self.request("POST", f"/evaluations/{eval_id}/runs", json=run.model_dump())
         return RunView.model_validate_json(response.content)
 
-    def update_run(self, eval_id: str, role: Role, update: RunUpdate) -> RunView:
+    def update_run(
+        self, eval_id: str, role: Role, update: RunUpdate, *, tenant: str | None = None
+    ) -> RunView:
         body = update.model_dump(mode="json", exclude_none=True)
-        response = self.request("PATCH", f"/evaluations/{eval_id}/runs/{role}", json=body)
+        response = self.request(
+            "PATCH", f"/evaluations/{eval_id}/runs/{role}", json=body, headers=_scoped(tenant)
+        )
         return RunView.model_validate_json(response.content)
 
     def replay_run(self, eval_id: str, role: Role) -> RunView:
@@ -120,8 +138,8 @@ class StorageClient(InternalClient):
         response = self.request("GET", "/runs/stuck", params=params)
         return [StuckRun.model_validate(item) for item in response.json()]
 
-    def events(self, eval_id: str) -> list[Event]:
-        response = self.request("GET", f"/evaluations/{eval_id}/events")
+    def events(self, eval_id: str, *, tenant: str | None = None) -> list[Event]:
+        response = self.request("GET", f"/evaluations/{eval_id}/events", headers=_scoped(tenant))
         return [Event.model_validate(item) for item in response.json()]
 
     def delete_older_than(self, seconds: float) -> int:
@@ -138,9 +156,11 @@ class StorageClient(InternalClient):
         )
         return ComparisonView.model_validate_json(response.content), response.status_code == 201
 
-    def get_comparison(self, eval_id: str) -> ComparisonView:
+    def get_comparison(self, eval_id: str, *, tenant: str | None = None) -> ComparisonView:
         """The recorded comparison; NotFound when there is none (yet)."""
-        response = self.request("GET", f"/evaluations/{eval_id}/comparison")
+        response = self.request(
+            "GET", f"/evaluations/{eval_id}/comparison", headers=_scoped(tenant)
+        )
         return ComparisonView.model_validate_json(response.content)
 
     def pending_comparisons(self, *, limit: int = 100) -> list[EvaluationView]:
@@ -180,6 +200,40 @@ class StorageClient(InternalClient):
             params["document"] = document
         response = self.request("GET", "/audit", params=params)
         return [AuditEntry.model_validate(item) for item in response.json()]
+
+    # --- tenants and keys ---------------------------------------------------------------------
+
+    def put_tenant(self, tenant: str, limits: TenantLimits) -> TenantView:
+        response = self.request("PUT", f"/tenants/{tenant}", json=limits.model_dump(mode="json"))
+        return TenantView.model_validate_json(response.content)
+
+    def tenants(self) -> list[TenantView]:
+        return [TenantView.model_validate(item) for item in self.request("GET", "/tenants").json()]
+
+    def create_key(self, key: StoredKeyCreate) -> tuple[KeyView, bool]:
+        """Record a key by its hash: (it, True), or (the key of that hash recorded first, False)."""
+        response = self.request("POST", "/keys", json=key.model_dump(mode="json"))
+        return KeyView.model_validate_json(response.content), response.status_code == 201
+
+    def keys(
+        self, *, tenant: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[KeyView]:
+        params: dict[str, Any] = {"limit": limit, "offset": offset}
+        if tenant is not None:
+            params["tenant"] = tenant
+        response = self.request("GET", "/keys", params=params)
+        return [KeyView.model_validate(item) for item in response.json()]
+
+    def revoke_key(self, key_id: str) -> KeyView:
+        return KeyView.model_validate_json(self.request("DELETE", f"/keys/{key_id}").content)
+
+    def identify_key(self, key_hash: str) -> KeyIdentity | None:
+        """The active key of this SHA-256 with its tenant's limits; None when unknown or revoked."""
+        try:
+            response = self.request("GET", f"/keys/by-hash/{key_hash}")
+        except NotFound:
+            return None
+        return KeyIdentity.model_validate_json(response.content)
 
 
 class QueueServiceClient(InternalClient):

@@ -19,6 +19,7 @@ from crucible_storage.config import Settings
 from crucible_storage.db import Database
 from crucible_storage.events import EventPublisher
 from crucible_storage.routes import router
+from crucible_storage.tenant_routes import router as tenant_router
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_common(app, service="storage", internal_api_key=settings.internal_api_key)
     _install_database_errors(app, database)
     app.include_router(router)
+    app.include_router(tenant_router)
     return app
 
 

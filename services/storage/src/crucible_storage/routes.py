@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Header, Query, Response, status
 
 from crucible_contracts.ids import EvalId
 from crucible_contracts.models import (
@@ -25,6 +25,7 @@ from crucible_contracts.models import (
 )
 from crucible_contracts.names import Backend, Role
 from crucible_contracts.status import Status
+from crucible_contracts.tenancy import TENANT_HEADER, TENANT_PATTERN
 from crucible_storage import audit, service
 from crucible_storage.deps import (
     DatabaseDep,
@@ -42,6 +43,13 @@ MAX_OFFSET = 1_000_000
 
 router = APIRouter()
 
+# The caller's tenant, set by the gateway for its clients: reads and cancels then see that
+# tenant's evaluations only (another's answers 404 like an unknown one). Absent: no scoping, for
+# internal consumers and operators.
+TenantScope = Annotated[
+    str | None, Header(alias=TENANT_HEADER, pattern=TENANT_PATTERN, max_length=64)
+]
+
 
 @router.get("/health")
 def health(database: DatabaseDep) -> Health:
@@ -58,13 +66,14 @@ def create_evaluation(
 @router.get("/evaluations")
 def list_evaluations(
     session: ReadSession,
+    tenant: TenantScope = None,
     status: Status | None = None,
     backend: Backend | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> EvaluationPage:
     return service.list_evaluations(
-        session=session, status=status, backend=backend, limit=limit, offset=offset
+        session=session, status=status, backend=backend, limit=limit, offset=offset, tenant=tenant
     )
 
 
@@ -76,8 +85,10 @@ def delete_evaluations(
 
 
 @router.get("/evaluations/{eval_id}")
-def get_evaluation(eval_id: EvalId, session: ReadSession) -> EvaluationView:
-    return service.get_evaluation(session=session, eval_id=eval_id)
+def get_evaluation(
+    eval_id: EvalId, session: ReadSession, tenant: TenantScope = None
+) -> EvaluationView:
+    return service.get_evaluation(session=session, eval_id=eval_id, tenant=tenant)
 
 
 @router.post("/evaluations/{eval_id}/runs", status_code=status.HTTP_201_CREATED)
@@ -89,10 +100,20 @@ def add_run(
 
 @router.patch("/evaluations/{eval_id}/runs/{role}")
 def update_run(
-    eval_id: EvalId, role: Role, body: RunUpdate, session: WriteSession, publisher: PublisherDep
+    eval_id: EvalId,
+    role: Role,
+    body: RunUpdate,
+    session: WriteSession,
+    publisher: PublisherDep,
+    tenant: TenantScope = None,
 ) -> RunView:
     return service.update_run(
-        session=session, publisher=publisher, eval_id=eval_id, role=role, update=body
+        session=session,
+        publisher=publisher,
+        eval_id=eval_id,
+        role=role,
+        update=body,
+        tenant=tenant,
     )
 
 
@@ -131,8 +152,8 @@ def stuck_runs(
 
 
 @router.get("/evaluations/{eval_id}/events")
-def list_events(eval_id: EvalId, session: ReadSession) -> list[Event]:
-    return service.list_events(session=session, eval_id=eval_id)
+def list_events(eval_id: EvalId, session: ReadSession, tenant: TenantScope = None) -> list[Event]:
+    return service.list_events(session=session, eval_id=eval_id, tenant=tenant)
 
 
 @router.put("/evaluations/{eval_id}/comparison")
@@ -145,8 +166,10 @@ def record_comparison(
 
 
 @router.get("/evaluations/{eval_id}/comparison")
-def get_comparison(eval_id: EvalId, session: ReadSession) -> ComparisonView:
-    return service.get_comparison(session=session, eval_id=eval_id)
+def get_comparison(
+    eval_id: EvalId, session: ReadSession, tenant: TenantScope = None
+) -> ComparisonView:
+    return service.get_comparison(session=session, eval_id=eval_id, tenant=tenant)
 
 
 @router.get("/comparisons/pending")
