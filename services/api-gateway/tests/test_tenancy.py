@@ -244,3 +244,19 @@ def test_without_keys_everything_is_the_default_tenant(api):
 
     assert api.get(f"/api/eval/{eval_id}").json()["tenant"] == "default"
     assert api.get("/api/celery/workers").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("api_keys", "seeded", "required"),
+    [
+        ("", (), False),
+        ("key-one, key-two", (("default", "key-one"), ("default", "key-two")), True),
+        ("acme:k1,globex:k:2", (("acme", "k1"), ("globex", "k:2")), True),
+    ],
+)
+def test_api_keys_name_tenant_and_key(api_keys, seeded, required):
+    from crucible_gateway.config import Settings
+
+    settings = Settings(api_keys=api_keys)
+
+    assert (settings.seeded_keys, settings.keys_required) == (seeded, required)

@@ -132,9 +132,10 @@ class Settings(ServiceSettings):
         entries = []
         for part in self.api_keys.split(","):
             tenant, sep, key = part.strip().partition(":")
-            if not key.strip():
-                continue
-            entries.append((tenant.strip() if sep else DEFAULT_TENANT, key.strip()))
+            if not sep:
+                tenant, key = DEFAULT_TENANT, tenant
+            if key.strip():
+                entries.append((tenant.strip(), key.strip()))
         return tuple(entries)
 
     @property
