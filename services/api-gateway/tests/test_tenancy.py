@@ -161,7 +161,9 @@ def test_a_revoked_key_is_refused_within_a_second_on_every_replica(replicas, cli
     assert time.monotonic() - revoked_at <= KEY_CACHE_SECONDS + 0.5
 
 
-def test_keys_are_shown_once_and_listed_without_the_key(replicas, client):
+def test_keys_are_shown_once_listed_without_the_key_and_audited(
+    replicas, client, storage, internal
+):
     operator = client(replicas[0], headers=OPERATOR)
     tenant = _tenant()
     created = _new_key(operator, tenant)
@@ -172,6 +174,10 @@ def test_keys_are_shown_once_and_listed_without_the_key(replicas, client):
     assert created["key"] not in listing.text
     (listed,) = listing.json()
     assert listed == {key: value for key, value in created.items() if key != "key"}
+    log = internal(storage.url).get("/audit", params={"document": "tenancy", "limit": 500})
+    entries = [e for e in log.json() if e["changes"].get("key_id") == [None, created["key_id"]]]
+    assert [(e["actor"], e["action"]) for e in entries] == [("alice", "create_key")]
+    assert created["key"] not in log.text
 
 
 def test_api_keys_are_seeded_once_by_every_replica(replicas, client):

@@ -148,10 +148,7 @@ def operator_name(given: str | None, tokens: dict[str, str]) -> str:
         raise Unauthorized(
             f"operator token required: send {OPERATOR_HEADER} or Authorization: Bearer"
         )
-    found: str | None = None
-    for name, token in tokens.items():
-        if hmac.compare_digest(given.encode(), token.encode()):
-            found = name
+    found = _operator_of(given, tokens)
     if found is None:
         raise Forbidden("wrong operator token")
     return found

@@ -61,10 +61,11 @@ class Principal:
 
     @classmethod
     def operator(cls, name: str) -> Principal:
-        """An operator by OPERATOR_TOKEN: the operators' views and every tenant's evaluations."""
+        """An operator by OPERATOR_TOKEN: the operators' views and every tenant's evaluations;
+        what it submits (a smoke test) is tenant `default`'s."""
         return cls(
             tenant=DEFAULT_TENANT,
-            scopes=frozenset({Scope.READ, Scope.OPERATOR}),
+            scopes=frozenset(Scope),
             limits=TenantLimits(),
             actor=name,
         )
