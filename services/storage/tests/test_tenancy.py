@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from crucible_contracts.errors import Busy, Conflict, NotFound
 from crucible_contracts.ids import new_eval_id
@@ -19,6 +19,7 @@ from crucible_contracts.models import ComparisonOutcome, ComparisonRecord, RunCr
 from crucible_contracts.names import Backend, Role
 from crucible_contracts.status import Status
 from crucible_contracts.tenancy import Scope, StoredKeyCreate, TenantLimits, key_hash
+from crucible_storage import migrate
 from crucible_storage.db import Database
 from crucible_storage.tables import ApiKeyRecord
 
@@ -191,3 +192,26 @@ def test_a_tenants_limits_come_with_its_keys(shared_client) -> None:
     assert view.limits == limits
     assert tenant in {t.tenant for t in shared_client.tenants()}
     assert shared_client.identify_key(key_hash(key)).limits == limits
+
+
+def test_0005_gives_existing_evaluations_the_default_tenant(database_url) -> None:
+    database = Database(database_url)
+    try:
+        migrate.upgrade(database, "0004_audit")
+        with database.write_engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO evaluations (eval_id, code, language, timeout, priority, created_at)"
+                    " VALUES ('e1', 'print(1)', 'python', 5, false, '2030-01-02 03:04:05')"
+                )
+            )
+
+        migrate.upgrade(database)
+
+        with database.engine.connect() as connection:
+            tenant = connection.execute(
+                text("SELECT tenant FROM evaluations WHERE eval_id = 'e1'")
+            ).scalar_one()
+        assert tenant == "default"
+    finally:
+        database.dispose()
