@@ -129,11 +129,12 @@ def limited_gateways(start_gateway, session_broker):
     """start(n): n gateways on one state Redis and one rate-limit key, 1 request/s over 3 s
     (3 at once) for the one tenant of local mode."""
 
-    def start(count: int) -> list[str]:
+    def start(count: int, **extra: str) -> list[str]:
         env = {
             "RATE_LIMIT_PER_SECOND": "1",
             "RATE_LIMIT_WINDOW_SECONDS": "3",
             "RATE_LIMIT_KEY_PREFIX": f"crucible:ratelimit:test:{uuid.uuid4().hex[:10]}",
+            **extra,
         }
         return [start_gateway(broker=session_broker, **env).url for _ in range(count)]
 
@@ -189,3 +190,26 @@ def test_two_gateways_on_one_redis_share_the_limit(limited_gateways):
 
     assert [r.status_code for r in answers] == [200, 200, 200, 429, 429]
     assert [r.headers["RateLimit-Remaining"] for r in answers] == ["2", "1", "0", "0", "0"]
+
+
+def test_a_request_refused_by_auth_is_not_counted(limited_gateways):
+    (url,) = limited_gateways(1, api_keys="client-key")
+
+    anonymous = [_get(url) for _ in range(5)]
+    with httpx.Client(base_url=url, headers={"X-API-Key": "client-key"}, timeout=10) as client:
+        keyed = [client.get("/api/evaluations?limit=1") for _ in range(4)]
+
+    assert {r.status_code for r in anonymous} == {401}
+    assert all("RateLimit-Limit" not in r.headers for r in anonymous)
+    assert [r.status_code for r in keyed] == [200, 200, 200, 429]
+
+
+def test_a_gateway_whose_redis_is_down_lets_requests_through(limited_gateways, redis_server):
+    (url,) = limited_gateways(1, redis_url=redis_server.url)
+    assert _get(url).headers["RateLimit-Remaining"] == "2"
+    redis_server.stop()
+
+    answers = [_get(url) for _ in range(5)]
+
+    assert [r.status_code for r in answers] == [200] * 5
+    assert all("RateLimit-Limit" not in r.headers for r in answers)
