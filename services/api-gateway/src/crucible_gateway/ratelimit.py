@@ -115,9 +115,3 @@ class RateLimiter:
         return Decision(
             allowed=allowed, limit=item.amount, remaining=max(0, stats.remaining), reset=reset
         )
-
-    async def reset(self, tenant: str, per_second: float) -> None:
-        """Forget `tenant`'s window for `per_second` (tests, and an operator lifting a block)."""
-        item = rate_item(per_second, self.window_seconds)
-        if item is not None:
-            await self._storage.clear(item.key_for(tenant))
