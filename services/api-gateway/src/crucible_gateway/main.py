@@ -24,6 +24,8 @@ from crucible_gateway.migration.supervisor import Supervisor
 from crucible_gateway.operations.routes import router as operations_router
 from crucible_gateway.paths import CeleryPath, LegacyPath, Paths
 from crucible_gateway.paths.celery_client import CeleryDispatcher
+from crucible_gateway.ratelimit import RateLimiter
+from crucible_gateway.ratelimit_middleware import install_rate_limit
 from crucible_runtime.clients import ExecutorPool, QueueServiceClient, StorageClient
 from crucible_runtime.dead_letters import DeadLetterStore
 from crucible_runtime.logs import setup_logging
@@ -117,6 +119,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.dead_letters = dead_letters
     app.state.operator_tokens = settings.operator_tokens
 
+    # Before the auth middleware, so that it runs after it: it counts authenticated requests
+    # against the tenant auth found.
+    rate_limiter = RateLimiter(
+        settings.redis_url,
+        window_seconds=settings.rate_limit_window_seconds,
+        key_prefix=settings.rate_limit_key_prefix,
+    )
+    install_rate_limit(app, rate_limiter, default_per_second=settings.rate_limit_per_second)
     install_api_keys(app, settings.api_key_list)
     # The gateway is the public edge: clients authenticate with API_KEYS, not with the internal
     # key, which it only sends on its own calls to storage and the queue-service.
