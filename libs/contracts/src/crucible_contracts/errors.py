@@ -8,6 +8,7 @@
     ├── Conflict                    409 conflict
     │   └── IllegalTransition       409 illegal_transition
     ├── Busy                        429 busy               (at capacity; carries Retry-After)
+    │   └── RateLimited             429 rate_limited       (a tenant's request rate is spent)
     └── Unavailable                 503 unavailable        (a dependency cannot be reached)
         └── NoPathAvailable         503 no_path_available  (neither queue took the evaluation)
 
@@ -74,6 +75,12 @@ class Busy(CrucibleError):
         self.retry_after = retry_after
 
 
+class RateLimited(Busy):
+    """The caller's tenant spent its request rate; `retry_after` says when one more may pass."""
+
+    code = "rate_limited"
+
+
 class Unavailable(CrucibleError):
     status_code = 503
     code = "unavailable"
@@ -94,6 +101,7 @@ BY_CODE: dict[str, type[CrucibleError]] = {
         Conflict,
         IllegalTransition,
         Busy,
+        RateLimited,
         Unavailable,
         NoPathAvailable,
     )

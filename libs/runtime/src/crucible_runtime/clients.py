@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from datetime import datetime
 from typing import Any
@@ -64,21 +65,55 @@ def raise_for_error(response: httpx.Response) -> None:
     raise exc
 
 
+log = logging.getLogger(__name__)
+
+# Methods whose request may be sent twice with the effect of once (RFC 9110, 9.2.2).
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+# What a pooled keep-alive connection that the server closed or reset under us raises: the server
+# may or may not have received the request, so only a request safe to repeat is sent again.
+# Not a connect error or a timeout: those say the service is down or slow, and a retry would only
+# double the wait.
+STALE_CONNECTION_ERRORS = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+
+
 class InternalClient:
-    """A pooled, thread-safe client of one internal service; network failures become Unavailable."""
+    """A pooled, thread-safe client of one internal service; network failures become Unavailable.
+
+    An idempotent request (GET, HEAD, OPTIONS, PUT, DELETE, or one the caller marks
+    `idempotent=True`) that meets a connection closed or reset by the server is sent once more,
+    on a new connection: after a service drops its kept-alive connections (a restart, an error
+    that closed them, its keep-alive timeout racing our next call) the next calls would otherwise
+    fail for nothing. Any other request fails at once (`idempotent=False` forces that for a GET).
+    """
 
     def __init__(self, base_url: str, *, internal_key: str | None = None, timeout: float = 10):
         headers = {INTERNAL_KEY_HEADER: internal_key} if internal_key else {}
         self.base_url = base_url.rstrip("/")
         self._http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout)
 
-    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    def request(
+        self, method: str, path: str, *, idempotent: bool | None = None, **kwargs: Any
+    ) -> httpx.Response:
+        if idempotent is None:
+            idempotent = method.upper() in IDEMPOTENT_METHODS
         try:
-            response = self._http.request(method, path, **kwargs)
+            response = self._send(method, path, retry_stale=idempotent, **kwargs)
         except httpx.HTTPError as exc:
             raise Unavailable(f"{self.base_url} unreachable: {exc!r}", url=self.base_url) from exc
         raise_for_error(response)
         return response
+
+    def _send(self, method: str, path: str, *, retry_stale: bool, **kwargs: Any) -> httpx.Response:
+        try:
+            return self._http.request(method, path, **kwargs)
+        except STALE_CONNECTION_ERRORS as exc:
+            if not retry_stale:
+                raise
+            # httpx dropped the broken connection: this one goes out on a new one.
+            log.info(
+                "%s %s%s: connection lost (%r), sent once more", method, self.base_url, path, exc
+            )
+            return self._http.request(method, path, **kwargs)
 
     def close(self) -> None:
         self._http.close()
@@ -187,7 +222,9 @@ class StorageClient(InternalClient):
     def record_audit(self, entry: AuditEntry) -> tuple[AuditEntry, bool]:
         """Record one audit entry: (it, True) when this call recorded it, else (the entry of the
         same audit_id recorded first, False). Safe to call again after a lost answer."""
-        response = self.request("POST", "/audit", json=entry.model_dump(mode="json"))
+        response = self.request(
+            "POST", "/audit", json=entry.model_dump(mode="json"), idempotent=True
+        )
         return AuditEntry.model_validate_json(response.content), response.status_code == 201
 
     def audit(
@@ -323,8 +360,13 @@ class ExecutorPool:
         down: list[Unavailable] = []
         for client in self._rotation(request.eval_id, request.role):
             try:
+                # Idempotent per (eval_id, role): a repeat joins the run or returns its result.
                 response = client.request(
-                    "POST", "/execute", json=request.model_dump(mode="json"), timeout=timeout
+                    "POST",
+                    "/execute",
+                    json=request.model_dump(mode="json"),
+                    timeout=timeout,
+                    idempotent=True,
                 )
             except Busy as exc:
                 busy.append(exc)
@@ -346,7 +388,9 @@ class ExecutorPool:
         params = {"role": role.value} if role is not None else {}
         for client in self.clients:
             try:
-                response = client.request("POST", f"/kill/{eval_id}", params=params)
+                response = client.request(
+                    "POST", f"/kill/{eval_id}", params=params, idempotent=True
+                )
                 killed = killed or bool(response.json().get("killed"))
             except CrucibleError:
                 continue

@@ -80,6 +80,13 @@ class Settings(ServiceSettings):
     # Evaluations a tenant may have queued or running at once, unless its own limit says.
     tenant_max_in_flight: int = Field(default=1000, ge=1)
 
+    # Per-tenant request rate on /api/* (ratelimit.py), shared by every replica through REDIS_URL:
+    # requests per second on average, counted over a moving window of RATE_LIMIT_WINDOW_SECONDS,
+    # so a tenant may spend rate x window at once (its burst). 0: no limit, unless a tenant's own.
+    rate_limit_per_second: float = Field(default=50.0, ge=0)
+    rate_limit_window_seconds: int = Field(default=2, ge=1, le=3600)
+    rate_limit_key_prefix: str = Field(default="crucible:ratelimit", min_length=1)
+
     gateway_languages: str = "python,javascript"
     max_code_bytes: int = Field(default=_DEFAULT_LIMITS.max_code_bytes, gt=0)
     max_stdin_bytes: int = Field(default=_DEFAULT_LIMITS.max_stdin_bytes, ge=0)

@@ -26,6 +26,8 @@ from crucible_gateway.migration.supervisor import Supervisor
 from crucible_gateway.operations.routes import router as operations_router
 from crucible_gateway.paths import CeleryPath, LegacyPath, Paths
 from crucible_gateway.paths.celery_client import CeleryDispatcher
+from crucible_gateway.ratelimit import RateLimiter
+from crucible_gateway.ratelimit_middleware import install_rate_limit
 from crucible_gateway.tenancy.principal import KeyResolver
 from crucible_gateway.tenancy.routes import router as tenancy_router
 from crucible_gateway.tenancy.service import seed_in_background
@@ -135,6 +137,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.key_resolver = resolver
     app.state.tenant_max_in_flight = settings.tenant_max_in_flight
 
+    # Before the auth middleware, so that it runs after it: it counts authenticated requests
+    # against the tenant auth found.
+    rate_limiter = RateLimiter(
+        settings.redis_url,
+        window_seconds=settings.rate_limit_window_seconds,
+        key_prefix=settings.rate_limit_key_prefix,
+    )
+    install_rate_limit(app, rate_limiter, default_per_second=settings.rate_limit_per_second)
     install_auth(
         app,
         Authenticator(
