@@ -18,7 +18,7 @@ from crucible_contracts.tenancy import KeyCreate, Scope, TenantLimits, is_tenant
         {"max_in_flight": 0},
         {"max_batch": 1.5},
         {"requests_per_second": "2"},
-        {"requests_per_second": 0},
+        {"requests_per_second": -1},
         {"burst": 3},
     ],
     ids=str,

@@ -51,9 +51,10 @@ class _Strict(BaseModel):
 
 
 class TenantLimits(_Strict):
-    """A tenant's own limits; None means the gateway's default setting."""
+    """A tenant's own limits; None means the gateway's default setting. A `requests_per_second`
+    of 0 exempts the tenant from the rate limit (as RATE_LIMIT_PER_SECOND=0 does for all)."""
 
-    requests_per_second: StrictFloat | None = Field(default=None, gt=0, le=1_000_000)
+    requests_per_second: StrictFloat | None = Field(default=None, ge=0, le=1_000_000)
     max_in_flight: StrictInt | None = Field(default=None, ge=1, le=1_000_000)
     max_batch: StrictInt | None = Field(default=None, ge=1, le=100_000)
 
