@@ -222,6 +222,21 @@ def test_parallel_submits_at_the_in_flight_cap_accept_exactly_the_cap(replicas, 
     assert refused.json()["error"]["details"]["limit"] == IN_FLIGHT_CAP
 
 
+def test_a_batch_that_reaches_the_in_flight_cap_says_which_items_exist(replicas, client):
+    operator = client(replicas[0], headers=OPERATOR)
+    tenant = _tenant()
+    operator.put(f"/api/admin/tenants/{tenant}", json={"max_in_flight": 2})
+    user = client(replicas[0], _new_key(operator, tenant)["key"])
+
+    refused = user.post("/api/eval-batch", json={"evaluations": [CODE] * 3})
+
+    assert refused.status_code == 429, refused.text
+    assert int(refused.headers["Retry-After"]) >= 1
+    accepted = refused.json()["error"]["details"]["accepted"]
+    assert len(accepted) == 2
+    assert {user.get(f"/api/eval/{eval_id}").status_code for eval_id in accepted} == {200}
+
+
 @pytest.mark.parametrize(
     ("path", "headers", "code"),
     [

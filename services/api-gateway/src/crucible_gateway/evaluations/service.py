@@ -120,10 +120,12 @@ def submit_batch(
         except NotDispatched as exc:
             accepted.append(exc.entry)
         except Busy as exc:
+            details = {key: value for key, value in exc.details.items() if key != "retry_after"}
             raise Busy(
                 exc.message,
                 retry_after=exc.retry_after,
-                **{**exc.details, "accepted": [entry.eval_id for entry in accepted]},
+                **details,
+                accepted=[entry.eval_id for entry in accepted],
             ) from exc
         except Unavailable as exc:
             raise Unavailable(exc.message, accepted=[entry.eval_id for entry in accepted]) from exc
