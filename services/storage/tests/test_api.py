@@ -12,6 +12,7 @@ from crucible_contracts.errors import Conflict, IllegalTransition, InvalidInput,
 from crucible_contracts.ids import new_eval_id
 from crucible_contracts.models import RunCreate, RunUpdate
 from crucible_contracts.names import Backend, EventName, Role
+from crucible_contracts.output import encode_stream, exact_bytes
 from crucible_contracts.status import Status
 from crucible_runtime.clients import StorageClient
 from crucible_storage import repository
@@ -103,6 +104,32 @@ def test_a_run_goes_through_its_life_over_http(shared_client, new_evaluation) ->
         Status.RUNNING,
         Status.COMPLETED,
     ]
+
+
+def test_nul_and_invalid_utf8_are_stored_and_returned_exactly(
+    shared_client, new_evaluation
+) -> None:
+    create = new_evaluation(code="print('\x00')\x00", stdin="a\x00b")
+    eval_id = shared_client.create_evaluation(create).eval_id
+    shared_client.update_run(eval_id, Role.PRIMARY, RunUpdate(status=Status.RUNNING))
+    output, output_base64 = encode_stream(b"\xff\xfe\x00ok")
+    result = RunUpdate(
+        status=Status.COMPLETED,
+        exit_code=0,
+        output=output,
+        output_base64=output_base64,
+        error="warn\x00\n",
+    )
+
+    done = shared_client.update_run(eval_id, Role.PRIMARY, result)
+    again = shared_client.update_run(eval_id, Role.PRIMARY, result)
+    view = shared_client.get_evaluation(eval_id)
+
+    assert again == done
+    assert (view.code, view.stdin) == ("print('\x00')\x00", "a\x00b")
+    assert exact_bytes(view.output, view.output_base64) == b"\xff\xfe\x00ok"
+    assert (view.error, view.error_base64) == ("warn\x00\n", None)
+    assert view.runs[0].output_base64 == output_base64
 
 
 def test_a_shadow_run_is_added_once(shared_client, new_evaluation) -> None:

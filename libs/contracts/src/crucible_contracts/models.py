@@ -11,7 +11,11 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from crucible_contracts.ids import EvalId
 from crucible_contracts.names import Backend, EventName, Role
+from crucible_contracts.output import Base64
 from crucible_contracts.status import Status
+
+_OUTPUT_BASE64 = "The exact bytes of `output`, base64, when they are not valid UTF-8; else null."
+_ERROR_BASE64 = "The exact bytes of `error`, base64, when they are not valid UTF-8; else null."
 
 
 class Wire(BaseModel):
@@ -145,6 +149,8 @@ class ExecuteResult(BaseModel):
     exit_code: int | None = None
     output: str = ""
     error: str = ""
+    output_base64: Base64 | None = Field(default=None, description=_OUTPUT_BASE64)
+    error_base64: Base64 | None = Field(default=None, description=_ERROR_BASE64)
     output_truncated: bool = False
     error_truncated: bool = False
     runtime_ms: float = 0
@@ -185,6 +191,8 @@ class RunUpdate(Wire):
     exit_code: int | None = None
     output: str | None = None
     error: str | None = None
+    output_base64: Base64 | None = Field(default=None, description=_OUTPUT_BASE64)
+    error_base64: Base64 | None = Field(default=None, description=_ERROR_BASE64)
     output_truncated: bool | None = None
     error_truncated: bool | None = None
     runtime_ms: float | None = None
@@ -204,6 +212,8 @@ class RunView(BaseModel):
     exit_code: int | None = None
     output: str | None = None
     error: str | None = None
+    output_base64: Base64 | None = Field(default=None, description=_OUTPUT_BASE64)
+    error_base64: Base64 | None = Field(default=None, description=_ERROR_BASE64)
     output_truncated: bool = False
     error_truncated: bool = False
     runtime_ms: float | None = None
@@ -229,6 +239,8 @@ class EvaluationView(BaseModel):
     routing_key: str | None = None
     output: str | None = None
     error: str | None = None
+    output_base64: Base64 | None = Field(default=None, description=_OUTPUT_BASE64)
+    error_base64: Base64 | None = Field(default=None, description=_ERROR_BASE64)
     exit_code: int | None = None
     output_truncated: bool = False
     error_truncated: bool = False
