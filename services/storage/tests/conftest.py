@@ -3,12 +3,10 @@ real storage processes on top of them."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 
-import psycopg
 import pytest
 from sqlalchemy import update
 
@@ -29,7 +27,7 @@ from crucible_contracts.models import (
 from crucible_contracts.names import Backend, Role
 from crucible_contracts.status import Status
 from crucible_runtime.clients import StorageClient
-from crucible_runtime.pytest_plugin import ManagedProcess, ProcessStarter
+from crucible_runtime.pytest_plugin import ManagedProcess, ProcessStarter, postgres_database
 from crucible_storage import migrate, repository, service
 from crucible_storage.db import Database
 from crucible_storage.events import EventPublisher
@@ -89,13 +87,8 @@ def shared_database_url(
         yield _sqlite_url(tmp_path_factory.mktemp("shared-db"))
         return
     server = request.getfixturevalue("postgres_server_url")
-    admin = server.replace("+psycopg", "")
-    name = f"crucible_shared_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield f"{server.rsplit('/', 1)[0]}/{name}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with postgres_database(server, prefix="crucible_shared") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
