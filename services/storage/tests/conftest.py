@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy import update
 
@@ -35,6 +36,8 @@ from crucible_storage.tables import Comparison, Run
 
 DATABASES = ["sqlite", "postgresql"]
 APP = "crucible_storage.main:create_app"
+# The internal key of the shared storage processes.
+INTERNAL_KEY = "storage-tests-internal-key-0123456789"
 
 # How to reach each status from queued, one legal step at a time.
 PATH_TO: dict[Status, list[Status]] = {
@@ -232,22 +235,45 @@ def start_storage(processes: ProcessStarter, database_url: str) -> Callable[...,
 
 
 @pytest.fixture(scope="module")
+def shared_storage_env() -> dict[str, str]:
+    """Extra environment of this module's storage process; a module overrides it (e.g. REDIS_URL)."""
+    return {}
+
+
+@pytest.fixture(scope="module")
 def shared_storage(
-    session_processes: ProcessStarter, shared_database_url: str
+    session_processes: ProcessStarter, shared_database_url: str, shared_storage_env: dict[str, str]
 ) -> Iterator[ManagedProcess]:
-    """A storage process on this module's database of each kind, stopped with the module."""
-    managed = session_processes.service(
-        APP, name="storage-shared", env=_storage_env(shared_database_url)
-    )
+    """A storage process on this module's database of each kind, stopped with the module.
+
+    It asks for INTERNAL_KEY, as production's does: `shared_client` and `shared_http` send it,
+    and a test of what a call without it gets needs no process of its own.
+    """
+    env = _storage_env(shared_database_url, INTERNAL_API_KEY=INTERNAL_KEY, **shared_storage_env)
+    managed = session_processes.service(APP, name="storage-shared", env=env)
     yield managed
     managed.stop()
 
 
 @pytest.fixture
+def internal_key() -> str:
+    """The internal key the shared storage processes ask for."""
+    return INTERNAL_KEY
+
+
+@pytest.fixture
 def shared_client(shared_storage: ManagedProcess) -> Iterator[StorageClient]:
-    client = StorageClient(shared_storage.url)
+    client = StorageClient(shared_storage.url, internal_key=INTERNAL_KEY)
     yield client
     client.close()
+
+
+@pytest.fixture
+def shared_http(shared_storage: ManagedProcess) -> Iterator[httpx.Client]:
+    """Plain HTTP to this module's storage process, with the internal key."""
+    headers = {"X-Internal-Key": INTERNAL_KEY}
+    with httpx.Client(base_url=shared_storage.url, headers=headers, timeout=30) as http:
+        yield http
 
 
 @pytest.fixture
