@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from crucible_contracts.models import ExecuteResult, RunUpdate
+from crucible_contracts.models import EvalRequest, EvaluationCreate, ExecuteResult, RunUpdate
 from crucible_contracts.output import encode_stream, exact_bytes
 
 
@@ -44,3 +44,11 @@ def test_base64_that_is_not_standard_base64_is_refused():
         RunUpdate(output_base64="not base64!")
     with pytest.raises(ValidationError, match="error_base64"):
         RunUpdate(error_base64="-_8=")  # the URL-safe alphabet
+
+
+def test_a_routing_key_with_nul_is_refused_where_it_enters():
+    with pytest.raises(ValidationError, match="routing_key"):
+        EvalRequest(code="", routing_key="user\x00")
+    create = {"eval_id": "e" * 32, "backend": "legacy", "routing_key": "\x00"}
+    with pytest.raises(ValidationError, match="routing_key"):
+        EvaluationCreate.model_validate({**create, "code": "", "language": "python", "timeout": 1})

@@ -14,6 +14,9 @@ from crucible_contracts.names import Backend, EventName, Role
 from crucible_contracts.output import Base64
 from crucible_contracts.status import Status
 
+# A key or a name, kept in a text column: PostgreSQL's text refuses NUL (output and code are
+# kept as bytes instead, see crucible_contracts.output).
+NO_NUL = r"^[^\x00]*$"
 _OUTPUT_BASE64 = "The exact bytes of `output`, base64, when they are not valid UTF-8; else null."
 _ERROR_BASE64 = "The exact bytes of `error`, base64, when they are not valid UTF-8; else null."
 
@@ -86,6 +89,7 @@ class EvalRequest(Wire):
     routing_key: str | None = Field(
         default=None,
         max_length=200,
+        pattern=NO_NUL,
         description="Keeps every evaluation with the same key on the same path (e.g. a user id).",
     )
 
@@ -168,7 +172,7 @@ class EvaluationCreate(Wire, CarriesProgram):
     program: Program
     priority: bool = False
     backend: Backend
-    routing_key: str | None = None
+    routing_key: str | None = Field(default=None, pattern=NO_NUL)
 
 
 class RunCreate(Wire):
