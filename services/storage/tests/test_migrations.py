@@ -11,7 +11,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import func, inspect, select, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, OperationalError
 
 from crucible_contracts.errors import Unavailable
 from crucible_runtime.pytest_plugin import free_port
@@ -124,6 +124,31 @@ def test_0005_keeps_programs_and_outputs_as_their_utf8_bytes_and_every_row_besid
         with database.engine.connect() as connection:
             stored = connection.execute(text("SELECT code FROM evaluations")).scalar_one()
         assert bytes(stored) == b"print('\x00')"
+    finally:
+        database.dispose()
+
+
+def test_0005_goes_back_to_text_unless_a_row_holds_nul(database_url) -> None:
+    database = Database(database_url)
+    try:
+        migrate.upgrade(database)
+        with database.writer() as session:
+            session.add(Evaluation(eval_id="e1", code="print('é')", language="python", timeout=5))
+            session.commit()
+
+        migrate.downgrade(database, "0004_audit")
+
+        with database.engine.connect() as connection:
+            code = connection.execute(text("SELECT code FROM evaluations")).scalar_one()
+        assert code == "print('é')"
+        migrate.upgrade(database)
+        if database.dialect == "postgresql":
+            with database.writer() as session:
+                session.get(Evaluation, "e1").code = "\x00"
+                session.commit()
+            with pytest.raises(DataError):
+                migrate.downgrade(database, "0004_audit")
+            assert migrate.current(database) == migrate.head()
     finally:
         database.dispose()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -47,6 +47,16 @@ def current(database: Database) -> str | None:
 
 def upgrade(database: Database, revision: str = "head") -> None:
     """Bring the schema to `revision`; a database already there is left as it is."""
+    _migrate(database, command.upgrade, revision)
+
+
+def downgrade(database: Database, revision: str) -> None:
+    """Take the schema back to `revision` (an operator's rollback, run by hand)."""
+    _migrate(database, command.downgrade, revision)
+
+
+def _migrate(database: Database, step: Callable[[Config, str], None], revision: str) -> None:
+    """Run `step` to `revision` in one transaction, one migrator at a time."""
     config = alembic_config()
     with (
         database.write_engine.connect() as connection,
@@ -56,7 +66,7 @@ def upgrade(database: Database, revision: str = "head") -> None:
         if database.dialect == "postgresql":
             connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
         config.attributes["connection"] = connection
-        command.upgrade(config, revision)
+        step(config, revision)
         if database.dialect == "sqlite":
             _check_foreign_keys(connection)
     log.info("database schema at %s", revision)
