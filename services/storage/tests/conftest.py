@@ -3,7 +3,9 @@ real storage processes on top of them."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
@@ -64,19 +66,61 @@ def _sqlite_url(folder: Path) -> str:
     return f"sqlite:///{folder / 'crucible.db'}"
 
 
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated to head once per session, which tests copy."""
+    path = tmp_path_factory.mktemp("migrated") / "crucible.db"
+    db = Database(f"sqlite:///{path}")
+    migrate.upgrade(db)
+    with db.engine.connect() as connection:
+        # Everything into the main file, so that copying it alone copies the database.
+        connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.dispose()
+    return path
+
+
+@pytest.fixture(scope="session")
+def migrated_postgres(postgres_server_url: str) -> Iterator[str]:
+    """A PostgreSQL database migrated to head once per session, the template of tests' copies."""
+    with postgres_database(postgres_server_url, prefix="crucible_migrated") as url:
+        db = Database(url)
+        migrate.upgrade(db)
+        db.dispose()  # CREATE DATABASE ... TEMPLATE needs it without connections
+        yield url
+
+
+@contextmanager
+def _migrated_copy(request: pytest.FixtureRequest, kind: str, folder: Path) -> Iterator[str]:
+    """A database of `kind` at head: a copy of the session's migrated one (cheaper than
+    migrating each new database, which rebuilds tables on SQLite)."""
+    if kind == "sqlite":
+        shutil.copyfile(request.getfixturevalue("migrated_sqlite"), folder / "crucible.db")
+        yield _sqlite_url(folder)
+        return
+    template = request.getfixturevalue("migrated_postgres")
+    server = request.getfixturevalue("postgres_server_url")
+    with postgres_database(server, template=template) as url:
+        yield url
+
+
 @pytest.fixture(params=DATABASES)
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """An empty database for this test: a SQLite file, or a fresh PostgreSQL database."""
     if request.param == "sqlite":
         return _sqlite_url(tmp_path)
     return request.getfixturevalue("postgres_url")
 
 
+@pytest.fixture(params=DATABASES)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database of each kind for this test alone, migrated to head."""
+    with _migrated_copy(request, request.param, tmp_path) as url:
+        yield url
+
+
 @pytest.fixture
 def database(database_url: str) -> Iterator[Database]:
-    """`database_url`, migrated to head."""
     db = Database(database_url)
-    migrate.upgrade(db)
     yield db
     db.dispose()
 
@@ -85,19 +129,14 @@ def database(database_url: str) -> Iterator[Database]:
 def shared_database_url(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
-    """One database per module and kind, for tests that each work on their own eval_ids."""
-    if request.param == "sqlite":
-        yield _sqlite_url(tmp_path_factory.mktemp("shared-db"))
-        return
-    server = request.getfixturevalue("postgres_server_url")
-    with postgres_database(server, prefix="crucible_shared") as url:
+    """One database per module and kind, migrated, for tests that each work on their own eval_ids."""
+    with _migrated_copy(request, request.param, tmp_path_factory.mktemp("shared-db")) as url:
         yield url
 
 
 @pytest.fixture(scope="module")
 def shared_database(shared_database_url: str) -> Iterator[Database]:
     db = Database(shared_database_url)
-    migrate.upgrade(db)
     yield db
     db.dispose()
 
@@ -205,12 +244,12 @@ def store(database: Database) -> ServiceDriver:
 
 
 @pytest.fixture
-def pg_store(postgres_url: str) -> Iterator[ServiceDriver]:
+def pg_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServiceDriver]:
     """The service layer on a fresh PostgreSQL database only (row-lock behaviour)."""
-    db = Database(postgres_url)
-    migrate.upgrade(db)
-    yield ServiceDriver(db, EventPublisher(None))
-    db.dispose()
+    with _migrated_copy(request, "postgresql", tmp_path) as url:
+        db = Database(url)
+        yield ServiceDriver(db, EventPublisher(None))
+        db.dispose()
 
 
 @pytest.fixture

@@ -22,8 +22,8 @@ from crucible_storage.tables import Base, Evaluation, EventRecord
 TABLES = {"alembic_version", "evaluations", "runs", "events", "comparisons", "audit"}
 
 
-def test_migrations_build_an_empty_database_and_are_idempotent(database_url) -> None:
-    database = Database(database_url)
+def test_migrations_build_an_empty_database_and_are_idempotent(empty_database_url) -> None:
+    database = Database(empty_database_url)
     try:
         assert migrate.current(database) is None
 
@@ -39,8 +39,10 @@ def test_migrations_build_an_empty_database_and_are_idempotent(database_url) -> 
         database.dispose()
 
 
-def test_0003_gives_existing_runs_no_replays_and_their_creation_as_queued_at(database_url) -> None:
-    database = Database(database_url)
+def test_0003_gives_existing_runs_no_replays_and_their_creation_as_queued_at(
+    empty_database_url,
+) -> None:
+    database = Database(empty_database_url)
     created = "2030-01-02 03:04:05"
     try:
         migrate.upgrade(database, "0002_stats_indexes")
@@ -73,9 +75,9 @@ def test_0003_gives_existing_runs_no_replays_and_their_creation_as_queued_at(dat
 
 
 def test_0005_keeps_programs_and_outputs_as_their_utf8_bytes_and_every_row_beside_them(
-    database_url,
+    empty_database_url,
 ) -> None:
-    database = Database(database_url)
+    database = Database(empty_database_url)
     created = "2030-01-02 03:04:05"
     try:
         migrate.upgrade(database, "0004_audit")
@@ -128,8 +130,8 @@ def test_0005_keeps_programs_and_outputs_as_their_utf8_bytes_and_every_row_besid
         database.dispose()
 
 
-def test_0005_goes_back_to_text_unless_a_row_holds_nul(database_url) -> None:
-    database = Database(database_url)
+def test_0005_goes_back_to_text_unless_a_row_holds_nul(empty_database_url) -> None:
+    database = Database(empty_database_url)
     try:
         migrate.upgrade(database)
         with database.writer() as session:

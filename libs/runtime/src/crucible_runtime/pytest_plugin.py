@@ -429,15 +429,19 @@ def _pg_connects(url: str) -> bool:
 
 
 @contextlib.contextmanager
-def postgres_database(server_url: str, prefix: str = "crucible_test") -> Iterator[str]:
-    """A fresh, empty database on the PostgreSQL server at `server_url`, dropped on exit (with
-    whatever is still connected to it)."""
+def postgres_database(
+    server_url: str, prefix: str = "crucible_test", *, template: str | None = None
+) -> Iterator[str]:
+    """A fresh database on the PostgreSQL server at `server_url`, dropped on exit (with whatever
+    is still connected to it): empty, or a copy of the database at URL `template` (which nothing
+    may be connected to meanwhile)."""
     import psycopg
 
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     admin = server_url.replace("+psycopg", "")
+    copy = f' TEMPLATE "{template.rsplit("/", 1)[1]}"' if template else ""
     with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"{copy}')
     try:
         yield f"{server_url.rsplit('/', 1)[0]}/{name}"
     finally:
