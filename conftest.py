@@ -16,6 +16,7 @@ from crucible_runtime.pytest_plugin import (
     ManagedProcess,
     ProcessStarter,
     free_port,
+    postgres_database,
     start_redis_server,
     wait_for,
 )
@@ -178,9 +179,20 @@ def start_suite(
 
 
 @pytest.fixture(scope="session")
-def suite(session_processes: ProcessStarter, tmp_path_factory: pytest.TempPathFactory) -> Suite:
-    """The whole suite, shared by every end-to-end test that does not break any part of it."""
-    return start_suite(session_processes, tmp_path_factory.mktemp("suite"))
+def suite(
+    session_processes: ProcessStarter,
+    tmp_path_factory: pytest.TempPathFactory,
+    postgres_server_url: str,
+) -> Iterator[Suite]:
+    """The whole suite, shared by every end-to-end test that does not break any part of it.
+
+    Its storage is on PostgreSQL, the production database; the suites of fault tests
+    (`own_suite`, `durable_suite`) keep the embedded default, SQLite.
+    """
+    with postgres_database(postgres_server_url, prefix="crucible_suite") as database_url:
+        yield start_suite(
+            session_processes, tmp_path_factory.mktemp("suite"), DATABASE_URL=database_url
+        )
 
 
 @pytest.fixture(autouse=True)

@@ -19,6 +19,7 @@ from crucible_contracts.models import (
     RunView,
 )
 from crucible_contracts.names import Backend, Role
+from crucible_contracts.output import encode_stream
 from crucible_contracts.status import TERMINAL, Status
 from crucible_gateway.migration.comparison import (
     compare,
@@ -620,6 +621,39 @@ def test_outputs_that_differ_only_in_a_final_newline_say_so():
     shadow = shadow_of(primary, output="same")
     diff = side_by_side(evaluation(primary, shadow), None, RULES).diff
     assert diff["stdout"].endswith("(the outputs differ only in line endings or a final newline)")
+
+
+def _bytes_run(data: bytes, role: Role = Role.PRIMARY) -> RunView:
+    """A run that printed `data`, carried as the executor carries it (text, base64 if not UTF-8)."""
+    output, output_base64 = encode_stream(data)
+    return run(role=role, output=output, output_base64=output_base64)
+
+
+@pytest.mark.parametrize(
+    ("ours", "theirs", "outcome"),
+    [
+        (b"\xff\xfe\x00ok", b"\xff\xfe\x00ok", "match"),
+        (b"a\x00b\n", b"a\x00b\n", "match"),
+        # Both read as U+FFFD in `output`; the bytes differ.
+        (b"\xff\n", b"\xfe\n", "mismatch"),
+        (b"a\x00b", b"a\x01b", "mismatch"),
+        # U+FFFD printed as text is not the invalid byte it would stand for.
+        ("\ufffd".encode(), b"\xff", "mismatch"),
+        # Normalisation still applies around invalid bytes.
+        (b"\xff at 0x1f\n", b"\xff at 0x2e", "match_after_normalisation"),
+    ],
+)
+def test_outputs_are_compared_on_their_exact_bytes(ours, theirs, outcome):
+    primary = _bytes_run(ours)
+    shadow = _bytes_run(theirs, role=Role.SHADOW).model_copy(update={"backend": Backend.CELERY})
+    assert compare(primary, shadow, RULES).outcome == outcome
+
+
+def test_the_diff_spells_invalid_bytes_and_stays_json():
+    primary, shadow = _bytes_run(b"ok\xff\n"), _bytes_run(b"ok\xfe\n", role=Role.SHADOW)
+    view = side_by_side(evaluation(primary, shadow), None, RULES)
+    assert view.diff["stdout"].splitlines()[-2:] == ["-ok\\xff", "+ok\\xfe"]
+    assert json.loads(view.model_dump_json())["diff"]["stdout"] == view.diff["stdout"]
 
 
 def test_side_by_side_without_a_shadow_run_has_no_diff():

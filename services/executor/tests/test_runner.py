@@ -39,3 +39,25 @@ def test_both_modes_give_the_same_result_for_the_same_program(run, runner_for, m
         "ABC\n",
         "warn\n",
     )
+
+
+@pytest.mark.parametrize(
+    ("code", "output", "output_base64"),
+    [
+        ("print('a\\x00b')", "a\x00b\n", None),
+        (
+            "import sys\nsys.stdout.buffer.write(b'\\xff\\xfe\\x00ok')",
+            "\ufffd\ufffd\x00ok",
+            "//4Ab2s=",
+        ),
+    ],
+    ids=["nul", "invalid-utf8"],
+)
+def test_what_a_program_writes_comes_back_exactly(run, code, output, output_base64):
+    result = run(f"{code}\nimport sys\nsys.stderr.buffer.write(b'\\x80')")
+    assert (result.status, result.output, result.output_base64) == (
+        "completed",
+        output,
+        output_base64,
+    )
+    assert (result.error, result.error_base64) == ("\ufffd", "gA==")

@@ -3,12 +3,13 @@ real storage processes on top of them."""
 
 from __future__ import annotations
 
-import uuid
+import shutil
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
-import psycopg
+import httpx
 import pytest
 from sqlalchemy import update
 
@@ -29,7 +30,7 @@ from crucible_contracts.models import (
 from crucible_contracts.names import Backend, Role
 from crucible_contracts.status import Status
 from crucible_runtime.clients import StorageClient
-from crucible_runtime.pytest_plugin import ManagedProcess, ProcessStarter
+from crucible_runtime.pytest_plugin import ManagedProcess, ProcessStarter, postgres_database
 from crucible_storage import migrate, repository, service
 from crucible_storage.db import Database
 from crucible_storage.events import EventPublisher
@@ -37,6 +38,8 @@ from crucible_storage.tables import Comparison, Run
 
 DATABASES = ["sqlite", "postgresql"]
 APP = "crucible_storage.main:create_app"
+# The internal key of the shared storage processes.
+INTERNAL_KEY = "storage-tests-internal-key-0123456789"
 
 # How to reach each status from queued, one legal step at a time.
 PATH_TO: dict[Status, list[Status]] = {
@@ -63,19 +66,61 @@ def _sqlite_url(folder: Path) -> str:
     return f"sqlite:///{folder / 'crucible.db'}"
 
 
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated to head once per session, which tests copy."""
+    path = tmp_path_factory.mktemp("migrated") / "crucible.db"
+    db = Database(f"sqlite:///{path}")
+    migrate.upgrade(db)
+    with db.engine.connect() as connection:
+        # Everything into the main file, so that copying it alone copies the database.
+        connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.dispose()
+    return path
+
+
+@pytest.fixture(scope="session")
+def migrated_postgres(postgres_server_url: str) -> Iterator[str]:
+    """A PostgreSQL database migrated to head once per session, the template of tests' copies."""
+    with postgres_database(postgres_server_url, prefix="crucible_migrated") as url:
+        db = Database(url)
+        migrate.upgrade(db)
+        db.dispose()  # CREATE DATABASE ... TEMPLATE needs it without connections
+        yield url
+
+
+@contextmanager
+def _migrated_copy(request: pytest.FixtureRequest, kind: str, folder: Path) -> Iterator[str]:
+    """A database of `kind` at head: a copy of the session's migrated one (cheaper than
+    migrating each new database, which rebuilds tables on SQLite)."""
+    if kind == "sqlite":
+        shutil.copyfile(request.getfixturevalue("migrated_sqlite"), folder / "crucible.db")
+        yield _sqlite_url(folder)
+        return
+    template = request.getfixturevalue("migrated_postgres")
+    server = request.getfixturevalue("postgres_server_url")
+    with postgres_database(server, template=template) as url:
+        yield url
+
+
 @pytest.fixture(params=DATABASES)
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """An empty database for this test: a SQLite file, or a fresh PostgreSQL database."""
     if request.param == "sqlite":
         return _sqlite_url(tmp_path)
     return request.getfixturevalue("postgres_url")
 
 
+@pytest.fixture(params=DATABASES)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database of each kind for this test alone, migrated to head."""
+    with _migrated_copy(request, request.param, tmp_path) as url:
+        yield url
+
+
 @pytest.fixture
 def database(database_url: str) -> Iterator[Database]:
-    """`database_url`, migrated to head."""
     db = Database(database_url)
-    migrate.upgrade(db)
     yield db
     db.dispose()
 
@@ -84,24 +129,14 @@ def database(database_url: str) -> Iterator[Database]:
 def shared_database_url(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
-    """One database per module and kind, for tests that each work on their own eval_ids."""
-    if request.param == "sqlite":
-        yield _sqlite_url(tmp_path_factory.mktemp("shared-db"))
-        return
-    server = request.getfixturevalue("postgres_server_url")
-    admin = server.replace("+psycopg", "")
-    name = f"crucible_shared_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield f"{server.rsplit('/', 1)[0]}/{name}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    """One database per module and kind, migrated, for tests that each work on their own eval_ids."""
+    with _migrated_copy(request, request.param, tmp_path_factory.mktemp("shared-db")) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def shared_database(shared_database_url: str) -> Iterator[Database]:
     db = Database(shared_database_url)
-    migrate.upgrade(db)
     yield db
     db.dispose()
 
@@ -209,12 +244,12 @@ def store(database: Database) -> ServiceDriver:
 
 
 @pytest.fixture
-def pg_store(postgres_url: str) -> Iterator[ServiceDriver]:
+def pg_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServiceDriver]:
     """The service layer on a fresh PostgreSQL database only (row-lock behaviour)."""
-    db = Database(postgres_url)
-    migrate.upgrade(db)
-    yield ServiceDriver(db, EventPublisher(None))
-    db.dispose()
+    with _migrated_copy(request, "postgresql", tmp_path) as url:
+        db = Database(url)
+        yield ServiceDriver(db, EventPublisher(None))
+        db.dispose()
 
 
 @pytest.fixture
@@ -239,22 +274,45 @@ def start_storage(processes: ProcessStarter, database_url: str) -> Callable[...,
 
 
 @pytest.fixture(scope="module")
+def shared_storage_env() -> dict[str, str]:
+    """Extra environment of this module's storage process; a module overrides it (e.g. REDIS_URL)."""
+    return {}
+
+
+@pytest.fixture(scope="module")
 def shared_storage(
-    session_processes: ProcessStarter, shared_database_url: str
+    session_processes: ProcessStarter, shared_database_url: str, shared_storage_env: dict[str, str]
 ) -> Iterator[ManagedProcess]:
-    """A storage process on this module's database of each kind, stopped with the module."""
-    managed = session_processes.service(
-        APP, name="storage-shared", env=_storage_env(shared_database_url)
-    )
+    """A storage process on this module's database of each kind, stopped with the module.
+
+    It asks for INTERNAL_KEY, as production's does: `shared_client` and `shared_http` send it,
+    and a test of what a call without it gets needs no process of its own.
+    """
+    env = _storage_env(shared_database_url, INTERNAL_API_KEY=INTERNAL_KEY, **shared_storage_env)
+    managed = session_processes.service(APP, name="storage-shared", env=env)
     yield managed
     managed.stop()
 
 
 @pytest.fixture
+def internal_key() -> str:
+    """The internal key the shared storage processes ask for."""
+    return INTERNAL_KEY
+
+
+@pytest.fixture
 def shared_client(shared_storage: ManagedProcess) -> Iterator[StorageClient]:
-    client = StorageClient(shared_storage.url)
+    client = StorageClient(shared_storage.url, internal_key=INTERNAL_KEY)
     yield client
     client.close()
+
+
+@pytest.fixture
+def shared_http(shared_storage: ManagedProcess) -> Iterator[httpx.Client]:
+    """Plain HTTP to this module's storage process, with the internal key."""
+    headers = {"X-Internal-Key": INTERNAL_KEY}
+    with httpx.Client(base_url=shared_storage.url, headers=headers, timeout=30) as http:
+        yield http
 
 
 @pytest.fixture

@@ -12,11 +12,13 @@ from crucible_contracts.errors import Conflict, IllegalTransition, InvalidInput,
 from crucible_contracts.ids import new_eval_id
 from crucible_contracts.models import RunCreate, RunUpdate
 from crucible_contracts.names import Backend, EventName, Role
+from crucible_contracts.output import encode_stream, exact_bytes
 from crucible_contracts.status import Status
 from crucible_runtime.clients import StorageClient
 from crucible_storage import repository
-from crucible_storage.db import Database
 from crucible_storage.tables import utcnow
+
+FIVE_DAYS = 5 * 24 * 3600
 
 
 def test_an_evaluation_is_created_queued_and_read_back(shared_client, new_evaluation) -> None:
@@ -56,15 +58,14 @@ def test_a_duplicate_eval_id_is_a_conflict(shared_client, new_evaluation) -> Non
     assert shared_client.get_evaluation(create.eval_id).code == create.program.code
 
 
-def test_a_create_is_taken_nested_or_in_the_flat_shape_of_older_gateways(shared_storage) -> None:
+def test_a_create_is_taken_nested_or_in_the_flat_shape_of_older_gateways(shared_http) -> None:
     program = {"code": "print(2)", "language": "python", "timeout": 7.0, "stdin": "in"}
     nested = {"eval_id": new_eval_id(), "program": program, "backend": "celery"}
     flat = {"eval_id": new_eval_id(), **program, "backend": "celery"}
     mixed = {"eval_id": new_eval_id(), "program": program, "code": "x", "backend": "celery"}
 
-    with httpx.Client(base_url=shared_storage.url) as http:
-        views = [http.post("/evaluations", json=body) for body in (nested, flat)]
-        refused = http.post("/evaluations", json=mixed)
+    views = [shared_http.post("/evaluations", json=body) for body in (nested, flat)]
+    refused = shared_http.post("/evaluations", json=mixed)
 
     assert [view.status_code for view in views] == [201, 201]
     for view in views:
@@ -105,6 +106,32 @@ def test_a_run_goes_through_its_life_over_http(shared_client, new_evaluation) ->
     ]
 
 
+def test_nul_and_invalid_utf8_are_stored_and_returned_exactly(
+    shared_client, new_evaluation
+) -> None:
+    create = new_evaluation(code="print('\x00')\x00", stdin="a\x00b")
+    eval_id = shared_client.create_evaluation(create).eval_id
+    shared_client.update_run(eval_id, Role.PRIMARY, RunUpdate(status=Status.RUNNING))
+    output, output_base64 = encode_stream(b"\xff\xfe\x00ok")
+    result = RunUpdate(
+        status=Status.COMPLETED,
+        exit_code=0,
+        output=output,
+        output_base64=output_base64,
+        error="warn\x00\n",
+    )
+
+    done = shared_client.update_run(eval_id, Role.PRIMARY, result)
+    again = shared_client.update_run(eval_id, Role.PRIMARY, result)
+    view = shared_client.get_evaluation(eval_id)
+
+    assert again == done
+    assert (view.code, view.stdin) == ("print('\x00')\x00", "a\x00b")
+    assert exact_bytes(view.output, view.output_base64) == b"\xff\xfe\x00ok"
+    assert (view.error, view.error_base64) == ("warn\x00\n", None)
+    assert view.runs[0].output_base64 == output_base64
+
+
 def test_a_shadow_run_is_added_once(shared_client, new_evaluation) -> None:
     eval_id = shared_client.create_evaluation(new_evaluation()).eval_id
     shadow = RunCreate(role=Role.SHADOW, backend=Backend.CELERY)
@@ -122,45 +149,45 @@ def test_a_shadow_run_is_added_once(shared_client, new_evaluation) -> None:
     ]
 
 
-def test_unknown_ids_answer_404_and_bad_input_422(shared_storage, new_evaluation) -> None:
-    with httpx.Client(base_url=shared_storage.url) as http:
-        unknown = "f" * 32
-        assert http.get(f"/evaluations/{unknown}").status_code == 404
-        assert http.get(f"/evaluations/{unknown}/events").status_code == 404
-        assert http.patch(f"/evaluations/{unknown}/runs/primary", json={}).status_code == 404
-        assert http.get(f"/evaluations/{unknown}/comparison").status_code == 404
-        eval_id = http.post("/evaluations", json=new_evaluation().model_dump(mode="json")).json()[
-            "eval_id"
-        ]
-        bad = [
-            http.patch(f"/evaluations/{eval_id}/runs/third", json={}),
-            http.patch(f"/evaluations/{eval_id}/runs/primary", json={"status": "sleeping"}),
-            http.patch(f"/evaluations/{eval_id}/runs/primary", json={"colour": "red"}),
-            http.post("/evaluations", json={"eval_id": "x"}),
-            http.get("/evaluations", params={"status": "sleeping"}),
-            http.get("/evaluations", params={"backend": "carrier-pigeon"}),
-            http.get("/evaluations", params={"limit": 501}),
-            http.get("/evaluations", params={"limit": 0}),
-            http.get("/evaluations", params={"offset": -1}),
-            http.delete("/evaluations", params={"older_than_seconds": 0}),
-            http.delete("/evaluations"),
-        ]
+def test_unknown_ids_answer_404_and_bad_input_422(shared_http, new_evaluation) -> None:
+    http = shared_http
+    unknown = "f" * 32
+    assert http.get(f"/evaluations/{unknown}").status_code == 404
+    assert http.get(f"/evaluations/{unknown}/events").status_code == 404
+    assert http.patch(f"/evaluations/{unknown}/runs/primary", json={}).status_code == 404
+    assert http.get(f"/evaluations/{unknown}/comparison").status_code == 404
+    eval_id = http.post("/evaluations", json=new_evaluation().model_dump(mode="json")).json()[
+        "eval_id"
+    ]
+    bad = [
+        http.patch(f"/evaluations/{eval_id}/runs/third", json={}),
+        http.patch(f"/evaluations/{eval_id}/runs/primary", json={"status": "sleeping"}),
+        http.patch(f"/evaluations/{eval_id}/runs/primary", json={"colour": "red"}),
+        http.post("/evaluations", json={"eval_id": "x"}),
+        http.get("/evaluations", params={"status": "sleeping"}),
+        http.get("/evaluations", params={"backend": "carrier-pigeon"}),
+        http.get("/evaluations", params={"limit": 501}),
+        http.get("/evaluations", params={"limit": 0}),
+        http.get("/evaluations", params={"offset": -1}),
+        http.delete("/evaluations", params={"older_than_seconds": 0}),
+        http.delete("/evaluations"),
+    ]
     assert [answer.status_code for answer in bad] == [422] * len(bad)
     assert {answer.json()["error"]["code"] for answer in bad} == {"invalid_input"}
 
 
-def test_a_comparison_is_recorded_once_and_read_back(shared_storage, new_evaluation) -> None:
-    with httpx.Client(base_url=shared_storage.url) as http:
-        eval_id = http.post("/evaluations", json=new_evaluation().model_dump(mode="json")).json()[
-            "eval_id"
-        ]
-        url = f"/evaluations/{eval_id}/comparison"
-        assert http.get(url).status_code == 404
-        first = {"outcome": "mismatch", "differing_fields": ["exit_code"], "details": {"p": 0}}
+def test_a_comparison_is_recorded_once_and_read_back(shared_http, new_evaluation) -> None:
+    http = shared_http
+    eval_id = http.post("/evaluations", json=new_evaluation().model_dump(mode="json")).json()[
+        "eval_id"
+    ]
+    url = f"/evaluations/{eval_id}/comparison"
+    assert http.get(url).status_code == 404
+    first = {"outcome": "mismatch", "differing_fields": ["exit_code"], "details": {"p": 0}}
 
-        created = http.put(url, json=first)
-        again = http.put(url, json={"outcome": "match"})
-        read = http.get(url)
+    created = http.put(url, json=first)
+    again = http.put(url, json={"outcome": "match"})
+    read = http.get(url)
 
     assert (created.status_code, again.status_code, read.status_code) == (201, 200, 200)
     assert again.json() == created.json() == read.json()
@@ -203,23 +230,22 @@ def test_the_list_filters_on_the_primary_run_and_pages_newest_first(
 
 
 def test_delete_by_age_over_http_removes_only_old_evaluations(
-    start_storage, database_url, new_evaluation
+    shared_client, shared_database, new_evaluation
 ) -> None:
-    client = StorageClient(start_storage().url)
+    # Days, not minutes: the module's other evaluations share the database and must stay young.
+    client = shared_client
     old = [client.create_evaluation(new_evaluation()).eval_id for _ in range(2)]
     young = client.create_evaluation(new_evaluation()).eval_id
     client.update_run(old[1], Role.PRIMARY, RunUpdate(status=Status.RUNNING))
-    database = Database(database_url)
-    with database.writer() as session:
+    with shared_database.writer() as session:
         for eval_id in old:
             repository.set_created_at(
-                session, eval_id=eval_id, created_at=utcnow() - timedelta(minutes=10)
+                session, eval_id=eval_id, created_at=utcnow() - timedelta(days=10)
             )
         session.commit()
-    database.dispose()
 
-    assert client.delete_older_than(300) == 2
-    assert client.delete_older_than(300) == 0
+    assert client.delete_older_than(FIVE_DAYS) == 2
+    assert client.delete_older_than(FIVE_DAYS) == 0
 
     assert client.get_evaluation(young).eval_id == young
     for eval_id in old:
@@ -229,19 +255,18 @@ def test_delete_by_age_over_http_removes_only_old_evaluations(
             client.events(eval_id)
     with pytest.raises(InvalidInput):
         client.delete_older_than(-1)
-    client.close()
 
 
-@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_calls_without_the_internal_key_are_refused(start_storage, new_evaluation) -> None:
-    storage = start_storage(INTERNAL_API_KEY="a-very-long-internal-key")
+def test_calls_without_the_internal_key_are_refused(
+    shared_storage, internal_key, new_evaluation
+) -> None:
     create = new_evaluation()
 
-    with httpx.Client(base_url=storage.url) as http:
+    with httpx.Client(base_url=shared_storage.url) as http:
         refused = http.post("/evaluations", json=create.model_dump(mode="json"))
         wrong = http.get("/evaluations", headers={"X-Internal-Key": "wrong"})
         health, metrics = http.get("/health"), http.get("/metrics")
-    with closing(StorageClient(storage.url, internal_key="a-very-long-internal-key")) as client:
+    with closing(StorageClient(shared_storage.url, internal_key=internal_key)) as client:
         created = client.create_evaluation(create)
 
     assert (refused.status_code, wrong.status_code) == (401, 401)

@@ -12,8 +12,6 @@ import pytest
 from crucible_contracts.models import AuditEntry
 from crucible_runtime.clients import StorageClient
 
-KEY = "a-very-long-internal-key-for-audit"
-
 
 def entry(document: str, version: int, **fields: object) -> AuditEntry:
     body = {
@@ -100,8 +98,8 @@ def test_an_entry_delivered_twice_is_recorded_once_and_the_first_one_wins(shared
         "long-document",
     ],
 )
-def test_out_of_bounds_queries_are_422_naming_the_parameter(shared_storage, params):
-    response = httpx.get(f"{shared_storage.url}/audit", params=params, timeout=10)
+def test_out_of_bounds_queries_are_422_naming_the_parameter(shared_http, params):
+    response = shared_http.get("/audit", params=params)
 
     assert response.status_code == 422, response.text
     error = response.json()["error"]
@@ -139,11 +137,10 @@ def _valid_body() -> dict:
     ],
 )
 def test_malformed_entries_are_422_naming_the_field_and_nothing_is_recorded(
-    shared_storage, body, field
+    shared_http, body, field
 ):
-    with httpx.Client(base_url=shared_storage.url, timeout=10) as http:
-        response = http.post("/audit", json=body)
-        log = http.get("/audit", params={"document": "crucible:migration:hostile"}).json()
+    response = shared_http.post("/audit", json=body)
+    log = shared_http.get("/audit", params={"document": "crucible:migration:hostile"}).json()
 
     assert response.status_code == 422, response.text
     assert response.json()["error"]["code"] == "invalid_input"
@@ -151,28 +148,24 @@ def test_malformed_entries_are_422_naming_the_field_and_nothing_is_recorded(
     assert log == []
 
 
-def test_a_body_that_is_not_json_is_422(shared_storage):
-    response = httpx.post(
-        f"{shared_storage.url}/audit",
-        content=b"{not json",
-        headers={"Content-Type": "application/json"},
-        timeout=10,
+def test_a_body_that_is_not_json_is_422(shared_http):
+    response = shared_http.post(
+        "/audit", content=b"{not json", headers={"Content-Type": "application/json"}
     )
     assert response.status_code == 422
     assert response.json()["error"]["code"] == "invalid_input"
 
 
-def test_the_audit_log_needs_the_internal_key(start_storage, document):
-    storage = start_storage(INTERNAL_API_KEY=KEY)
+def test_the_audit_log_needs_the_internal_key(shared_storage, internal_key, document):
     body = entry(document, 2).model_dump(mode="json")
 
-    with httpx.Client(base_url=storage.url, timeout=10) as http:
+    with httpx.Client(base_url=shared_storage.url, timeout=10) as http:
         refused = [
             http.post("/audit", json=body),
             http.get("/audit"),
             http.get("/audit", headers={"X-Internal-Key": "wrong"}),
         ]
-    with closing(StorageClient(storage.url, internal_key=KEY)) as client:
+    with closing(StorageClient(shared_storage.url, internal_key=internal_key)) as client:
         _, created = client.record_audit(entry(document, 2))
         read = client.audit(document=document)
 
@@ -180,12 +173,13 @@ def test_the_audit_log_needs_the_internal_key(start_storage, document):
     assert created and [e.version_after for e in read] == [2]
 
 
-def test_the_audit_log_outlives_a_restart_of_storage(processes, start_storage, document):
-    storage = start_storage()
-    with closing(StorageClient(storage.url)) as client:
-        client.record_audit(entry(document, 2))
+# Last in the module: it restarts the module's storage process.
+def test_the_audit_log_outlives_a_restart_of_storage(
+    session_processes, shared_storage, shared_client, internal_key, document
+):
+    shared_client.record_audit(entry(document, 2))
 
-    processes.restart(storage)
+    session_processes.restart(shared_storage)
 
-    with closing(StorageClient(storage.url)) as client:
+    with closing(StorageClient(shared_storage.url, internal_key=internal_key)) as client:
         assert [e.version_after for e in client.audit(document=document)] == [2]

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from contextlib import closing
 from datetime import timedelta
 
-import httpx
 import pytest
 
 from crucible_contracts.errors import InvalidInput, NotFound
 from crucible_contracts.models import ComparisonOutcome, ComparisonRecord
 from crucible_contracts.names import Backend, Role
 from crucible_contracts.status import Status
-from crucible_runtime.clients import StorageClient
 from crucible_storage import service
 from crucible_storage.tables import utcnow
 
@@ -49,8 +46,10 @@ def test_only_shadowed_uncompared_evaluations_with_an_ended_primary_are_pending(
 
 
 def test_pending_evaluations_come_ready_first_then_oldest_first_over_http(
-    store, start_storage
+    shared_store, shared_client
 ) -> None:
+    # The module's other tests on this database record no shadow runs: these are all pending.
+    store = shared_store
     now = utcnow()
     # The evaluations still waiting for their shadow are the oldest: a plain oldest-first list
     # cut at the limit would hide every ready one behind them.
@@ -66,13 +65,12 @@ def test_pending_evaluations_come_ready_first_then_oldest_first_over_http(
         ids[name] = shadowed(store, primary=Status.COMPLETED, shadow=shadow)
         store.set_created_at(ids[name], now - timedelta(minutes=minutes_ago))
 
-    with closing(StorageClient(start_storage().url)) as client:
-        everything = client.pending_comparisons()
-        first_three = client.pending_comparisons(limit=3)
-        with pytest.raises(InvalidInput):
-            client.pending_comparisons(limit=0)
-        with pytest.raises(InvalidInput):
-            client.pending_comparisons(limit=501)
+    everything = shared_client.pending_comparisons()
+    first_three = shared_client.pending_comparisons(limit=3)
+    with pytest.raises(InvalidInput):
+        shared_client.pending_comparisons(limit=0)
+    with pytest.raises(InvalidInput):
+        shared_client.pending_comparisons(limit=501)
 
     order = ["ready_old", "ready_mid", "ready_new", "waiting_oldest", "waiting_older"]
     assert [view.eval_id for view in everything] == [ids[name] for name in order]
@@ -112,16 +110,13 @@ def test_a_comparison_is_recorded_once_through_the_client(shared_client, new_eva
         shared_client.record_comparison("0" * 32, first)
 
 
-def test_an_unknown_outcome_is_refused_and_records_nothing(shared_storage, new_evaluation) -> None:
-    with httpx.Client(base_url=shared_storage.url) as http:
-        eval_id = http.post("/evaluations", json=new_evaluation().model_dump(mode="json")).json()[
-            "eval_id"
-        ]
-        url = f"/evaluations/{eval_id}/comparison"
+def test_an_unknown_outcome_is_refused_and_records_nothing(shared_http, new_evaluation) -> None:
+    created = shared_http.post("/evaluations", json=new_evaluation().model_dump(mode="json"))
+    url = f"/evaluations/{created.json()['eval_id']}/comparison"
 
-        refused = http.put(url, json={"outcome": "roughly_the_same"})
-        missing = http.put(url, json={"differing_fields": []})
-        read = http.get(url)
+    refused = shared_http.put(url, json={"outcome": "roughly_the_same"})
+    missing = shared_http.put(url, json={"differing_fields": []})
+    read = shared_http.get(url)
 
     assert (refused.status_code, missing.status_code) == (422, 422)
     assert refused.json()["error"]["code"] == "invalid_input"

@@ -12,10 +12,26 @@ import redis
 from crucible_contracts.models import Event, RunUpdate
 from crucible_contracts.names import EVENTS_CHANNEL, EventName, Role
 from crucible_contracts.status import Status
-from crucible_runtime.clients import StorageClient
-from crucible_runtime.pytest_plugin import wait_for
+from crucible_runtime.pytest_plugin import (
+    ManagedProcess,
+    ProcessStarter,
+    start_redis_server,
+    wait_for,
+)
 
-pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
+@pytest.fixture(scope="module")
+def events_redis(session_processes: ProcessStarter) -> Iterator[ManagedProcess]:
+    """The module's Redis, which a test may stop and start again (it is running after each)."""
+    server = start_redis_server(session_processes)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def shared_storage_env(events_redis: ManagedProcess) -> dict[str, str]:
+    """The module's storage processes publish on the module's Redis."""
+    return {"REDIS_URL": events_redis.url}
 
 
 @pytest.fixture
@@ -53,8 +69,8 @@ def next_event(pubsub, eval_id: str, *, timeout: float = 10) -> Event:
     return wait_for(receive, timeout=timeout, what=f"an event of {eval_id}")
 
 
-def failures_counted(storage_url: str) -> float:
-    text = httpx.get(storage_url + "/metrics").text
+def failures_counted(http: httpx.Client) -> float:
+    text = http.get("/metrics").text
     for line in text.splitlines():
         if line.startswith("crucible_storage_event_publish_failures_total "):
             return float(line.split()[1])
@@ -62,11 +78,10 @@ def failures_counted(storage_url: str) -> float:
 
 
 def test_each_committed_change_is_published_after_it_is_readable(
-    start_storage, redis_url, subscribe, new_evaluation
+    shared_client, events_redis, subscribe, new_evaluation
 ) -> None:
-    storage = start_storage(REDIS_URL=redis_url)
-    pubsub = subscribe(redis_url)
-    client = StorageClient(storage.url)
+    pubsub = subscribe(events_redis.url)
+    client = shared_client
     eval_id = client.create_evaluation(new_evaluation()).eval_id
 
     created = next_event(pubsub, eval_id)
@@ -90,16 +105,14 @@ def test_each_committed_change_is_published_after_it_is_readable(
     # The duplicate `running` report published nothing: the next event is the timeout.
     assert (timed_out.status, timed_out.detail["limit_s"]) == (Status.TIMEOUT, 5)
     assert client.events(eval_id) == [created, running, timed_out]
-    client.close()
 
 
 def test_writes_succeed_while_redis_is_down_and_publishing_resumes(
-    start_storage, redis_server, subscribe, new_evaluation
+    shared_client, shared_http, events_redis, subscribe, new_evaluation
 ) -> None:
-    storage = start_storage(REDIS_URL=redis_server.url)
-    client = StorageClient(storage.url)
+    client, redis_server = shared_client, events_redis
     eval_id = client.create_evaluation(new_evaluation()).eval_id
-    before = failures_counted(storage.url)
+    before = failures_counted(shared_http)
 
     redis_server.stop()
     running = client.update_run(eval_id, Role.PRIMARY, RunUpdate(status=Status.RUNNING))
@@ -108,7 +121,7 @@ def test_writes_succeed_while_redis_is_down_and_publishing_resumes(
     assert running.status is Status.RUNNING
     assert client.get_evaluation(eval_id).status is Status.RUNNING
     assert client.get_evaluation(created_meanwhile).status is Status.QUEUED
-    assert failures_counted(storage.url) == before + 2
+    assert failures_counted(shared_http) == before + 2
     assert [e.status for e in client.events(eval_id)] == [Status.QUEUED, Status.RUNNING]
 
     redis_server.start()
@@ -116,4 +129,3 @@ def test_writes_succeed_while_redis_is_down_and_publishing_resumes(
     pubsub = subscribe(redis_server.url)
     client.update_run(eval_id, Role.PRIMARY, RunUpdate(status=Status.COMPLETED, exit_code=0))
     assert next_event(pubsub, eval_id).status is Status.COMPLETED
-    client.close()

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from urllib.parse import quote
 
 import httpx
 import pytest
 
-from crucible_runtime.pytest_plugin import ManagedProcess, ProcessStarter
+from crucible_runtime.pytest_plugin import ManagedProcess
 
-APP = "crucible_storage.main:create_app"
 # httpx sends no URL past 64 KiB, and uvicorn answers a request line of a MiB with its own 400
 # before any app sees it: in a path, the longest hostile id is cut to this.
 MAX_PATH_ID = 60_000
@@ -31,22 +29,10 @@ ID_ROUTES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def storage(
-    session_processes: ProcessStarter, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ManagedProcess]:
-    """One storage process (SQLite) for the module: validation does not depend on the database."""
-    db: Path = tmp_path_factory.mktemp("hostile") / "storage.db"
-    env = {"DATABASE_URL": f"sqlite:///{db}", "REDIS_URL": "", "INTERNAL_API_KEY": ""}
-    managed = session_processes.service(APP, name="storage-hostile", env=env)
-    yield managed
-    managed.stop()
-
-
 @pytest.fixture
-def http(storage: ManagedProcess) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=storage.url, timeout=10) as client:
-        yield client
+def http(shared_http: httpx.Client) -> httpx.Client:
+    """The module's storage process on each database (`shared_storage`), with the internal key."""
+    return shared_http
 
 
 def test_a_malformed_eval_id_in_a_new_evaluation_is_refused_and_nothing_is_stored(
@@ -79,12 +65,12 @@ def test_a_malformed_eval_id_in_a_path_is_refused(
 
 
 def test_storage_logs_stay_one_json_record_per_line(
-    http: httpx.Client, storage: ManagedProcess
+    http: httpx.Client, shared_storage: ManagedProcess
 ) -> None:
     http.post("/evaluations", json={"eval_id": FORGED, **CREATE})
     http.get(f"/evaluations/{quote(FORGED, safe='')}")
 
-    lines = [line for line in storage.logs(tail=1_000_000).splitlines() if line.strip()]
+    lines = [line for line in shared_storage.logs(tail=1_000_000).splitlines() if line.strip()]
 
     assert all(isinstance(json.loads(line), dict) for line in lines), lines
     assert not any(line.startswith("FAKE") for line in lines)

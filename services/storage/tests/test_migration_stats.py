@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from contextlib import closing
 from datetime import UTC, datetime, timedelta
 
-import httpx
 import pytest
 
 from crucible_contracts.errors import InvalidInput
 from crucible_contracts.models import ComparisonOutcome, LatencySummary
 from crucible_contracts.names import Backend, Role
 from crucible_contracts.status import Status
-from crucible_runtime.clients import StorageClient
 from crucible_storage.tables import utcnow
 
 # A window well in the past, so that nothing the tests create "now" falls into it by accident.
@@ -42,8 +39,10 @@ def compared(store, eval_id: str, outcome: ComparisonOutcome, seconds: float) ->
 
 
 def test_a_window_counts_its_runs_and_comparisons_with_known_latencies(
-    store, start_storage
+    shared_store, shared_client
 ) -> None:
+    # The module's other tests write nothing into [SINCE, UNTIL): the window is this test's.
+    store = shared_store
     both = store.create(backend=Backend.LEGACY).eval_id
     store.add_shadow(both, Backend.CELERY)
     a_run(store, both, Role.PRIMARY, Status.COMPLETED, created=0, started=1, completed=3)
@@ -67,9 +66,8 @@ def test_a_window_counts_its_runs_and_comparisons_with_known_latencies(
     compared(store, before, ComparisonOutcome.MISMATCH, -60)
     compared(store, at_the_end, ComparisonOutcome.MISMATCH, 600)
 
-    with closing(StorageClient(start_storage().url)) as client:
-        report = client.stats(since=SINCE, until=UNTIL)
-        one_sample = client.stats(since=SINCE, until=UNTIL, samples=1)
+    report = shared_client.stats(since=SINCE, until=UNTIL)
+    one_sample = shared_client.stats(since=SINCE, until=UNTIL, samples=1)
 
     legacy, celery = report.paths[Backend.LEGACY], report.paths[Backend.CELERY]
     assert (report.since, report.until) == (SINCE, UNTIL)
@@ -135,9 +133,8 @@ def test_until_defaults_to_now_and_an_empty_window_lists_both_paths(shared_clien
         ({"since": "2026-01-01T00:00:00Z", "samples": 101}, "samples"),
     ],
 )
-def test_bad_windows_are_refused_with_422(shared_storage, params, field) -> None:
-    with httpx.Client(base_url=shared_storage.url) as http:
-        answer = http.get("/stats", params=params)
+def test_bad_windows_are_refused_with_422(shared_http, params, field) -> None:
+    answer = shared_http.get("/stats", params=params)
 
     assert answer.status_code == 422
     assert answer.json()["error"]["code"] == "invalid_input"

@@ -10,14 +10,14 @@ import httpx
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import func, inspect, select, text
+from sqlalchemy.exc import DataError, OperationalError
 
 from crucible_contracts.errors import Unavailable
 from crucible_runtime.pytest_plugin import free_port
 from crucible_storage import migrate
 from crucible_storage.db import Database, normalize_url
-from crucible_storage.tables import Base
+from crucible_storage.tables import Base, Evaluation, EventRecord
 
 TABLES = {
     "alembic_version",
@@ -31,8 +31,8 @@ TABLES = {
 }
 
 
-def test_migrations_build_an_empty_database_and_are_idempotent(database_url) -> None:
-    database = Database(database_url)
+def test_migrations_build_an_empty_database_and_are_idempotent(empty_database_url) -> None:
+    database = Database(empty_database_url)
     try:
         assert migrate.current(database) is None
 
@@ -48,8 +48,10 @@ def test_migrations_build_an_empty_database_and_are_idempotent(database_url) -> 
         database.dispose()
 
 
-def test_0003_gives_existing_runs_no_replays_and_their_creation_as_queued_at(database_url) -> None:
-    database = Database(database_url)
+def test_0003_gives_existing_runs_no_replays_and_their_creation_as_queued_at(
+    empty_database_url,
+) -> None:
+    database = Database(empty_database_url)
     created = "2030-01-02 03:04:05"
     try:
         migrate.upgrade(database, "0002_stats_indexes")
@@ -77,6 +79,87 @@ def test_0003_gives_existing_runs_no_replays_and_their_creation_as_queued_at(dat
                 text("SELECT replays, queued_at = created_at FROM runs WHERE eval_id = 'e1'")
             ).one()
         assert (row[0], bool(row[1])) == (0, True)
+    finally:
+        database.dispose()
+
+
+def test_0006_keeps_programs_and_outputs_as_their_utf8_bytes_and_every_row_beside_them(
+    empty_database_url,
+) -> None:
+    database = Database(empty_database_url)
+    created = "2030-01-02 03:04:05"
+    try:
+        migrate.upgrade(database, "0005_tenancy")
+        with database.write_engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO evaluations (eval_id, code, language, timeout, stdin, priority,"
+                    " created_at) VALUES ('e1', 'print(\"é\")', 'python', 5, 'ü', false, :at)"
+                ),
+                {"at": created},
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO runs (eval_id, role, backend, status, attempts, output, error,"
+                    " output_truncated, error_truncated, created_at) VALUES ('e1', 'primary',"
+                    " 'legacy', 'completed', 1, 'é\n', NULL, false, false, :at)"
+                ),
+                {"at": created},
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO events (eval_id, event, at, detail)"
+                    " VALUES ('e1', 'eval.created', :at, '{}')"
+                ),
+                {"at": created},
+            )
+
+        migrate.upgrade(database)
+
+        with database.writer() as session:
+            evaluation = session.get(Evaluation, "e1")
+            run = evaluation.runs[0]
+            assert (evaluation.code, evaluation.stdin) == ('print("é")', "ü")
+            assert (run.output, run.error, run.output_base64, run.error_base64) == (
+                "é\n",
+                None,
+                None,
+                None,
+            )
+            assert session.scalar(select(func.count()).select_from(EventRecord)) == 1
+            evaluation.code, run.output_base64 = "print('\x00')", "/wA="
+            session.commit()
+        with database.reader() as session:
+            evaluation = session.get(Evaluation, "e1")
+            assert (evaluation.code, evaluation.runs[0].output_base64) == ("print('\x00')", "/wA=")
+        with database.engine.connect() as connection:
+            stored = connection.execute(text("SELECT code FROM evaluations")).scalar_one()
+        assert bytes(stored) == b"print('\x00')"
+    finally:
+        database.dispose()
+
+
+def test_0006_goes_back_to_text_unless_a_row_holds_nul(empty_database_url) -> None:
+    database = Database(empty_database_url)
+    try:
+        migrate.upgrade(database)
+        with database.writer() as session:
+            session.add(Evaluation(eval_id="e1", code="print('é')", language="python", timeout=5))
+            session.commit()
+
+        migrate.downgrade(database, "0005_tenancy")
+
+        with database.engine.connect() as connection:
+            code = connection.execute(text("SELECT code FROM evaluations")).scalar_one()
+        assert code == "print('é')"
+        migrate.upgrade(database)
+        if database.dialect == "postgresql":
+            with database.writer() as session:
+                session.get(Evaluation, "e1").code = "\x00"
+                session.commit()
+            with pytest.raises(DataError):
+                migrate.downgrade(database, "0005_tenancy")
+            assert migrate.current(database) == migrate.head()
     finally:
         database.dispose()
 

@@ -41,19 +41,13 @@ def _stored_key(tenant: str, key: str, scopes: tuple[Scope, ...] = (Scope.SUBMIT
     )
 
 
-@pytest.fixture
-def http(shared_storage) -> httpx.Client:
-    with httpx.Client(base_url=shared_storage.url, timeout=30) as client:
-        yield client
-
-
 def _error_shape(response: httpx.Response, eval_id: str) -> tuple[int, str]:
     """Status and body with the eval_id blanked, to compare two answers about different ids."""
     return response.status_code, response.text.replace(eval_id, "<id>")
 
 
 def test_another_tenants_evaluation_answers_exactly_like_an_unknown_one(
-    shared_client, new_evaluation, http
+    shared_client, new_evaluation, shared_http
 ) -> None:
     owner, other = _tenant(), _tenant()
     mine = shared_client.create_evaluation(new_evaluation(tenant=owner)).eval_id
@@ -69,16 +63,16 @@ def test_another_tenants_evaluation_answers_exactly_like_an_unknown_one(
     ]
 
     for method, template, body in requests:
-        foreign = http.request(
+        foreign = shared_http.request(
             method, template.format(mine), json=body, headers={"X-Tenant": other}
         )
-        missing = http.request(
+        missing = shared_http.request(
             method, template.format(unknown), json=body, headers={"X-Tenant": other}
         )
         assert foreign.status_code == 404, (template, foreign.text)
         assert _error_shape(foreign, mine) == _error_shape(missing, unknown), template
         if method == "GET":
-            own = http.get(template.format(mine), headers={"X-Tenant": owner})
+            own = shared_http.get(template.format(mine), headers={"X-Tenant": owner})
             assert own.status_code == 200, (template, own.text)
 
     assert shared_client.get_evaluation(mine).status is Status.QUEUED  # the cancel did nothing
@@ -101,7 +95,7 @@ def test_a_listing_scoped_to_a_tenant_holds_its_evaluations_only(
 
 
 def test_parallel_creates_at_the_in_flight_cap_accept_exactly_the_cap(
-    shared_storage, new_evaluation
+    shared_storage, internal_key, new_evaluation
 ) -> None:
     tenant = _tenant()
     bodies = [
@@ -110,7 +104,12 @@ def test_parallel_creates_at_the_in_flight_cap_accept_exactly_the_cap(
     ]
 
     def create(body: dict) -> httpx.Response:
-        return httpx.post(f"{shared_storage.url}/evaluations", json=body, timeout=30)
+        return httpx.post(
+            f"{shared_storage.url}/evaluations",
+            json=body,
+            headers={"X-Internal-Key": internal_key},
+            timeout=30,
+        )
 
     with ThreadPoolExecutor(PARALLEL_CREATES) as pool:
         answers = list(pool.map(create, bodies))

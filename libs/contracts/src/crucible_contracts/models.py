@@ -11,8 +11,15 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from crucible_contracts.ids import EvalId
 from crucible_contracts.names import Backend, EventName, Role
+from crucible_contracts.output import Base64
 from crucible_contracts.status import Status
 from crucible_contracts.tenancy import DEFAULT_TENANT, TENANT_PATTERN
+
+# A key or a name, kept in a text column: PostgreSQL's text refuses NUL (output and code are
+# kept as bytes instead, see crucible_contracts.output).
+NO_NUL = r"^[^\x00]*$"
+_OUTPUT_BASE64 = "The exact bytes of `output`, base64, when they are not valid UTF-8; else null."
+_ERROR_BASE64 = "The exact bytes of `error`, base64, when they are not valid UTF-8; else null."
 
 
 class Wire(BaseModel):
@@ -83,6 +90,7 @@ class EvalRequest(Wire):
     routing_key: str | None = Field(
         default=None,
         max_length=200,
+        pattern=NO_NUL,
         description="Keeps every evaluation with the same key on the same path (e.g. a user id).",
     )
 
@@ -146,6 +154,8 @@ class ExecuteResult(BaseModel):
     exit_code: int | None = None
     output: str = ""
     error: str = ""
+    output_base64: Base64 | None = Field(default=None, description=_OUTPUT_BASE64)
+    error_base64: Base64 | None = Field(default=None, description=_ERROR_BASE64)
     output_truncated: bool = False
     error_truncated: bool = False
     runtime_ms: float = 0
@@ -163,7 +173,7 @@ class EvaluationCreate(Wire, CarriesProgram):
     program: Program
     priority: bool = False
     backend: Backend
-    routing_key: str | None = None
+    routing_key: str | None = Field(default=None, pattern=NO_NUL)
     tenant: str = Field(default=DEFAULT_TENANT, pattern=TENANT_PATTERN)
     # The tenant's cap on evaluations queued or running; storage refuses (429) at the cap, checked
     # in the transaction that creates the evaluation. None: no cap.
@@ -190,6 +200,8 @@ class RunUpdate(Wire):
     exit_code: int | None = None
     output: str | None = None
     error: str | None = None
+    output_base64: Base64 | None = Field(default=None, description=_OUTPUT_BASE64)
+    error_base64: Base64 | None = Field(default=None, description=_ERROR_BASE64)
     output_truncated: bool | None = None
     error_truncated: bool | None = None
     runtime_ms: float | None = None
@@ -209,6 +221,8 @@ class RunView(BaseModel):
     exit_code: int | None = None
     output: str | None = None
     error: str | None = None
+    output_base64: Base64 | None = Field(default=None, description=_OUTPUT_BASE64)
+    error_base64: Base64 | None = Field(default=None, description=_ERROR_BASE64)
     output_truncated: bool = False
     error_truncated: bool = False
     runtime_ms: float | None = None
@@ -235,6 +249,8 @@ class EvaluationView(BaseModel):
     routing_key: str | None = None
     output: str | None = None
     error: str | None = None
+    output_base64: Base64 | None = Field(default=None, description=_OUTPUT_BASE64)
+    error_base64: Base64 | None = Field(default=None, description=_ERROR_BASE64)
     exit_code: int | None = None
     output_truncated: bool = False
     error_truncated: bool = False

@@ -145,6 +145,8 @@ def record_result(
         exit_code=result.exit_code,
         output=result.output,
         error=result.error,
+        output_base64=result.output_base64,
+        error_base64=result.error_base64,
         output_truncated=result.output_truncated,
         error_truncated=result.error_truncated,
         runtime_ms=result.runtime_ms,

@@ -428,16 +428,29 @@ def _pg_connects(url: str) -> bool:
         return True
 
 
+@contextlib.contextmanager
+def postgres_database(
+    server_url: str, prefix: str = "crucible_test", *, template: str | None = None
+) -> Iterator[str]:
+    """A fresh database on the PostgreSQL server at `server_url`, dropped on exit (with whatever
+    is still connected to it): empty, or a copy of the database at URL `template` (which nothing
+    may be connected to meanwhile)."""
+    import psycopg
+
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin = server_url.replace("+psycopg", "")
+    copy = f' TEMPLATE "{template.rsplit("/", 1)[1]}"' if template else ""
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"{copy}')
+    try:
+        yield f"{server_url.rsplit('/', 1)[0]}/{name}"
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture
 def postgres_url(postgres_server_url: str) -> Iterator[str]:
     """A fresh, empty PostgreSQL database for this test, dropped afterwards."""
-    import psycopg
-
-    name = f"crucible_test_{uuid.uuid4().hex[:12]}"
-    admin = postgres_server_url.replace("+psycopg", "")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base = postgres_server_url.rsplit("/", 1)[0]
-    yield f"{base}/{name}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with postgres_database(postgres_server_url) as url:
+        yield url

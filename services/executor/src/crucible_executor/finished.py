@@ -29,8 +29,10 @@ class _Kept:
 
 
 def _size(result: ExecuteResult) -> int:
-    """Roughly what a kept result holds: its output and error dominate (up to 1 MiB each)."""
-    return len(result.output) + len(result.error) + 512
+    """Roughly what a kept result holds: its output and error dominate (up to 1 MiB each, and
+    as much again in base64 when they are not UTF-8)."""
+    streams = (result.output, result.error, result.output_base64, result.error_base64)
+    return sum(len(stream or "") for stream in streams) + 512
 
 
 class FinishedRuns:

@@ -17,6 +17,7 @@ from typing import Any
 
 from crucible_contracts.models import ExecuteRequest, ExecuteResult
 from crucible_contracts.names import Role
+from crucible_contracts.output import encode_stream
 from crucible_contracts.status import Status
 from crucible_executor.cgroups import CgroupTree, RunCgroup, RunUsage
 from crucible_executor.config import SandboxMode, Settings
@@ -379,13 +380,18 @@ class Runner:
     ) -> ExecuteResult:
         outcome = classify(ended, limits=limits)
         marker = len(STARTED_MARKER) if ended.started else 0
+        # The program's bytes, as they are: text, plus base64 when they are not UTF-8.
+        output, output_base64 = encode_stream(bytes(out.data[marker:]))
+        error, error_base64 = encode_stream(bytes(err.data))
         return self._result(
             request,
             status=outcome.status,
             exit_code=outcome.exit_code,
             reason=outcome.reason,
-            output=bytes(out.data[marker:]).decode("utf-8", errors="replace"),
-            error=bytes(err.data).decode("utf-8", errors="replace"),
+            output=output,
+            error=error,
+            output_base64=output_base64,
+            error_base64=error_base64,
             output_truncated=out.total - marker > limits.max_output_bytes,
             error_truncated=err.total > limits.max_output_bytes,
             started=started,

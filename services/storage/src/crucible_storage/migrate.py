@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import text
+from sqlalchemy import Connection, text
 from sqlalchemy.exc import OperationalError
 
 from crucible_storage.config import Settings
@@ -45,13 +47,61 @@ def current(database: Database) -> str | None:
 
 def upgrade(database: Database, revision: str = "head") -> None:
     """Bring the schema to `revision`; a database already there is left as it is."""
+    _migrate(database, command.upgrade, revision)
+
+
+def downgrade(database: Database, revision: str) -> None:
+    """Take the schema back to `revision` (an operator's rollback, run by hand)."""
+    _migrate(database, command.downgrade, revision)
+
+
+def _migrate(database: Database, step: Callable[[Config, str], None], revision: str) -> None:
+    """Run `step` to `revision` in one transaction, one migrator at a time."""
     config = alembic_config()
-    with database.write_engine.begin() as connection:
+    with (
+        database.write_engine.connect() as connection,
+        _sqlite_foreign_keys_off(connection),
+        connection.begin(),
+    ):
         if database.dialect == "postgresql":
             connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
         config.attributes["connection"] = connection
-        command.upgrade(config, revision)
+        step(config, revision)
+        if database.dialect == "sqlite":
+            _check_foreign_keys(connection)
     log.info("database schema at %s", revision)
+
+
+@contextmanager
+def _sqlite_foreign_keys_off(connection: Connection) -> Iterator[None]:
+    """On SQLite, foreign keys off for the migrations on `connection`.
+
+    Batch mode rebuilds a table by copying it and dropping the original; with foreign keys on,
+    dropping `evaluations` would cascade-delete every run, event and comparison. The switch is
+    ignored inside a transaction, so it is flipped on the DB-API connection before one begins.
+    """
+    if connection.dialect.name != "sqlite":
+        yield
+        return
+    _pragma(connection, "PRAGMA foreign_keys=OFF")
+    try:
+        yield
+    finally:
+        _pragma(connection, "PRAGMA foreign_keys=ON")
+
+
+def _pragma(connection: Connection, statement: str) -> None:
+    cursor = connection.connection.cursor()
+    try:
+        cursor.execute(statement)
+    finally:
+        cursor.close()
+
+
+def _check_foreign_keys(connection: Connection) -> None:
+    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+    if broken:
+        raise RuntimeError(f"the migration left rows with dangling foreign keys: {broken[:5]}")
 
 
 def upgrade_when_reachable(database: Database, *, wait_seconds: float) -> None:

@@ -7,6 +7,7 @@ it to SQLAlchemy and must match it (a test compares them).
 
 from __future__ import annotations
 
+import base64
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,6 +22,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     TypeDecorator,
@@ -60,6 +62,38 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+class Utf8Bytes(TypeDecorator[str]):
+    """Text a client or a program chose, kept as its UTF-8 bytes: str in, str out.
+
+    PostgreSQL's text types refuse NUL, which a program may print and a client may send (in code
+    or stdin), while bytea keeps every byte; SQLite keeps them as BLOBs alike. The price is that
+    the database cannot search or index these columns as text, which nothing here needs.
+    """
+
+    impl = LargeBinary
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> bytes | None:
+        return None if value is None else value.encode("utf-8")
+
+    def process_result_value(self, value: bytes | None, dialect: Dialect) -> str | None:
+        return None if value is None else bytes(value).decode("utf-8")
+
+
+class Base64Bytes(TypeDecorator[str]):
+    """Bytes carried as base64 text on the wire (`crucible_contracts.output`), kept decoded:
+    base64 str in, base64 str out, a third smaller at rest."""
+
+    impl = LargeBinary
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> bytes | None:
+        return None if value is None else base64.b64decode(value, validate=True)
+
+    def process_result_value(self, value: bytes | None, dialect: Dialect) -> str | None:
+        return None if value is None else base64.b64encode(value).decode("ascii")
+
+
 def _str_enum(cls: type) -> Enum:
     # Stored as the enum's value in a plain string column; the migration adds the CHECK.
     return Enum(
@@ -86,10 +120,10 @@ class Evaluation(Base):
     __tablename__ = "evaluations"
 
     eval_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    code: Mapped[str] = mapped_column(Text)
+    code: Mapped[str] = mapped_column(Utf8Bytes)
     language: Mapped[str] = mapped_column(String(32))
     timeout: Mapped[float] = mapped_column(Float)
-    stdin: Mapped[str | None] = mapped_column(Text)
+    stdin: Mapped[str | None] = mapped_column(Utf8Bytes)
     memory_mb: Mapped[int | None] = mapped_column(Integer)
     priority: Mapped[bool] = mapped_column(Boolean, default=False)
     routing_key: Mapped[str | None] = mapped_column(String(200))
@@ -123,8 +157,11 @@ class Run(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     executor_id: Mapped[str | None] = mapped_column(String(128))
     exit_code: Mapped[int | None] = mapped_column(Integer)
-    output: Mapped[str | None] = mapped_column(Text)
-    error: Mapped[str | None] = mapped_column(Text)
+    output: Mapped[str | None] = mapped_column(Utf8Bytes)
+    error: Mapped[str | None] = mapped_column(Utf8Bytes)
+    # The exact bytes of output / error when they are not valid UTF-8 (crucible_contracts.output).
+    output_base64: Mapped[str | None] = mapped_column(Base64Bytes)
+    error_base64: Mapped[str | None] = mapped_column(Base64Bytes)
     output_truncated: Mapped[bool] = mapped_column(Boolean, default=False)
     error_truncated: Mapped[bool] = mapped_column(Boolean, default=False)
     runtime_ms: Mapped[float | None] = mapped_column(Float)

@@ -17,6 +17,7 @@ from crucible_contracts.models import (
     RunView,
 )
 from crucible_contracts.names import Role
+from crucible_contracts.output import exact_bytes
 from crucible_contracts.status import Status
 from crucible_gateway.migration.normalisation import OUTPUT_FIELDS, ComparisonRules, normalise
 
@@ -25,13 +26,23 @@ COMPARED_FIELDS = ("status", "exit_code", "stdout", "stderr")
 _FAILED = Status.ERROR
 
 
+def exact_text(text: str | None, base64_bytes: str | None) -> str:
+    """A stream's exact bytes as text that equals another's exactly when the bytes do: UTF-8,
+    each byte of an invalid sequence kept as a lone surrogate (U+DC80-U+DCFF, "surrogateescape").
+
+    Two outputs that differ only in invalid bytes both read as U+FFFD in `output`; here they
+    stay different, and the normalisation rules (regular expressions over text) still apply.
+    """
+    return exact_bytes(text, base64_bytes).decode("utf-8", errors="surrogateescape")
+
+
 def compared_fields(run: RunView) -> dict[str, Any]:
-    """The values of COMPARED_FIELDS for `run` (missing outputs as empty text)."""
+    """The values of COMPARED_FIELDS for `run`: outputs as `exact_text` (missing ones empty)."""
     return {
         "status": run.status,
         "exit_code": run.exit_code,
-        "stdout": run.output or "",
-        "stderr": run.error or "",
+        "stdout": exact_text(run.output, run.output_base64),
+        "stderr": exact_text(run.error, run.error_base64),
     }
 
 

@@ -36,7 +36,14 @@ class SideBySide(BaseModel):
     diff: dict[str, str]
 
 
+def _readable(line: str) -> str:
+    """A diff line that JSON can carry: the bytes `exact_text` kept as lone surrogates are
+    spelled `\\xNN`, so the diff shows which bytes differ."""
+    return line.encode("utf-8", errors="surrogateescape").decode("utf-8", errors="backslashreplace")
+
+
 def _clip(line: str) -> str:
+    line = _readable(line)
     if len(line) <= DIFF_MAX_LINE_CHARS:
         return line
     return f"{line[:DIFF_MAX_LINE_CHARS]}… ({len(line) - DIFF_MAX_LINE_CHARS} more characters)"
