@@ -47,7 +47,7 @@ class GuardSettings(BaseModel):
     rolled back `breach_after` evaluations (20 s) after `min_samples` of its runs have ended.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     enabled: bool = True
     window_seconds: float = Field(default=300, gt=0, allow_inf_nan=False)
@@ -63,7 +63,7 @@ class GuardSettings(BaseModel):
 class RampSettings(BaseModel):
     """A promotion schedule: Celery shares in increasing order, each held `hold_seconds`."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     active: bool = False
     steps: list[float] = Field(default_factory=lambda: [0.1, 0.5, 0.9, 1.0], min_length=1)

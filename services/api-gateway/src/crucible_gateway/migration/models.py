@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, Strict
 
 from crucible_contracts.models import ComparisonStats, PathStats
 from crucible_contracts.names import Backend
@@ -120,7 +120,7 @@ class GuardReport(BaseModel):
 class VersionedWrite(BaseModel):
     """What every write names: the version it was based on, and why it is made."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     expected_version: int = Field(ge=0)
     reason: str = Field(min_length=1, max_length=10_000, pattern=r"\S")
@@ -131,7 +131,7 @@ class MigrationUpdate(VersionedWrite):
 
     celery_enabled: bool | None = None
     celery_percentage: float | None = Field(default=None, ge=0.0, le=1.0)
-    mode: MigrationMode | None = None
+    mode: Annotated[MigrationMode, Strict(False)] | None = None
     shadow_percentage: float | None = Field(default=None, ge=0.0, le=1.0)
     force_legacy: bool | None = None
     # Nested settings: only the sub-fields given change (see MigrationDocument for their fields).

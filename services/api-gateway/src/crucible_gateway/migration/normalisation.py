@@ -23,7 +23,7 @@ class NormalisationRule(BaseModel):
     references, so a replacement can never fail at comparison time).
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     name: str = Field(min_length=1, max_length=100)
     kind: Literal["strip_trailing_whitespace", "mask"]
@@ -82,7 +82,7 @@ class ComparisonRules(BaseModel):
     """The comparison settings stored in the migration document; `rules_version` is recorded
     with every comparison so that a comparison always names the rules that judged it."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     rules_version: int = Field(default=1, ge=1)
     rules: list[NormalisationRule] = Field(
