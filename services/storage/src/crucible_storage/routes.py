@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 
 from crucible_contracts.ids import EvalId
+from crucible_contracts.limits import MAX_AGE_SECONDS, MAX_OFFSET, MAX_PAGE
 from crucible_contracts.models import (
     AuditEntry,
     ComparisonRecord,
@@ -35,10 +36,7 @@ from crucible_storage.deps import (
 )
 from crucible_storage.schemas import Health
 
-MAX_PAGE = 500
 MAX_SAMPLES = 100
-# Far beyond any log, and far inside every database's integer range.
-MAX_OFFSET = 1_000_000
 
 router = APIRouter()
 
@@ -61,7 +59,7 @@ def list_evaluations(
     status: Status | None = None,
     backend: Backend | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> EvaluationPage:
     return service.list_evaluations(
         session=session, status=status, backend=backend, limit=limit, offset=offset
@@ -70,7 +68,8 @@ def list_evaluations(
 
 @router.delete("/evaluations")
 def delete_evaluations(
-    session: WriteSession, older_than_seconds: Annotated[float, Query(gt=0)]
+    session: WriteSession,
+    older_than_seconds: Annotated[float, Query(gt=0, le=MAX_AGE_SECONDS, allow_inf_nan=False)],
 ) -> Deleted:
     return service.delete_older_than(session=session, seconds=older_than_seconds)
 
