@@ -229,14 +229,14 @@ class ProcessStarter:
         port: int | None = None,
         health_path: str = "/health",
     ) -> ManagedProcess:
-        """Run `app` (a `module:create_app` factory) under uvicorn on a free port; wait for health."""
+        """Run `app` (a `module:create_app` factory) as production does (`crucible_runtime.serve`)
+        on a free port; wait for health."""
         port = port or free_port()
         argv = [
             sys.executable,
             "-m",
-            "uvicorn",
+            "crucible_runtime.serve",
             app,
-            "--factory",
             "--host",
             "127.0.0.1",
             "--port",

@@ -26,6 +26,7 @@ from crucible_gateway.paths import CeleryPath, LegacyPath, Paths
 from crucible_gateway.paths.celery_client import CeleryDispatcher
 from crucible_runtime.clients import ExecutorPool, QueueServiceClient, StorageClient
 from crucible_runtime.dead_letters import DeadLetterStore
+from crucible_runtime.edge import EdgeLimits
 from crucible_runtime.logs import setup_logging
 from crucible_runtime.redis_client import fail_fast_redis
 from crucible_runtime.web import install_common
@@ -120,7 +121,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_api_keys(app, settings.api_key_list)
     # The gateway is the public edge: clients authenticate with API_KEYS, not with the internal
     # key, which it only sends on its own calls to storage and the queue-service.
-    install_common(app, service=SERVICE, internal_api_key=None)
+    install_common(
+        app,
+        service=SERVICE,
+        internal_api_key=None,
+        edge=EdgeLimits.of(settings, {"/api/eval-batch": settings.max_batch_body_bytes}),
+    )
     app.include_router(evaluations_router)
     app.include_router(migration_router)
     app.include_router(operations_router)
