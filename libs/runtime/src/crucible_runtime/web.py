@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hmac
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -139,10 +140,87 @@ def install_metrics(app: FastAPI, service: str) -> None:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
+# What each error status means, as every service's OpenAPI document says it.
+ERROR_STATUSES = {
+    400: "The request is not HTTP the server can parse.",
+    401: "Missing or wrong credentials.",
+    403: "The credentials do not allow this.",
+    404: "No such resource.",
+    408: "The request (head or body) did not arrive in time.",
+    409: "The resource's state does not allow this.",
+    413: "The request body is over the service's limit.",
+    422: "Invalid input: the message names the field and the limit.",
+    429: "At capacity or over a quota; retry after Retry-After seconds.",
+    431: "The request head is over the service's limit.",
+    503: "A dependency cannot be reached.",
+}
+# Answered by every operation of every service: the edge's and the validator's.
+EDGE_STATUSES = frozenset({408, 413, 422})
+
+_ERROR_SCHEMA = {
+    "ErrorBody": {
+        "title": "ErrorBody",
+        "description": "The one error body of every Crucible service (crucible_contracts.errors).",
+        "type": "object",
+        "required": ["error"],
+        "properties": {"error": {"$ref": "#/components/schemas/ErrorDetail"}},
+    },
+    "ErrorDetail": {
+        "title": "ErrorDetail",
+        "type": "object",
+        "required": ["code", "message", "details"],
+        "properties": {
+            "code": {"type": "string"},
+            "message": {"type": "string"},
+            "details": {"type": "object"},
+        },
+    },
+}
+
+
+def document_errors(app: FastAPI, statuses: Iterable[int]) -> None:
+    """Every operation of `app`'s OpenAPI document lists `statuses` (and EDGE_STATUSES) with the
+    one error body, replacing FastAPI's own 422 (`HTTPValidationError`), which no service sends."""
+    wanted = sorted(EDGE_STATUSES | set(statuses))
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = build()
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components.update(_ERROR_SCHEMA)
+        for name in ("HTTPValidationError", "ValidationError"):
+            components.pop(name, None)
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                responses = operation.setdefault("responses", {})
+                for code in wanted:
+                    responses[str(code)] = {
+                        "description": ERROR_STATUSES[code],
+                        "content": {
+                            "application/json": {
+                                "schema": {"$ref": "#/components/schemas/ErrorBody"}
+                            }
+                        },
+                    }
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def install_common(
-    app: FastAPI, *, service: str, internal_api_key: str | None, edge: EdgeLimits | None = None
+    app: FastAPI,
+    *,
+    service: str,
+    internal_api_key: str | None,
+    edge: EdgeLimits | None = None,
+    statuses: Iterable[int] = (),
 ) -> None:
-    """Error handlers, the internal key, metrics and, outermost, the body guard (`edge`)."""
+    """Error handlers, the internal key, metrics, the error statuses of the OpenAPI document
+    (`statuses`, plus 401 with an internal key) and, outermost, the body guard (`edge`)."""
+    document_errors(app, {*statuses, *((401,) if internal_api_key else ())})
     install_error_handlers(app)
     install_internal_key(app, internal_api_key)
     install_metrics(app, service)

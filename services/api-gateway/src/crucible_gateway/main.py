@@ -126,6 +126,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         service=SERVICE,
         internal_api_key=None,
         edge=EdgeLimits.of(settings, {"/api/eval-batch": settings.max_batch_body_bytes}),
+        statuses=(401, 403, 404, 409, 429, 503),
     )
     app.include_router(evaluations_router)
     app.include_router(migration_router)

@@ -47,6 +47,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         service="executor",
         internal_api_key=settings.internal_api_key,
         edge=EdgeLimits.of(settings),
+        statuses=(401, 404, 429, 503),
     )
     app.include_router(router)
     return app

@@ -134,7 +134,10 @@ def list_events(eval_id: EvalId, session: ReadSession) -> list[Event]:
     return service.list_events(session=session, eval_id=eval_id)
 
 
-@router.put("/evaluations/{eval_id}/comparison")
+@router.put(
+    "/evaluations/{eval_id}/comparison",
+    responses={201: {"model": ComparisonView, "description": "recorded now"}},
+)
 def record_comparison(
     eval_id: EvalId, body: ComparisonRecord, session: WriteSession, response: Response
 ) -> ComparisonView:
@@ -165,7 +168,7 @@ def migration_stats(
     return service.migration_stats(session=session, since=since, until=until, samples=samples)
 
 
-@router.post("/audit")
+@router.post("/audit", responses={201: {"model": AuditEntry, "description": "recorded now"}})
 def record_audit(body: AuditEntry, session: WriteSession, response: Response) -> AuditEntry:
     """Record one audit entry: 201 when recorded now, 200 with the first one when its audit_id
     was recorded already."""
