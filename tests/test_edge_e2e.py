@@ -243,6 +243,12 @@ def test_an_out_of_range_number_in_a_gateway_query_is_a_422(
         ("DELETE", "/evaluations?older_than_seconds=1e300", "query.older_than_seconds"),
         ("DELETE", "/evaluations?older_than_seconds=inf", "query.older_than_seconds"),
         ("GET", "/audit?offset=9223372036854775808", "query.offset"),
+        ("GET", "/stats?since=0001-01-01T00:00:00%2B14:00", "query.since"),
+        (
+            "GET",
+            "/runs/stuck?queued_before=9999-12-31T23:59:59-14:00&running_before=2024-01-01T00:00:00Z",
+            "query.queued_before",
+        ),
     ],
 )
 def test_an_out_of_range_number_in_a_storage_query_is_a_422(

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    model_validator,
+)
 
 from crucible_contracts.ids import EvalId
 from crucible_contracts.limits import (
@@ -30,11 +38,25 @@ def _iso_timestamp(value: Any) -> Any:
     return value
 
 
+def _within_utc(value: datetime) -> datetime:
+    """An aware datetime in UTC (naive ones unchanged); one that UTC cannot hold (0001-01-01 at
+    +14:00 is in year 0) is refused here rather than overflowing in a database driver."""
+    if value.tzinfo is None:
+        return value
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("is out of range once converted to UTC") from None
+
+
+# A datetime query parameter: any ISO 8601 FastAPI accepts, within what UTC can hold.
+QueryTimestamp = Annotated[datetime, AfterValidator(_within_utc)]
+
 # Strict mode (no "30" for 30, no "yes" for True) would also refuse an enum's value or an ISO 8601
 # string in Python input, and most input is Python: FastAPI validates what `json.loads` returned,
 # Celery kwargs and Redis entries arrive as dicts. These types accept exactly their JSON spelling
 # (the enum's value, an ISO 8601 string) and nothing looser (not a number for a datetime).
-Timestamp = Annotated[datetime, BeforeValidator(_iso_timestamp)]
+Timestamp = Annotated[datetime, BeforeValidator(_iso_timestamp), AfterValidator(_within_utc)]
 StatusValue = Annotated[Status, Strict(False)]
 BackendValue = Annotated[Backend, Strict(False)]
 RoleValue = Annotated[Role, Strict(False)]

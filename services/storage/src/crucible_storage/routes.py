@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
@@ -19,6 +18,7 @@ from crucible_contracts.models import (
     EvaluationView,
     Event,
     MigrationStats,
+    QueryTimestamp,
     RunCreate,
     RunUpdate,
     RunView,
@@ -115,8 +115,8 @@ def replay_run(
 @router.get("/runs/stuck")
 def stuck_runs(
     session: ReadSession,
-    queued_before: datetime,
-    running_before: datetime,
+    queued_before: QueryTimestamp,
+    running_before: QueryTimestamp,
     backend: Backend | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
 ) -> list[StuckRun]:
@@ -161,8 +161,8 @@ def pending_comparisons(
 @router.get("/stats")
 def migration_stats(
     session: ReadSession,
-    since: datetime,
-    until: datetime | None = None,
+    since: QueryTimestamp,
+    until: QueryTimestamp | None = None,
     samples: Annotated[int, Query(ge=0, le=MAX_SAMPLES)] = 5,
 ) -> MigrationStats:
     return service.migration_stats(session=session, since=since, until=until, samples=samples)
