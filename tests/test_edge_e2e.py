@@ -258,6 +258,19 @@ def test_an_out_of_range_number_in_a_storage_query_is_a_422(
     assert error["details"]["field"] == field
 
 
+def test_an_unpaired_surrogate_at_storage_is_a_422_naming_the_field(storage: httpx.Client) -> None:
+    body = {
+        "eval_id": "1" * 32,
+        "backend": "legacy",
+        "program": {"code": "\ud800", "language": "python", "timeout": 5},
+    }
+    response = storage.post(
+        "/evaluations", content=json.dumps(body), headers={"Content-Type": "application/json"}
+    )
+    error = _error(response, 422, "invalid_input")
+    assert error["details"]["field"] == "program.code"
+
+
 def test_a_huge_memory_mb_at_storage_is_a_422(storage: httpx.Client) -> None:
     body = {
         "eval_id": "0" * 32,

@@ -34,7 +34,9 @@ TRUNCATED = "...[truncated]"
 def echo(value: object, limit: int = MAX_ECHO) -> str:
     """`value` as text fit to repeat in an error: at most `limit` characters, then a marker."""
     text = value if isinstance(value, str) else repr(value)
-    return text if len(text) <= limit else f"{text[:limit]}{TRUNCATED}"
+    text = text if len(text) <= limit else f"{text[:limit]}{TRUNCATED}"
+    # A lone surrogate (JSON may spell one) cannot be encoded into the answer: show it escaped.
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def bounded(value: Any, limit: int = MAX_ECHO) -> Any:

@@ -14,6 +14,7 @@ from pydantic import (
     ConfigDict,
     Field,
     Strict,
+    field_validator,
     model_validator,
 )
 
@@ -89,10 +90,38 @@ class Wire(StrictModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
+class UnicodeText(BaseModel):
+    """Mixin of the internal bodies: JSON may spell a lone surrogate ("\\ud800"), which no
+    database and no UTF-8 encoder takes; it is refused where it enters, naming the field, rather
+    than failing where it is stored. (The public EvalRequest's text is checked by the gateway's
+    validation, which names the limit.)"""
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _text_is_unicode(cls, value: Any) -> Any:
+        if not _is_unicode(value):
+            raise ValueError("is not valid Unicode text (unpaired surrogate)")
+        return value
+
+
+def _is_unicode(value: Any) -> bool:
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+        return True
+    if isinstance(value, dict):
+        return all(_is_unicode(key) and _is_unicode(item) for key, item in value.items())
+    if isinstance(value, list | tuple):
+        return all(_is_unicode(item) for item in value)
+    return True
+
+
 # --- the program of an evaluation -------------------------------------------------------------
 
 
-class Program(Wire):
+class Program(Wire, UnicodeText):
     """What to run: the program of an evaluation, carried as `program` by the internal models.
 
     The public API (EvalRequest, EvaluationView) and the executor contract (ExecuteRequest) keep
@@ -172,7 +201,7 @@ class BatchAccepted(StrictModel):
 # --- consumers: the task both paths carry ----------------------------------------------------
 
 
-class EvalTask(Wire, CarriesProgram):
+class EvalTask(Wire, CarriesProgram, UnicodeText):
     """One run to perform: what the gateway hands to the legacy queue or to Celery."""
 
     eval_id: EvalId
@@ -185,7 +214,7 @@ class EvalTask(Wire, CarriesProgram):
 # --- executor ----------------------------------------------------------------------------------
 
 
-class ExecuteRequest(Wire):
+class ExecuteRequest(Wire, UnicodeText):
     """`POST /execute` body: flat, as DESIGN.md fixes the executor contract."""
 
     eval_id: EvalId
@@ -219,7 +248,7 @@ class ExecuteResult(StrictModel):
 # --- storage -----------------------------------------------------------------------------------
 
 
-class EvaluationCreate(Wire, CarriesProgram):
+class EvaluationCreate(Wire, CarriesProgram, UnicodeText):
     """`POST /evaluations` body (gateway → storage)."""
 
     eval_id: EvalId
@@ -229,14 +258,14 @@ class EvaluationCreate(Wire, CarriesProgram):
     routing_key: Annotated[str, Field(max_length=200)] | None = None
 
 
-class RunCreate(Wire):
+class RunCreate(Wire, UnicodeText):
     """Adds a run beside the primary one (a shadow run)."""
 
     role: RoleValue
     backend: BackendValue
 
 
-class RunUpdate(Wire):
+class RunUpdate(Wire, UnicodeText):
     """A consumer's report on a run. Fields left None are not changed.
 
     `status` moves the run through the state machine; a move that is not legal answers 409, and
@@ -365,7 +394,7 @@ class ComparisonOutcome(StrEnum):
     SHADOW_MISSING = "shadow_missing"
 
 
-class ComparisonRecord(Wire):
+class ComparisonRecord(Wire, UnicodeText):
     """`PUT /evaluations/{eval_id}/comparison` body: what the comparer found (recorded once).
 
     `differing_fields` names the compared fields that differ after normalisation (status,
@@ -467,7 +496,7 @@ def new_audit_id() -> str:
     return uuid.uuid4().hex
 
 
-class AuditEntry(Wire):
+class AuditEntry(Wire, UnicodeText):
     """One change of a settings document: who, when, versions, what changed ([old, new]) and why.
 
     `audit_id` is chosen by the writer, so that an entry delivered twice is recorded once.

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, Strict
 
-from crucible_contracts.models import ComparisonStats, PathStats
+from crucible_contracts.models import ComparisonStats, PathStats, UnicodeText
 from crucible_contracts.names import Backend
 from crucible_gateway.migration.guard import GuardSettings, RampSettings, Verdict
 from crucible_gateway.migration.hysteresis import GuardStreak
@@ -117,7 +117,7 @@ class GuardReport(BaseModel):
 # --- request bodies of the admin API --------------------------------------------------------------
 
 
-class VersionedWrite(BaseModel):
+class VersionedWrite(UnicodeText):
     """What every write names: the version it was based on, and why it is made."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
