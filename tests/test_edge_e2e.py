@@ -130,7 +130,7 @@ def fuzz(service: ManagedProcess, headers: dict[str, str], name: str) -> None:
 
         try:
             run()
-        except Exception as exc:
+        except (Exception, BaseExceptionGroup) as exc:  # schemathesis' FailureGroup is the latter
             failures.append(f"{operation.label}: {exc}")
     total = sum(statuses.values())
     print(
