@@ -3,6 +3,10 @@ SHELL := /bin/bash
 UV := .tools/bin/uv
 PY := .venv/bin/python
 export UV_PYTHON_DOWNLOADS := never
+# Python caches the bytecode of Crucible's own modules as usual, even where the environment says
+# otherwise: every test starts a few hundred service processes, and compiling the sources again in
+# each costs about a second of CPU.
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: deps run test test-fast lint format bench chaos fuzz lock clean
 

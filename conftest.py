@@ -137,6 +137,9 @@ def start_suite(
         "REDIS_URL": state.url,
         "DATABASE_URL": f"sqlite:///{run_dir}/crucible.db",
         "LOG_LEVEL": "INFO",
+        # End-to-end tests and make chaos send bursts from one tenant; the rate limit has its own
+        # tests (services/api-gateway/tests/test_rate_limit.py), and a test may set it here.
+        "RATE_LIMIT_PER_SECOND": "0",
         **overrides,
     }
     storage = starter.service("crucible_storage.main:create_app", name="storage", env=env)

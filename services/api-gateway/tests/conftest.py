@@ -27,6 +27,8 @@ QUIET_HOUSEKEEPING = {
     "RECONCILE_CELERY_QUEUED_AFTER_SECONDS": "86400",
     "RECONCILE_RUNNING_GRACE_SECONDS": "86400",
 }
+# Tests send bursts from one tenant; only test_rate_limit.py meets the rate limit (it sets its own).
+NO_RATE_LIMIT = {"RATE_LIMIT_PER_SECOND": "0"}
 
 
 def unique_prefix() -> str:
@@ -173,6 +175,7 @@ def start_gateway(
             "MIGRATION_KEY_PREFIX": unique_prefix(),
             "OPERATOR_TOKEN": OPERATORS,
             **QUIET_HOUSEKEEPING,
+            **NO_RATE_LIMIT,
             **{key.upper(): str(value) for key, value in env.items()},
         }
         return processes.service(GATEWAY_APP, name="gateway", env=full_env)
@@ -205,6 +208,7 @@ def shared_gateway(
         "REDIS_URL": redis_url,
         "MIGRATION_KEY_PREFIX": unique_prefix(),
         **QUIET_HOUSEKEEPING,
+        **NO_RATE_LIMIT,
     }
     return session_processes.service(GATEWAY_APP, name="shared-gateway", env=env)
 

@@ -135,7 +135,7 @@ def api_gateway_with_admin(session_processes, storage, queue_service, redis_url)
         ({}, 401),
         ({"Authorization": "Bearer wrong-token"}, 403),
         ({"X-Operator-Token": "alice-operator-tokeN"}, 403),
-        ({"X-API-Key": "client-key"}, 401),
+        ({"X-API-Key": "client-key"}, 403),
         ({"X-Operator-Token": "bob-operator-token"}, 200),
         (ALICE, 200),
     ],

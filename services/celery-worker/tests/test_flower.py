@@ -40,6 +40,23 @@ def test_flower_asks_for_the_basic_auth_credentials_of_the_environment(processes
     assert stack.worker.nodename in workers
 
 
+def test_flower_metrics_ask_for_the_same_credentials(processes, stack):
+    env = {**stack.worker.process.env, "FLOWER_BASIC_AUTH": "ops:s3cret-pass"}
+    url, _ = _flower(processes, env)
+
+    anonymous = httpx.get(f"{url}/metrics", timeout=5)
+    wrong = httpx.get(f"{url}/metrics", auth=("ops", "guess"), timeout=5)
+    scraped = httpx.get(f"{url}/metrics", auth=("ops", "s3cret-pass"), timeout=5)
+    health = httpx.get(f"{url}/healthcheck", timeout=5)
+
+    assert (anonymous.status_code, wrong.status_code, scraped.status_code) == (401, 401, 200)
+    assert anonymous.headers["WWW-Authenticate"].startswith("Basic")
+    assert "flower" not in anonymous.text
+    assert scraped.headers["Content-Type"].startswith("text/plain")
+    assert "# TYPE flower_" in scraped.text
+    assert health.status_code == 200
+
+
 def test_flower_without_credentials_is_open_and_says_so(processes, stack):
     env = {
         **stack.worker.process.env,

@@ -19,7 +19,16 @@ from crucible_storage import migrate
 from crucible_storage.db import Database, normalize_url
 from crucible_storage.tables import Base
 
-TABLES = {"alembic_version", "evaluations", "runs", "events", "comparisons", "audit"}
+TABLES = {
+    "alembic_version",
+    "evaluations",
+    "runs",
+    "events",
+    "comparisons",
+    "audit",
+    "tenants",
+    "api_keys",
+}
 
 
 def test_migrations_build_an_empty_database_and_are_idempotent(database_url) -> None:

@@ -12,6 +12,7 @@
     ├── PayloadTooLarge             413 payload_too_large  (a body over the service's cap)
     ├── HeaderTooLarge              431 header_too_large   (a request head over the cap)
     ├── Busy                        429 busy               (at capacity; carries Retry-After)
+    │   └── RateLimited             429 rate_limited       (a tenant's request rate is spent)
     └── Unavailable                 503 unavailable        (a dependency cannot be reached)
         └── NoPathAvailable         503 no_path_available  (neither queue took the evaluation)
 
@@ -134,6 +135,12 @@ class Busy(CrucibleError):
         self.retry_after = retry_after
 
 
+class RateLimited(Busy):
+    """The caller's tenant spent its request rate; `retry_after` says when one more may pass."""
+
+    code = "rate_limited"
+
+
 class Unavailable(CrucibleError):
     status_code = 503
     code = "unavailable"
@@ -158,6 +165,7 @@ BY_CODE: dict[str, type[CrucibleError]] = {
         PayloadTooLarge,
         HeaderTooLarge,
         Busy,
+        RateLimited,
         Unavailable,
         NoPathAvailable,
     )

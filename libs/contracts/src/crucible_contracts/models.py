@@ -27,6 +27,7 @@ from crucible_contracts.limits import (
 )
 from crucible_contracts.names import Backend, EventName, Role
 from crucible_contracts.status import Status
+from crucible_contracts.tenancy import DEFAULT_TENANT, TENANT_PATTERN
 
 
 def _iso_timestamp(value: Any) -> Any:
@@ -256,6 +257,10 @@ class EvaluationCreate(Wire, CarriesProgram, UnicodeText):
     priority: bool = False
     backend: BackendValue
     routing_key: Annotated[str, Field(max_length=200)] | None = None
+    tenant: str = Field(default=DEFAULT_TENANT, pattern=TENANT_PATTERN)
+    # The tenant's cap on evaluations queued or running; storage refuses (429) at the cap, checked
+    # in the transaction that creates the evaluation. None: no cap.
+    max_in_flight: int | None = Field(default=None, ge=1, le=INT32_MAX)
 
 
 class RunCreate(Wire, UnicodeText):
@@ -313,6 +318,7 @@ class EvaluationView(StrictModel):
     eval_id: str
     status: StatusValue
     backend: BackendValue
+    tenant: str = DEFAULT_TENANT
     language: str
     code: str
     stdin: str | None = None

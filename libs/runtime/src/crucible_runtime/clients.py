@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from datetime import datetime
 from typing import Any
@@ -29,6 +30,19 @@ from crucible_contracts.models import (
     StuckRun,
 )
 from crucible_contracts.names import INTERNAL_KEY_HEADER, Backend, Role
+from crucible_contracts.tenancy import (
+    TENANT_HEADER,
+    KeyIdentity,
+    KeyView,
+    StoredKeyCreate,
+    TenantLimits,
+    TenantView,
+)
+
+
+def _scoped(tenant: str | None) -> dict[str, str]:
+    """The header that scopes a storage read to one tenant's evaluations (none: all)."""
+    return {TENANT_HEADER: tenant} if tenant is not None else {}
 
 
 def raise_for_error(response: httpx.Response) -> None:
@@ -51,21 +65,55 @@ def raise_for_error(response: httpx.Response) -> None:
     raise exc
 
 
+log = logging.getLogger(__name__)
+
+# Methods whose request may be sent twice with the effect of once (RFC 9110, 9.2.2).
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+# What a pooled keep-alive connection that the server closed or reset under us raises: the server
+# may or may not have received the request, so only a request safe to repeat is sent again.
+# Not a connect error or a timeout: those say the service is down or slow, and a retry would only
+# double the wait.
+STALE_CONNECTION_ERRORS = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+
+
 class InternalClient:
-    """A pooled, thread-safe client of one internal service; network failures become Unavailable."""
+    """A pooled, thread-safe client of one internal service; network failures become Unavailable.
+
+    An idempotent request (GET, HEAD, OPTIONS, PUT, DELETE, or one the caller marks
+    `idempotent=True`) that meets a connection closed or reset by the server is sent once more,
+    on a new connection: after a service drops its kept-alive connections (a restart, an error
+    that closed them, its keep-alive timeout racing our next call) the next calls would otherwise
+    fail for nothing. Any other request fails at once (`idempotent=False` forces that for a GET).
+    """
 
     def __init__(self, base_url: str, *, internal_key: str | None = None, timeout: float = 10):
         headers = {INTERNAL_KEY_HEADER: internal_key} if internal_key else {}
         self.base_url = base_url.rstrip("/")
         self._http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout)
 
-    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    def request(
+        self, method: str, path: str, *, idempotent: bool | None = None, **kwargs: Any
+    ) -> httpx.Response:
+        if idempotent is None:
+            idempotent = method.upper() in IDEMPOTENT_METHODS
         try:
-            response = self._http.request(method, path, **kwargs)
+            response = self._send(method, path, retry_stale=idempotent, **kwargs)
         except httpx.HTTPError as exc:
             raise Unavailable(f"{self.base_url} unreachable: {exc!r}", url=self.base_url) from exc
         raise_for_error(response)
         return response
+
+    def _send(self, method: str, path: str, *, retry_stale: bool, **kwargs: Any) -> httpx.Response:
+        try:
+            return self._http.request(method, path, **kwargs)
+        except STALE_CONNECTION_ERRORS as exc:
+            if not retry_stale:
+                raise
+            # httpx dropped the broken connection: this one goes out on a new one.
+            log.info(
+                "%s %s%s: connection lost (%r), sent once more", method, self.base_url, path, exc
+            )
+            return self._http.request(method, path, **kwargs)
 
     def close(self) -> None:
         self._http.close()
@@ -76,22 +124,27 @@ class StorageClient(InternalClient):
         response = self.request("POST", "/evaluations", json=evaluation.model_dump(mode="json"))
         return EvaluationView.model_validate_json(response.content)
 
-    def get_evaluation(self, eval_id: str) -> EvaluationView:
-        response = self.request("GET", f"/evaluations/{eval_id}")
+    def get_evaluation(self, eval_id: str, *, tenant: str | None = None) -> EvaluationView:
+        """The evaluation; NotFound when unknown or (with `tenant`) another tenant's."""
+        response = self.request("GET", f"/evaluations/{eval_id}", headers=_scoped(tenant))
         return EvaluationView.model_validate_json(response.content)
 
-    def list_evaluations(self, **filters: Any) -> EvaluationPage:
+    def list_evaluations(self, *, tenant: str | None = None, **filters: Any) -> EvaluationPage:
         params = {key: value for key, value in filters.items() if value is not None}
-        response = self.request("GET", "/evaluations", params=params)
+        response = self.request("GET", "/evaluations", params=params, headers=_scoped(tenant))
         return EvaluationPage.model_validate_json(response.content)
 
     def add_run(self, eval_id: str, run: RunCreate) -> RunView:
         response = self.request("POST", f"/evaluations/{eval_id}/runs", json=run.model_dump())
         return RunView.model_validate_json(response.content)
 
-    def update_run(self, eval_id: str, role: Role, update: RunUpdate) -> RunView:
+    def update_run(
+        self, eval_id: str, role: Role, update: RunUpdate, *, tenant: str | None = None
+    ) -> RunView:
         body = update.model_dump(mode="json", exclude_none=True)
-        response = self.request("PATCH", f"/evaluations/{eval_id}/runs/{role}", json=body)
+        response = self.request(
+            "PATCH", f"/evaluations/{eval_id}/runs/{role}", json=body, headers=_scoped(tenant)
+        )
         return RunView.model_validate_json(response.content)
 
     def replay_run(self, eval_id: str, role: Role) -> RunView:
@@ -120,8 +173,8 @@ class StorageClient(InternalClient):
         response = self.request("GET", "/runs/stuck", params=params)
         return [StuckRun.model_validate(item) for item in response.json()]
 
-    def events(self, eval_id: str) -> list[Event]:
-        response = self.request("GET", f"/evaluations/{eval_id}/events")
+    def events(self, eval_id: str, *, tenant: str | None = None) -> list[Event]:
+        response = self.request("GET", f"/evaluations/{eval_id}/events", headers=_scoped(tenant))
         return [Event.model_validate(item) for item in response.json()]
 
     def delete_older_than(self, seconds: float) -> int:
@@ -138,9 +191,11 @@ class StorageClient(InternalClient):
         )
         return ComparisonView.model_validate_json(response.content), response.status_code == 201
 
-    def get_comparison(self, eval_id: str) -> ComparisonView:
+    def get_comparison(self, eval_id: str, *, tenant: str | None = None) -> ComparisonView:
         """The recorded comparison; NotFound when there is none (yet)."""
-        response = self.request("GET", f"/evaluations/{eval_id}/comparison")
+        response = self.request(
+            "GET", f"/evaluations/{eval_id}/comparison", headers=_scoped(tenant)
+        )
         return ComparisonView.model_validate_json(response.content)
 
     def pending_comparisons(self, *, limit: int = 100) -> list[EvaluationView]:
@@ -167,7 +222,9 @@ class StorageClient(InternalClient):
     def record_audit(self, entry: AuditEntry) -> tuple[AuditEntry, bool]:
         """Record one audit entry: (it, True) when this call recorded it, else (the entry of the
         same audit_id recorded first, False). Safe to call again after a lost answer."""
-        response = self.request("POST", "/audit", json=entry.model_dump(mode="json"))
+        response = self.request(
+            "POST", "/audit", json=entry.model_dump(mode="json"), idempotent=True
+        )
         return AuditEntry.model_validate_json(response.content), response.status_code == 201
 
     def audit(
@@ -180,6 +237,40 @@ class StorageClient(InternalClient):
             params["document"] = document
         response = self.request("GET", "/audit", params=params)
         return [AuditEntry.model_validate(item) for item in response.json()]
+
+    # --- tenants and keys ---------------------------------------------------------------------
+
+    def put_tenant(self, tenant: str, limits: TenantLimits) -> TenantView:
+        response = self.request("PUT", f"/tenants/{tenant}", json=limits.model_dump(mode="json"))
+        return TenantView.model_validate_json(response.content)
+
+    def tenants(self) -> list[TenantView]:
+        return [TenantView.model_validate(item) for item in self.request("GET", "/tenants").json()]
+
+    def create_key(self, key: StoredKeyCreate) -> tuple[KeyView, bool]:
+        """Record a key by its hash: (it, True), or (the key of that hash recorded first, False)."""
+        response = self.request("POST", "/keys", json=key.model_dump(mode="json"))
+        return KeyView.model_validate_json(response.content), response.status_code == 201
+
+    def keys(
+        self, *, tenant: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[KeyView]:
+        params: dict[str, Any] = {"limit": limit, "offset": offset}
+        if tenant is not None:
+            params["tenant"] = tenant
+        response = self.request("GET", "/keys", params=params)
+        return [KeyView.model_validate(item) for item in response.json()]
+
+    def revoke_key(self, key_id: str) -> KeyView:
+        return KeyView.model_validate_json(self.request("DELETE", f"/keys/{key_id}").content)
+
+    def identify_key(self, key_hash: str) -> KeyIdentity | None:
+        """The active key of this SHA-256 with its tenant's limits; None when unknown or revoked."""
+        try:
+            response = self.request("GET", f"/keys/by-hash/{key_hash}")
+        except NotFound:
+            return None
+        return KeyIdentity.model_validate_json(response.content)
 
 
 class QueueServiceClient(InternalClient):
@@ -269,8 +360,13 @@ class ExecutorPool:
         down: list[Unavailable] = []
         for client in self._rotation(request.eval_id, request.role):
             try:
+                # Idempotent per (eval_id, role): a repeat joins the run or returns its result.
                 response = client.request(
-                    "POST", "/execute", json=request.model_dump(mode="json"), timeout=timeout
+                    "POST",
+                    "/execute",
+                    json=request.model_dump(mode="json"),
+                    timeout=timeout,
+                    idempotent=True,
                 )
             except Busy as exc:
                 busy.append(exc)
@@ -292,7 +388,9 @@ class ExecutorPool:
         params = {"role": role.value} if role is not None else {}
         for client in self.clients:
             try:
-                response = client.request("POST", f"/kill/{eval_id}", params=params)
+                response = client.request(
+                    "POST", f"/kill/{eval_id}", params=params, idempotent=True
+                )
                 killed = killed or bool(response.json().get("killed"))
             except CrucibleError:
                 continue

@@ -1,19 +1,25 @@
-"""Authentication: client API keys (API_KEYS) on /api/*, operator tokens (OPERATOR_TOKEN) on /api/admin/*."""
+"""Authentication and scopes: client keys (of tenants, looked up in storage) and operator tokens
+(OPERATOR_TOKEN), checked on every /api/ request before its body is read."""
 
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
-from crucible_contracts.errors import Forbidden, Unauthorized
+from crucible_contracts.errors import CrucibleError, Forbidden, Unauthorized
+from crucible_contracts.tenancy import Scope
+from crucible_gateway.tenancy.principal import KeyResolver, Principal
 from crucible_runtime.web import error_response
 
 PROTECTED_PREFIX = "/api/"
-# The admin API authenticates operators with their own token (which may come as a Bearer too).
+# The admin API: operators, by their token or a key with the operator scope.
 ADMIN_PREFIX = "/api/admin/"
+OPERATOR_PREFIXES = ("/api/celery/", "/api/migration/report")
+SUBMIT_PATHS = frozenset({"/api/eval", "/api/eval-batch"})
 API_KEY_HEADER = "X-API-Key"
 OPERATOR_HEADER = "X-Operator-Token"
 
@@ -29,35 +35,94 @@ def presented_key(request: Request) -> str | None:
     return None
 
 
-def key_is_valid(given: str | None, keys: Sequence[str]) -> bool:
-    """Constant-time comparison against every configured key (no early exit on a match)."""
-    if given is None:
-        return False
-    matched = False
-    for key in keys:
-        matched |= hmac.compare_digest(given.encode(), key.encode())
-    return matched
+def required_scope(method: str, path: str) -> Scope:
+    """The scope a request to `path` needs, decided from the path alone (before any body is read).
+
+    Submitting needs `submit`; the operators' views (the admin API, Celery's workers and tasks,
+    the migration report with its samples of other tenants' output) need `operator`; every other
+    /api/ route needs `read` and then answers about the caller's own tenant only.
+    """
+    if path.startswith(ADMIN_PREFIX) or path.startswith(OPERATOR_PREFIXES):
+        return Scope.OPERATOR
+    if method == "POST" and path in SUBMIT_PATHS:
+        return Scope.SUBMIT
+    return Scope.READ
 
 
-def install_api_keys(app: FastAPI, keys: Sequence[str]) -> None:
-    """With keys configured, /api/* answers 401 without a valid one; with none, the API is open."""
-    if not keys:
-        return
-    keys = tuple(keys)
+class Authenticator:
+    """Turns a request's credentials into a Principal, or the 401/403 it deserves.
+
+    An operator token (OPERATOR_TOKEN) is an operator; a key (X-API-Key or a Bearer) is looked
+    up in storage (`KeyResolver`). Without credentials: 401 when keys are required, else the
+    anonymous principal of local mode (tenant `default`, submit and read) — except on the admin
+    API, which never opens without an operator's credentials.
+    """
+
+    def __init__(
+        self, *, resolver: KeyResolver, operator_tokens: dict[str, str], keys_required: bool
+    ) -> None:
+        self.resolver = resolver
+        self.operator_tokens = operator_tokens
+        self.keys_required = keys_required
+
+    def authenticate(self, request: Request) -> Principal:
+        """The caller of `request`, allowed to do what `required_scope` asks; else Unauthorized,
+        Forbidden, or Unavailable when storage cannot look the key up."""
+        path = request.url.path
+        needed = required_scope(request.method, path)
+        principal = self._principal(request, admin=path.startswith(ADMIN_PREFIX))
+        if not principal.can(needed):
+            raise Forbidden(f"this key lacks the {needed} scope", scope=needed.value)
+        return principal
+
+    def _principal(self, request: Request, *, admin: bool) -> Principal:
+        token = presented_operator_token(request)
+        name = _operator_of(token, self.operator_tokens)
+        if name is not None:
+            return Principal.operator(name)
+        key = presented_key(request)
+        if key is not None:
+            principal = self.resolver.resolve(key)
+            if principal is not None:
+                return principal
+        if admin:
+            # No operator and no key of a known tenant: the admin API's own answers.
+            operator_name(token, self.operator_tokens)
+        if key is not None or token is not None:
+            raise Unauthorized(
+                f"wrong or revoked API key: send {API_KEY_HEADER} or Authorization: Bearer"
+            )
+        if self.keys_required:
+            raise Unauthorized(f"missing API key: send {API_KEY_HEADER} or Authorization: Bearer")
+        return Principal.anonymous()
+
+
+def install_auth(app: FastAPI, authenticator: Authenticator) -> None:
+    """Authenticate every /api/ request before its body is read: a request without valid
+    credentials is answered 401/403 at once, whatever its body. The principal is then
+    `request.state.principal`."""
 
     @app.middleware("http")
-    async def _check_api_key(request: Request, call_next: Callable) -> Response:
-        path = request.url.path
-        if (
-            path.startswith(PROTECTED_PREFIX)
-            and not path.startswith(ADMIN_PREFIX)
-            and not key_is_valid(presented_key(request), keys)
-        ):
-            error = Unauthorized(
-                f"missing or wrong API key: send {API_KEY_HEADER} or Authorization: Bearer"
-            )
-            return error_response(error)
+    async def _authenticate(request: Request, call_next: Callable) -> Response:
+        if not request.url.path.startswith(PROTECTED_PREFIX):
+            return await call_next(request)
+        try:
+            principal = await run_in_threadpool(authenticator.authenticate, request)
+        except CrucibleError as exc:
+            return error_response(exc)
+        request.state.principal = principal
         return await call_next(request)
+
+
+def _operator_of(given: str | None, tokens: dict[str, str]) -> str | None:
+    """The name of the operator whose token `given` is (every token compared in constant time)."""
+    found: str | None = None
+    if given is None:
+        return None
+    for name, token in tokens.items():
+        if hmac.compare_digest(given.encode(), token.encode()):
+            found = name
+    return found
 
 
 def presented_operator_token(request: Request) -> str | None:
@@ -83,10 +148,7 @@ def operator_name(given: str | None, tokens: dict[str, str]) -> str:
         raise Unauthorized(
             f"operator token required: send {OPERATOR_HEADER} or Authorization: Bearer"
         )
-    found: str | None = None
-    for name, token in tokens.items():
-        if hmac.compare_digest(given.encode(), token.encode()):
-            found = name
+    found = _operator_of(given, tokens)
     if found is None:
         raise Forbidden("wrong operator token")
     return found

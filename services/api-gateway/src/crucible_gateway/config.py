@@ -10,6 +10,7 @@ from pydantic import Field, model_validator
 from crucible_contracts.limits import MIB, Limits
 from crucible_contracts.names import Backend
 from crucible_contracts.settings import UNSAFE_SECRETS, ServiceSettings, split_urls
+from crucible_contracts.tenancy import DEFAULT_TENANT, TENANT_PATTERN, is_tenant
 from crucible_gateway.housekeeping.stuck import Rules
 from crucible_gateway.migration.models import MigrationMode, MigrationSettings
 
@@ -67,7 +68,24 @@ class Settings(ServiceSettings):
     reconcile_batch: int = Field(default=100, ge=1, le=500)
 
     operator_token: str | None = None
+    # Client keys seeded into storage at start: "tenant:key" entries, comma-separated; a bare
+    # "key" belongs to tenant `default`. Seeded keys get submit and read.
     api_keys: str = ""
+    # Whether a request without a key is refused (401). Unset: only when API_KEYS seeds keys;
+    # with neither, the gateway runs in local mode (one `default` tenant, no key needed).
+    require_api_keys: bool | None = None
+    # How long a replica keeps the answer to a key's look-up: a revoked key is refused by every
+    # replica within this time.
+    key_cache_seconds: float = Field(default=1.0, ge=0, le=1.0)
+    # Evaluations a tenant may have queued or running at once, unless its own limit says.
+    tenant_max_in_flight: int = Field(default=1000, ge=1)
+
+    # Per-tenant request rate on /api/* (ratelimit.py), shared by every replica through REDIS_URL:
+    # requests per second on average, counted over a moving window of RATE_LIMIT_WINDOW_SECONDS,
+    # so a tenant may spend rate x window at once (its burst). 0: no limit, unless a tenant's own.
+    rate_limit_per_second: float = Field(default=50.0, ge=0)
+    rate_limit_window_seconds: int = Field(default=2, ge=1, le=3600)
+    rate_limit_key_prefix: str = Field(default="crucible:ratelimit", min_length=1)
 
     gateway_languages: str = "python,javascript"
     max_code_bytes: int = Field(default=_DEFAULT_LIMITS.max_code_bytes, gt=0)
@@ -95,6 +113,12 @@ class Settings(ServiceSettings):
             for token in self.operator_tokens.values():
                 if len(token) < 16 or token.lower() in UNSAFE_SECRETS:
                     raise ValueError("OPERATOR_TOKEN must be a secret of at least 16 characters")
+            for _, key in self.seeded_keys:
+                if len(key) < 16 or key.lower() in UNSAFE_SECRETS:
+                    raise ValueError("every key of API_KEYS must be at least 16 characters")
+        for tenant, _ in self.seeded_keys:
+            if not is_tenant(tenant):
+                raise ValueError(f"API_KEYS: {tenant!r} is not a tenant name ({TENANT_PATTERN})")
         return self
 
     @property
@@ -114,8 +138,22 @@ class Settings(ServiceSettings):
         return tuple(part.strip() for part in self.gateway_languages.split(",") if part.strip())
 
     @property
-    def api_key_list(self) -> tuple[str, ...]:
-        return tuple(part.strip() for part in self.api_keys.split(",") if part.strip())
+    def seeded_keys(self) -> tuple[tuple[str, str], ...]:
+        """(tenant, key) of every API_KEYS entry: "tenant:key", or a bare "key" of `default`."""
+        entries = []
+        for part in self.api_keys.split(","):
+            tenant, sep, key = part.strip().partition(":")
+            if not sep:
+                tenant, key = DEFAULT_TENANT, tenant
+            if key.strip():
+                entries.append((tenant.strip(), key.strip()))
+        return tuple(entries)
+
+    @property
+    def keys_required(self) -> bool:
+        if self.require_api_keys is not None:
+            return self.require_api_keys
+        return bool(self.seeded_keys)
 
     def all_executor_urls(self) -> list[str]:
         urls = split_urls(self.legacy_executor_url) + split_urls(self.executor_service_url)

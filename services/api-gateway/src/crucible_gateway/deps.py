@@ -10,6 +10,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from crucible_contracts.limits import Limits
+from crucible_contracts.tenancy import Scope
 from crucible_gateway.auth import operator_name, presented_operator_token
 from crucible_gateway.config import Settings
 from crucible_gateway.leader import LeaderLoop
@@ -19,6 +20,7 @@ from crucible_gateway.migration.source import RedisMigrationSource
 from crucible_gateway.migration.store import MigrationStore
 from crucible_gateway.paths import Paths
 from crucible_gateway.paths.celery_client import CeleryDispatcher
+from crucible_gateway.tenancy.principal import KeyResolver, Principal
 from crucible_runtime.clients import ExecutorPool, StorageClient
 from crucible_runtime.dead_letters import DeadLetterStore
 
@@ -61,9 +63,22 @@ def get_leader(request: Request) -> LeaderLoop:
     return request.app.state.leader
 
 
+def get_principal(request: Request) -> Principal:
+    """The caller, as the auth middleware resolved it before the body was read."""
+    return request.state.principal
+
+
 def get_operator(request: Request) -> str:
-    """The calling operator's name; 401 without a token, 403 with a wrong one or none configured."""
+    """The calling operator's name (or `key:<key_id>` for a key with the operator scope); the auth
+    middleware answered 401/403 already for anyone else."""
+    principal: Principal | None = getattr(request.state, "principal", None)
+    if principal is not None and not principal.local and principal.can(Scope.OPERATOR):
+        return principal.actor
     return operator_name(presented_operator_token(request), request.app.state.operator_tokens)
+
+
+def get_key_resolver(request: Request) -> KeyResolver:
+    return request.app.state.key_resolver
 
 
 def get_executors(request: Request) -> ExecutorPool | None:
@@ -92,6 +107,8 @@ MigrationStoreDep = Annotated[MigrationStore, Depends(get_migration_store)]
 AuditLogDep = Annotated[AuditLog, Depends(get_audit_log)]
 LeaderDep = Annotated[LeaderLoop, Depends(get_leader)]
 OperatorDep = Annotated[str, Depends(get_operator)]
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+KeyResolverDep = Annotated[KeyResolver, Depends(get_key_resolver)]
 ExecutorsDep = Annotated[ExecutorPool | None, Depends(get_executors)]
 DeadLettersDep = Annotated[DeadLetterStore, Depends(get_dead_letters)]
 LimitsDep = Annotated[Limits, Depends(get_limits)]

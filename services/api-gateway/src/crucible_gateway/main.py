@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import redis
 from fastapi import FastAPI
+from fastapi.concurrency import run_in_threadpool
 
-from crucible_gateway.auth import install_api_keys
+from crucible_gateway.auth import Authenticator, install_auth
 from crucible_gateway.config import Settings
 from crucible_gateway.evaluations.routes import router as evaluations_router
 from crucible_gateway.housekeeping.repair import Reconciler
@@ -24,6 +26,11 @@ from crucible_gateway.migration.supervisor import Supervisor
 from crucible_gateway.operations.routes import router as operations_router
 from crucible_gateway.paths import CeleryPath, LegacyPath, Paths
 from crucible_gateway.paths.celery_client import CeleryDispatcher
+from crucible_gateway.ratelimit import RateLimiter
+from crucible_gateway.ratelimit_middleware import install_rate_limit
+from crucible_gateway.tenancy.principal import KeyResolver
+from crucible_gateway.tenancy.routes import router as tenancy_router
+from crucible_gateway.tenancy.service import seed_in_background
 from crucible_runtime.clients import ExecutorPool, QueueServiceClient, StorageClient
 from crucible_runtime.dead_letters import DeadLetterStore
 from crucible_runtime.edge import EdgeLimits
@@ -89,11 +96,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         dead_letters=dead_letters,
     )
 
+    resolver = KeyResolver(storage, ttl=settings.key_cache_seconds)
+    stop_seeding = threading.Event()
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # Before serving: a key of API_KEYS works from the first request (or as soon as
+        # storage takes it, when storage is not up yet).
+        await run_in_threadpool(
+            lambda: seed_in_background(
+                keys=settings.seeded_keys, storage=storage, stop=stop_seeding
+            )
+        )
         source.start()
         leader.start()
         yield
+        stop_seeding.set()
         leader.stop()
         source.stop()
         state_redis.close()
@@ -117,10 +135,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.executors = executors
     app.state.dead_letters = dead_letters
     app.state.operator_tokens = settings.operator_tokens
+    app.state.key_resolver = resolver
+    app.state.tenant_max_in_flight = settings.tenant_max_in_flight
 
-    install_api_keys(app, settings.api_key_list)
-    # The gateway is the public edge: clients authenticate with API_KEYS, not with the internal
-    # key, which it only sends on its own calls to storage and the queue-service.
+    # Before the auth middleware, so that it runs after it: it counts authenticated requests
+    # against the tenant auth found.
+    rate_limiter = RateLimiter(
+        settings.redis_url,
+        window_seconds=settings.rate_limit_window_seconds,
+        key_prefix=settings.rate_limit_key_prefix,
+    )
+    install_rate_limit(app, rate_limiter, default_per_second=settings.rate_limit_per_second)
+    install_auth(
+        app,
+        Authenticator(
+            resolver=resolver,
+            operator_tokens=settings.operator_tokens,
+            keys_required=settings.keys_required,
+        ),
+    )
+    # The gateway is the public edge: clients authenticate with their tenant's keys, not with the
+    # internal key, which it only sends on its own calls to storage and the queue-service.
     install_common(
         app,
         service=SERVICE,
@@ -131,6 +166,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(evaluations_router)
     app.include_router(migration_router)
     app.include_router(operations_router)
+    app.include_router(tenancy_router)
 
     @app.get("/health")
     def health() -> dict[str, str]:

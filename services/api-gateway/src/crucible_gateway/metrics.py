@@ -61,3 +61,12 @@ HOUSEKEEPING_PURGED = Counter(
     "crucible_housekeeping_purged_total",
     "Evaluations deleted by the purge for being older than RETENTION_DAYS",
 )
+RATE_LIMITED = Counter(
+    "crucible_gateway_rate_limited_total",
+    "Requests refused with 429 because their tenant spent its request rate, by tenant",
+    ["tenant"],
+)
+RATE_LIMIT_UNCHECKED = Counter(
+    "crucible_gateway_rate_limit_unchecked_total",
+    "Requests let through without a rate-limit check because the state Redis failed (fail-open)",
+)

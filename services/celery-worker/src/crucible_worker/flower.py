@@ -5,6 +5,12 @@ itself reads as its `--basic-auth` option: they stay in the environment, out of 
 that `ps` shows. A blank value is dropped rather than handed over (Flower would take it for one
 empty credential and let nobody in); without credentials Flower is open, which this says loudly,
 and which `ENVIRONMENT=production` refuses.
+
+Flower asks for those credentials everywhere but on `/metrics`, which it serves to anyone (no
+option of Flower's changes that: its handler lacks the check the others have), and which names
+every task, queue and worker. `protect_metrics` gives `/metrics` the same check before Flower
+starts, in this process; Prometheus scrapes it with the same credentials (`basic_auth` in
+deploy/prometheus.yml). `/healthcheck` stays open for probes: it says only "OK".
 """
 
 from __future__ import annotations
@@ -13,6 +19,11 @@ import logging
 import os
 import sys
 from collections.abc import Mapping, Sequence
+
+from celery.bin.celery import celery
+from flower import urls
+from flower.views.monitor import Metrics
+from tornado import web
 
 BASIC_AUTH = "FLOWER_BASIC_AUTH"
 OPEN_WARNING = (
@@ -46,8 +57,27 @@ def flower_environment(env: Mapping[str, str]) -> tuple[dict[str, str], str | No
     return result, None
 
 
-def flower_argv(options: Sequence[str]) -> list[str]:
-    return [sys.executable, "-m", "celery", "-A", "crucible_worker.main:app", "flower", *options]
+def flower_args(options: Sequence[str]) -> list[str]:
+    """The `celery` command line that runs Flower on Crucible's app with `options`."""
+    return ["-A", "crucible_worker.main:app", "flower", *options]
+
+
+class AuthenticatedMetrics(Metrics):
+    """Flower's Prometheus text, behind the check of its other pages (basic auth or OAuth,
+    whichever Flower was given; open only when Flower is)."""
+
+    @web.authenticated
+    async def get(self) -> None:
+        await super().get()
+
+
+def protect_metrics() -> None:
+    """Serve `/metrics` with `AuthenticatedMetrics`; call before Flower starts."""
+    for index, handler in enumerate(urls.handlers):
+        if isinstance(handler, tuple) and handler[0] == r"/metrics":
+            urls.handlers[index] = (r"/metrics", AuthenticatedMetrics)
+            return
+    raise RuntimeError("Flower serves no /metrics handler to protect: check its version")
 
 
 def main(options: Sequence[str] | None = None) -> None:
@@ -59,8 +89,13 @@ def main(options: Sequence[str] | None = None) -> None:
         raise SystemExit(2) from exc
     if warning:
         log.warning("%s", warning)
-    argv = flower_argv(sys.argv[1:] if options is None else options)
-    os.execvpe(argv[0], argv, env)  # noqa: S606 -- Flower replaces this process
+    # Flower runs in this process (so that /metrics can be protected) and reads its options
+    # from this environment, FLOWER_BASIC_AUTH included.
+    os.environ.clear()
+    os.environ.update(env)
+    protect_metrics()
+    args = flower_args(sys.argv[1:] if options is None else options)
+    celery.main(args=args, prog_name="celery", auto_envvar_prefix="CELERY")
 
 
 if __name__ == "__main__":

@@ -31,7 +31,9 @@ class QueueClient(QueueServiceClient):
     def next_task(self) -> Lease | None:
         """Lease the next task; None when the queue is empty. Unavailable when unreachable,
         MalformedLease when the leased task does not validate."""
-        response = self.request("GET", "/tasks/next")
+        # A GET that takes a lease: repeated after a lost answer, it would lease a second task
+        # and leave the first held until its lease runs out. The worker polls again instead.
+        response = self.request("GET", "/tasks/next", idempotent=False)
         if response.status_code == 204:
             return None
         try:

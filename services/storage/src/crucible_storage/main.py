@@ -20,6 +20,7 @@ from crucible_storage.config import Settings
 from crucible_storage.db import Database
 from crucible_storage.events import EventPublisher
 from crucible_storage.routes import router
+from crucible_storage.tenant_routes import router as tenant_router
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     _install_database_errors(app, database)
     app.include_router(router)
+    app.include_router(tenant_router)
     return app
 
 

@@ -32,6 +32,7 @@ def insert_evaluation(session: Session, *, create: EvaluationCreate, now: dateti
         **program_columns(create.program),
         priority=create.priority,
         routing_key=create.routing_key,
+        tenant=create.tenant,
         created_at=now,
     )
     evaluation.runs.append(_new_run(role=Role.PRIMARY, backend=create.backend, now=now))
@@ -85,11 +86,15 @@ def list_evaluations(
     backend: Backend | None,
     limit: int,
     offset: int,
+    tenant: str | None = None,
 ) -> tuple[Sequence[Evaluation], int]:
-    """One page, newest first, filtered on the primary run; and how many match in all."""
+    """One page, newest first, filtered on the primary run (and on the tenant, when given); and
+    how many match in all."""
     matching = select(Evaluation.eval_id).join(
         Run, (Run.eval_id == Evaluation.eval_id) & (Run.role == Role.PRIMARY)
     )
+    if tenant is not None:
+        matching = matching.where(Evaluation.tenant == tenant)
     if status is not None:
         matching = matching.where(Run.status == status)
     if backend is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Header, Query, Response, status
 
 from crucible_contracts.ids import EvalId
 from crucible_contracts.limits import MAX_AGE_SECONDS, MAX_OFFSET, MAX_PAGE
@@ -26,6 +26,7 @@ from crucible_contracts.models import (
 )
 from crucible_contracts.names import Backend, Role
 from crucible_contracts.status import Status
+from crucible_contracts.tenancy import TENANT_HEADER, TENANT_PATTERN
 from crucible_storage import audit, service
 from crucible_storage.deps import (
     DatabaseDep,
@@ -39,6 +40,13 @@ from crucible_storage.schemas import Health
 MAX_SAMPLES = 100
 
 router = APIRouter()
+
+# The caller's tenant, set by the gateway for its clients: reads and cancels then see that
+# tenant's evaluations only (another's answers 404 like an unknown one). Absent: no scoping, for
+# internal consumers and operators.
+TenantScope = Annotated[
+    str | None, Header(alias=TENANT_HEADER, pattern=TENANT_PATTERN, max_length=64)
+]
 
 
 @router.get("/health")
@@ -56,13 +64,14 @@ def create_evaluation(
 @router.get("/evaluations")
 def list_evaluations(
     session: ReadSession,
+    tenant: TenantScope = None,
     status: Status | None = None,
     backend: Backend | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> EvaluationPage:
     return service.list_evaluations(
-        session=session, status=status, backend=backend, limit=limit, offset=offset
+        session=session, status=status, backend=backend, limit=limit, offset=offset, tenant=tenant
     )
 
 
@@ -75,8 +84,10 @@ def delete_evaluations(
 
 
 @router.get("/evaluations/{eval_id}")
-def get_evaluation(eval_id: EvalId, session: ReadSession) -> EvaluationView:
-    return service.get_evaluation(session=session, eval_id=eval_id)
+def get_evaluation(
+    eval_id: EvalId, session: ReadSession, tenant: TenantScope = None
+) -> EvaluationView:
+    return service.get_evaluation(session=session, eval_id=eval_id, tenant=tenant)
 
 
 @router.post("/evaluations/{eval_id}/runs", status_code=status.HTTP_201_CREATED)
@@ -88,10 +99,20 @@ def add_run(
 
 @router.patch("/evaluations/{eval_id}/runs/{role}")
 def update_run(
-    eval_id: EvalId, role: Role, body: RunUpdate, session: WriteSession, publisher: PublisherDep
+    eval_id: EvalId,
+    role: Role,
+    body: RunUpdate,
+    session: WriteSession,
+    publisher: PublisherDep,
+    tenant: TenantScope = None,
 ) -> RunView:
     return service.update_run(
-        session=session, publisher=publisher, eval_id=eval_id, role=role, update=body
+        session=session,
+        publisher=publisher,
+        eval_id=eval_id,
+        role=role,
+        update=body,
+        tenant=tenant,
     )
 
 
@@ -130,8 +151,8 @@ def stuck_runs(
 
 
 @router.get("/evaluations/{eval_id}/events")
-def list_events(eval_id: EvalId, session: ReadSession) -> list[Event]:
-    return service.list_events(session=session, eval_id=eval_id)
+def list_events(eval_id: EvalId, session: ReadSession, tenant: TenantScope = None) -> list[Event]:
+    return service.list_events(session=session, eval_id=eval_id, tenant=tenant)
 
 
 @router.put(
@@ -147,8 +168,10 @@ def record_comparison(
 
 
 @router.get("/evaluations/{eval_id}/comparison")
-def get_comparison(eval_id: EvalId, session: ReadSession) -> ComparisonView:
-    return service.get_comparison(session=session, eval_id=eval_id)
+def get_comparison(
+    eval_id: EvalId, session: ReadSession, tenant: TenantScope = None
+) -> ComparisonView:
+    return service.get_comparison(session=session, eval_id=eval_id, tenant=tenant)
 
 
 @router.get("/comparisons/pending")

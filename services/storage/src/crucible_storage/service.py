@@ -29,7 +29,7 @@ from crucible_contracts.models import (
 )
 from crucible_contracts.names import Backend, EventName, Role
 from crucible_contracts.status import Status
-from crucible_storage import repository, stats
+from crucible_storage import repository, stats, tenancy
 from crucible_storage.db import Database
 from crucible_storage.events import EventPublisher
 from crucible_storage.schemas import Health
@@ -46,11 +46,13 @@ MAX_CAS_ROUNDS = 5
 def create_evaluation(
     *, session: Session, publisher: EventPublisher, create: EvaluationCreate
 ) -> EvaluationView:
-    """Create the evaluation with its primary run queued on `create.backend`; 409 if it exists.
+    """Create the evaluation with its primary run queued on `create.backend`; 409 if it exists,
+    Busy (429) when its tenant has `create.max_in_flight` evaluations queued or running already.
 
     The primary key is the only duplicate check: a look-up first would cost every creation a
     query to catch what the insert catches anyway.
     """
+    tenancy.check_in_flight(session, tenant=create.tenant, cap=create.max_in_flight)
     now = utcnow()
     try:
         evaluation = repository.insert_evaluation(session, create=create, now=now)
@@ -71,8 +73,12 @@ def create_evaluation(
     return evaluation_view(evaluation)
 
 
-def get_evaluation(*, session: Session, eval_id: str) -> EvaluationView:
-    return evaluation_view(_evaluation_or_404(session, eval_id))
+def get_evaluation(*, session: Session, eval_id: str, tenant: str | None = None) -> EvaluationView:
+    """The evaluation; NotFound when unknown or (with `tenant`) another tenant's."""
+    evaluation = _evaluation_or_404(session, eval_id)
+    if tenant is not None and evaluation.tenant != tenant:
+        raise tenancy.not_found(eval_id)
+    return evaluation_view(evaluation)
 
 
 def list_evaluations(
@@ -82,10 +88,12 @@ def list_evaluations(
     backend: Backend | None = None,
     limit: int = 50,
     offset: int = 0,
+    tenant: str | None = None,
 ) -> EvaluationPage:
-    """Newest first; `status` and `backend` filter on the primary run."""
+    """Newest first; `status` and `backend` filter on the primary run; `tenant`, when given,
+    keeps that tenant's evaluations only."""
     items, total = repository.list_evaluations(
-        session, status=status, backend=backend, limit=limit, offset=offset
+        session, status=status, backend=backend, limit=limit, offset=offset, tenant=tenant
     )
     return EvaluationPage(
         items=[evaluation_view(item) for item in items], total=total, limit=limit, offset=offset
@@ -136,12 +144,21 @@ def add_run(
 
 
 def update_run(
-    *, session: Session, publisher: EventPublisher, eval_id: str, role: Role, update: RunUpdate
+    *,
+    session: Session,
+    publisher: EventPublisher,
+    eval_id: str,
+    role: Role,
+    update: RunUpdate,
+    tenant: str | None = None,
 ) -> RunView:
     """Apply a consumer's report to a run, under the state machine of `transitions.plan_update`.
 
-    Raises NotFound, IllegalTransition or Conflict.
+    Raises NotFound (also for another tenant's evaluation, with `tenant`), IllegalTransition or
+    Conflict.
     """
+    if tenant is not None:
+        tenancy.check_tenant(session, eval_id=eval_id, tenant=tenant)
     return _apply(
         session=session,
         publisher=publisher,
@@ -242,10 +259,10 @@ def stuck_runs(
     return [stuck_run_view(run) for run in runs]
 
 
-def list_events(*, session: Session, eval_id: str) -> list[Event]:
-    """The evaluation's timeline, oldest first; 404 for an unknown evaluation."""
-    if not repository.evaluation_exists(session, eval_id=eval_id):
-        raise NotFound(f"evaluation {eval_id} not found", eval_id=eval_id)
+def list_events(*, session: Session, eval_id: str, tenant: str | None = None) -> list[Event]:
+    """The evaluation's timeline, oldest first; 404 for an unknown evaluation (or, with
+    `tenant`, another tenant's)."""
+    tenancy.check_tenant(session, eval_id=eval_id, tenant=tenant)
     return [event_view(record) for record in repository.list_events(session, eval_id=eval_id)]
 
 
@@ -279,7 +296,9 @@ def record_comparison(
     return comparison_view(comparison), True
 
 
-def get_comparison(*, session: Session, eval_id: str) -> ComparisonView:
+def get_comparison(*, session: Session, eval_id: str, tenant: str | None = None) -> ComparisonView:
+    if tenant is not None:
+        tenancy.check_tenant(session, eval_id=eval_id, tenant=tenant)
     comparison = repository.get_comparison(session, eval_id=eval_id)
     if comparison is None:
         raise NotFound(f"no comparison recorded for {eval_id}", eval_id=eval_id)
@@ -352,6 +371,7 @@ def evaluation_view(evaluation: Evaluation) -> EvaluationView:
         **repository.program_of(evaluation).model_dump(),
         priority=evaluation.priority,
         routing_key=evaluation.routing_key,
+        tenant=evaluation.tenant,
         created_at=evaluation.created_at,
         **run_view(primary).model_dump(exclude={"role", "created_at"}),
         runs=[run_view(run) for run in runs],

@@ -1,4 +1,5 @@
-"""The ORM tables: evaluations, their runs, the event timeline, comparisons and the audit log.
+"""The ORM tables: evaluations, their runs, the event timeline, comparisons, the audit log, tenants
+and their API keys.
 
 The schema itself is owned by the Alembic migrations in `alembic/versions`; these classes describe
 it to SQLAlchemy and must match it (a test compares them).
@@ -92,6 +93,7 @@ class Evaluation(Base):
     memory_mb: Mapped[int | None] = mapped_column(Integer)
     priority: Mapped[bool] = mapped_column(Boolean, default=False)
     routing_key: Mapped[str | None] = mapped_column(String(200))
+    tenant: Mapped[str] = mapped_column(String(64), default="default", server_default="default")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     runs: Mapped[list[Run]] = relationship(
@@ -101,7 +103,10 @@ class Evaluation(Base):
         order_by="Run.created_at",
     )
 
-    __table_args__ = (Index("ix_evaluations_created_at", "created_at"),)
+    __table_args__ = (
+        Index("ix_evaluations_created_at", "created_at"),
+        Index("ix_evaluations_tenant_created_at", "tenant", "created_at"),
+    )
 
 
 class Run(Base):
@@ -209,4 +214,36 @@ class AuditRecord(Base):
     __table_args__ = (
         UniqueConstraint("audit_id", name="uq_audit_audit_id"),
         Index("ix_audit_document_id", "document", "id"),
+    )
+
+
+class TenantRecord(Base):
+    """A tenant and its own limits (null: the gateway's default setting)."""
+
+    __tablename__ = "tenants"
+
+    tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
+    requests_per_second: Mapped[float | None] = mapped_column(Float)
+    max_in_flight: Mapped[int | None] = mapped_column(Integer)
+    max_batch: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ApiKeyRecord(Base):
+    """A client key, known only by its SHA-256 (`key_hash`), the column a look-up goes by."""
+
+    __tablename__ = "api_keys"
+
+    key_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(64), ForeignKey("tenants.tenant"))
+    scopes: Mapped[list[str]] = mapped_column()
+    key_hash: Mapped[str] = mapped_column(String(64))
+    prefix: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        UniqueConstraint("key_hash", name="uq_api_keys_key_hash"),
+        Index("ix_api_keys_tenant", "tenant"),
     )

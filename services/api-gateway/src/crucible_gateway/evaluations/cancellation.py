@@ -30,10 +30,11 @@ def cancel(
     storage: StorageClient,
     paths: Paths,
     executors: ExecutorPool | None,
+    tenant: str | None = None,
 ) -> EvaluationView:
     """End `evaluation` (as just read from storage) `cancelled`, its shadow run too. Conflict (409)
     when it has already ended, or when it is running and `terminate` is false (its program would
-    have to be killed)."""
+    have to be killed). `tenant` scopes the writes at storage too (another tenant's: 404)."""
     view, eval_id = evaluation, evaluation.eval_id
     if view.status.is_terminal():
         raise _already_ended(view)
@@ -48,7 +49,10 @@ def cancel(
             continue
         try:
             storage.update_run(
-                eval_id, run.role, RunUpdate(status=Status.CANCELLED, reason=CANCEL_REASON)
+                eval_id,
+                run.role,
+                RunUpdate(status=Status.CANCELLED, reason=CANCEL_REASON),
+                tenant=tenant,
             )
         except Conflict:
             # It ended between our read and our write: that end stands.

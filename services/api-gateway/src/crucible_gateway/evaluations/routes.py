@@ -20,13 +20,18 @@ from crucible_contracts.status import Status
 from crucible_gateway.deps import (
     ExecutorsDep,
     LanguagesDep,
-    LimitsDep,
     MigrationDep,
     PathsDep,
+    PrincipalDep,
     StorageDep,
 )
 from crucible_gateway.evaluations import cancellation, service
-from crucible_gateway.evaluations.deps import CancelTargetDep, EvaluationDep
+from crucible_gateway.evaluations.deps import (
+    CancelTargetDep,
+    EvaluationDep,
+    QuotaDep,
+    TenantLimitsDep,
+)
 
 router = APIRouter(prefix="/api")
 
@@ -38,9 +43,11 @@ def submit_eval(
     storage: StorageDep,
     paths: PathsDep,
     migration: MigrationDep,
-    limits: LimitsDep,
+    limits: TenantLimitsDep,
     languages: LanguagesDep,
+    quota: QuotaDep,
 ) -> Accepted:
+    """Accepted for the caller's tenant; 429 with Retry-After at the tenant's in-flight cap."""
     return service.submit(
         request=body,
         storage=storage,
@@ -48,6 +55,7 @@ def submit_eval(
         migration=migration,
         limits=limits,
         languages=languages,
+        quota=quota,
         defer=background.add_task,
     )
 
@@ -59,9 +67,11 @@ def submit_batch(
     storage: StorageDep,
     paths: PathsDep,
     migration: MigrationDep,
-    limits: LimitsDep,
+    limits: TenantLimitsDep,
     languages: LanguagesDep,
+    quota: QuotaDep,
 ) -> BatchAccepted:
+    """At most the tenant's batch limit (else 422); 429 when its in-flight cap is reached."""
     return service.submit_batch(
         batch=body,
         storage=storage,
@@ -69,6 +79,7 @@ def submit_batch(
         migration=migration,
         limits=limits,
         languages=languages,
+        quota=quota,
         defer=background.add_task,
     )
 
@@ -87,6 +98,7 @@ def cancel_eval(
     return cancellation.cancel(
         evaluation=target.evaluation,
         terminate=target.terminate,
+        tenant=target.tenant,
         storage=storage,
         paths=paths,
         executors=executors,
@@ -96,11 +108,18 @@ def cancel_eval(
 @router.get("/evaluations")
 def list_evaluations(
     storage: StorageDep,
+    principal: PrincipalDep,
     status: Status | None = None,
     backend: Backend | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> EvaluationPage:
+    """The caller's tenant's evaluations (every tenant's for an operator), newest first."""
     return service.list_evaluations(
-        storage=storage, status=status, backend=backend, limit=limit, offset=offset
+        storage=storage,
+        status=status,
+        backend=backend,
+        limit=limit,
+        offset=offset,
+        tenant=principal.read_scope,
     )

@@ -8,9 +8,10 @@ does not know. Cancelling is in `cancellation`.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import partial
 
-from crucible_contracts.errors import NotFound, Unavailable
+from crucible_contracts.errors import Busy, NotFound, Unavailable
 from crucible_contracts.ids import is_eval_id, new_eval_id
 from crucible_contracts.limits import Limits
 from crucible_contracts.models import (
@@ -26,6 +27,7 @@ from crucible_contracts.models import (
 )
 from crucible_contracts.names import Backend
 from crucible_contracts.status import Status
+from crucible_contracts.tenancy import DEFAULT_TENANT
 from crucible_gateway import metrics
 from crucible_gateway.evaluations.dispatch import NotDispatched, dispatch, dispatch_shadow
 from crucible_gateway.evaluations.validation import validate_batch, validate_eval
@@ -36,6 +38,18 @@ from crucible_runtime.clients import StorageClient
 
 # Runs a job: at once, or after the HTTP answer has gone out (FastAPI's BackgroundTasks.add_task).
 Defer = Callable[[Callable[[], None]], None]
+
+
+@dataclass(frozen=True)
+class Quota:
+    """Whose evaluations these are, and how many of them may be queued or running at once
+    (None: no cap); storage holds the cap in the transaction that creates each one."""
+
+    tenant: str = DEFAULT_TENANT
+    max_in_flight: int | None = None
+
+
+NO_QUOTA = Quota()
 
 
 def run_now(job: Callable[[], None]) -> None:
@@ -53,16 +67,21 @@ def submit(
     migration: MigrationSettings,
     limits: Limits,
     languages: Sequence[str],
+    quota: Quota = NO_QUOTA,
     defer: Defer = run_now,
 ) -> Accepted:
-    """Validate, record (status queued) and dispatch one evaluation.
+    """Validate, record (status queued) and dispatch one evaluation of `quota.tenant`.
 
-    Raises InvalidInput (nothing recorded), Unavailable when storage cannot record it (nothing
-    dispatched), NoPathAvailable when neither path took it (recorded as `error`). A shadow run,
-    when the settings ask for one, is handed to `defer` (the route runs it after answering).
+    Raises InvalidInput (nothing recorded), Busy when the tenant is at its in-flight cap
+    (storage counts it atomically; nothing recorded), Unavailable when storage cannot record it
+    (nothing dispatched), NoPathAvailable when neither path took it (recorded as `error`). A
+    shadow run, when the settings ask for one, is handed to `defer` (the route runs it after
+    answering).
     """
     valid = validate_eval(request, limits=limits, languages=languages)
-    return _accept(valid, storage=storage, paths=paths, migration=migration, defer=defer)
+    return _accept(
+        valid, storage=storage, paths=paths, migration=migration, quota=quota, defer=defer
+    )
 
 
 def submit_batch(
@@ -73,23 +92,41 @@ def submit_batch(
     migration: MigrationSettings,
     limits: Limits,
     languages: Sequence[str],
+    quota: Quota = NO_QUOTA,
     defer: Defer = run_now,
 ) -> BatchAccepted:
-    """Validate every item first, then accept each in order; one entry per item.
+    """Validate every item first (at most `limits.max_batch`: the tenant's own batch limit),
+    then accept each in order; one entry per item.
 
     An item neither path could take is answered with status `error` (and recorded so) instead of
-    failing the items around it. If storage becomes unreachable mid-batch, Unavailable carries the
-    eval_ids already accepted, so that the client can tell which items exist.
+    failing the items around it. If storage becomes unreachable mid-batch, or the tenant reaches
+    its in-flight cap mid-batch (Busy), the error carries the eval_ids already accepted, so that
+    the client can tell which items exist.
     """
     items = validate_batch(batch, limits=limits, languages=languages)
     accepted: list[Accepted] = []
     for item in items:
         try:
             accepted.append(
-                _accept(item, storage=storage, paths=paths, migration=migration, defer=defer)
+                _accept(
+                    item,
+                    storage=storage,
+                    paths=paths,
+                    migration=migration,
+                    quota=quota,
+                    defer=defer,
+                )
             )
         except NotDispatched as exc:
             accepted.append(exc.entry)
+        except Busy as exc:
+            details = {key: value for key, value in exc.details.items() if key != "retry_after"}
+            raise Busy(
+                exc.message,
+                retry_after=exc.retry_after,
+                **details,
+                accepted=[entry.eval_id for entry in accepted],
+            ) from exc
         except Unavailable as exc:
             raise Unavailable(exc.message, accepted=[entry.eval_id for entry in accepted]) from exc
     return BatchAccepted(evaluations=accepted)
@@ -101,6 +138,7 @@ def _accept(
     storage: StorageClient,
     paths: Paths,
     migration: MigrationSettings,
+    quota: Quota,
     defer: Defer,
 ) -> Accepted:
     eval_id = new_eval_id()
@@ -113,6 +151,8 @@ def _accept(
             priority=request.priority,
             backend=chosen,
             routing_key=request.routing_key,
+            tenant=quota.tenant,
+            max_in_flight=quota.max_in_flight,
         )
     )
     task = EvalTask(eval_id=eval_id, backend=chosen, program=program, priority=request.priority)
@@ -139,11 +179,14 @@ def _accept(
 # --- reading ------------------------------------------------------------------------------------
 
 
-def get_evaluation(*, eval_id: str, storage: StorageClient) -> EvaluationView:
-    """The evaluation as storage has it; NotFound for unknown and for malformed ids."""
+def get_evaluation(
+    *, eval_id: str, storage: StorageClient, tenant: str | None = None
+) -> EvaluationView:
+    """The evaluation as storage has it; NotFound for unknown and for malformed ids, and (with
+    `tenant`) for another tenant's, with the same answer as for an unknown one."""
     if not is_eval_id(eval_id):
         raise NotFound(f"no evaluation {eval_id!r}", eval_id=eval_id)
-    return storage.get_evaluation(eval_id)
+    return storage.get_evaluation(eval_id, tenant=tenant)
 
 
 def list_evaluations(
@@ -153,5 +196,9 @@ def list_evaluations(
     backend: Backend | None,
     limit: int,
     offset: int,
+    tenant: str | None = None,
 ) -> EvaluationPage:
-    return storage.list_evaluations(status=status, backend=backend, limit=limit, offset=offset)
+    """One page, newest first; `tenant`, when given, keeps that tenant's evaluations only."""
+    return storage.list_evaluations(
+        status=status, backend=backend, limit=limit, offset=offset, tenant=tenant
+    )

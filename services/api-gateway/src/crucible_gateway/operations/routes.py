@@ -1,7 +1,7 @@
 """The operations HTTP API: thin adapters for queue depths, gateway status, Celery views and the DLQ.
 
-Everything is public and read-only except the dead-letter queue under /api/admin/dlq, which needs
-an operator token.
+Queue depths in detail, Celery's workers and tasks and the dead-letter queue (under /api/admin/dlq)
+need the operator scope (an operator token, or a key with that scope); see `auth.required_scope`.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from fastapi import APIRouter, Query
 
 from crucible_contracts.limits import MAX_OFFSET
 from crucible_contracts.models import DeadLetter
+from crucible_contracts.tenancy import Scope
 from crucible_gateway.deps import (
     CeleryDep,
     DeadLettersDep,
@@ -21,6 +22,7 @@ from crucible_gateway.deps import (
     MigrationSourceDep,
     OperatorDep,
     PathsDep,
+    PrincipalDep,
     StorageDep,
 )
 from crucible_gateway.operations import dead_letters, service
@@ -30,8 +32,12 @@ router = APIRouter(prefix="/api")
 
 
 @router.get("/queue-status")
-def queue_status(paths: PathsDep, store: DeadLettersDep) -> dict[str, Any]:
-    return service.queue_status(paths=paths, dead_letters=store)
+def queue_status(paths: PathsDep, store: DeadLettersDep, principal: PrincipalDep) -> dict[str, Any]:
+    """Depths per path and per Celery queue, and the dead-letter queue's, for operators; how
+    many evaluations wait on each path for everyone else."""
+    return service.queue_status(
+        paths=paths, dead_letters=store, details=principal.can(Scope.OPERATOR)
+    )
 
 
 @router.get("/status")

@@ -25,9 +25,14 @@ HEALTH_TIMEOUT = 2.0
 INSPECT_TIMEOUT = 1.0
 
 
-def queue_status(*, paths: Paths, dead_letters: DeadLetterStore) -> dict[str, Any]:
+def queue_status(
+    *, paths: Paths, dead_letters: DeadLetterStore, details: bool = True
+) -> dict[str, Any]:
     """Depth of each path (by backend) and the dead-letter queue's; a part that cannot be asked
-    reports {"error": ...} instead."""
+    reports {"error": ...} instead. Without `details` (a client without the operator scope):
+    only how many evaluations wait on each path."""
+    if not details:
+        return _queue_summary(paths)
     report: dict[str, Any] = {}
     for path in paths:
         try:
@@ -39,6 +44,17 @@ def queue_status(*, paths: Paths, dead_letters: DeadLetterStore) -> dict[str, An
     except CrucibleError as exc:
         report["dead_letter"] = {"error": str(exc)}
     return report
+
+
+def _queue_summary(paths: Paths) -> dict[str, Any]:
+    summary: dict[str, Any] = {}
+    for path in paths:
+        try:
+            depth = path.depth(timeout=HEALTH_TIMEOUT)
+            summary[path.backend.value] = {"waiting": depth.get("total", depth.get("queued"))}
+        except CrucibleError:
+            summary[path.backend.value] = {"waiting": None}
+    return summary
 
 
 def gateway_status(
