@@ -101,6 +101,8 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
                 "EXECUTOR_SERVICE_URL": executor.url,
                 "OPERATOR_TOKEN": OPERATOR_TOKEN,
                 "API_KEYS": CLIENT_KEY,
+                # Thousands of requests a minute: the rate limit would answer most of them 429.
+                "RATE_LIMIT_PER_SECOND": "0",
                 "RECONCILE_QUEUED_AFTER_SECONDS": "86400",
                 "RECONCILE_CELERY_QUEUED_AFTER_SECONDS": "86400",
                 "RECONCILE_RUNNING_GRACE_SECONDS": "86400",
