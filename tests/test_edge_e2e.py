@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -79,6 +80,7 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
             "LOG_LEVEL": "WARNING",
             # Short deadlines, so that the stalled-request tests take a second each.
             "BODY_IDLE_TIMEOUT_SECONDS": "1",
+            "BODY_TIMEOUT_SECONDS": "3",
             "HEADER_TIMEOUT_SECONDS": "2",
         }
         storage = starter.service("crucible_storage.main:create_app", name="storage", env=env)
@@ -166,7 +168,7 @@ MIB = 1024 * 1024
 
 
 def _raw(
-    service: ManagedProcess, head: bytes, body_chunks=(), *, stall: float = 0
+    service: ManagedProcess, head: bytes, body_chunks=(), *, pause: float = 0
 ) -> tuple[int, dict]:
     """Send a request as bytes (a server may stop reading early: that is the point), then read
     the answer; (status, JSON body)."""
@@ -174,6 +176,7 @@ def _raw(
         try:
             sock.sendall(head)
             for chunk in body_chunks:
+                time.sleep(pause)
                 sock.sendall(chunk)
         except (BrokenPipeError, ConnectionResetError):
             pass  # refused mid-send; its answer is already on the wire
@@ -374,3 +377,29 @@ def test_a_head_that_stalls_is_a_408(edge: Edge) -> None:
     status, body = _raw(edge.storage, b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n")
     assert status == 408
     assert body["error"]["code"] == "request_timeout"
+
+
+def test_a_body_that_trickles_past_the_whole_body_deadline_is_a_408(edge: Edge) -> None:
+    # A byte every 0.4 s never trips the 1 s idle deadline; the 3 s deadline of the whole body ends it.
+    headers = {**edge.gateway_headers, "Content-Type": "application/json", "Content-Length": "100"}
+    status, body = _raw(edge.gateway, _head("POST", "/api/eval", headers), [b" "] * 12, pause=0.4)
+    assert status == 408
+    assert body["error"]["code"] == "request_timeout"
+
+
+@pytest.mark.parametrize("service", ["gateway", "storage", "queue_service", "executor"])
+def test_every_operation_documents_the_edge_errors_in_the_one_error_body(
+    edge: Edge, service: str
+) -> None:
+    process: ManagedProcess = getattr(edge, service)
+    headers = edge.gateway_headers if service == "gateway" else edge.internal_headers
+    document = httpx.get(f"{process.url}/openapi.json", headers=headers).json()
+    assert "HTTPValidationError" not in document["components"]["schemas"]
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            for code in ("408", "413", "422"):
+                content = operation["responses"][code]["content"]["application/json"]
+                assert content["schema"] == {"$ref": "#/components/schemas/ErrorBody"}, (
+                    method,
+                    path,
+                )
