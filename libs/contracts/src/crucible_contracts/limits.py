@@ -27,6 +27,7 @@ class Limits(BaseModel):
 MAX_OFFSET = 1_000_000_000  # any `offset` query parameter
 MAX_PAGE = 500  # any `limit` of a page
 MAX_AGE_SECONDS = 100 * 365 * 24 * 3600  # `older_than_seconds` and other look-backs: 100 years
+MAX_WINDOW_SECONDS = 30 * 24 * 3600.0  # the guard's windows, a ramp's hold, a shadow's grace
 MAX_PROGRAM_TIMEOUT = 24 * 3600.0  # a program's timeout in any internal model, seconds
 MAX_MEMORY_MB = 1024 * 1024  # a program's memory_mb in any internal model: 1 TiB
 MAX_LANGUAGE_CHARS = 32  # a language name (storage's column)

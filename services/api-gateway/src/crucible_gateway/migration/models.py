@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, Strict
 
+from crucible_contracts.limits import INT32_MAX, MAX_WINDOW_SECONDS
 from crucible_contracts.models import ComparisonStats, PathStats, UnicodeText
 from crucible_contracts.names import Backend
 from crucible_gateway.migration.guard import GuardSettings, RampSettings, Verdict
@@ -122,7 +123,7 @@ class VersionedWrite(UnicodeText):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    expected_version: int = Field(ge=0)
+    expected_version: int = Field(ge=0, le=INT32_MAX)
     reason: str = Field(min_length=1, max_length=10_000, pattern=r"\S")
 
 
@@ -154,7 +155,9 @@ class StartRamp(VersionedWrite):
     """`POST /api/admin/migration/ramp`: promote step by step while every guard check passes."""
 
     steps: list[float] | None = None
-    hold_seconds: float | None = Field(default=None, gt=0)
+    hold_seconds: float | None = Field(
+        default=None, gt=0, le=MAX_WINDOW_SECONDS, allow_inf_nan=False
+    )
 
 
 # --- GET /api/migration/report --------------------------------------------------------------------

@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from crucible_contracts.limits import INT32_MAX, MAX_WINDOW_SECONDS
+
 MAX_RULES = 50
 MAX_PATTERN_CHARS = 500
 MAX_REPLACEMENT_CHARS = 200
@@ -84,11 +86,13 @@ class ComparisonRules(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    rules_version: int = Field(default=1, ge=1)
+    rules_version: int = Field(default=1, ge=1, le=INT32_MAX)
     rules: list[NormalisationRule] = Field(
         default_factory=lambda: list(DEFAULT_RULES), max_length=MAX_RULES
     )
-    shadow_grace_seconds: float = Field(default=120, gt=0, allow_inf_nan=False)
+    shadow_grace_seconds: float = Field(
+        default=120, gt=0, le=MAX_WINDOW_SECONDS, allow_inf_nan=False
+    )
 
     @field_validator("rules")
     @classmethod
