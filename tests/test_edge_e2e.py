@@ -403,3 +403,21 @@ def test_every_operation_documents_the_edge_errors_in_the_one_error_body(
                     method,
                     path,
                 )
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"guard": {"window_seconds": 1e308}},
+        {"ramp": {"hold_seconds": 1e308}},
+        {"comparison": {"shadow_grace_seconds": 1e308}},
+        {"celery_percentage": "0.5"},
+        {"celery_enabled": "true"},
+    ],
+    ids=["guard-window", "ramp-hold", "shadow-grace", "coerced-share", "coerced-bool"],
+)
+def test_an_unbounded_or_coerced_admin_change_is_a_422(gateway: httpx.Client, change: dict) -> None:
+    version = gateway.get("/api/admin/migration").json()["version"]
+    body = {"expected_version": version, "reason": "hostile", **change}
+    _error(gateway.put("/api/admin/migration", json=body), 422, "invalid_input")
+    assert gateway.get("/api/admin/migration").json()["version"] == version
