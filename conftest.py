@@ -140,6 +140,8 @@ def start_suite(
         # End-to-end tests and make chaos send bursts from one tenant; the rate limit has its own
         # tests (services/api-gateway/tests/test_rate_limit.py), and a test may set it here.
         "RATE_LIMIT_PER_SECOND": "0",
+        # Likewise the in-flight cap (tests/test_tenancy_e2e.py sets its own).
+        "TENANT_MAX_IN_FLIGHT": "1000",
         **overrides,
     }
     storage = starter.service("crucible_storage.main:create_app", name="storage", env=env)

@@ -93,3 +93,47 @@ def test_a_tenants_in_flight_cap_frees_up_when_an_evaluation_ends(tenants):
         operator.http.put("/api/admin/tenants/acme", json={"max_in_flight": None})
         for eval_id in running:
             acme.http.post(f"/api/eval/{eval_id}/cancel", params={"terminate": "true"})
+
+
+FAIR_CAP = 20
+
+
+def test_a_tenants_backlog_does_not_starve_another_tenant(suite, client_for):
+    """Acme sends 500 programs at once, globex 10 a moment later. Acme's cap (FAIR_CAP in flight)
+    turns away everything past it with 429 before it is dispatched, so globex's work waits behind
+    at most FAIR_CAP of acme's on either path, never behind the 500."""
+    gateway = suite.gateway(
+        CELERY_ENABLED="true",
+        CELERY_PERCENTAGE="0.5",
+        # Tenants of this test alone: the listing below must see only its own evaluations.
+        API_KEYS=f"hoarder:{ACME_KEY}-fair,latecomer:{GLOBEX_KEY}-fair",
+        TENANT_MAX_IN_FLIGHT=str(FAIR_CAP),
+    )
+    acme, globex = client_for(gateway), client_for(gateway)
+    acme.http.headers["X-API-Key"] = f"{ACME_KEY}-fair"
+    globex.http.headers["X-API-Key"] = f"{GLOBEX_KEY}-fair"
+    program = "import time\ntime.sleep(0.2)\nprint('done')"
+
+    answers = [
+        acme.http.post("/api/eval-batch", json={"evaluations": [{"code": program}] * 100})
+        for _ in range(5)
+    ]
+    accepted = [
+        eval_id for answer in answers for eval_id in answer.json()["error"]["details"]["accepted"]
+    ]
+    theirs = [globex.submit("print('mine')")["eval_id"] for _ in range(10)]
+    views = [globex.wait_done(eval_id) for eval_id in theirs]
+    acme_views = [acme.wait_done(eval_id) for eval_id in accepted]
+
+    assert [answer.status_code for answer in answers] == [429] * 5
+    assert all(int(answer.headers["Retry-After"]) >= 1 for answer in answers)
+    # Each batch stops at the cap, taking only the places acme's own programs freed meanwhile;
+    # the rest of the 500 never reached storage, so no queue ever held them ahead of globex.
+    listed = acme.http.get("/api/evaluations", params={"limit": 500}).json()["items"]
+    assert sorted(item["eval_id"] for item in listed) == sorted(accepted)
+    assert len(accepted) < 100
+    in_flight = [(view["created_at"], view["completed_at"]) for view in acme_views]
+    assert max(sum(c <= t < e for c, e in in_flight) for t, _ in in_flight) <= FAIR_CAP
+    assert {view["status"] for view in acme_views} == {"completed"}
+    assert {(view["status"], view["output"]) for view in views} == {("completed", "mine\n")}
+    assert {view["backend"] for view in views} == {"legacy", "celery"}

@@ -77,8 +77,10 @@ class Settings(ServiceSettings):
     # How long a replica keeps the answer to a key's look-up: a revoked key is refused by every
     # replica within this time.
     key_cache_seconds: float = Field(default=1.0, ge=0, le=1.0)
-    # Evaluations a tenant may have queued or running at once, unless its own limit says.
-    tenant_max_in_flight: int = Field(default=1000, ge=1)
+    # Evaluations a tenant may have queued or running at once, unless its own limit says. What a
+    # tenant sends past it is refused (429) before it reaches a queue, so another tenant's work
+    # waits behind at most this many of it (docs/security.md, "Fair share"): one batch's worth.
+    tenant_max_in_flight: int = Field(default=100, ge=1)
 
     # Per-tenant request rate on /api/* (ratelimit.py), shared by every replica through REDIS_URL:
     # requests per second on average, counted over a moving window of RATE_LIMIT_WINDOW_SECONDS,

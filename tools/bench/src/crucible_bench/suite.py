@@ -63,6 +63,8 @@ TUNABLE_DEFAULTS = {
     "PYTHONUNBUFFERED": "1",
     # The bench measures the platform at its own rate, not the per-tenant rate limit.
     "RATE_LIMIT_PER_SECOND": "0",
+    # Nor at one tenant's in-flight cap: at the highest offered rate a thousand may be queued.
+    "TENANT_MAX_IN_FLIGHT": "100000",
 }
 HTTP_SERVICES = ("storage", "executor-1", "executor-2", "executor-3", "queue-service", "gateway")
 _STARTED_LINE = re.compile(r"\|\s*(?P<name>[\w-]+)(?:\.\d+)? started \(pid=(?P<pid>\d+)\)")
