@@ -21,6 +21,19 @@ class Limits(BaseModel):
     max_batch: int = 100
 
 
+# Structural bounds: what any service accepts at all, whatever its configured limits, so that no
+# number a client or a peer sends can overflow a database column, a timedelta or a Redis index.
+# Out of range is a 422 where it enters (docs/security.md).
+MAX_OFFSET = 1_000_000_000  # any `offset` query parameter
+MAX_PAGE = 500  # any `limit` of a page
+MAX_AGE_SECONDS = 100 * 365 * 24 * 3600  # `older_than_seconds` and other look-backs: 100 years
+MAX_WINDOW_SECONDS = 30 * 24 * 3600.0  # the guard's windows, a ramp's hold, a shadow's grace
+MAX_PROGRAM_TIMEOUT = 24 * 3600.0  # a program's timeout in any internal model, seconds
+MAX_MEMORY_MB = 1024 * 1024  # a program's memory_mb in any internal model: 1 TiB
+MAX_LANGUAGE_CHARS = 32  # a language name (storage's column)
+INT32_MAX = 2**31 - 1  # counters and exit codes (INTEGER columns)
+
+
 def celery_time_limits(timeout: float) -> tuple[float, float]:
     """(soft, hard) Celery time limits for an evaluation whose program may run `timeout` seconds.
 

@@ -3,13 +3,28 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    field_validator,
+    model_validator,
+)
 
 from crucible_contracts.ids import EvalId
+from crucible_contracts.limits import (
+    INT32_MAX,
+    MAX_LANGUAGE_CHARS,
+    MAX_MEMORY_MB,
+    MAX_PROGRAM_TIMEOUT,
+)
 from crucible_contracts.names import Backend, EventName, Role
 from crucible_contracts.output import Base64
 from crucible_contracts.status import Status
@@ -22,7 +37,57 @@ _OUTPUT_BASE64 = "The exact bytes of `output`, base64, when they are not valid U
 _ERROR_BASE64 = "The exact bytes of `error`, base64, when they are not valid UTF-8; else null."
 
 
-class Wire(BaseModel):
+def _iso_timestamp(value: Any) -> Any:
+    """An ISO 8601 string (how JSON spells a datetime) as a datetime; anything else unchanged."""
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError("must be an ISO 8601 date and time") from None
+    return value
+
+
+def _within_utc(value: datetime) -> datetime:
+    """An aware datetime in UTC (naive ones unchanged); one that UTC cannot hold (0001-01-01 at
+    +14:00 is in year 0) is refused here rather than overflowing in a database driver."""
+    if value.tzinfo is None:
+        return value
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("is out of range once converted to UTC") from None
+
+
+# A datetime query parameter: any ISO 8601 FastAPI accepts, within what UTC can hold.
+QueryTimestamp = Annotated[datetime, AfterValidator(_within_utc)]
+
+# Strict mode (no "30" for 30, no "yes" for True) would also refuse an enum's value or an ISO 8601
+# string in Python input, and most input is Python: FastAPI validates what `json.loads` returned,
+# Celery kwargs and Redis entries arrive as dicts. These types accept exactly their JSON spelling
+# (the enum's value, an ISO 8601 string) and nothing looser (not a number for a datetime).
+Timestamp = Annotated[datetime, BeforeValidator(_iso_timestamp), AfterValidator(_within_utc)]
+StatusValue = Annotated[Status, Strict(False)]
+BackendValue = Annotated[Backend, Strict(False)]
+RoleValue = Annotated[Role, Strict(False)]
+EventValue = Annotated[EventName, Strict(False)]
+
+# Structural bounds of the numbers and names every service stores or acts on (limits.py); the
+# configured limits (a 1-300 s timeout, ...) are narrower and enforced where the work happens.
+Language = Annotated[str, Field(min_length=1, max_length=MAX_LANGUAGE_CHARS)]
+Timeout = Annotated[float, Field(gt=0, le=MAX_PROGRAM_TIMEOUT, allow_inf_nan=False)]
+MemoryMb = Annotated[int, Field(ge=1, le=MAX_MEMORY_MB)]
+Count = Annotated[int, Field(ge=0, le=INT32_MAX)]
+ExitCode = Annotated[int, Field(ge=-INT32_MAX - 1, le=INT32_MAX)]
+Millis = Annotated[float, Field(ge=0, le=1e12, allow_inf_nan=False)]
+
+
+class StrictModel(BaseModel):
+    """Base of every contract model: strict types, so no input is coerced into another type."""
+
+    model_config = ConfigDict(strict=True)
+
+
+class Wire(StrictModel):
     """Base of every wire model: unknown fields are refused, so a typo is an error, not a no-op.
 
     Every body a service receives types its `eval_id` as `EvalId` (32 lowercase hex digits), so
@@ -30,13 +95,41 @@ class Wire(BaseModel):
     are built from ids already checked on the way in.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class UnicodeText(BaseModel):
+    """Mixin of the internal bodies: JSON may spell a lone surrogate ("\\ud800"), which no
+    database and no UTF-8 encoder takes; it is refused where it enters, naming the field, rather
+    than failing where it is stored. (The public EvalRequest's text is checked by the gateway's
+    validation, which names the limit.)"""
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _text_is_unicode(cls, value: Any) -> Any:
+        if not _is_unicode(value):
+            raise ValueError("is not valid Unicode text (unpaired surrogate)")
+        return value
+
+
+def _is_unicode(value: Any) -> bool:
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+        return True
+    if isinstance(value, dict):
+        return all(_is_unicode(key) and _is_unicode(item) for key, item in value.items())
+    if isinstance(value, list | tuple):
+        return all(_is_unicode(item) for item in value)
+    return True
 
 
 # --- the program of an evaluation -------------------------------------------------------------
 
 
-class Program(Wire):
+class Program(Wire, UnicodeText):
     """What to run: the program of an evaluation, carried as `program` by the internal models.
 
     The public API (EvalRequest, EvaluationView) and the executor contract (ExecuteRequest) keep
@@ -44,10 +137,10 @@ class Program(Wire):
     """
 
     code: str
-    language: str
-    timeout: float
+    language: Language
+    timeout: Timeout
     stdin: str | None = None
-    memory_mb: int | None = None
+    memory_mb: MemoryMb | None = None
 
     @classmethod
     def of(cls, flat: BaseModel) -> Program:
@@ -55,7 +148,7 @@ class Program(Wire):
         return cls.model_validate(flat.model_dump(include=set(cls.model_fields)))
 
 
-class CarriesProgram(BaseModel):
+class CarriesProgram(StrictModel):
     """Base of the internal models that nest a `program: Program`; output is always nested.
 
     Messages already queued (Celery kwargs, legacy queue entries) and older services send the
@@ -99,30 +192,30 @@ class BatchRequest(Wire):
     evaluations: list[EvalRequest]
 
 
-class Accepted(BaseModel):
+class Accepted(StrictModel):
     """`POST /api/eval` answer (202)."""
 
     eval_id: str
-    status: Status
-    backend: Backend
-    shadow_backend: Backend | None = None
-    fallback_from: Backend | None = None
-    created_at: datetime
+    status: StatusValue
+    backend: BackendValue
+    shadow_backend: BackendValue | None = None
+    fallback_from: BackendValue | None = None
+    created_at: Timestamp
 
 
-class BatchAccepted(BaseModel):
+class BatchAccepted(StrictModel):
     evaluations: list[Accepted]
 
 
 # --- consumers: the task both paths carry ----------------------------------------------------
 
 
-class EvalTask(Wire, CarriesProgram):
+class EvalTask(Wire, CarriesProgram, UnicodeText):
     """One run to perform: what the gateway hands to the legacy queue or to Celery."""
 
     eval_id: EvalId
-    role: Role = Role.PRIMARY
-    backend: Backend
+    role: RoleValue = Role.PRIMARY
+    backend: BackendValue
     program: Program
     priority: bool = False
 
@@ -130,27 +223,27 @@ class EvalTask(Wire, CarriesProgram):
 # --- executor ----------------------------------------------------------------------------------
 
 
-class ExecuteRequest(Wire):
+class ExecuteRequest(Wire, UnicodeText):
     """`POST /execute` body: flat, as DESIGN.md fixes the executor contract."""
 
     eval_id: EvalId
-    role: Role = Role.PRIMARY
+    role: RoleValue = Role.PRIMARY
     code: str
-    language: str = "python"
-    timeout: float = 30
+    language: Language = "python"
+    timeout: Timeout = 30
     stdin: str | None = None
-    memory_mb: int | None = None
+    memory_mb: MemoryMb | None = None
 
     @classmethod
     def of(cls, *, eval_id: str, role: Role, program: Program) -> ExecuteRequest:
         return cls(eval_id=eval_id, role=role, **program.model_dump())
 
 
-class ExecuteResult(BaseModel):
+class ExecuteResult(StrictModel):
     """The executor's answer once the program has ended. `status` is never queued/running."""
 
     eval_id: str
-    status: Status
+    status: StatusValue
     exit_code: int | None = None
     output: str = ""
     error: str = ""
@@ -166,56 +259,56 @@ class ExecuteResult(BaseModel):
 # --- storage -----------------------------------------------------------------------------------
 
 
-class EvaluationCreate(Wire, CarriesProgram):
+class EvaluationCreate(Wire, CarriesProgram, UnicodeText):
     """`POST /evaluations` body (gateway → storage)."""
 
     eval_id: EvalId
     program: Program
     priority: bool = False
-    backend: Backend
-    routing_key: str | None = Field(default=None, pattern=NO_NUL)
+    backend: BackendValue
+    routing_key: Annotated[str, Field(max_length=200, pattern=NO_NUL)] | None = None
     tenant: str = Field(default=DEFAULT_TENANT, pattern=TENANT_PATTERN)
     # The tenant's cap on evaluations queued or running; storage refuses (429) at the cap, checked
     # in the transaction that creates the evaluation. None: no cap.
-    max_in_flight: int | None = Field(default=None, ge=1)
+    max_in_flight: int | None = Field(default=None, ge=1, le=INT32_MAX)
 
 
-class RunCreate(Wire):
+class RunCreate(Wire, UnicodeText):
     """Adds a run beside the primary one (a shadow run)."""
 
-    role: Role
-    backend: Backend
+    role: RoleValue
+    backend: BackendValue
 
 
-class RunUpdate(Wire):
+class RunUpdate(Wire, UnicodeText):
     """A consumer's report on a run. Fields left None are not changed.
 
     `status` moves the run through the state machine; a move that is not legal answers 409, and
     a report of the status the run already has is accepted and changes nothing.
     """
 
-    status: Status | None = None
-    backend: Backend | None = None
-    executor_id: str | None = None
-    exit_code: int | None = None
+    status: StatusValue | None = None
+    backend: BackendValue | None = None
+    executor_id: Annotated[str, Field(max_length=128)] | None = None
+    exit_code: ExitCode | None = None
     output: str | None = None
     error: str | None = None
     output_base64: Base64 | None = Field(default=None, description=_OUTPUT_BASE64)
     error_base64: Base64 | None = Field(default=None, description=_ERROR_BASE64)
     output_truncated: bool | None = None
     error_truncated: bool | None = None
-    runtime_ms: float | None = None
+    runtime_ms: Millis | None = None
     reason: str | None = None
-    attempts: int | None = None
+    attempts: Count | None = None
     detail: dict[str, Any] | None = Field(
         default=None, description="Recorded on the event timeline with this update."
     )
 
 
-class RunView(BaseModel):
-    role: Role
-    backend: Backend
-    status: Status
+class RunView(StrictModel):
+    role: RoleValue
+    backend: BackendValue
+    status: StatusValue
     attempts: int = 0
     executor_id: str | None = None
     exit_code: int | None = None
@@ -228,17 +321,17 @@ class RunView(BaseModel):
     runtime_ms: float | None = None
     reason: str | None = None
     replays: int = 0
-    created_at: datetime
-    started_at: datetime | None = None
-    completed_at: datetime | None = None
+    created_at: Timestamp
+    started_at: Timestamp | None = None
+    completed_at: Timestamp | None = None
 
 
-class EvaluationView(BaseModel):
+class EvaluationView(StrictModel):
     """One evaluation as clients see it: the primary run's fields flattened, every run listed."""
 
     eval_id: str
-    status: Status
-    backend: Backend
+    status: StatusValue
+    backend: BackendValue
     tenant: str = DEFAULT_TENANT
     language: str
     code: str
@@ -258,31 +351,31 @@ class EvaluationView(BaseModel):
     reason: str | None = None
     executor_id: str | None = None
     attempts: int = 0
-    created_at: datetime
-    started_at: datetime | None = None
-    completed_at: datetime | None = None
+    created_at: Timestamp
+    started_at: Timestamp | None = None
+    completed_at: Timestamp | None = None
     runs: list[RunView] = Field(default_factory=list)
 
 
-class EvaluationPage(BaseModel):
+class EvaluationPage(StrictModel):
     items: list[EvaluationView]
     total: int
     limit: int
     offset: int
 
 
-class Event(BaseModel):
+class Event(StrictModel):
     """One entry on an evaluation's timeline; also what storage publishes on EVENTS_CHANNEL."""
 
     eval_id: str
-    event: EventName
-    role: Role | None = None
-    status: Status | None = None
-    at: datetime
+    event: EventValue
+    role: RoleValue | None = None
+    status: StatusValue | None = None
+    at: Timestamp
     detail: dict[str, Any] = Field(default_factory=dict)
 
 
-class Deleted(BaseModel):
+class Deleted(StrictModel):
     deleted: int
 
 
@@ -295,14 +388,14 @@ class StuckRun(CarriesProgram):
     """
 
     eval_id: str
-    role: Role
-    backend: Backend
-    status: Status
+    role: RoleValue
+    backend: BackendValue
+    status: StatusValue
     attempts: int = 0
     replays: int = 0
-    created_at: datetime
-    queued_at: datetime
-    started_at: datetime | None = None
+    created_at: Timestamp
+    queued_at: Timestamp
+    started_at: Timestamp | None = None
     program: Program
     priority: bool = False
 
@@ -323,7 +416,7 @@ class ComparisonOutcome(StrEnum):
     SHADOW_MISSING = "shadow_missing"
 
 
-class ComparisonRecord(Wire):
+class ComparisonRecord(Wire, UnicodeText):
     """`PUT /evaluations/{eval_id}/comparison` body: what the comparer found (recorded once).
 
     `differing_fields` names the compared fields that differ after normalisation (status,
@@ -331,20 +424,20 @@ class ComparisonRecord(Wire):
     rules version applied and the fields that only normalisation made equal.
     """
 
-    outcome: ComparisonOutcome
+    outcome: Annotated[ComparisonOutcome, Strict(False)]
     differing_fields: list[str] = Field(default_factory=list)
     details: dict[str, Any] = Field(default_factory=dict)
 
 
-class ComparisonView(BaseModel):
+class ComparisonView(StrictModel):
     eval_id: str
-    outcome: ComparisonOutcome
+    outcome: Annotated[ComparisonOutcome, Strict(False)]
     differing_fields: list[str]
     details: dict[str, Any]
-    created_at: datetime
+    created_at: Timestamp
 
 
-class LatencySummary(BaseModel):
+class LatencySummary(StrictModel):
     """Nearest-rank percentiles of one duration, in milliseconds; None without samples."""
 
     count: int = 0
@@ -353,10 +446,10 @@ class LatencySummary(BaseModel):
     p99_ms: float | None = None
 
 
-class PathStats(BaseModel):
+class PathStats(StrictModel):
     """The runs one path (backend) took in a window, primary and shadow together."""
 
-    backend: Backend
+    backend: BackendValue
     total: int = 0
     terminal: int = 0
     by_status: dict[str, int] = Field(default_factory=dict)
@@ -368,7 +461,7 @@ class PathStats(BaseModel):
     end_to_end: LatencySummary = Field(default_factory=LatencySummary)  # created -> completed
 
 
-class ComparisonStats(BaseModel):
+class ComparisonStats(StrictModel):
     total: int = 0
     by_outcome: dict[str, int] = Field(default_factory=dict)
     rates: dict[str, float] = Field(default_factory=dict)
@@ -377,12 +470,12 @@ class ComparisonStats(BaseModel):
     )
 
 
-class MigrationStats(BaseModel):
+class MigrationStats(StrictModel):
     """`GET /stats`: runs created and comparisons recorded in [since, until)."""
 
-    since: datetime
-    until: datetime
-    paths: dict[Backend, PathStats]
+    since: Timestamp
+    until: Timestamp
+    paths: dict[BackendValue, PathStats]
     comparisons: ComparisonStats
 
 
@@ -393,7 +486,7 @@ def new_dead_letter_id() -> str:
     return uuid.uuid4().hex
 
 
-class DeadLetter(BaseModel):
+class DeadLetter(StrictModel):
     """One given-up task: enough to understand why and to send it again.
 
     `eval_id`, `role` and `backend` are None only for a task whose arguments were too malformed to
@@ -403,8 +496,8 @@ class DeadLetter(BaseModel):
 
     id: str = Field(default_factory=new_dead_letter_id)
     eval_id: str | None = None
-    role: Role | None = None
-    backend: Backend | None = None
+    role: RoleValue | None = None
+    backend: BackendValue | None = None
     task_name: str
     task_id: str | None = None
     kwargs: dict[str, Any] = Field(default_factory=dict)
@@ -413,8 +506,8 @@ class DeadLetter(BaseModel):
     exception: str | None = None
     traceback: str | None = None
     attempts: int = 0
-    failed_at: datetime
-    first_seen_at: datetime | None = None
+    failed_at: Timestamp
+    first_seen_at: Timestamp | None = None
     replays: int = 0
 
 
@@ -425,7 +518,7 @@ def new_audit_id() -> str:
     return uuid.uuid4().hex
 
 
-class AuditEntry(Wire):
+class AuditEntry(Wire, UnicodeText):
     """One change of a settings document: who, when, versions, what changed ([old, new]) and why.
 
     `audit_id` is chosen by the writer, so that an entry delivered twice is recorded once.
@@ -436,9 +529,9 @@ class AuditEntry(Wire):
     audit_id: str = Field(default_factory=new_audit_id, pattern=r"^[0-9a-f]{32}$")
     document: str = Field(min_length=1, max_length=200)
     actor: str = Field(min_length=1, max_length=200)
-    at: datetime
+    at: Timestamp
     action: str = Field(min_length=1, max_length=64)
-    version_before: int = Field(ge=0)
-    version_after: int = Field(ge=0)
+    version_before: int = Field(ge=0, le=INT32_MAX)
+    version_after: int = Field(ge=0, le=INT32_MAX)
     changes: dict[str, list[Any]] = Field(default_factory=dict)
     reason: str = Field(min_length=1, max_length=10_000)

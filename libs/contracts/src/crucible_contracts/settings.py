@@ -8,6 +8,7 @@ from typing import Self
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from crucible_contracts.limits import KIB, MIB
 from crucible_contracts.retry import EXECUTOR_BUSY, RECORD_RESULT, TRANSIENT, Budgets, RetryPolicy
 
 UNSAFE_SECRETS = frozenset({"changeme", "change-me", "secret", "password", "admin"})
@@ -25,6 +26,15 @@ class ServiceSettings(BaseSettings):
     log_level: str = "INFO"
     internal_api_key: str | None = None
 
+    # The edge (docs/security.md): request bodies over MAX_BODY_BYTES answer 413 before they are
+    # read in full; a body whose next chunk takes over BODY_IDLE_TIMEOUT_SECONDS, or that is not
+    # in after BODY_TIMEOUT_SECONDS, answers 408 (crucible_runtime.edge). The internal services'
+    # cap fits a run's result (two 1 MiB outputs, JSON-escaped); the gateway sets its own. The
+    # request head is bounded by the server: ServerSettings.
+    max_body_bytes: int = Field(default=16 * MIB, gt=0)
+    body_idle_timeout_seconds: float = Field(default=10.0, gt=0, allow_inf_nan=False)
+    body_timeout_seconds: float = Field(default=60.0, gt=0, allow_inf_nan=False)
+
     @model_validator(mode="after")
     def _refuse_unsafe_secrets(self) -> Self:
         if self.environment == "production":
@@ -35,6 +45,22 @@ class ServiceSettings(BaseSettings):
                     "when ENVIRONMENT=production"
                 )
         return self
+
+
+class ServerSettings(BaseSettings):
+    """How `crucible_runtime.serve` runs a service's HTTP server (the same for every service).
+
+    A request head (request line and headers) over MAX_HEADER_BYTES answers 431; one not complete
+    HEADER_TIMEOUT_SECONDS after its connection opened or its previous response ended answers 408
+    and the connection is closed. An idle keep-alive connection is closed after
+    KEEP_ALIVE_TIMEOUT_SECONDS.
+    """
+
+    model_config = SettingsConfigDict(extra="ignore", case_sensitive=False)
+
+    max_header_bytes: int = Field(default=16 * KIB, ge=1 * KIB, le=1 * MIB)
+    header_timeout_seconds: float = Field(default=10.0, gt=0, allow_inf_nan=False)
+    keep_alive_timeout_seconds: float = Field(default=5.0, gt=0, allow_inf_nan=False)
 
 
 # Retry settings that had another name on the legacy path: refused, naming the one to use.

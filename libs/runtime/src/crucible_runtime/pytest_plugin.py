@@ -26,6 +26,7 @@ import httpx
 import pytest
 
 from crucible_contracts.ids import EVAL_ID_REGEX
+from crucible_contracts.settings import ServerSettings
 
 
 def free_port() -> int:
@@ -95,6 +96,10 @@ def hostile_eval_id(request: pytest.FixtureRequest) -> str:
     return request.param
 
 
+# The request head's cap of every service (ServerSettings.max_header_bytes' default).
+HEAD_CAP: int = ServerSettings.model_fields["max_header_bytes"].default
+
+
 def check_eval_id_refused(
     response: httpx.Response,
     *,
@@ -107,11 +112,16 @@ def check_eval_id_refused(
     shape, its message naming `field` and `pattern`, the whole body short and free of `sent`.
 
     In a path, a value with a `/` spans several segments, so no route has a place for it: the
-    answer is then 404 `not_found` in the same shape (nothing reached a handler either way).
+    answer is then 404 `not_found` in the same shape (nothing reached a handler either way); and
+    a path over the request head's cap (`crucible_runtime.serve`, 16 KiB) is 431
+    `header_too_large` before any route is looked at.
     """
     assert len(response.content) <= MAX_REFUSAL_BYTES, response.content[:500]
     error = response.json()["error"]
     assert set(error) == {"code", "message", "details"}, error
+    if in_path and len(sent.encode()) > HEAD_CAP:
+        assert (response.status_code, error["code"]) == (431, "header_too_large"), error
+        return
     if in_path and "/" in sent:
         assert (response.status_code, error["code"]) == (404, "not_found"), error
         return
@@ -229,14 +239,14 @@ class ProcessStarter:
         port: int | None = None,
         health_path: str = "/health",
     ) -> ManagedProcess:
-        """Run `app` (a `module:create_app` factory) under uvicorn on a free port; wait for health."""
+        """Run `app` (a `module:create_app` factory) as production does (`crucible_runtime.serve`)
+        on a free port; wait for health."""
         port = port or free_port()
         argv = [
             sys.executable,
             "-m",
-            "uvicorn",
+            "crucible_runtime.serve",
             app,
-            "--factory",
             "--host",
             "127.0.0.1",
             "--port",

@@ -7,7 +7,7 @@ from typing import Self
 
 from pydantic import Field, model_validator
 
-from crucible_contracts.limits import Limits
+from crucible_contracts.limits import MIB, Limits
 from crucible_contracts.names import Backend
 from crucible_contracts.settings import UNSAFE_SECRETS, ServiceSettings, split_urls
 from crucible_contracts.tenancy import DEFAULT_TENANT, TENANT_PATTERN, is_tenant
@@ -96,6 +96,10 @@ class Settings(ServiceSettings):
     max_timeout: float = Field(default=_DEFAULT_LIMITS.max_timeout, gt=0)
     default_timeout: float = Field(default=_DEFAULT_LIMITS.default_timeout, gt=0)
     max_batch: int = Field(default=_DEFAULT_LIMITS.max_batch, gt=0)
+    # The public edge's body caps (docs/security.md): one evaluation (64 KiB of code, 1 MiB of
+    # stdin, even fully JSON-escaped) fits MAX_BODY_BYTES; a batch gets MAX_BATCH_BODY_BYTES.
+    max_body_bytes: int = Field(default=8 * MIB, gt=0)
+    max_batch_body_bytes: int = Field(default=32 * MIB, gt=0)
 
     # How long a dead dependency may hold a request before the gateway gives up on it.
     broker_connect_timeout: float = Field(default=1.5, gt=0)

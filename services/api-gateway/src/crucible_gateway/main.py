@@ -33,6 +33,7 @@ from crucible_gateway.tenancy.routes import router as tenancy_router
 from crucible_gateway.tenancy.service import seed_in_background
 from crucible_runtime.clients import ExecutorPool, QueueServiceClient, StorageClient
 from crucible_runtime.dead_letters import DeadLetterStore
+from crucible_runtime.edge import EdgeLimits
 from crucible_runtime.logs import setup_logging
 from crucible_runtime.redis_client import fail_fast_redis
 from crucible_runtime.web import install_common
@@ -155,7 +156,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     # The gateway is the public edge: clients authenticate with their tenant's keys, not with the
     # internal key, which it only sends on its own calls to storage and the queue-service.
-    install_common(app, service=SERVICE, internal_api_key=None)
+    install_common(
+        app,
+        service=SERVICE,
+        internal_api_key=None,
+        edge=EdgeLimits.of(settings, {"/api/eval-batch": settings.max_batch_body_bytes}),
+        statuses=(401, 403, 404, 409, 429, 503),
+    )
     app.include_router(evaluations_router)
     app.include_router(migration_router)
     app.include_router(operations_router)

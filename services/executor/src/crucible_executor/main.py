@@ -1,4 +1,4 @@
-"""The executor's FastAPI app: `uvicorn --factory crucible_executor.main:create_app`."""
+"""The executor's FastAPI app: `python -m crucible_runtime.serve crucible_executor.main:create_app`."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from crucible_executor.probe import select_runner
 from crucible_executor.routes import router
 from crucible_executor.service import Executor
 from crucible_executor.slots import SlotRegistry
+from crucible_runtime.edge import EdgeLimits
 from crucible_runtime.logs import setup_logging
 from crucible_runtime.web import install_common
 
@@ -41,6 +42,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         runner.close()
 
     app = FastAPI(title="Crucible executor", lifespan=lifespan)
-    install_common(app, service="executor", internal_api_key=settings.internal_api_key)
+    install_common(
+        app,
+        service="executor",
+        internal_api_key=settings.internal_api_key,
+        edge=EdgeLimits.of(settings),
+        statuses=(401, 404, 429, 503),
+    )
     app.include_router(router)
     return app

@@ -1,4 +1,4 @@
-"""The queue-service application: `uvicorn --factory crucible_queue.main:create_app`."""
+"""The queue-service application: `python -m crucible_runtime.serve crucible_queue.main:create_app`."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from crucible_queue import metrics
 from crucible_queue.config import Settings
 from crucible_queue.routes import router
 from crucible_queue.taskqueue import TaskQueue
+from crucible_runtime.edge import EdgeLimits
 from crucible_runtime.logs import setup_logging
 from crucible_runtime.web import install_common
 
@@ -23,6 +24,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finished_keep=settings.queue_finished_keep,
     )
     metrics.expose(app.state.queue)
-    install_common(app, service="queue-service", internal_api_key=settings.internal_api_key)
+    install_common(
+        app,
+        service="queue-service",
+        internal_api_key=settings.internal_api_key,
+        edge=EdgeLimits.of(settings),
+        statuses=(401, 404, 409),
+    )
     app.include_router(router)
     return app

@@ -6,7 +6,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, Field
 
-from crucible_contracts.models import EvalTask, Wire
+from crucible_contracts.models import EvalTask, UnicodeText, Wire
 
 
 class TaskState(StrEnum):
@@ -37,11 +37,11 @@ class Lease(BaseModel):
     lease_seconds: float
 
 
-class FailBody(Wire):
+class FailBody(Wire, UnicodeText):
     reason: str = Field(min_length=1, max_length=2000)
 
 
-class RequeueBody(Wire):
+class RequeueBody(Wire, UnicodeText):
     """Give a task back. `count_attempt=False` (a clean shutdown) keeps its delivery count."""
 
     reason: str = Field(default="given back by the worker", max_length=2000)

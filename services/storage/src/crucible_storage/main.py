@@ -1,4 +1,4 @@
-"""The storage app: `uvicorn --factory crucible_storage.main:create_app` (port 8082)."""
+"""The storage app: `python -m crucible_runtime.serve crucible_storage.main:create_app` (port 8082)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from crucible_contracts.errors import CrucibleError, Unavailable
+from crucible_runtime.edge import EdgeLimits
 from crucible_runtime.logs import setup_logging
 from crucible_runtime.web import error_response, install_common
 from crucible_storage import migrate
@@ -53,7 +54,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.database = database
     app.state.publisher = publisher
-    install_common(app, service="storage", internal_api_key=settings.internal_api_key)
+    install_common(
+        app,
+        service="storage",
+        internal_api_key=settings.internal_api_key,
+        edge=EdgeLimits.of(settings),
+        statuses=(401, 404, 409, 503),
+    )
     _install_database_errors(app, database)
     app.include_router(router)
     app.include_router(tenant_router)

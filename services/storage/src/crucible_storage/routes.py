@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response, status
 
 from crucible_contracts.ids import EvalId
+from crucible_contracts.limits import MAX_AGE_SECONDS, MAX_OFFSET, MAX_PAGE
 from crucible_contracts.models import (
     AuditEntry,
     ComparisonRecord,
@@ -18,6 +18,7 @@ from crucible_contracts.models import (
     EvaluationView,
     Event,
     MigrationStats,
+    QueryTimestamp,
     RunCreate,
     RunUpdate,
     RunView,
@@ -36,10 +37,7 @@ from crucible_storage.deps import (
 )
 from crucible_storage.schemas import Health
 
-MAX_PAGE = 500
 MAX_SAMPLES = 100
-# Far beyond any log, and far inside every database's integer range.
-MAX_OFFSET = 1_000_000
 
 router = APIRouter()
 
@@ -70,7 +68,7 @@ def list_evaluations(
     status: Status | None = None,
     backend: Backend | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> EvaluationPage:
     return service.list_evaluations(
         session=session, status=status, backend=backend, limit=limit, offset=offset, tenant=tenant
@@ -79,7 +77,8 @@ def list_evaluations(
 
 @router.delete("/evaluations")
 def delete_evaluations(
-    session: WriteSession, older_than_seconds: Annotated[float, Query(gt=0)]
+    session: WriteSession,
+    older_than_seconds: Annotated[float, Query(gt=0, le=MAX_AGE_SECONDS, allow_inf_nan=False)],
 ) -> Deleted:
     return service.delete_older_than(session=session, seconds=older_than_seconds)
 
@@ -137,8 +136,8 @@ def replay_run(
 @router.get("/runs/stuck")
 def stuck_runs(
     session: ReadSession,
-    queued_before: datetime,
-    running_before: datetime,
+    queued_before: QueryTimestamp,
+    running_before: QueryTimestamp,
     backend: Backend | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
 ) -> list[StuckRun]:
@@ -156,7 +155,10 @@ def list_events(eval_id: EvalId, session: ReadSession, tenant: TenantScope = Non
     return service.list_events(session=session, eval_id=eval_id, tenant=tenant)
 
 
-@router.put("/evaluations/{eval_id}/comparison")
+@router.put(
+    "/evaluations/{eval_id}/comparison",
+    responses={201: {"model": ComparisonView, "description": "recorded now"}},
+)
 def record_comparison(
     eval_id: EvalId, body: ComparisonRecord, session: WriteSession, response: Response
 ) -> ComparisonView:
@@ -182,14 +184,14 @@ def pending_comparisons(
 @router.get("/stats")
 def migration_stats(
     session: ReadSession,
-    since: datetime,
-    until: datetime | None = None,
+    since: QueryTimestamp,
+    until: QueryTimestamp | None = None,
     samples: Annotated[int, Query(ge=0, le=MAX_SAMPLES)] = 5,
 ) -> MigrationStats:
     return service.migration_stats(session=session, since=since, until=until, samples=samples)
 
 
-@router.post("/audit")
+@router.post("/audit", responses={201: {"model": AuditEntry, "description": "recorded now"}})
 def record_audit(body: AuditEntry, session: WriteSession, response: Response) -> AuditEntry:
     """Record one audit entry: 201 when recorded now, 200 with the first one when its audit_id
     was recorded already."""

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response, status
 
+from crucible_contracts.limits import MAX_OFFSET, MAX_PAGE
 from crucible_contracts.tenancy import (
     KEY_HASH_PATTERN,
     KEY_ID_PATTERN,
@@ -18,9 +19,6 @@ from crucible_contracts.tenancy import (
 )
 from crucible_storage import tenancy
 from crucible_storage.deps import ReadSession, WriteSession
-
-MAX_PAGE = 500
-MAX_OFFSET = 1_000_000
 
 router = APIRouter()
 
@@ -43,7 +41,7 @@ def get_tenant(tenant: TenantName, session: ReadSession) -> TenantView:
     return tenancy.get_tenant(session=session, tenant=tenant)
 
 
-@router.post("/keys")
+@router.post("/keys", responses={201: {"model": KeyView, "description": "recorded now"}})
 def create_key(body: StoredKeyCreate, session: WriteSession, response: Response) -> KeyView:
     """Record a key by its hash: 201 when new, 200 with the key recorded first for a known hash."""
     view, created = tenancy.create_key(session=session, create=body)

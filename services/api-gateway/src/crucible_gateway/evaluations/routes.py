@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Query
 
+from crucible_contracts.limits import MAX_OFFSET
 from crucible_contracts.models import (
     Accepted,
     BatchAccepted,
@@ -111,7 +112,7 @@ def list_evaluations(
     status: Status | None = None,
     backend: Backend | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> EvaluationPage:
     """The caller's tenant's evaluations (every tenant's for an operator), newest first."""
     return service.list_evaluations(

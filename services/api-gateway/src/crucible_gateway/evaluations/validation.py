@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from crucible_contracts.errors import InvalidInput
+from crucible_contracts.errors import InvalidInput, echo
 from crucible_contracts.limits import KIB, MIB, Limits
 from crucible_contracts.models import BatchRequest, EvalRequest
 
@@ -46,7 +46,7 @@ def validate_eval(
     if request.language not in languages:
         raise InvalidInput(
             f"{prefix}language",
-            f"{request.language!r} is not supported; supported languages: {', '.join(languages)}",
+            f"{echo(request.language)!r} is not supported; supported languages: {', '.join(languages)}",
             allowed=list(languages),
         )
     timeout = limits.default_timeout if request.timeout is None else request.timeout

@@ -15,6 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from crucible_contracts.limits import INT32_MAX, MAX_WINDOW_SECONDS
 from crucible_contracts.models import ComparisonOutcome, MigrationStats, PathStats
 from crucible_contracts.names import Backend
 
@@ -47,27 +48,27 @@ class GuardSettings(BaseModel):
     rolled back `breach_after` evaluations (20 s) after `min_samples` of its runs have ended.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     enabled: bool = True
-    window_seconds: float = Field(default=300, gt=0, allow_inf_nan=False)
-    min_samples: int = Field(default=20, ge=1)
+    window_seconds: float = Field(default=300, gt=0, le=MAX_WINDOW_SECONDS, allow_inf_nan=False)
+    min_samples: int = Field(default=20, ge=1, le=INT32_MAX)
     max_error_rate_increase: float = Field(default=0.05, ge=0, le=1)
     max_mismatch_rate: float = Field(default=0.05, ge=0, le=1)
-    max_p95_latency_ratio: float = Field(default=3.0, gt=1, allow_inf_nan=False)
+    max_p95_latency_ratio: float = Field(default=3.0, gt=1, le=1e6, allow_inf_nan=False)
     rollback_to: Literal["zero", "previous_step"] = "zero"
     breach_after: int = Field(default=20, ge=1, le=10_000)
-    recent_seconds: float = Field(default=10, gt=0, allow_inf_nan=False)
+    recent_seconds: float = Field(default=10, gt=0, le=MAX_WINDOW_SECONDS, allow_inf_nan=False)
 
 
 class RampSettings(BaseModel):
     """A promotion schedule: Celery shares in increasing order, each held `hold_seconds`."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     active: bool = False
     steps: list[float] = Field(default_factory=lambda: [0.1, 0.5, 0.9, 1.0], min_length=1)
-    hold_seconds: float = Field(default=300, gt=0, allow_inf_nan=False)
+    hold_seconds: float = Field(default=300, gt=0, le=MAX_WINDOW_SECONDS, allow_inf_nan=False)
 
     @field_validator("steps")
     @classmethod

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, Strict
 
-from crucible_contracts.models import ComparisonStats, PathStats
+from crucible_contracts.limits import INT32_MAX, MAX_WINDOW_SECONDS
+from crucible_contracts.models import ComparisonStats, PathStats, UnicodeText
 from crucible_contracts.names import Backend
 from crucible_gateway.migration.guard import GuardSettings, RampSettings, Verdict
 from crucible_gateway.migration.hysteresis import GuardStreak
@@ -117,12 +118,12 @@ class GuardReport(BaseModel):
 # --- request bodies of the admin API --------------------------------------------------------------
 
 
-class VersionedWrite(BaseModel):
+class VersionedWrite(UnicodeText):
     """What every write names: the version it was based on, and why it is made."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-    expected_version: int = Field(ge=0)
+    expected_version: int = Field(ge=0, le=INT32_MAX)
     reason: str = Field(min_length=1, max_length=10_000, pattern=r"\S")
 
 
@@ -131,7 +132,7 @@ class MigrationUpdate(VersionedWrite):
 
     celery_enabled: bool | None = None
     celery_percentage: float | None = Field(default=None, ge=0.0, le=1.0)
-    mode: MigrationMode | None = None
+    mode: Annotated[MigrationMode, Strict(False)] | None = None
     shadow_percentage: float | None = Field(default=None, ge=0.0, le=1.0)
     force_legacy: bool | None = None
     # Nested settings: only the sub-fields given change (see MigrationDocument for their fields).
@@ -154,7 +155,9 @@ class StartRamp(VersionedWrite):
     """`POST /api/admin/migration/ramp`: promote step by step while every guard check passes."""
 
     steps: list[float] | None = None
-    hold_seconds: float | None = Field(default=None, gt=0)
+    hold_seconds: float | None = Field(
+        default=None, gt=0, le=MAX_WINDOW_SECONDS, allow_inf_nan=False
+    )
 
 
 # --- GET /api/migration/report --------------------------------------------------------------------

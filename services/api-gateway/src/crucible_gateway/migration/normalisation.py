@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from crucible_contracts.limits import INT32_MAX, MAX_WINDOW_SECONDS
+
 MAX_RULES = 50
 MAX_PATTERN_CHARS = 500
 MAX_REPLACEMENT_CHARS = 200
@@ -23,7 +25,7 @@ class NormalisationRule(BaseModel):
     references, so a replacement can never fail at comparison time).
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     name: str = Field(min_length=1, max_length=100)
     kind: Literal["strip_trailing_whitespace", "mask"]
@@ -82,13 +84,15 @@ class ComparisonRules(BaseModel):
     """The comparison settings stored in the migration document; `rules_version` is recorded
     with every comparison so that a comparison always names the rules that judged it."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-    rules_version: int = Field(default=1, ge=1)
+    rules_version: int = Field(default=1, ge=1, le=INT32_MAX)
     rules: list[NormalisationRule] = Field(
         default_factory=lambda: list(DEFAULT_RULES), max_length=MAX_RULES
     )
-    shadow_grace_seconds: float = Field(default=120, gt=0, allow_inf_nan=False)
+    shadow_grace_seconds: float = Field(
+        default=120, gt=0, le=MAX_WINDOW_SECONDS, allow_inf_nan=False
+    )
 
     @field_validator("rules")
     @classmethod

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from crucible_contracts.limits import MAX_OFFSET
 from crucible_contracts.models import AuditEntry
 from crucible_gateway.deps import (
     AuditLogDep,
@@ -90,7 +91,7 @@ def get_audit(
     _: OperatorDep,
     audit: AuditLogDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> list[AuditEntry]:
     """The audit log of the settings, newest first, from storage (503 while it is down)."""
     return service.audit_log(audit=audit, limit=limit, offset=offset)

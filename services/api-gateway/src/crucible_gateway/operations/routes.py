@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
+from crucible_contracts.limits import MAX_OFFSET
 from crucible_contracts.models import DeadLetter
 from crucible_contracts.tenancy import Scope
 from crucible_gateway.deps import (
@@ -76,7 +77,7 @@ def list_dead_letters(
     _: OperatorDep,
     store: DeadLettersDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> DeadLetterPage:
     return dead_letters.list_entries(store=store, limit=limit, offset=offset)
 

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Path, Query
 
+from crucible_contracts.limits import MAX_OFFSET, MAX_PAGE
 from crucible_contracts.tenancy import (
     KEY_ID_PATTERN,
     TENANT_PATTERN,
@@ -40,8 +41,8 @@ def list_keys(
     _: OperatorDep,
     storage: StorageDep,
     tenant: Annotated[str | None, Query(pattern=TENANT_PATTERN, max_length=64)] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> list[KeyView]:
     """Keys (never the keys themselves): id, prefix, tenant, scopes, created_at, revoked_at."""
     return service.list_keys(storage=storage, tenant=tenant, limit=limit, offset=offset)
