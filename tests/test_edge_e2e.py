@@ -26,7 +26,12 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode, checks
 
-from crucible_runtime.pytest_plugin import ManagedProcess, ProcessStarter, start_redis_server
+from crucible_runtime.pytest_plugin import (
+    ManagedProcess,
+    ProcessStarter,
+    postgres_database,
+    start_redis_server,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -59,13 +64,15 @@ class Edge:
     storage: ManagedProcess
     queue_service: ManagedProcess
     executor: ManagedProcess
+    # Storage again on PostgreSQL, production's database, which refuses what SQLite takes (NUL).
+    storage_on_postgres: ManagedProcess
 
     internal_headers = {"X-Internal-Key": INTERNAL_KEY}
     gateway_headers = {"X-API-Key": CLIENT_KEY, "X-Operator-Token": OPERATOR_TOKEN}
 
 
 @pytest.fixture(scope="module")
-def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
+def edge(tmp_path_factory: pytest.TempPathFactory, postgres_server_url: str) -> Iterator[Edge]:
     starter = ProcessStarter(tmp_path_factory.mktemp("fuzz-logs"))
     run_dir: Path = tmp_path_factory.mktemp("fuzz")
     try:
@@ -110,7 +117,14 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
                 "RECONCILE_RUNNING_GRACE_SECONDS": "86400",
             },
         )
-        yield Edge(gateway, storage, queue_service, executor)
+        with postgres_database(postgres_server_url, "crucible_fuzz") as database_url:
+            storage_on_postgres = starter.service(
+                "crucible_storage.main:create_app",
+                name="storage-postgres",
+                env={**env, "DATABASE_URL": database_url},
+            )
+            yield Edge(gateway, storage, queue_service, executor, storage_on_postgres)
+            starter.stop_all()  # before the database is dropped
     finally:
         starter.stop_all()
 
@@ -152,6 +166,10 @@ def test_gateway_answers_every_generated_request_as_documented(edge: Edge) -> No
 
 def test_storage_answers_every_generated_request_as_documented(edge: Edge) -> None:
     fuzz(edge.storage, edge.internal_headers, "storage")
+
+
+def test_storage_on_postgresql_answers_every_generated_request_as_documented(edge: Edge) -> None:
+    fuzz(edge.storage_on_postgres, edge.internal_headers, "storage (PostgreSQL)")
 
 
 def test_queue_service_answers_every_generated_request_as_documented(edge: Edge) -> None:
