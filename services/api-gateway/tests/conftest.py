@@ -27,8 +27,9 @@ QUIET_HOUSEKEEPING = {
     "RECONCILE_CELERY_QUEUED_AFTER_SECONDS": "86400",
     "RECONCILE_RUNNING_GRACE_SECONDS": "86400",
 }
-# Tests send bursts from one tenant; only test_rate_limit.py meets the rate limit (it sets its own).
-NO_RATE_LIMIT = {"RATE_LIMIT_PER_SECOND": "0"}
+# Tests send bursts from one tenant into queues nobody drains; only test_rate_limit.py meets the
+# rate limit and test_tenancy.py the in-flight cap (each sets its own).
+NO_RATE_LIMIT = {"RATE_LIMIT_PER_SECOND": "0", "TENANT_MAX_IN_FLIGHT": "100000"}
 
 
 def unique_prefix() -> str:

@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
+from crucible_contracts.errors import MAX_ITEMS
 from crucible_contracts.ids import new_eval_id
 from crucible_runtime.pytest_plugin import wait_for
 
@@ -225,16 +226,21 @@ def test_parallel_submits_at_the_in_flight_cap_accept_exactly_the_cap(replicas, 
 def test_a_batch_that_reaches_the_in_flight_cap_says_which_items_exist(replicas, client):
     operator = client(replicas[0], headers=OPERATOR)
     tenant = _tenant()
-    operator.put(f"/api/admin/tenants/{tenant}", json={"max_in_flight": 2})
+    # More than an error body lists of anything the client sent (MAX_ITEMS): every one of these
+    # exists, so every one is named.
+    cap = MAX_ITEMS + 10
+    operator.put(f"/api/admin/tenants/{tenant}", json={"max_in_flight": cap})
     user = client(replicas[0], _new_key(operator, tenant)["key"])
 
-    refused = user.post("/api/eval-batch", json={"evaluations": [CODE] * 3})
+    refused = user.post("/api/eval-batch", json={"evaluations": [CODE] * (cap + 1)})
 
     assert refused.status_code == 429, refused.text
     assert int(refused.headers["Retry-After"]) >= 1
     accepted = refused.json()["error"]["details"]["accepted"]
-    assert len(accepted) == 2
+    assert len(set(accepted)) == cap
     assert {user.get(f"/api/eval/{eval_id}").status_code for eval_id in accepted} == {200}
+    listed = user.get("/api/evaluations", params={"limit": 500}).json()["items"]
+    assert {item["eval_id"] for item in listed} == set(accepted)
 
 
 @pytest.mark.parametrize(

@@ -40,8 +40,16 @@ def echo(value: object, limit: int = MAX_ECHO) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
+class Complete(tuple):
+    """A list a service built itself, whose every item the client needs (the eval_ids a batch
+    created before it stopped): `bounded` passes it in full, however long."""
+
+
 def bounded(value: Any, limit: int = MAX_ECHO) -> Any:
-    """`value` (JSON-like) with every string cut by `echo` and every list or dict to MAX_ITEMS."""
+    """`value` (JSON-like) with every string cut by `echo` and every list or dict to MAX_ITEMS,
+    but a Complete list, which is kept whole."""
+    if isinstance(value, Complete):
+        return list(value)
     if isinstance(value, str):
         return echo(value, limit)
     if isinstance(value, dict):

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 
-from crucible_contracts.errors import Busy, NotFound, Unavailable
+from crucible_contracts.errors import Busy, Complete, NotFound, Unavailable
 from crucible_contracts.ids import is_eval_id, new_eval_id
 from crucible_contracts.limits import Limits
 from crucible_contracts.models import (
@@ -125,10 +125,11 @@ def submit_batch(
                 exc.message,
                 retry_after=exc.retry_after,
                 **details,
-                accepted=[entry.eval_id for entry in accepted],
+                accepted=Complete(entry.eval_id for entry in accepted),
             ) from exc
         except Unavailable as exc:
-            raise Unavailable(exc.message, accepted=[entry.eval_id for entry in accepted]) from exc
+            accepted_ids = Complete(entry.eval_id for entry in accepted)
+            raise Unavailable(exc.message, accepted=accepted_ids) from exc
     return BatchAccepted(evaluations=accepted)
 
 
