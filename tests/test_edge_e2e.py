@@ -26,6 +26,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode, checks
 
+from crucible_contracts.ids import new_eval_id
 from crucible_runtime.pytest_plugin import (
     ManagedProcess,
     ProcessStarter,
@@ -439,3 +440,46 @@ def test_an_unbounded_or_coerced_admin_change_is_a_422(gateway: httpx.Client, ch
     body = {"expected_version": version, "reason": "hostile", **change}
     _error(gateway.put("/api/admin/migration", json=body), 422, "invalid_input")
     assert gateway.get("/api/admin/migration").json()["version"] == version
+
+
+@pytest.fixture(scope="module")
+def storage_on_postgres(edge: Edge) -> Iterator[httpx.Client]:
+    with httpx.Client(
+        base_url=edge.storage_on_postgres.url, headers=edge.internal_headers, timeout=30
+    ) as client:
+        yield client
+
+
+def _creation(**program: object) -> dict:
+    return {
+        "eval_id": new_eval_id(),
+        "program": {"code": "print(1)", "language": "python", "timeout": 5, **program},
+        "backend": "legacy",
+    }
+
+
+def test_a_nul_in_a_name_postgresql_keeps_as_text_is_a_422(storage_on_postgres) -> None:
+    response = storage_on_postgres.post("/evaluations", json=_creation(language="py\x00"))
+
+    _error(response, 422, "invalid_input")
+    assert response.json()["error"]["details"]["field"] == "program.language"
+
+
+def test_a_nul_in_a_runs_reason_is_kept_as_a_replacement_character(storage_on_postgres) -> None:
+    # A reason may quote what a program printed; the run's end must be recorded all the same.
+    created = storage_on_postgres.post("/evaluations", json=_creation())
+    eval_id = created.json()["eval_id"]
+    for status, reason in (("running", None), ("error", "gave up: it printed a\x00b")):
+        update = {"status": status, **({"reason": reason} if reason else {})}
+        answer = storage_on_postgres.patch(f"/evaluations/{eval_id}/runs/primary", json=update)
+        assert answer.status_code == 200, answer.text
+
+    view = storage_on_postgres.get(f"/evaluations/{eval_id}").json()
+    assert (view["status"], view["reason"]) == ("error", "gave up: it printed a\ufffdb")
+
+
+def test_the_in_flight_cap_of_storage_is_documented(edge: Edge) -> None:
+    document = httpx.get(
+        f"{edge.storage.url}/openapi.json", headers=edge.internal_headers, timeout=10
+    ).json()
+    assert "429" in document["paths"]["/evaluations"]["post"]["responses"]

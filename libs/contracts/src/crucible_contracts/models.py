@@ -73,7 +73,18 @@ EventValue = Annotated[EventName, Strict(False)]
 
 # Structural bounds of the numbers and names every service stores or acts on (limits.py); the
 # configured limits (a 1-300 s timeout, ...) are narrower and enforced where the work happens.
-Language = Annotated[str, Field(min_length=1, max_length=MAX_LANGUAGE_CHARS)]
+Language = Annotated[str, Field(min_length=1, max_length=MAX_LANGUAGE_CHARS, pattern=NO_NUL)]
+ExecutorId = Annotated[str, Field(max_length=128, pattern=NO_NUL)]
+
+
+def _nul_replaced(text: str) -> str:
+    return text.replace("\x00", "\ufffd")
+
+
+# Why a run ended as a service words it, kept in a text column: a NUL that came from a program
+# (an exception's message quoting its output) is shown as U+FFFD rather than refusing the update
+# that records the run's end.
+Reason = Annotated[str, AfterValidator(_nul_replaced)]
 Timeout = Annotated[float, Field(gt=0, le=MAX_PROGRAM_TIMEOUT, allow_inf_nan=False)]
 MemoryMb = Annotated[int, Field(ge=1, le=MAX_MEMORY_MB)]
 Count = Annotated[int, Field(ge=0, le=INT32_MAX)]
@@ -289,7 +300,7 @@ class RunUpdate(Wire, UnicodeText):
 
     status: StatusValue | None = None
     backend: BackendValue | None = None
-    executor_id: Annotated[str, Field(max_length=128)] | None = None
+    executor_id: ExecutorId | None = None
     exit_code: ExitCode | None = None
     output: str | None = None
     error: str | None = None
@@ -298,7 +309,7 @@ class RunUpdate(Wire, UnicodeText):
     output_truncated: bool | None = None
     error_truncated: bool | None = None
     runtime_ms: Millis | None = None
-    reason: str | None = None
+    reason: Reason | None = None
     attempts: Count | None = None
     detail: dict[str, Any] | None = Field(
         default=None, description="Recorded on the event timeline with this update."
@@ -527,11 +538,11 @@ class AuditEntry(Wire, UnicodeText):
     """
 
     audit_id: str = Field(default_factory=new_audit_id, pattern=r"^[0-9a-f]{32}$")
-    document: str = Field(min_length=1, max_length=200)
-    actor: str = Field(min_length=1, max_length=200)
+    document: str = Field(min_length=1, max_length=200, pattern=NO_NUL)
+    actor: str = Field(min_length=1, max_length=200, pattern=NO_NUL)
     at: Timestamp
-    action: str = Field(min_length=1, max_length=64)
+    action: str = Field(min_length=1, max_length=64, pattern=NO_NUL)
     version_before: int = Field(ge=0, le=INT32_MAX)
     version_after: int = Field(ge=0, le=INT32_MAX)
     changes: dict[str, list[Any]] = Field(default_factory=dict)
-    reason: str = Field(min_length=1, max_length=10_000)
+    reason: str = Field(min_length=1, max_length=10_000, pattern=NO_NUL)

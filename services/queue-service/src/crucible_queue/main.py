@@ -29,7 +29,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         service="queue-service",
         internal_api_key=settings.internal_api_key,
         edge=EdgeLimits.of(settings),
-        statuses=(401, 404, 409),
+        statuses=(401, 404, 409, 429),
     )
     app.include_router(router)
     return app

@@ -59,7 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         service="storage",
         internal_api_key=settings.internal_api_key,
         edge=EdgeLimits.of(settings),
-        statuses=(401, 404, 409, 503),
+        statuses=(401, 404, 409, 429, 503),
     )
     _install_database_errors(app, database)
     app.include_router(router)
