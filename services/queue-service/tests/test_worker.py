@@ -337,6 +337,7 @@ def test_sigterm_gives_back_a_task_still_running_after_the_grace_and_the_next_wo
     wait_ended,
 ):
     queue, storage = start_queue(), storage_of(shared_storage)
+    busy = _busy(shared_executor.url)
     task = submit(storage, queue.url, SLOW.format(seconds=4), timeout=30)
     worker = start_worker(
         queue=queue.url,
@@ -345,6 +346,8 @@ def test_sigterm_gives_back_a_task_still_running_after_the_grace_and_the_next_wo
         queue_worker_shutdown_grace=0.3,
     )
     wait_for(lambda: storage.get_evaluation(task.eval_id).status == Status.RUNNING)
+    # In a slot, not only `running` in storage: else there is nothing for the next one to join.
+    wait_for(lambda: _busy(shared_executor.url) > busy, what="the program to be in a slot")
     taken_over = _taken_over(shared_executor.url)
 
     worker.signal(signal.SIGTERM)
@@ -368,6 +371,11 @@ def _taken_over(url: str) -> float:
     return _sample(url, "crucible_executor_joined_total") + _sample(
         url, "crucible_executor_collected_total"
     )
+
+
+def _busy(url: str) -> int:
+    """How many of the executor's slots run a program now."""
+    return httpx.get(f"{url}/health", timeout=5).json()["busy"]
 
 
 def _sample(url: str, name: str) -> float:
@@ -418,9 +426,13 @@ def test_a_killed_worker_loses_its_lease_in_seconds_and_the_next_collects_the_ru
     )
     started = _sample(shared_executor.url, "crucible_executor_runs_total")
     taken_over = _taken_over(shared_executor.url)
+    busy = _busy(shared_executor.url)
     # Long enough to be still running when the worker dies, however loaded the machine.
     task = submit(storage, queue.url, SLOW.format(seconds=8), timeout=30)
     wait_for(lambda: storage.get_evaluation(task.eval_id).status == Status.RUNNING)
+    # The worker records `running` before it calls the executor: killed in between, the next
+    # delivery would start the program itself, and there would be nothing to take over.
+    wait_for(lambda: _busy(shared_executor.url) > busy, what="the program to be in a slot")
 
     worker.kill()
     assert storage.get_evaluation(task.eval_id).status == Status.RUNNING
