@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import hmac
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from crucible_contracts.errors import (
     MAX_ECHO,
@@ -108,32 +110,66 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
 
+class InternalKeyCheck:
+    """ASGI middleware: every call but `/health` and `/metrics` must carry the internal key (401).
+
+    Plain ASGI rather than `@app.middleware("http")`: Starlette's BaseHTTPMiddleware runs each
+    request through a task group and memory streams, which cost more CPU than most routes do.
+    """
+
+    def __init__(self, app: ASGIApp, expected: str) -> None:
+        self.app = app
+        self.expected = expected.encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] not in OPEN_PATHS:
+            given = Headers(scope=scope).get(INTERNAL_KEY_HEADER, "")
+            if not hmac.compare_digest(given.encode(), self.expected):
+                refusal = error_response(Unauthorized(f"missing or wrong {INTERNAL_KEY_HEADER}"))
+                await refusal(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def install_internal_key(app: FastAPI, expected: str | None) -> None:
     """When `expected` is set, every call but `/health` and `/metrics` must carry it (else 401)."""
-    if not expected:
-        return
+    if expected:
+        app.add_middleware(InternalKeyCheck, expected=expected)
 
-    @app.middleware("http")
-    async def _check_key(request: Request, call_next: Callable) -> Response:
-        if request.url.path not in OPEN_PATHS:
-            given = request.headers.get(INTERNAL_KEY_HEADER, "")
-            if not hmac.compare_digest(given.encode(), expected.encode()):
-                return error_response(Unauthorized(f"missing or wrong {INTERNAL_KEY_HEADER}"))
-        return await call_next(request)
+
+class RequestMetrics:
+    """ASGI middleware: counts and times every request, labelled by its route template (the
+    router leaves the matched route in the scope), and by the status it was answered with."""
+
+    def __init__(self, app: ASGIApp, service: str) -> None:
+        self.app = app
+        self.service = service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # what the server answers when the app raises before a response starts
+
+        async def send_and_note(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:
+            path = getattr(scope.get("route"), "path", "unmatched")
+            method = scope["method"]
+            HTTP_REQUESTS.labels(self.service, method, path, str(status)).inc()
+            HTTP_LATENCY.labels(self.service, method, path).observe(time.perf_counter() - started)
 
 
 def install_metrics(app: FastAPI, service: str) -> None:
     """`GET /metrics` in Prometheus text format, and request counters labelled by route template."""
-
-    @app.middleware("http")
-    async def _measure(request: Request, call_next: Callable) -> Response:
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        HTTP_REQUESTS.labels(service, request.method, path, str(response.status_code)).inc()
-        HTTP_LATENCY.labels(service, request.method, path).observe(time.perf_counter() - started)
-        return response
+    app.add_middleware(RequestMetrics, service=service)
 
     @app.get("/metrics", include_in_schema=False)
     def metrics() -> Response:
