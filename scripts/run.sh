@@ -25,7 +25,13 @@ export EXECUTOR_SERVICE_URL="${EXECUTOR_SERVICE_URL:-http://127.0.0.1:$EXECUTOR_
 export DATABASE_URL="${DATABASE_URL:-sqlite:///$RUN_DIR/crucible.db}"
 export CELERY_ENABLED="${CELERY_ENABLED:-false}" CELERY_PERCENTAGE="${CELERY_PERCENTAGE:-0.0}"
 export FORCE_LEGACY_QUEUE="${FORCE_LEGACY_QUEUE:-false}" MIGRATION_MODE="${MIGRATION_MODE:-split}"
-export CELERY_CONCURRENCY="${CELERY_CONCURRENCY:-2}" LOG_LEVEL="${LOG_LEVEL:-INFO}"
+# Consumers hold more runs than their executors have slots (the Celery path's two executors have
+# one slot per core each, executor-1 alike), so that one run's storage calls overlap another's
+# program; a run that finds every slot taken waits for one in place (EXECUTOR_BUSY_WAIT_SECONDS).
+slots_per_executor="${EXECUTOR_SLOTS:-$(nproc)}"
+export CELERY_CONCURRENCY="${CELERY_CONCURRENCY:-$(( 3 * slots_per_executor ))}"
+export QUEUE_WORKER_CONCURRENCY="${QUEUE_WORKER_CONCURRENCY:-$(( slots_per_executor + slots_per_executor / 2 ))}"
+export LOG_LEVEL="${LOG_LEVEL:-INFO}"
 # Flower's basic auth (user:password[,user2:password2]); unset, Flower is open (said below).
 if [[ -n "${FLOWER_BASIC_AUTH:-}" ]]; then export FLOWER_BASIC_AUTH; else unset FLOWER_BASIC_AUTH; fi
 export PYTHONUNBUFFERED=1
@@ -55,6 +61,7 @@ Crucible is starting (Ctrl-C stops everything):
   storage         http://$BIND_HOST:$STORAGE_PORT      ($DATABASE_URL)
   executor-1..3   http://$BIND_HOST:$EXECUTOR_1_PORT  :$EXECUTOR_2_PORT  :$EXECUTOR_3_PORT
   celery-worker   broker $CELERY_BROKER_URL, executors $EXECUTOR_SERVICE_URL
+  consumers       Celery -c $CELERY_CONCURRENCY, queue-worker $QUEUE_WORKER_CONCURRENCY threads ($slots_per_executor slots per executor)
   flower          http://$BIND_HOST:$FLOWER_PORT      ($flower_auth)
   redis           broker :$BROKER_REDIS_PORT, state/events :$STATE_REDIS_PORT
   routing         CELERY_ENABLED=$CELERY_ENABLED CELERY_PERCENTAGE=$CELERY_PERCENTAGE FORCE_LEGACY_QUEUE=$FORCE_LEGACY_QUEUE MIGRATION_MODE=$MIGRATION_MODE

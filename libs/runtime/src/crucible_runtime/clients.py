@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
+import random
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
+from urllib.parse import urlencode
 
-import httpx
+import urllib3
+from urllib3 import Timeout
+from urllib3.exceptions import HTTPError, ProtocolError
 
 from crucible_contracts.errors import BY_CODE, Busy, CrucibleError, NotFound, Unavailable
 from crucible_contracts.models import (
@@ -45,7 +52,23 @@ def _scoped(tenant: str | None) -> dict[str, str]:
     return {TENANT_HEADER: tenant} if tenant is not None else {}
 
 
-def raise_for_error(response: httpx.Response) -> None:
+class Answered(Protocol):
+    """What `raise_for_error` reads of an answer (an `Answer`, or an httpx.Response)."""
+
+    status_code: int
+    headers: Mapping[str, str]
+    content: bytes
+
+    @property
+    def is_success(self) -> bool: ...
+
+    @property
+    def text(self) -> str: ...
+
+    def json(self) -> Any: ...
+
+
+def raise_for_error(response: Answered) -> None:
     """Turn an error answer back into the exception the other service raised."""
     if response.is_success:
         return
@@ -73,7 +96,56 @@ IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 # may or may not have received the request, so only a request safe to repeat is sent again.
 # Not a connect error or a timeout: those say the service is down or slow, and a retry would only
 # double the wait.
-STALE_CONNECTION_ERRORS = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+STALE_CONNECTION_ERRORS = (ProtocolError,)
+# How long a run that found every executor slot taken waits before asking again (doubling).
+BUSY_PAUSE_FIRST = 0.01
+BUSY_PAUSE_MAX = 0.1
+# Connections kept per service and client; more are opened when needed and closed after use.
+POOL_SIZE = 16
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One answer of an internal service: its status, headers (case-insensitive) and body."""
+
+    status_code: int
+    headers: Mapping[str, str]
+    content: bytes
+
+    @property
+    def is_success(self) -> bool:
+        return 200 <= self.status_code < 300
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", errors="replace")
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+
+def _query_value(value: Any) -> str:
+    """A query parameter as text, the way httpx and FastAPI agree on it (true/false for bools)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else str(value)
+
+
+def _target(path: str, params: Mapping[str, Any] | None) -> str:
+    if not params:
+        return path
+    pairs = [
+        (key, _query_value(item))
+        for key, value in params.items()
+        for item in (value if isinstance(value, list | tuple) else [value])
+    ]
+    return f"{path}?{urlencode(pairs)}"
+
+
+def _timeout(value: float | Timeout | None) -> Timeout | None:
+    if value is None or isinstance(value, Timeout):
+        return value
+    return Timeout(connect=value, read=value)
 
 
 class InternalClient:
@@ -84,44 +156,97 @@ class InternalClient:
     on a new connection: after a service drops its kept-alive connections (a restart, an error
     that closed them, its keep-alive timeout racing our next call) the next calls would otherwise
     fail for nothing. Any other request fails at once (`idempotent=False` forces that for a GET).
+
+    The transport is urllib3's connection pool: every evaluation makes several internal calls,
+    and measured on a 2-core development machine (a small JSON POST to a local FastAPI service)
+    httpx's client cost 0.5 ms of CPU per call against urllib3's 0.2 ms. Bodies are JSON:
+    `json=` (a value) or `content=` (already encoded).
     """
 
     def __init__(self, base_url: str, *, internal_key: str | None = None, timeout: float = 10):
-        headers = {INTERNAL_KEY_HEADER: internal_key} if internal_key else {}
         self.base_url = base_url.rstrip("/")
-        self._http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout)
+        self._headers = {"Content-Type": "application/json"}
+        if internal_key:
+            self._headers[INTERNAL_KEY_HEADER] = internal_key
+        self._pool = urllib3.connection_from_url(
+            self.base_url,
+            maxsize=POOL_SIZE,
+            block=False,
+            retries=False,
+            timeout=_timeout(timeout),
+        )
 
     def request(
-        self, method: str, path: str, *, idempotent: bool | None = None, **kwargs: Any
-    ) -> httpx.Response:
+        self,
+        method: str,
+        path: str,
+        *,
+        idempotent: bool | None = None,
+        json: Any = None,
+        content: bytes | None = None,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | Timeout | None = None,
+    ) -> Answer:
+        method = method.upper()
         if idempotent is None:
-            idempotent = method.upper() in IDEMPOTENT_METHODS
+            idempotent = method in IDEMPOTENT_METHODS
+        if json is not None:
+            content = _json_bytes(json)
+        target = _target(path, params)
+        sent_headers = {**self._headers, **headers} if headers else self._headers
         try:
-            response = self._send(method, path, retry_stale=idempotent, **kwargs)
-        except httpx.HTTPError as exc:
+            answer = self._send(
+                method,
+                target,
+                body=content,
+                headers=sent_headers,
+                timeout=_timeout(timeout),
+                retry_stale=idempotent,
+            )
+        except HTTPError as exc:
             raise Unavailable(f"{self.base_url} unreachable: {exc!r}", url=self.base_url) from exc
-        raise_for_error(response)
-        return response
+        raise_for_error(answer)
+        return answer
 
-    def _send(self, method: str, path: str, *, retry_stale: bool, **kwargs: Any) -> httpx.Response:
+    def _send(
+        self,
+        method: str,
+        target: str,
+        *,
+        body: bytes | None,
+        headers: Mapping[str, str],
+        timeout: Timeout | None,
+        retry_stale: bool,
+    ) -> Answer:
+        kwargs: dict[str, Any] = {"body": body, "headers": headers}
+        if timeout is not None:
+            kwargs["timeout"] = timeout
         try:
-            return self._http.request(method, path, **kwargs)
+            response = self._pool.urlopen(method, target, **kwargs)
         except STALE_CONNECTION_ERRORS as exc:
             if not retry_stale:
                 raise
-            # httpx dropped the broken connection: this one goes out on a new one.
+            # The pool dropped the broken connection: this one goes out on a new one.
             log.info(
-                "%s %s%s: connection lost (%r), sent once more", method, self.base_url, path, exc
+                "%s %s%s: connection lost (%r), sent once more", method, self.base_url, target, exc
             )
-            return self._http.request(method, path, **kwargs)
+            response = self._pool.urlopen(method, target, **kwargs)
+        return Answer(status_code=response.status, headers=response.headers, content=response.data)
 
     def close(self) -> None:
-        self._http.close()
+        self._pool.close()
+
+
+def _json_bytes(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
 
 
 class StorageClient(InternalClient):
     def create_evaluation(self, evaluation: EvaluationCreate) -> EvaluationView:
-        response = self.request("POST", "/evaluations", json=evaluation.model_dump(mode="json"))
+        response = self.request(
+            "POST", "/evaluations", content=evaluation.model_dump_json().encode()
+        )
         return EvaluationView.model_validate_json(response.content)
 
     def get_evaluation(self, eval_id: str, *, tenant: str | None = None) -> EvaluationView:
@@ -141,9 +266,11 @@ class StorageClient(InternalClient):
     def update_run(
         self, eval_id: str, role: Role, update: RunUpdate, *, tenant: str | None = None
     ) -> RunView:
-        body = update.model_dump(mode="json", exclude_none=True)
         response = self.request(
-            "PATCH", f"/evaluations/{eval_id}/runs/{role}", json=body, headers=_scoped(tenant)
+            "PATCH",
+            f"/evaluations/{eval_id}/runs/{role}",
+            content=update.model_dump_json(exclude_none=True).encode(),
+            headers=_scoped(tenant),
         )
         return RunView.model_validate_json(response.content)
 
@@ -323,6 +450,12 @@ class ExecutorPool:
     that ranked it first. `execute` returns the first instance's result; it raises Busy when
     every live instance is at capacity and Unavailable when none can be reached. An unreachable
     instance is skipped for `down_cooldown` seconds, unless every instance is down.
+
+    A consumer may hold more runs than the executors have slots, so that one run's calls to
+    storage overlap another's program. A run that finds every slot taken waits for one here, up to
+    `busy_wait` seconds (asking again after 10 ms, then 20, 40, up to 100 ms, with jitter): a slot
+    frees within a program's time, and a wait in place costs far less than the busy retry the
+    consumer would otherwise schedule (a storage write and a new delivery). Only then Busy.
     """
 
     def __init__(
@@ -332,11 +465,13 @@ class ExecutorPool:
         internal_key: str | None = None,
         down_cooldown: float = 5.0,
         connect_timeout: float = 2.0,
+        busy_wait: float = 0.0,
     ) -> None:
         if not urls:
             raise ValueError("an executor pool needs at least one URL")
         self.clients = [InternalClient(url, internal_key=internal_key) for url in urls]
         self._connect_timeout = connect_timeout
+        self._busy_wait = busy_wait
         self._down_until: dict[str, float] = {}
         self._down_cooldown = down_cooldown
 
@@ -355,7 +490,20 @@ class ExecutorPool:
         return live or ordered
 
     def execute(self, request: ExecuteRequest) -> ExecuteResult:
-        timeout = httpx.Timeout(request.timeout + 30, connect=self._connect_timeout)
+        deadline = time.monotonic() + self._busy_wait
+        pause = BUSY_PAUSE_FIRST
+        while True:
+            try:
+                return self._execute_once(request)
+            except Busy:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise
+                time.sleep(min(left, pause * random.uniform(0.5, 1.0)))  # noqa: S311 -- jitter
+                pause = min(pause * 2, BUSY_PAUSE_MAX)
+
+    def _execute_once(self, request: ExecuteRequest) -> ExecuteResult:
+        timeout = Timeout(connect=self._connect_timeout, read=request.timeout + 30)
         busy: list[Busy] = []
         down: list[Unavailable] = []
         for client in self._rotation(request.eval_id, request.role):
@@ -364,7 +512,7 @@ class ExecutorPool:
                 response = client.request(
                     "POST",
                     "/execute",
-                    json=request.model_dump(mode="json"),
+                    content=request.model_dump_json().encode(),
                     timeout=timeout,
                     idempotent=True,
                 )

@@ -26,6 +26,9 @@ class Settings(ServiceSettings, RetrySettings):
     worker_lost_retry_delay: float = 1.0
     # How long an executor that could not be reached is skipped by a worker process.
     executor_down_cooldown: float = 5.0
+    # How long a run that finds every executor slot taken waits for one in place (the worker may
+    # run more programs at once than the executors have slots) before a busy retry.
+    executor_busy_wait_seconds: float = 2.0
 
     # Entries kept in the dead-letter queue (in the broker's Redis); the oldest go first.
     dead_letter_max: int = DEFAULT_MAX_ENTRIES

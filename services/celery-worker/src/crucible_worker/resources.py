@@ -45,6 +45,7 @@ class Resources:
                     self._settings.executor_urls(),
                     internal_key=self._settings.internal_api_key,
                     down_cooldown=self._settings.executor_down_cooldown,
+                    busy_wait=self._settings.executor_busy_wait_seconds,
                 )
             return self._executors
 

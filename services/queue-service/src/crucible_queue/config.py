@@ -26,6 +26,9 @@ class Settings(ServiceSettings, RetrySettings):
     storage_service_url: str = "http://127.0.0.1:8082"
     legacy_executor_url: str = "http://127.0.0.1:8083"
     queue_worker_concurrency: int = Field(default=2, ge=1, le=64)
+    # How long a run that finds every executor slot taken waits for one in place (the worker may
+    # hold more runs than the executors have slots) before a busy retry.
+    executor_busy_wait_seconds: float = Field(default=2.0, ge=0, le=60)
     queue_poll_interval: float = Field(default=0.05, gt=0)
     queue_poll_idle_max: float = Field(default=0.5, gt=0)
     queue_poll_outage_max: float = Field(default=5.0, gt=0)

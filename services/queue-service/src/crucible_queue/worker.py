@@ -51,7 +51,9 @@ class Worker:
         key = settings.internal_api_key
         self.queue = QueueClient(settings.queue_service_url, internal_key=key)
         self.storage = StorageClient(settings.storage_service_url, internal_key=key)
-        self.executors = ExecutorPool(settings.executor_urls, internal_key=key)
+        self.executors = ExecutorPool(
+            settings.executor_urls, internal_key=key, busy_wait=settings.executor_busy_wait_seconds
+        )
         self.stopping = threading.Event()
         self.handler = TaskHandler(
             storage=self.storage,
