@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 
 import httpx
 
@@ -249,3 +250,30 @@ def test_container_health_probe_follows_the_service(queue_service):
     queue_service.stop()
 
     assert subprocess.run(probe, env=env, capture_output=True, timeout=20).returncode == 1
+
+
+def test_a_long_poll_over_http_gets_the_task_queued_while_it_waits(queue_http, make_task):
+    answers: list[httpx.Response] = []
+    poll = threading.Thread(
+        target=lambda: answers.append(queue_http.get("/tasks/next", params={"wait": 30})),
+        daemon=True,
+    )
+    poll.start()
+    wait_for(
+        lambda: queue_http.get("/status").json()["waiting_consumers"] == 1,
+        timeout=10,
+        what="the long poll to wait",
+    )
+
+    task = make_task()
+    assert _post(queue_http, task).status_code == 201
+    poll.join(timeout=20)
+
+    assert answers and answers[0].status_code == 200
+    assert answers[0].json()["task"] == task.model_dump(mode="json")
+
+
+def test_a_long_poll_longer_than_the_limit_is_refused(queue_http):
+    answer = queue_http.get("/tasks/next", params={"wait": 31})
+    assert answer.status_code == 422
+    assert answer.json()["error"]["details"]["field"] == "query.wait"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 
 import httpx
+import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -89,7 +90,9 @@ def test_run_cancelled_in_storage_before_the_worker_takes_it_is_skipped(
     assert view.started_at is None
 
 
+@pytest.mark.parametrize("busy_wait", [0, 30], ids=["busy-retry", "waits-in-place"])
 def test_busy_executor_is_waited_for_without_counting_a_failure(
+    busy_wait,
     start_queue,
     start_worker,
     start_executor,
@@ -107,6 +110,7 @@ def test_busy_executor_is_waited_for_without_counting_a_failure(
         executors=executor.url,
         transient_retry_max_attempts=1,
         queue_worker_metrics_port=metrics_port,
+        executor_busy_wait_seconds=busy_wait,
     )
 
     tasks = [submit(storage, queue.url, SLOW.format(seconds=1)) for _ in range(2)]
@@ -116,7 +120,10 @@ def test_busy_executor_is_waited_for_without_counting_a_failure(
         assert view.status == Status.COMPLETED, view
         assert view.output == "done\n"
     metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
-    assert 'crucible_legacy_worker_retries_total{cause="executor_busy"}' in metrics
+    # Without a wait in place the second run is retried later (a busy retry, not a failure);
+    # with one, it waits for the slot and nothing is retried.
+    busy_retried = 'crucible_legacy_worker_retries_total{cause="executor_busy"}' in metrics
+    assert busy_retried == (busy_wait == 0)
     assert 'crucible_legacy_worker_tasks_total{ack="complete"} 2.0' in metrics
 
 

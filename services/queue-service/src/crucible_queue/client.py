@@ -28,12 +28,15 @@ class QueueClient(QueueServiceClient):
     """`QueueServiceClient` and the consumer's calls: lease the next task, then ack it (complete,
     fail or requeue). Errors come from the contract tree."""
 
-    def next_task(self) -> Lease | None:
-        """Lease the next task; None when the queue is empty. Unavailable when unreachable,
-        MalformedLease when the leased task does not validate."""
+    def next_task(self, *, wait: float = 0.0) -> Lease | None:
+        """Lease the next task, waiting up to `wait` seconds for one; None when the queue stays
+        empty. Unavailable when unreachable, MalformedLease when the task does not validate."""
         # A GET that takes a lease: repeated after a lost answer, it would lease a second task
         # and leave the first held until its lease runs out. The worker polls again instead.
-        response = self.request("GET", "/tasks/next", idempotent=False)
+        params = {"wait": wait} if wait > 0 else None
+        response = self.request(
+            "GET", "/tasks/next", idempotent=False, params=params, timeout=wait + 10
+        )
         if response.status_code == 204:
             return None
         try:

@@ -29,6 +29,9 @@ class Settings(ServiceSettings, RetrySettings):
     # How long a run that finds every executor slot taken waits for one in place (the worker may
     # hold more runs than the executors have slots) before a busy retry.
     executor_busy_wait_seconds: float = Field(default=2.0, ge=0, le=60)
+    # Each poll waits up to this long at the queue-service for a task (a long poll: the task is
+    # handed over the moment it is queued); 0 polls without waiting, backing off while idle.
+    queue_poll_wait_seconds: float = Field(default=1.0, ge=0, le=30)
     queue_poll_interval: float = Field(default=0.05, gt=0)
     queue_poll_idle_max: float = Field(default=0.5, gt=0)
     queue_poll_outage_max: float = Field(default=5.0, gt=0)

@@ -74,3 +74,5 @@ class QueueStatus(BaseModel):
     lease_expired_total: int
     oldest_queued_age_s: float | None
     lease_seconds: float
+    # Consumers waiting in a long poll (GET /tasks/next?wait=) for a task at this moment.
+    waiting_consumers: int = 0

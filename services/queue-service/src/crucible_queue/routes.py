@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 
 from crucible_contracts.models import EvalTask
 from crucible_queue.legacy_format import TaskId
@@ -44,9 +44,22 @@ def enqueue(task: EvalTask, queue: Queue) -> Enqueued:
     return queue.enqueue(task)
 
 
+# The longest a consumer may wait in one long poll; it asks again afterwards.
+MAX_POLL_WAIT_SECONDS = 30.0
+
+PollWait = Annotated[
+    float,
+    Query(
+        ge=0,
+        le=MAX_POLL_WAIT_SECONDS,
+        description="Seconds to wait for a task when the queue is empty (a long poll); 0 answers at once.",
+    ),
+]
+
+
 @router.get("/tasks/next", response_model=Lease, responses={204: {"description": "empty"}})
-def next_task(queue: Queue) -> Lease | Response:
-    delivery = queue.next()
+def next_task(queue: Queue, wait: PollWait = 0.0) -> Lease | Response:
+    delivery = queue.next(wait=wait)
     return delivery if delivery is not None else Response(status_code=204)
 
 

@@ -4,6 +4,10 @@ One instance, in memory, guarded by one lock; a restart loses it (that is the le
 A delivered task is leased: when neither complete nor fail arrives within `lease_seconds`, the
 next call that looks at the queue puts it back at the tail (a visibility timeout), its delivery
 counted. Every public method is thread-safe.
+
+A consumer may wait for a task (`next(wait=...)`, a long poll): it is woken the moment one is
+queued, instead of asking again every few tens of milliseconds. At most `max_waiting` callers wait
+at once (each holds a server thread); any more are answered at once, as without a wait.
 """
 
 from __future__ import annotations
@@ -30,12 +34,17 @@ class TaskQueue:
         max_depth: int = 100_000,
         finished_keep: int = 10_000,
         clock: Callable[[], float] = time.time,
+        max_waiting: int = 16,
     ) -> None:
         self.lease_seconds = lease_seconds
+        self.max_waiting = max_waiting
         self.max_depth = max_depth
         self.finished_keep = finished_keep
         self._clock = clock
         self._lock = threading.Lock()
+        # Notified (lock held) whenever a record is pushed: enqueue, requeue, an expired lease.
+        self._available = threading.Condition(self._lock)
+        self._waiting = 0
         self._deque: deque[fmt.LegacyRecord] = deque()
         self._queued: dict[str, fmt.LegacyRecord] = {}
         self._processing: dict[str, tuple[fmt.LegacyRecord, float]] = {}
@@ -74,11 +83,15 @@ class TaskQueue:
 
     # --- consumer side ---------------------------------------------------------------------
 
-    def next(self) -> Lease | None:
-        """Lease the head of the queue to the caller; None when the queue is empty."""
+    def next(self, *, wait: float = 0.0) -> Lease | None:
+        """Lease the head of the queue to the caller; None when the queue is empty, after
+        waiting up to `wait` seconds for a task (unless `max_waiting` callers wait already)."""
         with self._lock:
             now = self._clock()
             self._reap(now)
+            if not self._deque and wait > 0 and self._waiting < self.max_waiting:
+                self._wait_for_a_task(wait)
+                now = self._clock()
             if not self._deque:
                 return None
             record = self._deque.popleft()
@@ -154,9 +167,25 @@ class TaskQueue:
                 lease_expired_total=self.counts["lease_expired"],
                 oldest_queued_age_s=None if oldest is None else round(max(0.0, now - oldest), 3),
                 lease_seconds=self.lease_seconds,
+                waiting_consumers=self._waiting,
             )
 
     # --- internals (lock held) -------------------------------------------------------------
+
+    def _wait_for_a_task(self, wait: float) -> None:
+        """Wait until a record is queued or `wait` seconds have passed. Leases that run out
+        meanwhile are looked at every second (they push no notification until looked at)."""
+        deadline = time.monotonic() + wait
+        self._waiting += 1
+        try:
+            while not self._deque:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                self._available.wait(min(left, 1.0))
+                self._reap(self._clock())
+        finally:
+            self._waiting -= 1
 
     def _finish(self, task_id: str, state: TaskState, reason: str | None) -> TaskView:
         """End a task. Acks are idempotent; a late ack of a task whose lease expired still counts."""
@@ -212,6 +241,7 @@ class TaskQueue:
     def _push(self, record: fmt.LegacyRecord) -> None:
         self._deque.append(record)
         self._queued[fmt.record_id(record)] = record
+        self._available.notify()
 
     def _unqueue(self, task_id: str) -> fmt.LegacyRecord:
         record = self._queued.pop(task_id)

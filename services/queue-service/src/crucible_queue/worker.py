@@ -66,6 +66,8 @@ class Worker:
         self._inflight: dict[str, InFlight] = {}
         self._outage_since: float | None = None
         self._failed_polls = 0
+        # Threads inside a (long) poll at the queue-service right now (see `_take`).
+        self._polling = 0
         self._threads: list[threading.Thread] = []
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -98,6 +100,12 @@ class Worker:
         for thread in self._threads:
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
         if any(thread.is_alive() for thread in self._threads):
+            # A task given back now would be handed to a long poll still waiting, whose thread
+            # is about to end with the process: let every poll come back first (it gives back
+            # what it got once stopping).
+            wait_for_polls = time.monotonic() + self.settings.queue_poll_wait_seconds + 2
+            while self._polling and time.monotonic() < wait_for_polls:
+                time.sleep(0.05)
             # Their threads are daemons still blocked in HTTP calls: leave the clients open.
             self._abandon_inflight()
         else:
@@ -155,8 +163,9 @@ class Worker:
         )
         empty_polls = 0
         while not self.stopping.is_set():
+            polled_at = time.monotonic()
             try:
-                lease = self._poll()
+                lease = self._take()
                 if lease is not None:
                     empty_polls = 0
                     self._run(lease)
@@ -165,14 +174,32 @@ class Worker:
                 # Nothing a task or an answer holds may end this thread; the handler already ends
                 # each run it cannot handle `error`, so this is a bug: say so, and go on.
                 log.exception("polling thread: unexpected error; going on")
+            # An empty long poll has waited already; one answered at once (no wait asked, or
+            # too many waiting) backs off as an idle poll does.
             empty_polls = min(empty_polls + 1, _MAX_BACKOFF_STEP)
-            self.stopping.wait(idle_policy.delay(empty_polls))
+            waited = time.monotonic() - polled_at
+            self.stopping.wait(max(0.0, idle_policy.delay(empty_polls) - waited))
+
+    def _take(self) -> Lease | None:
+        """The next task to run: polled, unless a stop came meanwhile (what a long poll was
+        handed after the stop is given back). Counted in `_polling` until then."""
+        with self._lock:
+            self._polling += 1
+        try:
+            lease = self._poll()
+            if lease is not None and self.stopping.is_set():
+                self._give_back_unstarted(lease)
+                return None
+            return lease
+        finally:
+            with self._lock:
+                self._polling -= 1
 
     def _poll(self) -> Lease | None:
         """The next task, or None when there is none, the queue-service cannot be reached, or
         it leased a malformed task (failed at the queue-service and dead-lettered)."""
         try:
-            lease = self.queue.next_task()
+            lease = self.queue.next_task(wait=self.settings.queue_poll_wait_seconds)
         except MalformedLease as exc:
             self._refuse(exc)
             return None
@@ -253,6 +280,11 @@ class Worker:
                     log.error("ack %s of %s lost: %s", reply.ack, task_id, exc)
                     return
                 time.sleep(policy.delay(attempt))
+
+    def _give_back_unstarted(self, lease: Lease) -> None:
+        log.info("stopping: giving back task %s, not started", lease.task_id)
+        with contextlib.suppress(CrucibleError):
+            self.queue.requeue(lease.task_id, reason="worker stopping; not started")
 
     def _abandon_inflight(self) -> None:
         """Grace is over: give back what still runs, unless its result is in. Its program is
