@@ -26,8 +26,11 @@ def folder() -> Iterator[Path]:
     shutil.rmtree(parent, ignore_errors=True)
 
 
-def test_the_cluster_serves_fresh_databases_and_is_deleted_afterwards(folder: Path):
-    with private_cluster(folder) as cluster:
+def test_the_cluster_serves_fresh_databases_and_is_deleted_afterwards(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.chdir(folder.parent)  # as `--bench-dir .bench/try` gives it: a relative path
+    with private_cluster(Path("postgres")) as cluster:
         process = cluster.process
         assert server_version(cluster)[0].isdigit()
         with fresh_database(cluster) as url:

@@ -9,7 +9,7 @@
    fail.
 
 `run_paths` runs 1, 2 and 4 on one suite; `run_submit` one mode of 3, and `run_accept_only` 5,
-each on a suite of its own. Every result records its concurrency (`concurrency`: clients in
+each on a suite of its own. Every result records its concurrency (`load`: clients in
 flight, consumers, executor slots) for the report.
 """
 

@@ -95,6 +95,7 @@ def private_cluster(folder: Path) -> Iterator[Cluster]:
     initdb, postgres = pg_bin("initdb"), pg_bin("postgres")
     if not (initdb and postgres):
         raise RuntimeError("--postgres: PostgreSQL is not installed (make deps installs it)")
+    folder = folder.resolve()  # the server changes into its data folder: relative paths break
     shutil.rmtree(folder, ignore_errors=True)
     data = folder / "data"
     data.mkdir(parents=True)
