@@ -1,10 +1,12 @@
-"""The mixed workload's programs."""
+"""The mixed workload's programs, how phases state their concurrency, the event-stream hook."""
 
 from __future__ import annotations
 
 from collections import Counter
 
-from crucible_bench.phases import MIX, mixed_programs
+import pytest
+
+from crucible_bench.phases import MIX, BenchSettings, event_stream_listeners, mixed_programs
 
 
 def test_one_cycle_holds_each_kind_in_its_share():
@@ -15,3 +17,33 @@ def test_one_cycle_holds_each_kind_in_its_share():
 
 def test_the_order_is_the_same_on_every_run():
     assert mixed_programs(seed=6) == mixed_programs(seed=6)
+
+
+def settings() -> BenchSettings:
+    return BenchSettings(
+        seconds=3, rate=100, celery_concurrency=2, legacy_concurrency=3, executor_slots=4
+    )
+
+
+def test_each_path_names_the_consumers_its_evaluations_wait_for():
+    assert settings().consumers("celery") == "Celery -c 2"
+    assert settings().consumers("legacy") == "queue-worker 3 threads"
+    assert settings().consumers("shadow") == "queue-worker 3 threads; Celery -c 2"
+
+
+def test_every_phase_states_clients_consumers_and_executor_slots():
+    assert settings().concurrency(clients="8 (closed loop)", consumers="Celery -c 2") == {
+        "clients": "8 (closed loop)",
+        "consumers": "Celery -c 2",
+        "executor_slots": "4 per executor",
+    }
+
+
+def test_event_stream_listeners_are_a_place_held_for_issue_15():
+    with event_stream_listeners(None, 0):  # nothing to open: the phases run inside it today
+        pass
+    with (
+        pytest.raises(NotImplementedError, match="not built yet"),
+        event_stream_listeners(None, 100),
+    ):
+        pass

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
-from crucible_bench.suite import PORT_VARIABLES, free_ports, started_pids, suite_environment
+from crucible_bench.suite import (
+    PORT_VARIABLES,
+    PROCFILE,
+    free_ports,
+    quiet_procfile,
+    started_pids,
+    suite_environment,
+)
 
 PORTS = {name: 20000 + index for index, name in enumerate(PORT_VARIABLES)}
 
@@ -78,3 +86,65 @@ def test_started_pids_from_honchos_log():
 def test_free_ports_are_distinct():
     ports = free_ports(9)
     assert len(set(ports)) == 9
+
+
+def test_storage_uses_sqlite_under_the_run_dir_unless_given_another_database():
+    url = "postgresql+psycopg://postgres@127.0.0.1:5999/crucible_bench_1"
+    env = suite_environment(
+        root=Path("/repo"),
+        run_dir=Path("/repo/.bench/run"),
+        ports=PORTS,
+        operator_token="t" * 32,
+        inherited={"DATABASE_URL": "sqlite:///elsewhere.db"},
+        database_url=url,
+    )
+    assert env["DATABASE_URL"] == url
+
+
+PROCFILE_TEXT = """# a comment: kept
+redis-broker: exec scripts/supervise.sh redis-broker redis-server --port $BROKER_REDIS_PORT
+
+executor-1: EXECUTOR_ID=executor-1 exec scripts/supervise.sh executor-1 python -m x
+"""
+
+
+def test_quiet_procfile_sends_each_process_to_its_own_log_and_keeps_its_command():
+    quiet = quiet_procfile(PROCFILE_TEXT).splitlines()
+    assert quiet[0] == "# a comment: kept"
+    assert quiet[1] == (
+        'redis-broker: exec >>"$RUN_DIR/logs/redis-broker.log" 2>&1; '
+        "exec scripts/supervise.sh redis-broker redis-server --port $BROKER_REDIS_PORT"
+    )
+    assert quiet[2] == ""
+    assert quiet[3] == (
+        'executor-1: exec >>"$RUN_DIR/logs/executor-1.log" 2>&1; '
+        "EXECUTOR_ID=executor-1 exec scripts/supervise.sh executor-1 python -m x"
+    )
+
+
+def test_the_real_procfile_keeps_every_process_under_honcho(tmp_path: Path):
+    from honcho.environ import parse_procfile
+
+    text = (Path(__file__).parents[3] / PROCFILE).read_text()
+    original = parse_procfile(text).processes
+    quiet = parse_procfile(quiet_procfile(text)).processes
+    assert list(quiet) == list(original)
+    assert all(quiet[name].endswith(original[name]) for name in original)
+
+
+def test_a_quiet_command_prints_nothing_to_honcho_and_everything_to_its_log(tmp_path: Path):
+    (tmp_path / "logs").mkdir()
+    line = quiet_procfile("hello: echo out; echo err >&2; exec sh -c 'echo $$'\n").strip()
+    command = line.partition(": ")[2]
+    # honcho runs each command with /bin/sh -c, as here
+    shell = subprocess.Popen(
+        ["/bin/sh", "-c", command],
+        env={"RUN_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    stdout, stderr = shell.communicate(timeout=10)
+    assert (stdout, stderr) == (b"", b"")
+    lines = (tmp_path / "logs" / "hello.log").read_text().splitlines()
+    # the shell honcho started is the process that runs the command (its pid is honcho's)
+    assert lines == ["out", "err", str(shell.pid)]

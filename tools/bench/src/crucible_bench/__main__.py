@@ -34,6 +34,11 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         help="also put the tables into this document's generated section",
     )
     parser.add_argument("--profile", action="store_true", help="py-spy the busiest phases")
+    parser.add_argument(
+        "--postgres",
+        action="store_true",
+        help="storage on a private PostgreSQL cluster under the bench dir instead of SQLite",
+    )
     return parser.parse_args(argv)
 
 
@@ -61,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
             rate=args.rate,
             profile=args.profile,
             command=_command(argv),
+            use_postgres=args.postgres,
         )
     except KeyboardInterrupt:
         print("interrupted: the suite has been stopped; nothing was written", file=sys.stderr)

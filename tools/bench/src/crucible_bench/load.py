@@ -97,6 +97,26 @@ def sandbox_baseline(
     return results, wall
 
 
+def paced(
+    executors: Executors, *, seconds: float, pause: float, program: Program
+) -> tuple[list[Execution], float]:
+    """One client calling POST /execute, pausing `pause` seconds after each answer, for
+    `seconds`: a program that finds its executor idle (and a warm sandbox ready, once the
+    executor prepares the next one after each run). Returns the executions and the wall time."""
+    results: list[Execution] = []
+
+    def one() -> None:
+        answer = executors.execute(program)
+        status = answer.body.get("status") if answer.status_code == 200 else None
+        results.append(
+            Execution(answer.sent_at, answer.done_at, status or f"http_{answer.status_code}")
+        )
+        time.sleep(pause)
+
+    wall = _closed_loop(1, seconds, one)
+    return results, wall
+
+
 def follow_to_end(gateway: Gateway, completions: Completions, eval_id: str) -> tuple[Answer, str]:
     """Wait for `eval_id`'s end event, then read it through the gateway: (the read, how noticed).
 

@@ -1,24 +1,31 @@
 """The bench's phases, each returning plain data for `.bench/latest.json`.
 
 1. sandbox baseline (POST /execute straight to the executors) and the bare interpreter's spawn;
+   then the warm sandbox: one request at a time to one executor, with a pause between requests;
 2. each path at 100 %, end to end through the gateway, at the consumers' concurrency and saturated;
 3. gateway submit latency at a fixed rate, per path and in shadow mode;
-4. a mixed workload on the Celery path.
+4. a mixed workload on the Celery path;
+5. accept-only: the consumers paused, rising submission rates until the submit p99 or the answers
+   fail.
 
-`run_paths` runs 1, 2 and 4 on one suite; `run_submit` one mode of 3, on a suite of its own.
+`run_paths` runs 1, 2 and 4 on one suite; `run_submit` one mode of 3, and `run_accept_only` 5,
+each on a suite of its own. Every result records its concurrency (`load`: clients in
+flight, consumers, executor slots) for the report.
 """
 
 from __future__ import annotations
 
+import contextlib
 import random
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from crucible_bench import load, machine, profiling
+from crucible_bench import accept, load, machine, profiling
 from crucible_bench.api import QUICK, Executors, Gateway, Program
 from crucible_bench.follow import Completions
+from crucible_bench.pause import paused
 from crucible_bench.stats import per_second, summarize
 from crucible_bench.suite import Suite
 from crucible_bench.timeline import Evaluation, count_by, span_seconds, split_summaries
@@ -41,14 +48,37 @@ class BenchSettings:
     rate: float
     celery_concurrency: int
     legacy_concurrency: int
+    executor_slots: int = 2
     saturation_factor: int = 4
     rate_threads: int = 128
     seed: int = 6
     profile: bool = False
+    # The warm sandbox phase's pause after each answer: long enough for an executor slot to have
+    # prepared its next sandbox in the background.
+    warm_pause: float = 0.1
+    accept_rates: tuple[float, ...] = accept.RATES
+    accept_step_seconds: float = accept.STEP_SECONDS
+    # Idle listeners on the gateway's live event stream during the gateway phases (issue 15);
+    # 0 until the stream exists, see `event_stream_listeners`.
+    event_listeners: int = 0
 
     @property
     def baseline_concurrency(self) -> int:
         return self.celery_concurrency
+
+    def consumers(self, backend: str) -> str:
+        """The consumers a path's evaluations wait for, as the report names them."""
+        celery = f"Celery -c {self.celery_concurrency}"
+        legacy = f"queue-worker {self.legacy_concurrency} threads"
+        return {"celery": celery, "legacy": legacy, "shadow": f"{legacy}; {celery}"}[backend]
+
+    def concurrency(self, *, clients: str, consumers: str) -> dict[str, str]:
+        """The three figures every phase's table states."""
+        return {
+            "clients": clients,
+            "consumers": consumers,
+            "executor_slots": f"{self.executor_slots} per executor",
+        }
 
 
 @dataclass
@@ -74,6 +104,7 @@ def mixed_programs(seed: int, mix: dict[Program, int] = MIX) -> list[Program]:
 def measured(ctx: Context, phase: str, body: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     """Run `body` between two CPU snapshots (and under py-spy when profiling); adds "cpu"."""
     roots = {"honcho": ctx.suite.honcho.pid, **ctx.suite.pids()} if ctx.suite.honcho else {}
+    roots.update(ctx.suite.extra_roots)
     before = machine.snapshot(roots)
     with profiling.recording(ctx, phase, roots):
         result = body()
@@ -111,6 +142,9 @@ def sandbox_baseline(ctx: Context) -> dict[str, Any]:
         completed = [one for one in executions if one.status == "completed"]
         return {
             "concurrency": concurrency,
+            "load": ctx.settings.concurrency(
+                clients=f"{concurrency} (closed loop)", consumers="none: straight to the executors"
+            ),
             "executors": ctx.executors.urls,
             "count": len(executions),
             "statuses": _counts(one.status for one in executions),
@@ -122,6 +156,39 @@ def sandbox_baseline(ctx: Context) -> dict[str, Any]:
         }
 
     return measured(ctx, "sandbox", body)
+
+
+def warm_sandbox(ctx: Context) -> dict[str, Any]:
+    """`print(1)` through POST /execute to one executor, one request at a time with
+    `warm_pause` after each answer: the latency of a program that finds a prepared sandbox."""
+    url = ctx.suite.celery_executor_urls[0]
+    executors = Executors([url], internal_key=ctx.suite.internal_key)
+    pause = ctx.settings.warm_pause
+
+    def body() -> dict[str, Any]:
+        executions, wall = load.paced(
+            executors, seconds=ctx.settings.seconds, pause=pause, program=QUICK
+        )
+        completed = [one for one in executions if one.status == "completed"]
+        return {
+            "executor": url,
+            "pause_s": pause,
+            "load": ctx.settings.concurrency(
+                clients=f"1, {pause * 1000:g} ms pause after each answer",
+                consumers="none: straight to one executor",
+            ),
+            "count": len(executions),
+            "statuses": _counts(one.status for one in executions),
+            "wall_s": wall,
+            "latency_ms": summarize(
+                (one.done_at - one.sent_at) * 1000 for one in completed
+            ).as_dict(),
+        }
+
+    try:
+        return measured(ctx, "warm_sandbox", body)
+    finally:
+        executors.close()
 
 
 # --- 2. each path end to end ---------------------------------------------------------------------
@@ -160,7 +227,11 @@ def path_end_to_end(
             seconds=ctx.settings.seconds,
             programs=programs,
         )
-        return describe_evaluations(evaluations, window=window, backend=backend)
+        result = describe_evaluations(evaluations, window=window, backend=backend)
+        result["load"] = ctx.settings.concurrency(
+            clients=f"{window} (closed loop)", consumers=ctx.settings.consumers(backend)
+        )
+        return result
 
     return measured(ctx, phase, body)
 
@@ -187,36 +258,63 @@ def describe_evaluations(
 # --- 3. submit latency at a fixed rate -----------------------------------------------------------
 
 
-def submit_rate(ctx: Context, *, phase: str) -> dict[str, Any]:
+def fixed_rate_figures(ctx: Context, rate: float, seconds: float) -> dict[str, Any]:
+    """An open loop of POST /api/eval at `rate` for `seconds`: answers, latency, send lag."""
+    submissions = load.fixed_rate(
+        ctx.gateway, rate=rate, seconds=seconds, program=QUICK, threads=ctx.settings.rate_threads
+    )
+    accepted = [one for one in submissions if one.status_code == 202]
+    span = max(one.done_at for one in submissions) - min(one.due_at for one in submissions)
+    return {
+        "rate": rate,
+        "sent": len(submissions),
+        "status_codes": _counts(one.status_code for one in submissions),
+        "backends": _counts(one.backend for one in accepted),
+        "shadow_backends": _counts(one.shadow_backend for one in accepted),
+        "achieved_rate_per_s": per_second(len(submissions), span),
+        "latency_ms": summarize((one.done_at - one.sent_at) * 1000 for one in accepted).as_dict(),
+        "send_lag_ms": summarize(
+            (one.sent_at - one.due_at) * 1000 for one in submissions
+        ).as_dict(),
+        "_accepted": accepted,
+    }
+
+
+def open_loop_clients(ctx: Context, rate: float | None = None) -> str:
+    at = f" at {rate:g}/s" if rate else ""
+    return f"open loop{at}, at most {ctx.settings.rate_threads} in flight"
+
+
+def submit_rate(ctx: Context, *, phase: str, mode: str) -> dict[str, Any]:
     rate, seconds = ctx.settings.rate, ctx.settings.seconds
 
     def body() -> dict[str, Any]:
-        submissions = load.fixed_rate(
-            ctx.gateway,
-            rate=rate,
-            seconds=seconds,
-            program=QUICK,
-            threads=ctx.settings.rate_threads,
+        with event_stream_listeners(ctx, ctx.settings.event_listeners):
+            result = fixed_rate_figures(ctx, rate, seconds)
+        accepted = result.pop("_accepted")
+        result["load"] = ctx.settings.concurrency(
+            clients=open_loop_clients(ctx, rate), consumers=ctx.settings.consumers(mode)
         )
-        accepted = [one for one in submissions if one.status_code == 202]
-        span = max(one.done_at for one in submissions) - min(one.due_at for one in submissions)
-        return {
-            "rate": rate,
-            "sent": len(submissions),
-            "status_codes": _counts(str(one.status_code) for one in submissions),
-            "backends": _counts(str(one.backend) for one in accepted),
-            "shadow_backends": _counts(str(one.shadow_backend) for one in accepted),
-            "achieved_rate_per_s": per_second(len(submissions), span),
-            "latency_ms": summarize(
-                (one.done_at - one.sent_at) * 1000 for one in accepted
-            ).as_dict(),
-            "send_lag_ms": summarize(
-                (one.sent_at - one.due_at) * 1000 for one in submissions
-            ).as_dict(),
-            "backlog": _backlog(ctx.completions, accepted),
-        }
+        result["backlog"] = _backlog(ctx.completions, accepted)
+        return result
 
     return measured(ctx, phase, body)
+
+
+@contextlib.contextmanager
+def event_stream_listeners(ctx: Context, count: int) -> Iterator[None]:
+    """`count` idle listeners held open on the gateway's live event stream while the body runs,
+    so that a phase measures the gateway with them attached (issue 15's 100 idle SSE listeners).
+
+    This is where they go once the stream exists; it is not built yet, so only count=0 is
+    accepted and nothing is opened.
+    """
+    if count:
+        raise NotImplementedError(
+            f"{count} event stream listeners: the gateway's live event stream is not built yet"
+        )
+    del ctx  # the listeners will connect to ctx.gateway
+    yield
 
 
 def _backlog(completions: Completions, accepted: Sequence[load.Submission]) -> dict[str, int]:
@@ -241,6 +339,9 @@ def mixed(ctx: Context, *, window: int) -> dict[str, Any]:
             programs=programs,
         )
         result = describe_evaluations(evaluations, window=window, backend="celery")
+        result["load"] = ctx.settings.concurrency(
+            clients=f"{window} (closed loop)", consumers=ctx.settings.consumers("celery")
+        )
         result["mix"] = {program.kind: weight for program, weight in MIX.items()}
         result["by_kind"] = {
             kind: {
@@ -277,6 +378,8 @@ def run_paths(ctx: Context) -> dict[str, Any]:
     phases: dict[str, Any] = {"bare_python": bare_python()}
     print("phase 1: sandbox baseline", flush=True)
     phases["sandbox"] = sandbox_baseline(ctx)
+    print(f"phase 1: warm sandbox, {settings.warm_pause * 1000:g} ms between requests", flush=True)
+    phases["warm_sandbox"] = warm_sandbox(ctx)
     for backend, concurrency in (
         ("legacy", settings.legacy_concurrency),
         ("celery", settings.celery_concurrency),
@@ -299,7 +402,55 @@ def run_submit(ctx: Context, mode: str) -> dict[str, Any]:
     backend, shadow = SUBMIT_MODES[mode]
     print(f"phase 3: submit latency at {ctx.settings.rate:g}/s, {mode}", flush=True)
     route(ctx, backend=backend, shadow=shadow)
-    return submit_rate(ctx, phase=f"submit_{mode}")
+    return submit_rate(ctx, phase=f"submit_{mode}", mode=mode)
+
+
+# --- 5. accept-only ----------------------------------------------------------------------------
+
+# The consumers the accept-only phase pauses: nothing takes an evaluation off its queue.
+CONSUMERS = ("queue-worker", "celery-worker")
+
+
+def run_accept_only(ctx: Context) -> dict[str, Any]:
+    """Phase 5 on the Celery path: the consumers paused (SIGSTOP, continued before the suite is
+    stopped), then an open loop at each of `accept_rates` until a step does not hold. What the
+    gateway and storage (and the broker) sustain accepting, with nothing run."""
+    settings = ctx.settings
+    print("phase 5: accept-only, consumers paused", flush=True)
+    route(ctx, backend="celery")
+    pids = ctx.suite.pids()
+    missing = [name for name in CONSUMERS if name not in pids]
+    if missing:
+        raise RuntimeError(f"accept-only: no pid for {missing}")
+    seconds = min(settings.seconds, settings.accept_step_seconds)
+
+    def measure(rate: float) -> dict[str, Any]:
+        step = fixed_rate_figures(ctx, rate, seconds)
+        del step["_accepted"]
+        print(f"  accept-only at {rate:g}/s: {summary_line(step)}", flush=True)
+        return step
+
+    def body() -> dict[str, Any]:
+        with (
+            paused(pids[name] for name in CONSUMERS) as stopped,
+            event_stream_listeners(ctx, settings.event_listeners),
+        ):
+            steps = accept.run_steps(settings.accept_rates, measure)
+        return {
+            "backend": "celery",
+            "paused": list(CONSUMERS),
+            "paused_processes": len(stopped),
+            "step_seconds": seconds,
+            "max_p99_ms": accept.MAX_P99_MS,
+            "load": settings.concurrency(
+                clients=open_loop_clients(ctx), consumers="paused (SIGSTOP)"
+            ),
+            "steps": steps,
+            "highest_held_per_s": accept.highest_held(steps),
+            "count": sum(step["sent"] for step in steps),
+        }
+
+    return measured(ctx, "accept_only", body)
 
 
 def _counts(values: Iterable[object]) -> dict[str, int]:

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from crucible_bench import machine, phases, ratios
+from crucible_bench import machine, phases, postgres, ratios
 from crucible_bench.api import Executors, Gateway
 from crucible_bench.follow import Completions
 from crucible_bench.suite import running_suite
@@ -32,17 +32,45 @@ def consumer_concurrency(env: Mapping[str, str]) -> tuple[int, int]:
     )
 
 
+def executor_slots(env: Mapping[str, str]) -> int:
+    """Program slots per executor: EXECUTOR_SLOTS, else the executor's default (the cores)."""
+    return int(env.get("EXECUTOR_SLOTS") or os.cpu_count() or 1)
+
+
+@contextlib.contextmanager
+def storage_database(
+    cluster: postgres.Cluster | None,
+) -> Iterator[tuple[str | None, dict[str, int]]]:
+    """(DATABASE_URL, extra CPU roots) for one suite: a fresh database on the bench's PostgreSQL
+    cluster, counted as the suite's process "postgres"; or (None, {}): SQLite under the run dir."""
+    if cluster is None:
+        yield None, {}
+        return
+    with postgres.fresh_database(cluster) as url:
+        yield url, {"postgres": cluster.pid}
+
+
 @contextlib.contextmanager
 def driving(
-    *, root: Path, bench_dir: Path, settings_for: SettingsFor, inherited: Mapping[str, str]
+    *,
+    root: Path,
+    bench_dir: Path,
+    settings_for: SettingsFor,
+    inherited: Mapping[str, str],
+    cluster: postgres.Cluster | None = None,
 ) -> Iterator[phases.Context]:
     """A fresh suite and the driver's clients of it; everything stopped on exit."""
-    with running_suite(
-        root=root,
-        run_dir=bench_dir / "run",
-        operator_token=secrets.token_hex(16),
-        inherited=inherited,
-    ) as suite:
+    with (
+        storage_database(cluster) as (database_url, extra_roots),
+        running_suite(
+            root=root,
+            run_dir=bench_dir / "run",
+            operator_token=secrets.token_hex(16),
+            inherited=inherited,
+            database_url=database_url,
+            extra_roots=extra_roots,
+        ) as suite,
+    ):
         gateway = Gateway(suite.url("gateway"), operator_token=suite.operator_token)
         executors = Executors(suite.celery_executor_urls, internal_key=suite.internal_key)
         completions = Completions(suite.state_redis_url)
@@ -72,11 +100,13 @@ def run(
     rate: float,
     profile: bool,
     command: str,
+    use_postgres: bool = False,
     inherited: Mapping[str, str] = os.environ,
 ) -> dict[str, Any]:
-    """Phases 1, 2 and 4 on one suite, then each fixed-rate phase on a fresh suite of its own
-    (stopping a suite is much faster than draining the backlog 100 submissions/s leave on a small
-    machine); the results document."""
+    """Phases 1, 2 and 4 on one suite, then each fixed-rate phase and the accept-only phase on a
+    fresh suite of its own (stopping a suite is much faster than draining the backlog they
+    leave on a small machine); the results document. With `use_postgres`, storage uses a
+    private PostgreSQL cluster under `bench_dir`, deleted at the end."""
     started = time.monotonic()
     described = machine.describe()
 
@@ -87,19 +117,35 @@ def run(
             rate=rate,
             celery_concurrency=celery,
             legacy_concurrency=legacy,
+            executor_slots=executor_slots(env),
             profile=profile,
         )
 
-    suites = {"root": root, "bench_dir": bench_dir, "settings_for": settings_for}
     profiles: dict[str, Any] = {}
-    with driving(**suites, inherited=inherited) as ctx:
-        results = phases.run_paths(ctx)
-        profiles.update(ctx.profiles)
-        env = ctx.suite.env
-    for mode in phases.SUBMIT_MODES:
-        with driving(**suites, inherited=inherited) as ctx:
-            results[f"submit_{mode}"] = phases.run_submit(ctx, mode)
+    with contextlib.ExitStack() as stack:
+        cluster = (
+            stack.enter_context(postgres.private_cluster(bench_dir / "postgres"))
+            if use_postgres
+            else None
+        )
+        suites = {
+            "root": root,
+            "bench_dir": bench_dir,
+            "settings_for": settings_for,
+            "inherited": inherited,
+            "cluster": cluster,
+        }
+        with driving(**suites) as ctx:
+            results = phases.run_paths(ctx)
             profiles.update(ctx.profiles)
+            env = ctx.suite.env
+        for mode in phases.SUBMIT_MODES:
+            with driving(**suites) as ctx:
+                results[f"submit_{mode}"] = phases.run_submit(ctx, mode)
+                profiles.update(ctx.profiles)
+        with driving(**suites) as ctx:
+            results["accept_only"] = phases.run_accept_only(ctx)
+        database = f"PostgreSQL {postgres.server_version(cluster)}" if cluster else "SQLite"
     settings = settings_for(env)
     path_ratios = ratios.path_ratios(results)
     return {
@@ -111,7 +157,9 @@ def run(
             "celery_concurrency": settings.celery_concurrency,
             "legacy_concurrency": settings.legacy_concurrency,
             "saturation_factor": settings.saturation_factor,
-            "executor_slots": env.get("EXECUTOR_SLOTS", str(os.cpu_count())),
+            "executor_slots": settings.executor_slots,
+            "warm_pause_s": settings.warm_pause,
+            "database": database + " (private cluster, fsync off)" if cluster else database,
             "log_level": env["LOG_LEVEL"],
             "profiled": profile,
         },

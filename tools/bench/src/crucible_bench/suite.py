@@ -5,6 +5,11 @@ scripts/run.sh cannot be reused as it is: it fixes RUN_DIR to `.run`, where a de
 `make run` keeps its Redis append-only files and its SQLite database. So the
 bench builds the same environment (`suite_environment`, which mirrors run.sh) with RUN_DIR under
 `.bench/` and starts honcho on the same Procfile itself.
+
+honcho relays every line its processes print through pipes (the Celery worker alone prints two
+INFO lines per task), which would put the relay in the hot path of the CPU measured. So honcho
+runs `quiet_procfile` of the same Procfile: the same commands, each with its output sent to a
+log file of its own under `$RUN_DIR/logs/`; honcho only launches, relays signals and stops.
 """
 
 from __future__ import annotations
@@ -66,7 +71,9 @@ TUNABLE_DEFAULTS = {
     # Nor at one tenant's in-flight cap: at the highest offered rate a thousand may be queued.
     "TENANT_MAX_IN_FLIGHT": "100000",
 }
+LOG_FOLDER = "logs"
 HTTP_SERVICES = ("storage", "executor-1", "executor-2", "executor-3", "queue-service", "gateway")
+_PROCESS_NAME = re.compile(r"[A-Za-z0-9_-]+")
 _STARTED_LINE = re.compile(r"\|\s*(?P<name>[\w-]+)(?:\.\d+)? started \(pid=(?P<pid>\d+)\)")
 
 
@@ -86,8 +93,12 @@ def suite_environment(
     ports: Mapping[str, int],
     operator_token: str,
     inherited: Mapping[str, str],
+    database_url: str | None = None,
 ) -> dict[str, str]:
     """The environment run.sh would give the Procfile, on `ports` and with RUN_DIR=`run_dir`.
+
+    Storage's database is SQLite under `run_dir`, as with make run, unless `database_url` names
+    another (the bench's private PostgreSQL with `--postgres`).
 
     Tunables (CELERY_CONCURRENCY, LOG_LEVEL, EXECUTOR_SLOTS, QUEUE_WORKER_*, INTERNAL_API_KEY,
     ...) come from `inherited` as they would for make run; the wiring never does. Routing starts
@@ -114,7 +125,7 @@ def suite_environment(
             "EXECUTOR_SERVICE_URL": (
                 f"{local}:{ports['EXECUTOR_2_PORT']},{local}:{ports['EXECUTOR_3_PORT']}"
             ),
-            "DATABASE_URL": f"sqlite:///{run_dir}/crucible.db",
+            "DATABASE_URL": database_url or f"sqlite:///{run_dir}/crucible.db",
             "OPERATOR_TOKEN": operator_token,
             "CELERY_ENABLED": "true",
             "CELERY_PERCENTAGE": "0.0",
@@ -122,6 +133,24 @@ def suite_environment(
         }
     )
     return env
+
+
+def quiet_procfile(text: str) -> str:
+    """`text` (a Procfile) with each process's output going to `$RUN_DIR/logs/<name>.log`.
+
+    Each command is prefixed with `exec >>file 2>&1;`, which redirects the shell honcho starts
+    before the command runs, so the command itself (and the pid honcho reports) are unchanged.
+    Comments and blank lines are kept as they are.
+    """
+    lines = []
+    for line in text.splitlines():
+        name, colon, command = line.partition(":")
+        if line.lstrip().startswith("#") or not colon or not _PROCESS_NAME.fullmatch(name):
+            lines.append(line)
+            continue
+        log = f'"$RUN_DIR/{LOG_FOLDER}/{name}.log"'
+        lines.append(f"{name}: exec >>{log} 2>&1; {command.strip()}")
+    return "\n".join(lines) + "\n"
 
 
 def started_pids(log_text: str) -> dict[str, int]:
@@ -137,6 +166,8 @@ class Suite:
     run_dir: Path
     env: dict[str, str]
     honcho: subprocess.Popen | None = None
+    # Processes outside the Procfile whose CPU counts as the suite's (the bench's PostgreSQL).
+    extra_roots: dict[str, int] = field(default_factory=dict)
     log_path: Path = field(init=False)
 
     def __post_init__(self) -> None:
@@ -171,12 +202,14 @@ class Suite:
         return self.env.get("INTERNAL_API_KEY") or None
 
     def start(self) -> None:
-        for folder in ("redis-broker", "redis-state"):
+        for folder in ("redis-broker", "redis-state", LOG_FOLDER):
             (self.run_dir / folder).mkdir(parents=True, exist_ok=True)
+        procfile = self.run_dir / "Procfile"
+        procfile.write_text(quiet_procfile((self.root / PROCFILE).read_text()))
         argv = [
             str(self.root / ".venv/bin/honcho"),
             "--procfile",
-            str(PROCFILE),
+            str(procfile),
             "--app-root",
             str(self.root),
             "start",
@@ -196,9 +229,14 @@ class Suite:
         return self.honcho is not None and self.honcho.poll() is None
 
     def log_tail(self, chars: int = 4000) -> str:
-        with contextlib.suppress(OSError):
-            return self.log_path.read_text(errors="replace")[-chars:]
-        return ""
+        """The end of honcho's log and of each process's own log (for a failure's message)."""
+        parts = []
+        for path in [self.log_path, *sorted((self.run_dir / LOG_FOLDER).glob("*.log"))]:
+            with contextlib.suppress(OSError):
+                text = path.read_text(errors="replace")[-chars:].strip()
+                if text:
+                    parts.append(f"--- {path.name}\n{text}")
+        return "\n".join(parts)
 
     def pids(self) -> dict[str, int]:
         """The Procfile processes honcho started, by name."""
@@ -249,17 +287,30 @@ def _healthy(http: httpx.Client, url: str) -> bool:
 
 @contextlib.contextmanager
 def running_suite(
-    *, root: Path, run_dir: Path, operator_token: str, inherited: Mapping[str, str]
+    *,
+    root: Path,
+    run_dir: Path,
+    operator_token: str,
+    inherited: Mapping[str, str],
+    database_url: str | None = None,
+    extra_roots: Mapping[str, int] | None = None,
 ) -> Iterator[Suite]:
     """A fresh suite (run_dir wiped first: a broker's append-only file would replay old tasks),
-    healthy on entry, stopped on exit, also on an exception or Ctrl-C."""
+    healthy on entry, stopped on exit, also on an exception or Ctrl-C. `database_url`: storage's
+    database when not the default SQLite (it must be empty); `extra_roots`: processes outside
+    the Procfile counted as the suite's."""
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True)
     ports = dict(zip(PORT_VARIABLES, free_ports(len(PORT_VARIABLES)), strict=True))
     env = suite_environment(
-        root=root, run_dir=run_dir, ports=ports, operator_token=operator_token, inherited=inherited
+        root=root,
+        run_dir=run_dir,
+        ports=ports,
+        operator_token=operator_token,
+        inherited=inherited,
+        database_url=database_url,
     )
-    suite = Suite(root=root, run_dir=run_dir, env=env)
+    suite = Suite(root=root, run_dir=run_dir, env=env, extra_roots=dict(extra_roots or {}))
     try:
         suite.start()
         suite.wait_healthy()

@@ -16,6 +16,11 @@ def share(value: float | None) -> str:
     return MISSING if value is None else f"{value:.0%}"
 
 
+def times(value: float | None) -> str:
+    """A ratio as a multiple: 2.95x."""
+    return MISSING if value is None else f"{value:.2f}x"
+
+
 def rate(value: float | None) -> str:
     return MISSING if value is None else f"{value:.1f}"
 
