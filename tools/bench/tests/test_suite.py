@@ -53,8 +53,10 @@ def test_urls_point_at_the_benchs_ports_as_run_sh_wires_them():
 
 
 def test_tunables_come_from_the_caller_as_with_make_run():
-    assert environment()["CELERY_CONCURRENCY"] == "2"
     assert environment()["LOG_LEVEL"] == "INFO"
+    # As run.sh: consumers at 1.5x their path's slots (two executors for Celery, one legacy).
+    sized = environment(EXECUTOR_SLOTS="2")
+    assert (sized["CELERY_CONCURRENCY"], sized["QUEUE_WORKER_CONCURRENCY"]) == ("6", "3")
     env = environment(CELERY_CONCURRENCY="4", LOG_LEVEL="WARNING", EXECUTOR_SLOTS="3")
     assert (env["CELERY_CONCURRENCY"], env["LOG_LEVEL"], env["EXECUTOR_SLOTS"]) == (
         "4",

@@ -49,6 +49,9 @@ class BenchSettings:
     celery_concurrency: int
     legacy_concurrency: int
     executor_slots: int = 2
+    # In flight in the light phases (nothing waits behind anything: the latency is the
+    # platform's own cost), whatever the consumers' size.
+    light_concurrency: int = 2
     saturation_factor: int = 4
     rate_threads: int = 128
     seed: int = 6
@@ -62,9 +65,13 @@ class BenchSettings:
     # 0 until the stream exists, see `event_stream_listeners`.
     event_listeners: int = 0
 
-    @property
-    def baseline_concurrency(self) -> int:
-        return self.celery_concurrency
+    def path_slots(self, backend: str) -> int:
+        """Executor slots a path runs programs in: the Celery path has two executors."""
+        return self.executor_slots * (2 if backend == "celery" else 1)
+
+    def saturated(self, backend: str) -> int:
+        """In flight in a saturated phase: the path's slots, `saturation_factor` times over."""
+        return self.saturation_factor * self.path_slots(backend)
 
     def consumers(self, backend: str) -> str:
         """The consumers a path's evaluations wait for, as the report names them."""
@@ -132,8 +139,9 @@ def bare_python() -> dict[str, Any]:
     return {"runs": len(times), "latency_ms": summarize(times).as_dict()}
 
 
-def sandbox_baseline(ctx: Context) -> dict[str, Any]:
-    concurrency = ctx.settings.baseline_concurrency
+def sandbox_baseline(ctx: Context, *, concurrency: int, phase: str) -> dict[str, Any]:
+    """`print(1)` straight to the Celery path's executors by `concurrency` closed-loop clients:
+    at the light load (latency) and at every slot taken (the executors' capacity)."""
 
     def body() -> dict[str, Any]:
         executions, wall = load.sandbox_baseline(
@@ -155,7 +163,7 @@ def sandbox_baseline(ctx: Context) -> dict[str, Any]:
             ).as_dict(),
         }
 
-    return measured(ctx, "sandbox", body)
+    return measured(ctx, phase, body)
 
 
 def warm_sandbox(ctx: Context) -> dict[str, Any]:
@@ -374,25 +382,30 @@ def run_paths(ctx: Context) -> dict[str, Any]:
     Each leaves the suite idle: a closed loop ends when its last evaluation has.
     """
     settings = ctx.settings
-    saturated = settings.saturation_factor
     phases: dict[str, Any] = {"bare_python": bare_python()}
     print("phase 1: sandbox baseline", flush=True)
-    phases["sandbox"] = sandbox_baseline(ctx)
+    phases["sandbox"] = sandbox_baseline(
+        ctx, concurrency=settings.light_concurrency, phase="sandbox"
+    )
+    slots = settings.path_slots("celery")
+    print(f"phase 1: sandbox baseline, every slot taken ({slots})", flush=True)
+    phases["sandbox_saturated"] = sandbox_baseline(
+        ctx, concurrency=slots, phase="sandbox_saturated"
+    )
     print(f"phase 1: warm sandbox, {settings.warm_pause * 1000:g} ms between requests", flush=True)
     phases["warm_sandbox"] = warm_sandbox(ctx)
-    for backend, concurrency in (
-        ("legacy", settings.legacy_concurrency),
-        ("celery", settings.celery_concurrency),
-    ):
+    for backend in ("legacy", "celery"):
         print(f"phase 2: {backend} path at 100 %", flush=True)
         route(ctx, backend=backend)
-        phases[backend] = path_end_to_end(ctx, backend=backend, window=concurrency, phase=backend)
+        phases[backend] = path_end_to_end(
+            ctx, backend=backend, window=settings.light_concurrency, phase=backend
+        )
         phases[f"{backend}_saturated"] = path_end_to_end(
-            ctx, backend=backend, window=saturated * concurrency, phase=f"{backend}_saturated"
+            ctx, backend=backend, window=settings.saturated(backend), phase=f"{backend}_saturated"
         )
     print("phase 4: mixed workload on the Celery path", flush=True)
     route(ctx, backend="celery")
-    phases["mixed_celery"] = mixed(ctx, window=saturated * settings.celery_concurrency)
+    phases["mixed_celery"] = mixed(ctx, window=settings.saturated("celery"))
     return phases
 
 

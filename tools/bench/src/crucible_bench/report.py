@@ -26,6 +26,7 @@ PATH_PHASES = ("legacy", "legacy_saturated", "celery", "celery_saturated")
 SUBMIT_PHASES = ("submit_legacy", "submit_celery", "submit_shadow")
 CPU_PHASES = (
     "sandbox",
+    "sandbox_saturated",
     "warm_sandbox",
     *PATH_PHASES,
     *SUBMIT_PHASES,
@@ -62,8 +63,9 @@ def _header(results: dict[str, Any]) -> list[str]:
         f"- command: `{results.get('command', '?')}`",
         f"- {settings.get('seconds', '?')} s per phase; consumers: Celery "
         f"`-c {settings.get('celery_concurrency', '?')}`, queue-worker "
-        f"{settings.get('legacy_concurrency', '?')} threads; saturated = "
-        f"{settings.get('saturation_factor', '?')}x that many in flight; "
+        f"{settings.get('legacy_concurrency', '?')} threads; light load = "
+        f"{settings.get('light_concurrency', 2)} in flight, saturated = "
+        f"{settings.get('saturation_factor', '?')}x the path's executor slots in flight; "
         f"LOG_LEVEL={settings.get('log_level', '?')}; executor slots: "
         f"{settings.get('executor_slots', '?')} per executor",
         f"- storage's database: {settings.get('database', 'SQLite')}; each process's output to "
@@ -88,7 +90,7 @@ def _targets(results: dict[str, Any]) -> list[str]:
         (
             "path",
             "throughput / sandbox (saturated)",
-            "throughput / sandbox (at consumers' concurrency)",
+            "throughput / sandbox (light load)",
             "median overhead (ms)",
         ),
         (
@@ -125,6 +127,7 @@ def _load(phase: dict[str, Any]) -> list[str]:
 
 def _sandbox(phases: dict[str, Any]) -> list[str]:
     sandbox, bare = phases.get("sandbox", {}), phases.get("bare_python", {})
+    saturated = phases.get("sandbox_saturated")
     warm = phases.get("warm_sandbox")
     bare_p50 = (bare.get("latency_ms") or {}).get("p50")
     lines = ["#### 1. Sandbox baseline, and the warm sandbox", ""]
@@ -149,6 +152,17 @@ def _sandbox(phases: dict[str, Any]) -> list[str]:
             counts(sandbox.get("statuses")),
         ],
     ]
+    if saturated:
+        rows.append(
+            [
+                "the same, every slot taken",
+                *_load(saturated),
+                rate(saturated.get("throughput_per_s")),
+                triple(saturated.get("latency_ms")),
+                times(_over(saturated, bare_p50)),
+                counts(saturated.get("statuses")),
+            ]
+        )
     if warm:
         rows.append(
             [

@@ -156,6 +156,7 @@ def run(
             "rate": rate,
             "celery_concurrency": settings.celery_concurrency,
             "legacy_concurrency": settings.legacy_concurrency,
+            "light_concurrency": settings.light_concurrency,
             "saturation_factor": settings.saturation_factor,
             "executor_slots": settings.executor_slots,
             "warm_pause_s": settings.warm_pause,

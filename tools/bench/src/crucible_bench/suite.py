@@ -62,7 +62,6 @@ WIRING_VARIABLES = (
 )
 # run.sh's defaults for the tunables; the caller's environment overrides each, as with make run.
 TUNABLE_DEFAULTS = {
-    "CELERY_CONCURRENCY": "2",
     "LOG_LEVEL": "INFO",
     "FORCE_LEGACY_QUEUE": "false",
     "PYTHONUNBUFFERED": "1",
@@ -75,6 +74,16 @@ LOG_FOLDER = "logs"
 HTTP_SERVICES = ("storage", "executor-1", "executor-2", "executor-3", "queue-service", "gateway")
 _PROCESS_NAME = re.compile(r"[A-Za-z0-9_-]+")
 _STARTED_LINE = re.compile(r"\|\s*(?P<name>[\w-]+)(?:\.\d+)? started \(pid=(?P<pid>\d+)\)")
+
+
+def consumer_defaults(env: Mapping[str, str]) -> dict[str, str]:
+    """run.sh's consumer sizes: 1.5x their path's executor slots (EXECUTOR_SLOTS, else the
+    cores, per executor; the Celery path has two executors, the legacy path one)."""
+    slots = int(env.get("EXECUTOR_SLOTS") or os.cpu_count() or 1)
+    return {
+        "CELERY_CONCURRENCY": str(3 * slots),
+        "QUEUE_WORKER_CONCURRENCY": str(slots + slots // 2),
+    }
 
 
 def free_ports(count: int) -> list[int]:
@@ -107,6 +116,7 @@ def suite_environment(
     env = {key: value for key, value in inherited.items() if key not in WIRING_VARIABLES}
     for key, default in TUNABLE_DEFAULTS.items():
         env.setdefault(key, default)
+    env.update({key: value for key, value in consumer_defaults(env).items() if key not in env})
     local = "http://127.0.0.1"
     broker = f"redis://127.0.0.1:{ports['BROKER_REDIS_PORT']}"
     env.update({name: str(ports[name]) for name in PORT_VARIABLES})
