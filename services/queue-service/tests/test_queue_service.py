@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -277,3 +278,30 @@ def test_a_long_poll_longer_than_the_limit_is_refused(queue_http):
     answer = queue_http.get("/tasks/next", params={"wait": 31})
     assert answer.status_code == 422
     assert answer.json()["error"]["details"]["field"] == "query.wait"
+
+
+def test_a_long_poll_whose_caller_went_away_leaves_the_task_queued(
+    module_queue_service, queue_http, make_task
+):
+    host, port = module_queue_service.url.removeprefix("http://").split(":")
+    caller = socket.create_connection((host, int(port)))
+    caller.sendall(
+        f"GET /tasks/next?wait=30 HTTP/1.1\r\nHost: {host}\r\n"
+        f"{INTERNAL_KEY_HEADER}: {queue_http.headers[INTERNAL_KEY_HEADER]}\r\n\r\n".encode()
+    )
+    wait_for(
+        lambda: queue_http.get("/status").json()["waiting_consumers"] == 1,
+        timeout=10,
+        what="the long poll to wait",
+    )
+    caller.close()  # as a worker killed mid-poll: its connection closes, nobody reads
+    task = make_task()
+    assert _post(queue_http, task).status_code == 201
+
+    def given_back() -> bool:
+        status = queue_http.get("/status").json()
+        return status["waiting_consumers"] == 0 and status["queued"] == 1
+
+    wait_for(given_back, timeout=10, what="the poll to end and the task to be queued")
+    assert queue_http.get("/status").json()["processing"] == 0
+    assert queue_http.get("/tasks/next").json()["task"] == task.model_dump(mode="json")

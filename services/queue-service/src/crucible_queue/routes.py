@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
+from starlette.concurrency import run_in_threadpool
 
 from crucible_contracts.models import EvalTask
 from crucible_queue.legacy_format import TaskId
@@ -57,10 +59,30 @@ PollWait = Annotated[
 ]
 
 
+# A long poll waits in slices, looking between them whether its caller is still there.
+POLL_SLICE_SECONDS = 0.25
+
+
 @router.get("/tasks/next", response_model=Lease, responses={204: {"description": "empty"}})
-def next_task(queue: Queue, wait: PollWait = 0.0) -> Lease | Response:
-    delivery = queue.next(wait=wait)
-    return delivery if delivery is not None else Response(status_code=204)
+async def next_task(request: Request, queue: Queue, wait: PollWait = 0.0) -> Lease | Response:
+    """Lease the next task. A long poll whose caller went away (a worker killed while it
+    waited) stops waiting, and a task leased in the meantime goes back to the queue at once,
+    instead of staying leased to nobody until its lease runs out."""
+    deadline = time.monotonic() + wait
+    while True:
+        left = deadline - time.monotonic()
+        if left > 0:
+            lease = await run_in_threadpool(queue.next, wait=min(left, POLL_SLICE_SECONDS))
+        else:
+            lease = queue.next()
+        gone = await request.is_disconnected()
+        if lease is not None and gone:
+            queue.requeue(lease.task_id, reason="the long poll's caller went away")
+            return Response(status_code=204)
+        if lease is not None:
+            return lease
+        if gone or left <= 0:
+            return Response(status_code=204)
 
 
 @router.get("/tasks/{task_id}")
