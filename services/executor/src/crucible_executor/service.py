@@ -17,6 +17,7 @@ from crucible_executor.config import SandboxMode, Settings
 from crucible_executor.languages import Language
 from crucible_executor.runner import Execution, Runner
 from crucible_executor.slots import How, Killed, SlotRegistry
+from crucible_executor.warm import WarmPool
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,8 @@ class Executor:
     settings: Settings
     runner: Runner
     slots: SlotRegistry
+    # One warm sandbox per slot (warm.py); None when WARM_SANDBOXES is off.
+    warm: WarmPool | None = None
 
     @property
     def languages(self) -> dict[str, Language]:
@@ -87,10 +90,20 @@ async def execute(*, request: ExecuteRequest, executor: Executor) -> ExecuteResu
         log.info("eval %s %s started in slot %d", request.eval_id, request.role, execution.slot)
         metrics.BUSY_SLOTS.labels(executor_id).set(executor.slots.busy)
         began = time.monotonic()
+        pool = executor.warm
         try:
-            result = await executor.runner.run(request, slot=execution.slot, execution=execution)
+            warm = await pool.take(execution.slot) if pool is not None else None
+            result = await executor.runner.run(
+                request, slot=execution.slot, execution=execution, warm=warm
+            )
         finally:
             metrics.BUSY_SLOTS.labels(executor_id).set(executor.slots.busy - 1)
+            if pool is not None:
+                pool.refill(execution.slot)  # its sandbox is gone: prepare the next one
+        if execution.warm:
+            metrics.HANDOVERS.labels(executor_id).inc()
+        else:
+            metrics.COLD_RUNS.labels(executor_id, request.language).inc()
         metrics.RUNS.labels(executor_id, result.status, result.reason or "").inc()
         metrics.RUN_SECONDS.labels(executor_id, result.status).observe(time.monotonic() - began)
         log.info(
@@ -143,6 +156,16 @@ def kept_results(executor: Executor) -> dict[str, int]:
     return {"kept_results": len(finished) if finished else 0}
 
 
+def warm_state(executor: Executor) -> dict[str, Any]:
+    """Whether slots keep warm sandboxes, for which languages, and how many wait now."""
+    pool = executor.warm
+    return {
+        "enabled": pool is not None and pool.enabled,
+        "languages": [pool.language] if pool is not None and pool.enabled else [],
+        "ready": pool.ready_count if pool is not None else 0,
+    }
+
+
 def cgroup_favordynmods(runner: Runner) -> bool | None:
     return runner.cgroups.favordynmods if runner.cgroups is not None else None
 
@@ -181,6 +204,7 @@ def health(executor: Executor) -> dict[str, Any]:
         "seccomp": executor.runner.seccomp_program is not None,
         "scratch_inodes": executor.settings.scratch_inodes if executor.runner.scratch else None,
         "cgroup_favordynmods": cgroup_favordynmods(executor.runner),
+        "warm": warm_state(executor),
         **capacity(executor),
         **kept_results(executor),
         "languages": sorted(name for name, lang in executor.languages.items() if lang.available),

@@ -58,9 +58,16 @@ class SlotRegistry:
     """
 
     def __init__(
-        self, slots: int, *, retry_after: float = 1, finished: FinishedRuns | None = None
+        self,
+        slots: int,
+        *,
+        retry_after: float = 1,
+        finished: FinishedRuns | None = None,
+        prefer: Callable[[int], bool] | None = None,
     ) -> None:
+        """`prefer(slot)`: whether a free slot is the better choice (it has a warm sandbox)."""
         self.slots = slots
+        self.prefer = prefer
         self.retry_after = retry_after
         self.finished = finished
         self._free = list(range(slots))
@@ -106,12 +113,20 @@ class SlotRegistry:
             return collected, How.COLLECTED
         if not self._free:
             raise Busy(f"all {self.slots} slots are running programs", retry_after=self.retry_after)
-        slot = self._free.pop(0)
+        slot = self._pick()
         execution = Execution(eval_id=key[0], role=key[1], slot=slot)
         task = asyncio.create_task(start(execution), name=f"run-{key[0]}-{key[1]}")
         self._running[key] = Running(execution, task)
         task.add_done_callback(lambda _: self._release(key, slot))
         return task, How.STARTED
+
+    def _pick(self) -> int:
+        """The lowest free slot that `prefer` likes, else the lowest free slot."""
+        slot = self._free[0]
+        if self.prefer is not None:
+            slot = next((free for free in self._free if self.prefer(free)), slot)
+        self._free.remove(slot)
+        return slot
 
     def _release(self, key: RunKey, slot: int) -> None:
         running = self._running.pop(key, None)
