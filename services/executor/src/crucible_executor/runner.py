@@ -20,7 +20,7 @@ from crucible_contracts.models import ExecuteRequest, ExecuteResult
 from crucible_contracts.names import Role
 from crucible_contracts.output import encode_stream
 from crucible_contracts.status import Status
-from crucible_executor.cgroups import CgroupTree, RunCgroup, RunUsage
+from crucible_executor.cgroups import CgroupMode, CgroupTree, RunCgroup, RunUsage
 from crucible_executor.config import SandboxMode, Settings
 from crucible_executor.languages import Language, load_languages
 from crucible_executor.limits import RunLimits
@@ -290,7 +290,7 @@ class Runner:
         """Hand the program to `warm` and run it to its end; None when the hand-over itself
         failed (the sandbox is gone then, and the caller runs the program cold)."""
         try:
-            cpu_before = await asyncio.to_thread(self._hand_over, warm, limits)
+            await asyncio.to_thread(self._hand_over, warm, limits)
         except OSError as exc:
             log.warning(
                 "the warm sandbox of slot %d failed its hand-over (%s): cold", warm.slot, exc
@@ -307,7 +307,7 @@ class Runner:
                 cgroup=warm.cgroup is not None,
             )
             ended, out, err = await self._supervise(
-                warm.started, payload, limits, execution, warm.cgroup, cpu_before=cpu_before
+                warm.started, payload, limits, execution, warm.cgroup
             )
         except (OSError, subprocess.SubprocessError) as exc:
             log.exception("warm sandbox for eval %s failed", request.eval_id)
@@ -322,17 +322,19 @@ class Runner:
             await asyncio.to_thread(self.discard, warm)
         return self._collect(request, ended, out, err, limits, started)
 
-    def _hand_over(self, warm: WarmSandbox, limits: RunLimits) -> float:
+    def _hand_over(self, warm: WarmSandbox, limits: RunLimits) -> None:
         """What the request asks for, applied to the waiting sandbox before it gets the code:
         the cgroup's name and memory limit (the rlimits travel with the code: warm_python.py).
-        Returns the CPU time the cgroup counted so far, not the program's."""
-        cpu_before = 0.0
-        if warm.cgroup is not None:
-            warm.cgroup.rename(warm.cgroup.name.replace("warm-", "run-", 1))
-            if limits.memory_mb != warm.limits.memory_mb:
-                warm.cgroup.limit_memory(limits.memory_mb * MIB)
-            cpu_before = warm.cgroup.usage().cpu_seconds
-        return cpu_before
+        The cgroup keeps counting CPU from the sandbox's start, as a cold run's counts the
+        interpreter's start-up: outcomes compare it with RLIMIT_CPU alike (outcome.py)."""
+        cgroup = warm.cgroup
+        if cgroup is None:
+            return
+        renamed = cgroup.rename(cgroup.name.replace("warm-", "run-", 1))
+        if not renamed and cgroup.mode is CgroupMode.V1:
+            raise OSError(f"cannot rename the warm cgroup {cgroup.name}")
+        if limits.memory_mb != warm.limits.memory_mb:
+            cgroup.limit_memory(limits.memory_mb * MIB)
 
     # --- private steps ---------------------------------------------------------------------------
 
@@ -480,13 +482,10 @@ class Runner:
         limits: RunLimits,
         execution: Execution,
         cgroup: RunCgroup | None,
-        *,
-        cpu_before: float = 0.0,
     ) -> tuple[Ended, Captured, Captured]:
         """Feed stdin, read the output with its cap, wait under the wall clock, say how it ended.
 
-        `started.out_read` holds what was already read of stdout (a warm sandbox's marker);
-        `cpu_before` is CPU time the run's cgroup counted before the program had its code."""
+        `started.out_read` holds what was already read of stdout (a warm sandbox's marker)."""
         proc, stdin_w, out_r, err_r = started.proc, started.stdin, started.out, started.err
         execution.pid = proc.pid
         if execution.killed:  # /kill arrived while it was being spawned
@@ -511,7 +510,7 @@ class Runner:
             exit_code=exit_code_of(wait_status),
             killed=execution.killed,
             timed_out=execution.timed_out,
-            cpu_seconds=max(0.0, _cpu_seconds(counted, usage) - cpu_before),
+            cpu_seconds=_cpu_seconds(counted, usage),
             oom_kills=counted.oom_kills if counted is not None else 0,
         )
         return ended, out, err

@@ -3,7 +3,8 @@
 # argv, sys.path and __main__ are those of the program's own run. It writes the start marker
 # (ready), blocks reading its stdin for the hand-over header (the code's length, the run's CPU
 # seconds and address-space bytes or 0, as fixed-width decimals) and the code, lowers its own
-# RLIMIT_CPU to the CPU it used so far (rounded up) + the run's (and RLIMIT_AS), overwrites main.py
+# RLIMIT_CPU to the run's + the whole seconds of CPU it used so far (RLIMIT_AS too, when given:
+# no cgroup), overwrites main.py
 # with the code, restores __main__ to what interpreter start-up made of it, and runs the code. What
 # follows the code on stdin is the program's own stdin. `resource` is imported before it is ready
 # and removed from sys.modules at once (os and sys were loaded by start-up); no docstring and no
@@ -31,7 +32,8 @@ def _crucible_prepare(main=_crucible_main):
     header = _crucible_read(40)
     code = _crucible_read(int(header[:16]))
     times = os.times()
-    soft = -int(-(times.user + times.system) // 1) + int(header[16:24])
+    # Whole seconds: start-up's fraction counts, as it does in a cold run's RLIMIT_CPU.
+    soft = int(times.user + times.system) + int(header[16:24])
     resource.setrlimit(resource.RLIMIT_CPU, (soft, soft + 1))
     if int(header[24:40]):
         resource.setrlimit(resource.RLIMIT_AS, (int(header[24:40]), int(header[24:40])))
