@@ -17,7 +17,7 @@ from crucible_contracts.models import ExecuteRequest
 from crucible_executor.cgroups import CgroupMode, discover, v1_shares
 from crucible_executor.runner import Execution
 from crucible_executor.sandbox import STARTED_MARKER
-from crucible_executor.warm import launcher_source
+from crucible_executor.warm import READY_MARKER, launcher_source
 from crucible_runtime.pytest_plugin import wait_for
 
 # What a program can notice of how it was started.
@@ -139,8 +139,9 @@ def test_a_warm_sandbox_that_died_is_replaced_by_a_cold_run(runner_for):
     assert (result.status, result.output, execution.warm) == ("completed", "cold\n", False)
 
 
-def test_the_launcher_writes_the_sandboxs_start_marker():
-    assert STARTED_MARKER.decode("ascii").encode("unicode_escape") in launcher_source("python")
+def test_the_launcher_writes_the_ready_marker_the_executor_waits_for():
+    assert READY_MARKER != STARTED_MARKER
+    assert READY_MARKER.decode("ascii").encode("unicode_escape") in launcher_source("python")
 
 
 def test_runs_get_a_lower_cpu_weight_than_the_platform(runner_for):

@@ -243,7 +243,6 @@ class Runner:
                 seccomp_fd=_closing(cleanup, data_fd(self.seccomp_program)),
                 cgroup=cgroup is not None,
                 extra_nproc=extra_nproc,
-                marked=False,
             )
             proc, stdin_w, out_r, err_r = await self._start(launch, cgroup)
             sandbox = WarmSandbox(

@@ -14,7 +14,6 @@ Two modes, both wrapped in prlimit(1) (setrlimit in the child before anything el
 
 Either way the program is exec'd through a one-line shell trampoline that first writes
 STARTED_MARKER to stdout: a run whose stdout does not begin with it never got past the sandbox.
-(A warm sandbox's launcher writes the marker itself, once it waits for its program: warm.py.)
 """
 
 from __future__ import annotations
@@ -172,11 +171,8 @@ def bwrap_launch(
     seccomp_fd: int,
     cgroup: bool,
     extra_nproc: int = 0,
-    marked: bool = True,
 ) -> Launch:
-    """bwrap run with `files` in place and the filter read from `seccomp_fd`. `marked=False`:
-    the command is exec'd without the trampoline (a warm launcher writes the marker itself)."""
-    command = language.command(memory_mb=limits.memory_mb)
+    """bwrap run with `files` in place and the filter read from `seccomp_fd`."""
     argv = [
         *prlimit_prefix(settings, limits, extra_nproc=extra_nproc, cgroup=cgroup),
         settings.bwrap_path,
@@ -206,7 +202,7 @@ def bwrap_launch(
         "--clearenv",
         *_setenv(settings, home=SCRATCH),
         "--",
-        *(trampoline(settings, command) if marked else command),
+        *trampoline(settings, language.command(memory_mb=limits.memory_mb)),
     ]
     return Launch(
         argv=argv,

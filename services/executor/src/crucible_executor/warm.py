@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 
 # Languages with a launcher; the others (javascript) always start cold.
 LAUNCHERS = {"python": "warm_python.py"}
+# What a launcher writes to stdout once it waits for its program (after the sandbox's own
+# STARTED_MARKER); the executor reads it off, so the program's output starts as in a cold run.
+READY_MARKER = b"\x1ecrucible-warm-ready\x1e"
 
 
 @dataclass
@@ -82,8 +85,10 @@ def handover_payload(code: bytes, stdin: bytes, limits: RunLimits, *, cgroup: bo
 
 
 async def read_marker(out: int, err: int, proc: subprocess.Popen, *, within: float) -> bytes:
-    """Wait until the launcher wrote the start marker (it is ready); OSError when the sandbox
-    ended first (with what it wrote to stderr), TimeoutError after `within` seconds."""
+    """Wait until the sandbox wrote its start marker and the launcher its ready marker; the
+    start marker is returned (it begins the run's stdout). OSError when the sandbox ended first
+    (with what it wrote to stderr), TimeoutError after `within` seconds."""
+    expected = STARTED_MARKER + READY_MARKER
     loop = asyncio.get_running_loop()
     readable = asyncio.Event()
     os.set_blocking(out, False)
@@ -91,11 +96,11 @@ async def read_marker(out: int, err: int, proc: subprocess.Popen, *, within: flo
     loop.add_reader(out, readable.set)
     try:
         async with asyncio.timeout(within):
-            while len(data) < len(STARTED_MARKER):
+            while len(data) < len(expected):
                 await readable.wait()
                 readable.clear()
                 try:
-                    chunk = os.read(out, len(STARTED_MARKER) - len(data))
+                    chunk = os.read(out, len(expected) - len(data))
                 except BlockingIOError:
                     continue
                 if not chunk:
@@ -103,12 +108,12 @@ async def read_marker(out: int, err: int, proc: subprocess.Popen, *, within: flo
                 data += chunk
     finally:
         loop.remove_reader(out)
-    if data != STARTED_MARKER:
+    if data != expected:
         os.set_blocking(err, False)
         with contextlib.suppress(OSError):
             data += os.read(err, 4096)
         raise OSError(f"the warm sandbox ended before it was ready (exit {proc.poll()}): {data!r}")
-    return data
+    return STARTED_MARKER
 
 
 class WarmPool:

@@ -1,7 +1,7 @@
 # The launcher of a warm Python sandbox (warm.py): the executor writes this file as the sandbox's
 # /sandbox/main.py and starts `/usr/bin/python3 -I -B main.py` with it, so the interpreter, its
-# argv, sys.path and __main__ are those of the program's own run. It writes the start marker
-# (ready), blocks reading its stdin for the hand-over header (the code's length, the run's CPU
+# argv, sys.path and __main__ are those of the program's own run (the sandbox's shell trampoline
+# wrote the start marker and exec'd it, as for a cold run). It writes warm.READY_MARKER, blocks reading its stdin for the hand-over header (the code's length, the run's CPU
 # seconds and address-space bytes or 0, as fixed-width decimals) and the code, lowers its own
 # RLIMIT_CPU to the run's + the whole seconds of CPU it used so far (RLIMIT_AS too, when given:
 # no cgroup), overwrites main.py
@@ -28,7 +28,7 @@ def _crucible_prepare(main=_crucible_main):
     import sys
 
     del sys.modules["resource"]
-    os.write(1, b"\x1ecrucible-sandbox-started\x1e")
+    os.write(1, b"\x1ecrucible-warm-ready\x1e")
     header = _crucible_read(40)
     code = _crucible_read(int(header[:16]))
     times = os.times()
