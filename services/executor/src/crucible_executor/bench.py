@@ -38,18 +38,22 @@ def bare_spawn_ms(runs: int) -> list[float]:
 
 @dataclass
 class Figures:
-    """Wall milliseconds of each run, and CPU milliseconds of this process and its children."""
+    """Wall milliseconds of each step, CPU milliseconds of this process (its threads included)
+    in it, and for a preparation the CPU its sandbox's cgroup counted until it was ready."""
 
     wall: list[float] = field(default_factory=list)
     own_cpu: list[float] = field(default_factory=list)
-    child_cpu: list[float] = field(default_factory=list)
+    sandbox_cpu: list[float] = field(default_factory=list)
 
     def line(self, name: str, bare: float) -> str:
         wall = statistics.median(self.wall)
-        return (
-            f"{name}: median {wall:.1f} ms ({wall / bare:.2f}x bare); CPU per run: executor "
-            f"{statistics.mean(self.own_cpu):.1f} ms, sandbox {statistics.mean(self.child_cpu):.1f} ms"
+        line = (
+            f"{name}: median {wall:.1f} ms ({wall / bare:.2f}x bare); "
+            f"executor CPU {statistics.mean(self.own_cpu):.1f} ms"
         )
+        if self.sandbox_cpu:
+            line += f", sandbox CPU {statistics.mean(self.sandbox_cpu):.1f} ms"
+        return line
 
 
 class _Meter:
@@ -60,17 +64,15 @@ class _Meter:
 
     def __enter__(self) -> None:
         self._wall = time.perf_counter()
-        self._own = _cpu(resource.RUSAGE_SELF)
-        self._child = _cpu(resource.RUSAGE_CHILDREN)
+        self._own = _cpu()
 
     def __exit__(self, *_: object) -> None:
         self.figures.wall.append((time.perf_counter() - self._wall) * 1000)
-        self.figures.own_cpu.append((_cpu(resource.RUSAGE_SELF) - self._own) * 1000)
-        self.figures.child_cpu.append((_cpu(resource.RUSAGE_CHILDREN) - self._child) * 1000)
+        self.figures.own_cpu.append((_cpu() - self._own) * 1000)
 
 
-def _cpu(who: int) -> float:
-    usage = resource.getrusage(who)
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
 
 
@@ -84,19 +86,15 @@ def _runner(mode: SandboxMode) -> Runner:
 
 async def _one(runner: Runner, figures: Figures, *, warm: bool, prepare: Figures) -> None:
     sandbox = None
-    ready_cpu = 0.0
     if warm:
         with _Meter(prepare):
             sandbox = await runner.prepare(0)
         if sandbox.cgroup is not None:
-            # Not reaped yet, so not in RUSAGE_CHILDREN: what its cgroup counted until ready.
-            ready_cpu = sandbox.cgroup.usage().cpu_seconds * 1000
-            prepare.child_cpu[-1] = ready_cpu
+            prepare.sandbox_cpu.append(sandbox.cgroup.usage().cpu_seconds * 1000)
     execution = Execution(eval_id=new_eval_id())
     with _Meter(figures):
         request = ExecuteRequest(eval_id=execution.eval_id, code="print(1)")
         result = await runner.run(request, warm=sandbox, execution=execution)
-    figures.child_cpu[-1] -= ready_cpu
     if result.output != "1\n" or execution.warm is not warm:
         raise RuntimeError(f"{runner.mode} run (warm={warm}) failed: {result}")
 

@@ -232,7 +232,9 @@ class Runner:
             if self.cgroups is not None:
                 cgroup = self.cgroups.run(limits.cgroup(), prefix="warm")
             cleanup.callback(self._clean_up, identity, cgroup)
-            extra_nproc = 0 if identity.dedicated else tasks_of_uid(identity.uid)
+            extra_nproc = 0
+            if not identity.dedicated:
+                extra_nproc = await asyncio.to_thread(tasks_of_uid, identity.uid)
             files = self._files(cleanup, launcher_source(language_name), language, limits, identity)
             launch = bwrap_launch(
                 self.settings,
