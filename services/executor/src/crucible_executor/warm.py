@@ -146,6 +146,9 @@ class WarmPool:
         self._ready: dict[int, WarmSandbox] = {}
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._preparing: dict[int, asyncio.Event] = {}
+        # Teardowns of discarded sandboxes still under way (threads: cancelling does not stop
+        # them); a run on the slot, or the executor's shutdown, waits for them.
+        self._discarding: dict[int, asyncio.Future[None]] = {}
         self._closed = False
 
     @property
@@ -186,7 +189,14 @@ class WarmPool:
             task.cancel()  # its watch of the idle sandbox (the run's now), or its retry wait
             if sandbox is None:
                 await asyncio.gather(task, return_exceptions=True)
+        await self._discarded(slot)
         return sandbox
+
+    async def _discarded(self, slot: int) -> None:
+        """Wait until the slot's discarded sandbox (if any) is gone: one uid, one sandbox."""
+        discarding = self._discarding.get(slot)
+        if discarding is not None:
+            await asyncio.gather(asyncio.shield(discarding), return_exceptions=True)
 
     async def close(self) -> None:
         """Stop preparing and tear every waiting sandbox down (executor shutdown)."""
@@ -195,6 +205,8 @@ class WarmPool:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        for slot in list(self._discarding):
+            await self._discarded(slot)
         waiting = list(self._ready.values())
         self._ready.clear()
         for sandbox in waiting:
@@ -216,7 +228,10 @@ class WarmPool:
             self._gauge()
             metrics.WARM_DISCARDED.labels(self.executor_id, reason).inc()
             log.info("warm sandbox of slot %d discarded (%s); preparing another", slot, reason)
-            await asyncio.shield(asyncio.to_thread(self.runner.discard, sandbox))
+            discarding = asyncio.ensure_future(asyncio.to_thread(self.runner.discard, sandbox))
+            self._discarding[slot] = discarding
+            discarding.add_done_callback(lambda _, slot=slot: self._discarding.pop(slot, None))
+            await asyncio.shield(discarding)
 
     async def _prepare(self, slot: int) -> WarmSandbox | None:
         settled = self._preparing[slot] = asyncio.Event()
