@@ -83,6 +83,15 @@ class Execution:
     timed_out: bool = False
     # The program was handed to a warm sandbox (warm.py) rather than started cold.
     warm: bool = False
+    # Where the run's callers wait for its result (slots.py); None when run directly.
+    answer: asyncio.Future[ExecuteResult] | None = None
+    # A warm sandbox's teardown still under way when `Runner.run` returned (defer_teardown).
+    teardown: asyncio.Future[None] | None = None
+
+    def deliver(self, result: ExecuteResult) -> None:
+        """Answer the run's callers now (the slot stays taken until the run's task ends)."""
+        if self.answer is not None and not self.answer.done():
+            self.answer.set_result(result)
 
     def kill(self) -> None:
         """End the program now; its result will say failed/killed."""
@@ -161,11 +170,14 @@ class Runner:
         slot: int = 0,
         execution: Execution | None = None,
         warm: WarmSandbox | None = None,
+        defer_teardown: bool = False,
     ) -> ExecuteResult:
         """Run `request.code` to its end; the request is assumed valid (see service.validate).
 
         With `warm` (a sandbox `prepare` made for this slot), the program is handed to it; one
-        of another language, or that has died, is torn down and the run starts cold.
+        of another language, or that has died, is torn down and the run starts cold. With
+        `defer_teardown`, a warm sandbox's teardown is left running in `execution.teardown`
+        (the caller awaits it before the slot is used again) and the result returns first.
 
         Never raises for what the program does: time, memory, crashes and kills are results. A
         sandbox that cannot be started is a result with status error.
@@ -177,7 +189,9 @@ class Runner:
         started = time.monotonic()
         if warm is not None:
             if warm.language == request.language and warm.slot == slot and warm.alive():
-                result = await self._run_warm(request, warm, limits, execution, started)
+                result = await self._run_warm(
+                    request, warm, limits, execution, started, defer_teardown=defer_teardown
+                )
                 if result is not None:
                     return result
             else:
@@ -287,11 +301,13 @@ class Runner:
         limits: RunLimits,
         execution: Execution,
         started: float,
+        *,
+        defer_teardown: bool = False,
     ) -> ExecuteResult | None:
         """Hand the program to `warm` and run it to its end; None when the hand-over itself
         failed (the sandbox is gone then, and the caller runs the program cold)."""
         try:
-            await asyncio.to_thread(self._hand_over, warm, limits)
+            self._hand_over(warm, limits)  # a rename and a write: no thread hop on this path
         except OSError as exc:
             log.warning(
                 "the warm sandbox of slot %d failed its hand-over (%s): cold", warm.slot, exc
@@ -320,7 +336,11 @@ class Runner:
                 started=started,
             )
         finally:
-            await asyncio.to_thread(self.discard, warm)
+            teardown = asyncio.ensure_future(asyncio.to_thread(self.discard, warm))
+            if defer_teardown:
+                execution.teardown = teardown
+            else:
+                await asyncio.shield(teardown)
         return self._collect(request, ended, out, err, limits, started)
 
     def _hand_over(self, warm: WarmSandbox, limits: RunLimits) -> None:

@@ -94,8 +94,17 @@ async def execute(*, request: ExecuteRequest, executor: Executor) -> ExecuteResu
         try:
             warm = await pool.take(execution.slot) if pool is not None else None
             result = await executor.runner.run(
-                request, slot=execution.slot, execution=execution, warm=warm
+                request,
+                slot=execution.slot,
+                execution=execution,
+                warm=warm,
+                defer_teardown=True,
             )
+            # The caller has its answer while the sandbox is torn down; the slot is not free
+            # (nor is its next sandbox prepared) until that is done.
+            execution.deliver(result)
+            if execution.teardown is not None:
+                await asyncio.shield(execution.teardown)
         finally:
             metrics.BUSY_SLOTS.labels(executor_id).set(executor.slots.busy - 1)
             if pool is not None:

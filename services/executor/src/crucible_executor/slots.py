@@ -27,6 +27,9 @@ Start = Callable[[Execution], Awaitable[ExecuteResult]]
 class Running:
     execution: Execution
     task: asyncio.Task[ExecuteResult]
+    # The run's result, for callers: set by the run as soon as it is known (its sandbox may
+    # still be torn down, in its slot), else when the task ends.
+    answer: asyncio.Future[ExecuteResult]
     # Set once the run has left its slot (its program reaped, the slot free again).
     released: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -106,7 +109,7 @@ class SlotRegistry:
         self, key: RunKey, start: Start
     ) -> tuple[asyncio.Future[ExecuteResult], How]:
         if (current := self._running.get(key)) is not None:
-            return current.task, How.JOINED
+            return current.answer, How.JOINED
         if self.finished is not None and (result := self.finished.get(key)) is not None:
             collected: asyncio.Future[ExecuteResult] = asyncio.get_running_loop().create_future()
             collected.set_result(result)
@@ -114,11 +117,12 @@ class SlotRegistry:
         if not self._free:
             raise Busy(f"all {self.slots} slots are running programs", retry_after=self.retry_after)
         slot = self._pick()
-        execution = Execution(eval_id=key[0], role=key[1], slot=slot)
+        answer: asyncio.Future[ExecuteResult] = asyncio.get_running_loop().create_future()
+        execution = Execution(eval_id=key[0], role=key[1], slot=slot, answer=answer)
         task = asyncio.create_task(start(execution), name=f"run-{key[0]}-{key[1]}")
-        self._running[key] = Running(execution, task)
+        self._running[key] = Running(execution, task, answer)
         task.add_done_callback(lambda _: self._release(key, slot))
-        return task, How.STARTED
+        return answer, How.STARTED
 
     def _pick(self) -> int:
         """The lowest free slot that `prefer` likes, else the lowest free slot."""
@@ -129,6 +133,9 @@ class SlotRegistry:
         return slot
 
     def _release(self, key: RunKey, slot: int) -> None:
+        running = self._running.get(key)
+        if running is not None:
+            _answer_from(running.task, running.answer)
         running = self._running.pop(key, None)
         self._free.append(slot)
         self._free.sort()
@@ -170,6 +177,18 @@ class SlotRegistry:
         for outcome in await asyncio.gather(*tasks, return_exceptions=True):
             if isinstance(outcome, BaseException):
                 log.error("a run failed while the executor stopped: %r", outcome)
+
+
+def _answer_from(task: asyncio.Task[ExecuteResult], answer: asyncio.Future[ExecuteResult]) -> None:
+    """Give callers what the task ended with, unless the run answered them already."""
+    if answer.done():
+        return
+    if task.cancelled():
+        answer.cancel()
+    elif task.exception() is not None:
+        answer.set_exception(task.exception())
+    else:
+        answer.set_result(task.result())
 
 
 async def _released(runs: Iterable[Running], *, within: float) -> bool:
