@@ -38,6 +38,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             retry_after=settings.retry_after_seconds,
             finished=finished,
             prefer=warm.ready,
+            on_busy=metrics.BUSY_SLOTS.labels(settings.executor_id).set,
         )
         app.state.executor = Executor(settings=settings, runner=runner, slots=slots, warm=warm)
         metrics.SLOTS.labels(settings.executor_id).set(settings.executor_slots)

@@ -88,7 +88,6 @@ async def execute(*, request: ExecuteRequest, executor: Executor) -> ExecuteResu
         # One line per program started, never for a join or a collect: what `make chaos` counts
         # to tell a program that ran twice from a result handed out twice.
         log.info("eval %s %s started in slot %d", request.eval_id, request.role, execution.slot)
-        metrics.BUSY_SLOTS.labels(executor_id).set(executor.slots.busy)
         began = time.monotonic()
         pool = executor.warm
         try:
@@ -100,13 +99,12 @@ async def execute(*, request: ExecuteRequest, executor: Executor) -> ExecuteResu
                 warm=warm,
                 defer_teardown=True,
             )
-            # The caller has its answer while the sandbox is torn down; the slot is not free
-            # (nor is its next sandbox prepared) until that is done.
+            # The caller has its answer (and the slot is free) while the sandbox is torn down;
+            # the slot's next run, and its next warm sandbox, wait for that (slots.py).
             execution.deliver(result)
             if execution.teardown is not None:
                 await asyncio.shield(execution.teardown)
         finally:
-            metrics.BUSY_SLOTS.labels(executor_id).set(executor.slots.busy - 1)
             if pool is not None:
                 pool.refill(execution.slot)  # its sandbox is gone: prepare the next one
         if execution.warm:
