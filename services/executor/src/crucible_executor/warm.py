@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import subprocess
@@ -72,6 +73,7 @@ class WarmSandbox:
                 os.close(fd)
 
 
+@functools.cache
 def launcher_source(language: str) -> bytes:
     return resources.files("crucible_executor").joinpath(LAUNCHERS[language]).read_bytes()
 
