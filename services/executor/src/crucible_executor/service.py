@@ -99,6 +99,7 @@ async def execute(*, request: ExecuteRequest, executor: Executor) -> ExecuteResu
                 warm=warm,
                 defer_teardown=True,
             )
+            _ended(request, result, execution, executor_id, began)
             # The caller has its answer (and the slot is free) while the sandbox is torn down;
             # the slot's next run, and its next warm sandbox, wait for that (slots.py).
             execution.deliver(result)
@@ -107,20 +108,6 @@ async def execute(*, request: ExecuteRequest, executor: Executor) -> ExecuteResu
         finally:
             if pool is not None:
                 pool.refill(execution.slot)  # its sandbox is gone: prepare the next one
-        if execution.warm:
-            metrics.HANDOVERS.labels(executor_id).inc()
-        else:
-            metrics.COLD_RUNS.labels(executor_id, request.language).inc()
-        metrics.RUNS.labels(executor_id, result.status, result.reason or "").inc()
-        metrics.RUN_SECONDS.labels(executor_id, result.status).observe(time.monotonic() - began)
-        log.info(
-            "eval %s %s ended %s (%s) in %.0f ms",
-            request.eval_id,
-            request.role,
-            result.status,
-            result.reason or result.exit_code,
-            result.runtime_ms,
-        )
         return result
 
     try:
@@ -137,6 +124,31 @@ async def execute(*, request: ExecuteRequest, executor: Executor) -> ExecuteResu
     elif how is How.COLLECTED:
         metrics.COLLECTED.labels(executor_id).inc()
     return await asyncio.shield(run)
+
+
+def _ended(
+    request: ExecuteRequest,
+    result: ExecuteResult,
+    execution: Execution,
+    executor_id: str,
+    began: float,
+) -> None:
+    """Count and log a run's end, before its caller is answered (a caller that reads the
+    metrics next finds the run counted)."""
+    if execution.warm:
+        metrics.HANDOVERS.labels(executor_id).inc()
+    else:
+        metrics.COLD_RUNS.labels(executor_id, request.language).inc()
+    metrics.RUNS.labels(executor_id, result.status, result.reason or "").inc()
+    metrics.RUN_SECONDS.labels(executor_id, result.status).observe(time.monotonic() - began)
+    log.info(
+        "eval %s %s ended %s (%s) in %.0f ms",
+        request.eval_id,
+        request.role,
+        result.status,
+        result.reason or result.exit_code,
+        result.runtime_ms,
+    )
 
 
 async def kill(*, eval_id: str, role: Role | None = None, executor: Executor) -> Killed:
