@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import random
@@ -90,7 +91,7 @@ def runner_for(uid_base: Callable[[], int]) -> Iterator[Callable[..., Runner]]:
         runner = Runner(
             settings,
             mode=SandboxMode(mode),
-            cgroups=create_tree(name=name) if cgroups else None,
+            cgroups=create_tree(name=name, cpu_weight=settings.run_cpu_weight) if cgroups else None,
             scratch=Scratch.create(
                 settings.scratch_root,
                 size_mb=settings.scratch_mb,
@@ -124,28 +125,56 @@ def run_cgroups() -> Callable[[Runner], list[Path]]:
     return present
 
 
+def is_warm_cgroup(directory: Path) -> bool:
+    """A waiting warm sandbox's cgroup (warm.py): `warm-<n>`; a run's is `run-<n>` (cgroup v1
+    renames it at the hand-over, which this machine's runs rely on)."""
+    return directory.name.startswith("warm-")
+
+
 @pytest.fixture
 def executor_run_cgroups() -> Callable[[int], list[Path]]:
-    """executor_run_cgroups(pid) → run cgroups below the tree of the executor process `pid`."""
+    """executor_run_cgroups(pid) → run cgroups below the tree of the executor process `pid`
+    (not those of the warm sandboxes waiting for the next programs)."""
 
     def present(pid: int) -> list[Path]:
         _, own = discover()
         name = f"crucible-executor-{pid}"
         parents = [directory / name for directory in own.values()]
         assert all(parent.is_dir() for parent in parents), parents
-        return [child for parent in parents for child in parent.iterdir() if child.is_dir()]
+        return [
+            child
+            for parent in parents
+            for child in parent.iterdir()
+            if child.is_dir() and not is_warm_cgroup(child)
+        ]
 
     return present
 
 
+async def run_in(
+    runner: Runner, request: ExecuteRequest, *, warm: bool = True, execution: Any = None
+) -> ExecuteResult:
+    """Run `request` as an executor slot does: handed to a warm sandbox prepared for it (when
+    `warm` and the runner has one for the language), else cold. A sandbox that cannot be
+    prepared (a broken bwrap) leaves the run cold, where it fails as the test expects."""
+    sandbox = None
+    if warm and request.language in runner.warm_languages:
+        with contextlib.suppress(OSError):
+            sandbox = await runner.prepare(0, request.language)
+    return await runner.run(request, warm=sandbox, execution=execution)
+
+
 @pytest.fixture
 def run(runner_for: Callable[..., Runner]) -> Callable[..., ExecuteResult]:
-    """run(code, runner=None, **request fields) → the ExecuteResult of a real sandboxed run."""
+    """run(code, runner=None, warm=True, **request fields) → the ExecuteResult of a real
+    sandboxed run; handed to a warm sandbox (python) unless warm=False."""
 
-    def call(code: str, *, runner: Runner | None = None, **fields: Any) -> ExecuteResult:
+    def call(
+        code: str, *, runner: Runner | None = None, warm: bool = True, **fields: Any
+    ) -> ExecuteResult:
         runner = runner or runner_for()
         request = ExecuteRequest(eval_id=uuid.uuid4().hex, code=code, **fields)
-        return asyncio.run(runner.run(request))
+        return asyncio.run(run_in(runner, request, warm=warm))
 
     return call
 
@@ -171,8 +200,31 @@ def host_processes_with() -> Callable[[str], list[int]]:
     return find
 
 
+def in_warm_cgroup(pid: int) -> bool:
+    """Whether process `pid` belongs to a waiting warm sandbox (its cgroup is `warm-<n>`)."""
+    try:
+        with open(f"/proc/{pid}/cgroup") as handle:
+            paths = [line.rstrip("\n").split(":", 2)[2] for line in handle]
+    except OSError:
+        return False
+    return any(is_warm_cgroup(Path(path)) for path in paths)
+
+
 @pytest.fixture
 def live_pids_in_uid_range() -> Callable[[int, int], list[int]]:
+    """live_pids_in_uid_range(base, count=16) → processes left under those sandbox uids, not
+    counting the warm sandboxes waiting for the next programs."""
+    return lambda base, count=16: [
+        pid
+        for uid in range(base, base + count)
+        for pid in pids_of_uid(uid)
+        if not in_warm_cgroup(pid)
+    ]
+
+
+@pytest.fixture
+def all_pids_in_uid_range() -> Callable[[int, int], list[int]]:
+    """all_pids_in_uid_range(base, count=16) → every live process under those sandbox uids."""
     return lambda base, count=16: [
         pid for uid in range(base, base + count) for pid in pids_of_uid(uid)
     ]

@@ -79,7 +79,10 @@ def test_rlimits_come_from_settings():
     assert limits.rlimits(extra_nproc=5)["nproc"] == (15, 15)
     # Without a cgroup, RLIMIT_AS is the only memory bound left.
     assert limits.rlimits(cgroup=False)["as"] == (128 * 2**20, 128 * 2**20)
-    assert limits.cgroup() == CgroupLimits(memory_bytes=128 * 2**20, pids=10, cpus=1.0)
+    # Runs get a quarter of the default CPU weight: the platform's own processes come first.
+    assert limits.cgroup() == CgroupLimits(
+        memory_bytes=128 * 2**20, pids=10, cpus=1.0, cpu_weight=25
+    )
 
 
 def test_settings_defaults_are_the_platform_limits():

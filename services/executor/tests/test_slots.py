@@ -174,3 +174,38 @@ def test_a_kill_of_one_role_forgets_only_that_roles_kept_result() -> None:
     assert finished.get(("eval-1", Role.SHADOW)) is None
     finished.discard("eval-1")
     assert finished.get(KEY) is None
+
+
+def test_a_run_answers_before_its_teardown_and_the_slots_next_run_waits_for_it() -> None:
+    """A warm sandbox is torn down after its program answered: the caller has the result and
+    the slot counts as free, but the next program in that slot starts only once it is gone."""
+
+    async def scenario() -> None:
+        slots, torn_down, order = SlotRegistry(1), asyncio.Event(), []
+
+        async def answers_then_tears_down(execution: Execution) -> ExecuteResult:
+            result = await completes(execution)
+            execution.deliver(result)
+            await torn_down.wait()
+            order.append("teardown")
+            return result
+
+        async def next_program(execution: Execution) -> ExecuteResult:
+            order.append("next")
+            return await completes(execution)
+
+        first, _ = await slots.join_or_start(KEY, answers_then_tears_down, reap_timeout=5)
+        assert (await first).output == "fresh\n"
+        await _let_others_run()
+        assert (slots.busy, slots.free) == (0, 1)
+        second, how = await slots.join_or_start(
+            ("eval-2", Role.PRIMARY), next_program, reap_timeout=5
+        )
+        await _let_others_run()
+        assert how is How.STARTED and not second.done() and order == []
+
+        torn_down.set()
+        assert (await second).output == "fresh\n"
+        assert order == ["teardown", "next"]
+
+    asyncio.run(scenario())

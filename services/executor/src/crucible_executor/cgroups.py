@@ -8,14 +8,18 @@ never anywhere it does not own, and one child per run below it:
 Two kernel interfaces, one API (`CgroupTree.run()` → `RunCgroup`):
 
 - cgroup v2 (the unified hierarchy; the production default): memory.max, memory.swap.max = 0,
-  memory.oom.group, pids.max, cpu.max; outcomes from memory.events (oom_kill) and cpu.stat;
+  memory.oom.group, pids.max, cpu.max, cpu.weight; outcomes from memory.events (oom_kill) and cpu.stat;
   teardown by cgroup.kill.
 - cgroup v1 (the memory, pids, cpu, cpuacct and freezer hierarchies mounted side by side):
-  memory.limit_in_bytes and memory.memsw.limit_in_bytes, pids.max, cpu.cfs_quota_us;
+  memory.limit_in_bytes and memory.memsw.limit_in_bytes, pids.max, cpu.cfs_quota_us, cpu.shares;
   outcomes from memory.oom_control (oom_kill) and cpuacct.usage; teardown freezes the group,
   SIGKILLs every task and thaws it.
 
-Either way the memory charge covers anonymous memory, tmpfs and shared memory pages (memfd, SysV
+Runs (and the executor's parent cgroup, which holds them all) get a lower CPU weight than the
+default, so that under overload the platform's own processes still get the CPU they need.
+
+A warm sandbox (warm.py) waits in a cgroup named `warm-<n>`; at the hand-over it becomes `run-<n>`
+(a rename, on v1; cgroup v2 does not rename, so there it keeps its name). Either way the memory charge covers anonymous memory, tmpfs and shared memory pages (memfd, SysV
 shm) and kernel memory such as the inodes and dentries of the sandbox's files.
 """
 
@@ -40,6 +44,9 @@ _V1_REQUIRED = ("memory", "pids")
 _V1_OPTIONAL = ("cpu", "cpuacct", "freezer")
 _V2_CONTROLLERS = ("memory", "pids", "cpu")
 _CPU_PERIOD_US = 100_000
+# cgroup v2's default cpu.weight; v1's cpu.shares default (1024) is the same share.
+DEFAULT_CPU_WEIGHT = 100
+_V1_SHARES_PER_WEIGHT = 1024 / DEFAULT_CPU_WEIGHT
 
 
 class CgroupMode(StrEnum):
@@ -59,6 +66,8 @@ class CgroupLimits:
     memory_bytes: int
     pids: int
     cpus: float
+    # Relative to DEFAULT_CPU_WEIGHT (cgroup v2's cpu.weight scale; v1 cpu.shares = weight x 10.24).
+    cpu_weight: int = DEFAULT_CPU_WEIGHT
 
 
 @dataclass(frozen=True)
@@ -131,6 +140,39 @@ class RunCgroup:
 
     def pids(self) -> list[int]:
         return _pids(next(iter(self.dirs.values())))
+
+    @property
+    def name(self) -> str:
+        return next(iter(self.dirs.values())).name
+
+    def rename(self, name: str) -> bool:
+        """Give the cgroup another name below the same parent (v1 only; False where the kernel
+        refuses: cgroup v2 has no rename). The processes in it stay where they are."""
+        renamed: dict[str, Path] = {}
+        for key, directory in self.dirs.items():
+            target = directory.with_name(name)
+            try:
+                directory.rename(target)
+            except OSError:
+                for done, moved in renamed.items():
+                    moved.rename(self.dirs[done])
+                return False
+            renamed[key] = target
+        self.dirs = renamed
+        return True
+
+    def limit_memory(self, memory_bytes: int) -> None:
+        """Change the memory limit of a cgroup already in use (a warm sandbox at its hand-over)."""
+        if self.mode is CgroupMode.V2:
+            _write(self.dirs["unified"] / "memory.max", str(memory_bytes))
+            return
+        memory = self.dirs["memory"]
+        # memsw must stay >= the memory limit: lower memory first, raise memsw first.
+        current = int(_read(memory / "memory.limit_in_bytes").strip() or 0)
+        order = ["memory.limit_in_bytes", "memory.memsw.limit_in_bytes"]
+        for name in order if memory_bytes <= current else reversed(order):
+            with contextlib.suppress(FileNotFoundError):
+                _write(memory / name, str(memory_bytes))
 
     def usage(self) -> RunUsage:
         if self.mode is CgroupMode.V2:
@@ -205,8 +247,9 @@ class CgroupTree:
     favordynmods: bool = False
     _names: itertools.count = field(default_factory=itertools.count)
 
-    def run(self, limits: CgroupLimits) -> RunCgroup:
-        name = f"run-{next(self._names)}"
+    def run(self, limits: CgroupLimits, *, prefix: str = "run") -> RunCgroup:
+        """A new cgroup `<prefix>-<n>` under the parent(s), with `limits` written."""
+        name = f"{prefix}-{next(self._names)}"
         dirs = {key: parent / name for key, parent in self.parents.items()}
         for directory in dirs.values():
             directory.mkdir()
@@ -234,6 +277,7 @@ def _limit_v2(directory: Path, limits: CgroupLimits) -> None:
     _write(directory / "memory.oom.group", "1")
     _write(directory / "pids.max", str(limits.pids))
     _write(directory / "cpu.max", f"{round(limits.cpus * _CPU_PERIOD_US)} {_CPU_PERIOD_US}")
+    _write(directory / "cpu.weight", str(limits.cpu_weight))
 
 
 def _limit_v1(dirs: dict[str, Path], limits: CgroupLimits) -> None:
@@ -246,6 +290,20 @@ def _limit_v1(dirs: dict[str, Path], limits: CgroupLimits) -> None:
     if "cpu" in dirs:
         _write(dirs["cpu"] / "cpu.cfs_period_us", str(_CPU_PERIOD_US))
         _write(dirs["cpu"] / "cpu.cfs_quota_us", str(round(limits.cpus * _CPU_PERIOD_US)))
+        _write(dirs["cpu"] / "cpu.shares", str(v1_shares(limits.cpu_weight)))
+
+
+def v1_shares(cpu_weight: int) -> int:
+    """cgroup v1 cpu.shares for a cgroup v2 cpu.weight (100 ↔ 1024; v1's least is 2)."""
+    return max(2, round(cpu_weight * _V1_SHARES_PER_WEIGHT))
+
+
+def set_cpu_weight(mode: CgroupMode, dirs: dict[str, Path], cpu_weight: int) -> None:
+    """Write a CPU weight to a cgroup (v2 cpu.weight, v1 cpu.shares; nothing without v1 cpu)."""
+    if mode is CgroupMode.V2:
+        _write(dirs["unified"] / "cpu.weight", str(cpu_weight))
+    elif "cpu" in dirs:
+        _write(dirs["cpu"] / "cpu.shares", str(v1_shares(cpu_weight)))
 
 
 def _remove_tree(parent: Path, *, mode: CgroupMode) -> None:
@@ -341,8 +399,11 @@ def discover(
     )
 
 
-def create_tree(*, name: str | None = None) -> CgroupTree:
-    """Make the executor's parent cgroup(s) below its own; CgroupUnavailable when it cannot."""
+def create_tree(*, name: str | None = None, cpu_weight: int | None = None) -> CgroupTree:
+    """Make the executor's parent cgroup(s) below its own; CgroupUnavailable when it cannot.
+
+    `cpu_weight` lowers the CPU weight of the parent, which holds every run: against the
+    processes beside the executor (the platform's own), all runs together get that share."""
     mode, own = discover()
     name = name or f"{_PARENT_PREFIX}{os.getpid()}"
     parents: dict[str, Path] = {}
@@ -354,6 +415,8 @@ def create_tree(*, name: str | None = None) -> CgroupTree:
             parents[key] = parent
         if mode is CgroupMode.V2:
             _delegate_v2(own["unified"], parents["unified"])
+        if cpu_weight is not None:
+            set_cpu_weight(mode, parents, cpu_weight)
     except OSError as exc:
         CgroupTree(mode, parents).close()
         raise CgroupUnavailable(f"cannot create the executor's cgroup under {own}: {exc}") from exc

@@ -118,12 +118,26 @@ class Settings(ServiceSettings):
     cpu_grace_seconds: int = 1
     # CPU bandwidth of one run (its cgroup's quota), in cores: one run cannot take every core.
     cpus_per_run: float = Field(default=1.0, gt=0)
+    # CPU weight of the runs against the platform's own processes, on cgroup v2's cpu.weight scale
+    # (default 100; v1 cpu.shares = weight x 10.24): under overload the services stay responsive.
+    # Written to the executor's parent cgroup (all runs together) and to each run's cgroup.
+    run_cpu_weight: int = Field(default=25, ge=1, le=10000)
     # `auto`: a cgroup per run (v2, else v1); `none`: no cgroups (development only: /health says
     # degraded, and ENVIRONMENT=production refuses to start).
     cgroup_mode: Literal["auto", "none"] = "auto"
     # System calls a program may not make: each fails with seccomp_errno (see seccomp.py).
     seccomp_deny: list[str] = Field(default_factory=lambda: list(SECCOMP_DENY))
     seccomp_errno: str = "EPERM"
+
+    # Warm sandboxes (warm.py): each slot keeps one Python sandbox started and waiting for its
+    # program, so a request skips the sandbox's start-up; used once, then replaced off the request
+    # path. One that waited warm_max_idle_seconds is replaced by a fresh one; one whose preparation
+    # takes longer than warm_prepare_timeout_seconds is abandoned (the slot runs cold meanwhile,
+    # and tries again after warm_retry_seconds).
+    warm_sandboxes: bool = True
+    warm_max_idle_seconds: float = Field(default=600, gt=0)
+    warm_prepare_timeout_seconds: float = Field(default=10, gt=0)
+    warm_retry_seconds: float = Field(default=5, ge=0)
 
     # How it is isolated.
     sandbox_mode: SandboxMode = SandboxMode.AUTO

@@ -24,6 +24,7 @@ class RunLimits:
     scratch_mb: int
     tmp_mb: int
     cpus: float
+    cpu_weight: int = 100
 
     @classmethod
     def for_run(
@@ -42,11 +43,17 @@ class RunLimits:
             scratch_mb=settings.scratch_mb,
             tmp_mb=settings.tmp_mb,
             cpus=settings.cpus_per_run,
+            cpu_weight=settings.run_cpu_weight,
         )
 
     def cgroup(self) -> CgroupLimits:
         """What the run's cgroup bounds: all its memory (no swap), its processes, its CPU share."""
-        return CgroupLimits(memory_bytes=self.memory_mb * MIB, pids=self.nproc, cpus=self.cpus)
+        return CgroupLimits(
+            memory_bytes=self.memory_mb * MIB,
+            pids=self.nproc,
+            cpus=self.cpus,
+            cpu_weight=self.cpu_weight,
+        )
 
     def rlimits(self, *, extra_nproc: int = 0, cgroup: bool = True) -> dict[str, tuple[int, int]]:
         """(soft, hard) per prlimit(1) resource name.

@@ -15,6 +15,7 @@ from crucible_executor.probe import select_runner
 from crucible_executor.routes import router
 from crucible_executor.service import Executor
 from crucible_executor.slots import SlotRegistry
+from crucible_executor.warm import WarmPool
 from crucible_runtime.edge import EdgeLimits
 from crucible_runtime.logs import setup_logging
 from crucible_runtime.web import install_common
@@ -31,14 +32,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             seconds=settings.result_retention_seconds,
             max_bytes=settings.result_retention_mb * 2**20,
         )
+        warm = WarmPool(runner, settings.executor_slots, executor_id=settings.executor_id)
         slots = SlotRegistry(
-            settings.executor_slots, retry_after=settings.retry_after_seconds, finished=finished
+            settings.executor_slots,
+            retry_after=settings.retry_after_seconds,
+            finished=finished,
+            prefer=warm.ready,
+            on_busy=metrics.BUSY_SLOTS.labels(settings.executor_id).set,
         )
-        app.state.executor = Executor(settings=settings, runner=runner, slots=slots)
+        app.state.executor = Executor(settings=settings, runner=runner, slots=slots, warm=warm)
         metrics.SLOTS.labels(settings.executor_id).set(settings.executor_slots)
         metrics.BUSY_SLOTS.labels(settings.executor_id).set(0)
+        warm.start()
         yield
         await slots.shutdown()
+        await warm.close()
         runner.close()
 
     app = FastAPI(title="Crucible executor", lifespan=lifespan)

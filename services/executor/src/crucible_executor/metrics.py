@@ -32,3 +32,32 @@ RUN_SECONDS = Histogram(
     ["executor_id", "status"],
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
 )
+WARM_READY = Gauge(
+    "crucible_executor_warm_ready",
+    "Warm sandboxes prepared and waiting for a program (at most one per slot)",
+    ["executor_id"],
+)
+HANDOVERS = Counter(
+    "crucible_executor_warm_handovers_total",
+    "Programs handed to a warm sandbox",
+    ["executor_id"],
+)
+COLD_RUNS = Counter(
+    "crucible_executor_cold_runs_total",
+    "Programs whose sandbox was started for them (no warm sandbox was ready, or none for the "
+    "language)",
+    ["executor_id", "language"],
+)
+WARM_DISCARDED = Counter(
+    "crucible_executor_warm_discarded_total",
+    "Warm sandboxes torn down without a program: idle (waited too long), died, failed (its "
+    "preparation)",
+    ["executor_id", "reason"],
+)
+WARM_PREPARE_SECONDS = Histogram(
+    "crucible_executor_warm_prepare_seconds",
+    "Wall time to prepare a warm sandbox (cgroup, tmpfs, spawn, interpreter start), off the "
+    "request path",
+    ["executor_id"],
+    buckets=(0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1, 2.5, 10),
+)

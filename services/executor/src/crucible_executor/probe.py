@@ -94,7 +94,7 @@ def cgroup_tree(settings: Settings) -> CgroupTree | None:
         problem = "CGROUP_MODE=none"
     else:
         try:
-            tree = create_tree()
+            tree = create_tree(cpu_weight=settings.run_cpu_weight)
         except CgroupUnavailable as exc:
             problem = str(exc)
         else:

@@ -15,11 +15,12 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from crucible_contracts.limits import MIB
 from crucible_contracts.models import ExecuteRequest, ExecuteResult
 from crucible_contracts.names import Role
 from crucible_contracts.output import encode_stream
 from crucible_contracts.status import Status
-from crucible_executor.cgroups import CgroupTree, RunCgroup, RunUsage
+from crucible_executor.cgroups import CgroupMode, CgroupTree, RunCgroup, RunUsage
 from crucible_executor.config import SandboxMode, Settings
 from crucible_executor.languages import Language, load_languages
 from crucible_executor.limits import RunLimits
@@ -43,6 +44,13 @@ from crucible_executor.scratch import RunScratch, Scratch
 from crucible_executor.seccomp import compile_filter
 from crucible_executor.streams import Captured, consume_output, feed_input
 from crucible_executor.uids import UidClaim
+from crucible_executor.warm import (
+    LAUNCHERS,
+    WarmSandbox,
+    handover_payload,
+    launcher_source,
+    read_marker,
+)
 from crucible_executor.workdir import make_workdir, remove_tree
 
 log = logging.getLogger(__name__)
@@ -50,6 +58,17 @@ log = logging.getLogger(__name__)
 # After the sandbox's root process has exited its namespaces are gone, so the pipes reach EOF at
 # once; this bound only protects the executor from a pipe held open by something unforeseen.
 DRAIN_GRACE_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class Started:
+    """A sandbox process and the executor's ends of its pipes (stdout's first bytes read)."""
+
+    proc: subprocess.Popen
+    stdin: int
+    out: int
+    err: int
+    out_read: bytes = b""
 
 
 @dataclass
@@ -62,6 +81,17 @@ class Execution:
     pid: int | None = None
     killed: bool = False
     timed_out: bool = False
+    # The program was handed to a warm sandbox (warm.py) rather than started cold.
+    warm: bool = False
+    # Where the run's callers wait for its result (slots.py); None when run directly.
+    answer: asyncio.Future[ExecuteResult] | None = None
+    # A warm sandbox's teardown still under way when `Runner.run` returned (defer_teardown).
+    teardown: asyncio.Future[None] | None = None
+
+    def deliver(self, result: ExecuteResult) -> None:
+        """Answer the run's callers now (the slot stays taken until the run's task ends)."""
+        if self.answer is not None and not self.answer.done():
+            self.answer.set_result(result)
 
     def kill(self) -> None:
         """End the program now; its result will say failed/killed."""
@@ -124,21 +154,60 @@ class Runner:
         if self.scratch is not None:
             self.scratch.close()
 
+    @property
+    def warm_languages(self) -> list[str]:
+        """Languages whose programs can be handed to a warm sandbox (bwrap, a launcher, enabled)."""
+        if not self.settings.warm_sandboxes or self.mode is not SandboxMode.BWRAP:
+            return []
+        return [
+            name for name in LAUNCHERS if name in self.languages and self.languages[name].available
+        ]
+
     async def run(
-        self, request: ExecuteRequest, *, slot: int = 0, execution: Execution | None = None
+        self,
+        request: ExecuteRequest,
+        *,
+        slot: int = 0,
+        execution: Execution | None = None,
+        warm: WarmSandbox | None = None,
+        defer_teardown: bool = False,
     ) -> ExecuteResult:
         """Run `request.code` to its end; the request is assumed valid (see service.validate).
+
+        With `warm` (a sandbox `prepare` made for this slot), the program is handed to it; one
+        of another language, or that has died, is torn down and the run starts cold. With
+        `defer_teardown`, a warm sandbox's teardown is left running in `execution.teardown`
+        (the caller awaits it before the slot is used again) and the result returns first.
 
         Never raises for what the program does: time, memory, crashes and kills are results. A
         sandbox that cannot be started is a result with status error.
         """
         execution = execution or Execution(eval_id=request.eval_id, role=request.role, slot=slot)
-        language = self.languages[request.language]
         limits = RunLimits.for_run(
             self.settings, timeout=request.timeout, memory_mb=request.memory_mb
         )
-        identity = identity_for(slot, self.uids.uids if self.uids else None)
         started = time.monotonic()
+        if warm is not None:
+            if warm.language == request.language and warm.slot == slot and warm.alive():
+                result = await self._run_warm(
+                    request, warm, limits, execution, started, defer_teardown=defer_teardown
+                )
+                if result is not None:
+                    return result
+            else:
+                await asyncio.to_thread(self.discard, warm)
+        return await self._run_cold(request, slot, limits, execution, started)
+
+    async def _run_cold(
+        self,
+        request: ExecuteRequest,
+        slot: int,
+        limits: RunLimits,
+        execution: Execution,
+        started: float,
+    ) -> ExecuteResult:
+        language = self.languages[request.language]
+        identity = identity_for(slot, self.uids.uids if self.uids else None)
         cgroup: RunCgroup | None = None
         try:
             if self.cgroups is not None:
@@ -157,6 +226,136 @@ class Runner:
         finally:
             await asyncio.to_thread(self._clean_up, identity, cgroup)
         return self._collect(request, ended, out, err, limits, started)
+
+    # --- warm sandboxes (warm.py) -----------------------------------------------------------------
+
+    async def prepare(self, slot: int, language_name: str = "python") -> WarmSandbox:
+        """A sandbox for `slot`, complete but for its program: cgroup joined, rlimits, uid, bwrap,
+        seccomp, mounts, and the language's launcher waiting on stdin. Raises OSError (or
+        TimeoutError) when it cannot be made; nothing of it is left then."""
+        began = time.monotonic()
+        language = self.languages[language_name]
+        # The executor's maxima; the hand-over lowers what the request asks for.
+        limits = RunLimits.for_run(self.settings, timeout=self.settings.max_timeout)
+        identity = identity_for(slot, self.uids.uids if self.uids else None)
+        assert self.seccomp_program is not None
+        cleanup = contextlib.ExitStack()
+        sandbox: WarmSandbox | None = None
+        cgroup: RunCgroup | None = None
+        try:
+            if self.cgroups is not None:
+                cgroup = self.cgroups.run(limits.cgroup(), prefix="warm")
+            cleanup.callback(self._clean_up, identity, cgroup)
+            extra_nproc = 0
+            if not identity.dedicated:
+                extra_nproc = await asyncio.to_thread(tasks_of_uid, identity.uid)
+            files = self._files(cleanup, launcher_source(language_name), language, limits, identity)
+            launch = bwrap_launch(
+                self.settings,
+                limits=limits,
+                language=language,
+                identity=identity,
+                files=files,
+                seccomp_fd=_closing(cleanup, data_fd(self.seccomp_program)),
+                cgroup=cgroup is not None,
+                extra_nproc=extra_nproc,
+            )
+            proc, stdin_w, out_r, err_r = await self._start(launch, cgroup)
+            sandbox = WarmSandbox(
+                slot=slot,
+                language=language_name,
+                identity=identity,
+                limits=limits,
+                cgroup=cgroup,
+                started=Started(proc, stdin_w, out_r, err_r),
+                cleanup=cleanup,
+            )
+            marker = await read_marker(
+                out_r, err_r, proc, within=self.settings.warm_prepare_timeout_seconds
+            )
+            sandbox.started = Started(proc, stdin_w, out_r, err_r, out_read=marker)
+        except BaseException:
+            if sandbox is not None:
+                await asyncio.shield(asyncio.to_thread(self.discard, sandbox))
+            else:
+                await asyncio.shield(asyncio.to_thread(cleanup.close))
+            raise
+        sandbox.prepared_seconds = time.monotonic() - began
+        sandbox.ready_at = time.monotonic()
+        return sandbox
+
+    def discard(self, sandbox: WarmSandbox) -> None:
+        """Tear down a warm sandbox that will not run a program: processes, cgroup, tmpfs, fds."""
+        sandbox.close_pipes()
+        proc = sandbox.started.proc
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        sandbox.cleanup.close()
+
+    async def _run_warm(
+        self,
+        request: ExecuteRequest,
+        warm: WarmSandbox,
+        limits: RunLimits,
+        execution: Execution,
+        started: float,
+        *,
+        defer_teardown: bool = False,
+    ) -> ExecuteResult | None:
+        """Hand the program to `warm` and run it to its end; None when the hand-over itself
+        failed (the sandbox is gone then, and the caller runs the program cold)."""
+        try:
+            self._hand_over(warm, limits)  # a rename and a write: no thread hop on this path
+        except OSError as exc:
+            log.warning(
+                "the warm sandbox of slot %d failed its hand-over (%s): cold", warm.slot, exc
+            )
+            await asyncio.to_thread(self.discard, warm)
+            return None
+        execution.warm = True
+        warm.handed_over = True
+        try:
+            payload = handover_payload(
+                request.code.encode(),
+                (request.stdin or "").encode(),
+                limits,
+                cgroup=warm.cgroup is not None,
+            )
+            ended, out, err = await self._supervise(
+                warm.started, payload, limits, execution, warm.cgroup
+            )
+        except (OSError, subprocess.SubprocessError) as exc:
+            log.exception("warm sandbox for eval %s failed", request.eval_id)
+            return self._result(
+                request,
+                status=Status.ERROR,
+                reason="sandbox_failed",
+                error=f"the executor could not run the sandbox: {exc}",
+                started=started,
+            )
+        finally:
+            teardown = asyncio.ensure_future(asyncio.to_thread(self.discard, warm))
+            if defer_teardown:
+                execution.teardown = teardown
+            else:
+                await asyncio.shield(teardown)
+        return self._collect(request, ended, out, err, limits, started)
+
+    def _hand_over(self, warm: WarmSandbox, limits: RunLimits) -> None:
+        """What the request asks for, applied to the waiting sandbox before it gets the code:
+        the cgroup's name and memory limit (the rlimits travel with the code: warm_python.py).
+        The cgroup keeps counting CPU from the sandbox's start, as a cold run's counts the
+        interpreter's start-up: outcomes compare it with RLIMIT_CPU alike (outcome.py)."""
+        cgroup = warm.cgroup
+        if cgroup is None:
+            return
+        renamed = cgroup.rename(cgroup.name.replace("warm-", "run-", 1))
+        if not renamed and cgroup.mode is CgroupMode.V1:
+            raise OSError(f"cannot rename the warm cgroup {cgroup.name}")
+        if limits.memory_mb != warm.limits.memory_mb:
+            cgroup.limit_memory(limits.memory_mb * MIB)
 
     # --- private steps ---------------------------------------------------------------------------
 
@@ -269,6 +468,19 @@ class Runner:
         execution: Execution,
         cgroup: RunCgroup | None,
     ) -> tuple[Ended, Captured, Captured]:
+        proc, stdin_w, out_r, err_r = await self._start(launch, cgroup)
+        return await self._supervise(
+            Started(proc, stdin_w, out_r, err_r),
+            (request.stdin or "").encode(),
+            limits,
+            execution,
+            cgroup,
+        )
+
+    async def _start(
+        self, launch: Launch, cgroup: RunCgroup | None
+    ) -> tuple[subprocess.Popen, int, int, int]:
+        """Spawn `launch` in `cgroup` with fresh pipes: the process and stdin, stdout, stderr."""
         stdin_r, stdin_w = os.pipe()
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
@@ -282,12 +494,27 @@ class Runner:
         finally:
             for fd in (stdin_r, out_w, err_w):
                 os.close(fd)
+        return proc, stdin_w, out_r, err_r
+
+    async def _supervise(
+        self,
+        started: Started,
+        stdin: bytes,
+        limits: RunLimits,
+        execution: Execution,
+        cgroup: RunCgroup | None,
+    ) -> tuple[Ended, Captured, Captured]:
+        """Feed stdin, read the output with its cap, wait under the wall clock, say how it ended.
+
+        `started.out_read` holds what was already read of stdout (a warm sandbox's marker)."""
+        proc, stdin_w, out_r, err_r = started.proc, started.stdin, started.out, started.err
         execution.pid = proc.pid
         if execution.killed:  # /kill arrived while it was being spawned
             execution.kill()
         out = Captured(cap=limits.max_output_bytes + len(STARTED_MARKER))
+        out.add(started.out_read)
         err = Captured(cap=limits.max_output_bytes)
-        feeding = asyncio.create_task(feed_input(stdin_w, (request.stdin or "").encode()))
+        feeding = asyncio.create_task(feed_input(stdin_w, stdin))
         readers = asyncio.gather(consume_output(out_r, out), consume_output(err_r, err))
         try:
             wait_status, usage = await self._wait(proc, limits.timeout, execution)

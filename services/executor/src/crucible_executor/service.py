@@ -17,6 +17,7 @@ from crucible_executor.config import SandboxMode, Settings
 from crucible_executor.languages import Language
 from crucible_executor.runner import Execution, Runner
 from crucible_executor.slots import How, Killed, SlotRegistry
+from crucible_executor.warm import WarmPool
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,8 @@ class Executor:
     settings: Settings
     runner: Runner
     slots: SlotRegistry
+    # One warm sandbox per slot (warm.py); None when WARM_SANDBOXES is off.
+    warm: WarmPool | None = None
 
     @property
     def languages(self) -> dict[str, Language]:
@@ -85,22 +88,26 @@ async def execute(*, request: ExecuteRequest, executor: Executor) -> ExecuteResu
         # One line per program started, never for a join or a collect: what `make chaos` counts
         # to tell a program that ran twice from a result handed out twice.
         log.info("eval %s %s started in slot %d", request.eval_id, request.role, execution.slot)
-        metrics.BUSY_SLOTS.labels(executor_id).set(executor.slots.busy)
         began = time.monotonic()
+        pool = executor.warm
         try:
-            result = await executor.runner.run(request, slot=execution.slot, execution=execution)
+            warm = await pool.take(execution.slot) if pool is not None else None
+            result = await executor.runner.run(
+                request,
+                slot=execution.slot,
+                execution=execution,
+                warm=warm,
+                defer_teardown=True,
+            )
+            _ended(request, result, execution, executor_id, began)
+            # The caller has its answer (and the slot is free) while the sandbox is torn down;
+            # the slot's next run, and its next warm sandbox, wait for that (slots.py).
+            execution.deliver(result)
+            if execution.teardown is not None:
+                await asyncio.shield(execution.teardown)
         finally:
-            metrics.BUSY_SLOTS.labels(executor_id).set(executor.slots.busy - 1)
-        metrics.RUNS.labels(executor_id, result.status, result.reason or "").inc()
-        metrics.RUN_SECONDS.labels(executor_id, result.status).observe(time.monotonic() - began)
-        log.info(
-            "eval %s %s ended %s (%s) in %.0f ms",
-            request.eval_id,
-            request.role,
-            result.status,
-            result.reason or result.exit_code,
-            result.runtime_ms,
-        )
+            if pool is not None:
+                pool.refill(execution.slot)  # its sandbox is gone: prepare the next one
         return result
 
     try:
@@ -117,6 +124,31 @@ async def execute(*, request: ExecuteRequest, executor: Executor) -> ExecuteResu
     elif how is How.COLLECTED:
         metrics.COLLECTED.labels(executor_id).inc()
     return await asyncio.shield(run)
+
+
+def _ended(
+    request: ExecuteRequest,
+    result: ExecuteResult,
+    execution: Execution,
+    executor_id: str,
+    began: float,
+) -> None:
+    """Count and log a run's end, before its caller is answered (a caller that reads the
+    metrics next finds the run counted)."""
+    if execution.warm:
+        metrics.HANDOVERS.labels(executor_id).inc()
+    else:
+        metrics.COLD_RUNS.labels(executor_id, request.language).inc()
+    metrics.RUNS.labels(executor_id, result.status, result.reason or "").inc()
+    metrics.RUN_SECONDS.labels(executor_id, result.status).observe(time.monotonic() - began)
+    log.info(
+        "eval %s %s ended %s (%s) in %.0f ms",
+        request.eval_id,
+        request.role,
+        result.status,
+        result.reason or result.exit_code,
+        result.runtime_ms,
+    )
 
 
 async def kill(*, eval_id: str, role: Role | None = None, executor: Executor) -> Killed:
@@ -141,6 +173,16 @@ def capacity(executor: Executor) -> dict[str, Any]:
 def kept_results(executor: Executor) -> dict[str, int]:
     finished = executor.slots.finished
     return {"kept_results": len(finished) if finished else 0}
+
+
+def warm_state(executor: Executor) -> dict[str, Any]:
+    """Whether slots keep warm sandboxes, for which languages, and how many wait now."""
+    pool = executor.warm
+    return {
+        "enabled": pool is not None and pool.enabled,
+        "languages": [pool.language] if pool is not None and pool.enabled else [],
+        "ready": pool.ready_count if pool is not None else 0,
+    }
 
 
 def cgroup_favordynmods(runner: Runner) -> bool | None:
@@ -181,6 +223,7 @@ def health(executor: Executor) -> dict[str, Any]:
         "seccomp": executor.runner.seccomp_program is not None,
         "scratch_inodes": executor.settings.scratch_inodes if executor.runner.scratch else None,
         "cgroup_favordynmods": cgroup_favordynmods(executor.runner),
+        "warm": warm_state(executor),
         **capacity(executor),
         **kept_results(executor),
         "languages": sorted(name for name, lang in executor.languages.items() if lang.available),

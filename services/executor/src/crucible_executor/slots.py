@@ -27,7 +27,11 @@ Start = Callable[[Execution], Awaitable[ExecuteResult]]
 class Running:
     execution: Execution
     task: asyncio.Task[ExecuteResult]
-    # Set once the run has left its slot (its program reaped, the slot free again).
+    # The run's result, for callers: set by the run as soon as it is known (its sandbox may
+    # still be being torn down), else when the task ends.
+    answer: asyncio.Future[ExecuteResult]
+    # Set once the run has left its slot (its program reaped and answered, the slot free for
+    # the next run, which starts once this task has torn its sandbox down).
     released: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -58,9 +62,22 @@ class SlotRegistry:
     """
 
     def __init__(
-        self, slots: int, *, retry_after: float = 1, finished: FinishedRuns | None = None
+        self,
+        slots: int,
+        *,
+        retry_after: float = 1,
+        finished: FinishedRuns | None = None,
+        prefer: Callable[[int], bool] | None = None,
+        on_busy: Callable[[int], None] | None = None,
     ) -> None:
+        """`prefer(slot)`: whether a free slot is the better choice (it has a warm sandbox);
+        `on_busy(n)`: told how many slots run a program whenever that changes."""
         self.slots = slots
+        self.prefer = prefer
+        self.on_busy = on_busy
+        # Tasks of runs that answered and still tear their sandbox down, by slot: the slot's
+        # next run starts after it.
+        self._settling: dict[int, asyncio.Task[ExecuteResult]] = {}
         self.retry_after = retry_after
         self.finished = finished
         self._free = list(range(slots))
@@ -99,36 +116,65 @@ class SlotRegistry:
         self, key: RunKey, start: Start
     ) -> tuple[asyncio.Future[ExecuteResult], How]:
         if (current := self._running.get(key)) is not None:
-            return current.task, How.JOINED
+            return current.answer, How.JOINED
         if self.finished is not None and (result := self.finished.get(key)) is not None:
             collected: asyncio.Future[ExecuteResult] = asyncio.get_running_loop().create_future()
             collected.set_result(result)
             return collected, How.COLLECTED
         if not self._free:
             raise Busy(f"all {self.slots} slots are running programs", retry_after=self.retry_after)
-        slot = self._free.pop(0)
-        execution = Execution(eval_id=key[0], role=key[1], slot=slot)
-        task = asyncio.create_task(start(execution), name=f"run-{key[0]}-{key[1]}")
-        self._running[key] = Running(execution, task)
-        task.add_done_callback(lambda _: self._release(key, slot))
-        return task, How.STARTED
+        slot = self._pick()
+        answer: asyncio.Future[ExecuteResult] = asyncio.get_running_loop().create_future()
+        execution = Execution(eval_id=key[0], role=key[1], slot=slot, answer=answer)
+        previous = self._settling.pop(slot, None)
+        task = asyncio.create_task(
+            _after(previous, start, execution), name=f"run-{key[0]}-{key[1]}"
+        )
+        running = Running(execution, task, answer)
+        self._running[key] = running
+        task.add_done_callback(lambda _: _answer_from(task, answer))
+        answer.add_done_callback(lambda _: self._release(key, slot, running))
+        self._busy_changed()
+        return answer, How.STARTED
 
-    def _release(self, key: RunKey, slot: int) -> None:
-        running = self._running.pop(key, None)
+    def _pick(self) -> int:
+        """The lowest free slot that `prefer` likes, else the lowest free slot."""
+        slot = self._free[0]
+        if self.prefer is not None:
+            slot = next((free for free in self._free if self.prefer(free)), slot)
+        self._free.remove(slot)
+        return slot
+
+    def _release(self, key: RunKey, slot: int, running: Running) -> None:
+        """The run answered: its key and slot are free (the slot's next run waits for this
+        run's task, which may still tear its sandbox down)."""
+        if self._running.get(key) is running:
+            del self._running[key]
+        if not running.task.done():
+            self._settling[slot] = running.task
+            running.task.add_done_callback(lambda task: self._settled(slot, task))
         self._free.append(slot)
         self._free.sort()
-        if running is not None:
-            self._keep(key, running)
-            running.released.set()
+        self._keep(key, running)
+        running.released.set()
+        self._busy_changed()
+
+    def _settled(self, slot: int, task: asyncio.Task[ExecuteResult]) -> None:
+        if self._settling.get(slot) is task:
+            del self._settling[slot]
+
+    def _busy_changed(self) -> None:
+        if self.on_busy is not None:
+            self.on_busy(self.busy)
 
     def _keep(self, key: RunKey, running: Running) -> None:
         """Keep the result of a run that ended by itself; a killed run's or a sandbox failure's
         is not worth collecting (a retry runs it afresh)."""
-        task = running.task
-        if self.finished is None or running.execution.killed or task.cancelled():
+        answer = running.answer
+        if self.finished is None or running.execution.killed or answer.cancelled():
             return
-        if task.exception() is None and task.result().status is not Status.ERROR:
-            self.finished.put(key, task.result())
+        if answer.exception() is None and answer.result().status is not Status.ERROR:
+            self.finished.put(key, answer.result())
 
     async def kill(self, eval_id: str, *, role: Role | None = None, reap_timeout: float) -> Killed:
         """End every run of `eval_id` (of `role` only, when given; else all roles) and wait, up
@@ -150,11 +196,33 @@ class SlotRegistry:
     async def shutdown(self) -> None:
         """Kill and reap every running program (executor stopping)."""
         tasks = [running.task for running in self._running.values()]
+        tasks += self._settling.values()
         for running in self._running.values():
             running.execution.kill()
         for outcome in await asyncio.gather(*tasks, return_exceptions=True):
             if isinstance(outcome, BaseException):
                 log.error("a run failed while the executor stopped: %r", outcome)
+
+
+async def _after(
+    previous: asyncio.Task[ExecuteResult] | None, start: Start, execution: Execution
+) -> ExecuteResult:
+    """`start(execution)` once the slot's previous run has torn its sandbox down."""
+    if previous is not None:
+        await asyncio.gather(asyncio.shield(previous), return_exceptions=True)
+    return await start(execution)
+
+
+def _answer_from(task: asyncio.Task[ExecuteResult], answer: asyncio.Future[ExecuteResult]) -> None:
+    """Give callers what the task ended with, unless the run answered them already."""
+    if answer.done():
+        return
+    if task.cancelled():
+        answer.cancel()
+    elif task.exception() is not None:
+        answer.set_exception(task.exception())
+    else:
+        answer.set_result(task.result())
 
 
 async def _released(runs: Iterable[Running], *, within: float) -> bool:
