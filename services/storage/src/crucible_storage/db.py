@@ -89,9 +89,13 @@ class Database:
         pool_size: int = 10,
         max_overflow: int = 20,
         busy_timeout_ms: int = 5000,
+        inline: bool | None = None,
     ) -> None:
         self.url = normalize_url(url)
         self.dialect = self.url.get_backend_name()
+        # Whether the async routes call the database on the event loop (`deps.in_session`);
+        # by default on SQLite only, whose calls never wait on the network.
+        self.inline = self.dialect == "sqlite" if inline is None else inline
         if self.dialect == "sqlite":
             self.engine = _sqlite_engine(self.url, busy_timeout_ms=busy_timeout_ms)
         else:

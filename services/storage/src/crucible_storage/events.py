@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterable
+from queue import Empty, SimpleQueue
 
 import redis
 from prometheus_client import Counter
@@ -20,46 +22,106 @@ EVENTS_PUBLISHED = Counter(
 )
 EVENT_PUBLISH_FAILURES = Counter(
     "crucible_storage_event_publish_failures_total",
-    "Committed events that could not be published because Redis failed",
+    "Committed events that could not be published because Redis failed (or too many waited)",
 )
+
+# Commits whose events may wait for Redis at once; past that a commit's events are dropped and
+# counted as failures (a Redis that hangs must not make storage hold events without bound).
+MAX_PENDING_COMMITS = 10_000
 
 
 class EventPublisher:
     """Publishes Event JSON on EVENTS_CHANNEL; without a Redis URL it publishes nothing.
 
-    A Redis failure is logged and counted, never raised: the write it follows has committed.
+    `publish` only hands the events of one commit to a publishing thread and returns: a slow or
+    dead Redis never holds up a write or the event loop, and a Redis failure is logged and
+    counted, never raised. The thread sends everything handed to it since its last send in one
+    pipeline (one round trip), in the order the commits handed them over.
     """
 
-    def __init__(self, redis_url: str | None, *, timeout: float = 0.5) -> None:
+    def __init__(
+        self, redis_url: str | None, *, timeout: float = 0.5, max_pending: int = MAX_PENDING_COMMITS
+    ) -> None:
         self._client: redis.Redis | None = None
+        self._pending: SimpleQueue[list[str] | threading.Event | None] = SimpleQueue()
+        self._max_pending = max_pending
+        self._thread: threading.Thread | None = None
         if redis_url:
             self._client = redis.Redis.from_url(
                 redis_url,
                 socket_connect_timeout=timeout,
                 socket_timeout=timeout,
-                # One try: a dead Redis must not hold up the answer to a committed write.
+                # One try: a dead Redis costs one timeout per batch, not several.
                 retry=Retry(NoBackoff(), 0),
             )
+            self._thread = threading.Thread(target=self._run, name="event-publisher", daemon=True)
+            self._thread.start()
 
     @property
     def enabled(self) -> bool:
         return self._client is not None
 
     def publish(self, events: Iterable[Event]) -> None:
+        """Queue the events of one commit for publishing, in order. Call after the commit."""
         if self._client is None:
             return
-        pending = list(events)
-        for index, event in enumerate(pending):
-            try:
-                self._client.publish(EVENTS_CHANNEL, event.model_dump_json())
-            except redis.RedisError as exc:
-                # The rest of this batch would fail the same way; count them all as lost.
-                lost = len(pending) - index
-                EVENT_PUBLISH_FAILURES.inc(lost)
-                log.warning("could not publish %d event(s) of %s: %r", lost, event.eval_id, exc)
-                return
-            EVENTS_PUBLISHED.inc()
+        payloads = [event.model_dump_json() for event in events]
+        if not payloads:
+            return
+        if self._pending.qsize() >= self._max_pending:
+            EVENT_PUBLISH_FAILURES.inc(len(payloads))
+            log.warning(
+                "%d event(s) dropped: %d commits wait for Redis", len(payloads), self._max_pending
+            )
+            return
+        self._pending.put(payloads)
 
-    def close(self) -> None:
+    def flush(self, timeout: float = 5) -> bool:
+        """Wait until everything queued before this call was sent (or failed); False on timeout."""
+        if self._thread is None:
+            return True
+        done = threading.Event()
+        self._pending.put(done)
+        return done.wait(timeout)
+
+    def close(self, timeout: float = 5) -> None:
+        """Send what is queued (within `timeout`), then stop the thread and close the client."""
+        if self._thread is not None:
+            self._pending.put(None)
+            self._thread.join(timeout)
         if self._client is not None:
             self._client.close()
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            batch: list[str] = []
+            item = self._pending.get()
+            while True:
+                if item is None:
+                    stopping = True
+                elif isinstance(item, threading.Event):
+                    self._send(batch)  # everything before the marker goes out first
+                    batch = []
+                    item.set()
+                else:
+                    batch.extend(item)
+                try:
+                    item = self._pending.get_nowait()
+                except Empty:
+                    break
+            self._send(batch)
+
+    def _send(self, payloads: list[str]) -> None:
+        if not payloads or self._client is None:
+            return
+        pipeline = self._client.pipeline(transaction=False)
+        for payload in payloads:
+            pipeline.publish(EVENTS_CHANNEL, payload)
+        try:
+            pipeline.execute()
+        except redis.RedisError as exc:
+            EVENT_PUBLISH_FAILURES.inc(len(payloads))
+            log.warning("could not publish %d event(s): %r", len(payloads), exc)
+            return
+        EVENTS_PUBLISHED.inc(len(payloads))

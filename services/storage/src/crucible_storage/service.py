@@ -9,10 +9,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
+from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from crucible_contracts.errors import Conflict, CrucibleError, InvalidInput, NotFound
+from crucible_contracts.errors import Conflict, InvalidInput, NotFound
 from crucible_contracts.models import (
     ComparisonRecord,
     ComparisonView,
@@ -29,12 +30,19 @@ from crucible_contracts.models import (
 )
 from crucible_contracts.names import Backend, EventName, Role
 from crucible_contracts.status import Status
-from crucible_storage import repository, stats, tenancy
+from crucible_storage import hot, repository, stats, tenancy
 from crucible_storage.db import Database
 from crucible_storage.events import EventPublisher
 from crucible_storage.schemas import Health
-from crucible_storage.tables import Comparison, Evaluation, EventRecord, Run, utcnow
-from crucible_storage.transitions import Plan, RunState, plan_replay, plan_update
+from crucible_storage.tables import utcnow
+from crucible_storage.transitions import Plan, PlannedEvent, RunState, plan_replay, plan_update
+from crucible_storage.views import (
+    comparison_view,
+    evaluation_view,
+    event_view,
+    run_view,
+    stuck_run_view,
+)
 
 # Each lost compare-and-set means the status moved forward, and it can do that at most twice.
 MAX_CAS_ROUNDS = 5
@@ -54,31 +62,31 @@ def create_evaluation(
     """
     tenancy.check_in_flight(session, tenant=create.tenant, cap=create.max_in_flight)
     now = utcnow()
+    created = PlannedEvent(
+        EventName.CREATED,
+        Status.QUEUED,
+        {"backend": create.backend.value, "priority": create.priority},
+    )
+    connection = session.connection()
     try:
-        evaluation = repository.insert_evaluation(session, create=create, now=now)
-        record = repository.add_event(
-            session,
-            eval_id=create.eval_id,
-            event=EventName.CREATED,
-            role=Role.PRIMARY,
-            status=Status.QUEUED,
-            at=now,
-            detail={"backend": create.backend.value, "priority": create.priority},
+        evaluation, run = hot.insert_evaluation(connection, create=create, now=now)
+        events = hot.record_events(
+            connection, eval_id=create.eval_id, role=Role.PRIMARY, at=now, planned=[created]
         )
         session.commit()
     except IntegrityError as exc:  # the eval_id exists
         session.rollback()
         raise _exists(create.eval_id) from exc
-    publisher.publish([event_view(record)])
-    return evaluation_view(evaluation)
+    publisher.publish(events)
+    return evaluation_view(evaluation, [run])
 
 
 def get_evaluation(*, session: Session, eval_id: str, tenant: str | None = None) -> EvaluationView:
     """The evaluation; NotFound when unknown or (with `tenant`) another tenant's."""
-    evaluation = _evaluation_or_404(session, eval_id)
-    if tenant is not None and evaluation.tenant != tenant:
+    found = hot.get_evaluation(session.connection(), eval_id=eval_id)
+    if found is None or (tenant is not None and found[0].tenant != tenant):
         raise tenancy.not_found(eval_id)
-    return evaluation_view(evaluation)
+    return evaluation_view(*found)
 
 
 def list_evaluations(
@@ -96,7 +104,10 @@ def list_evaluations(
         session, status=status, backend=backend, limit=limit, offset=offset, tenant=tenant
     )
     return EvaluationPage(
-        items=[evaluation_view(item) for item in items], total=total, limit=limit, offset=offset
+        items=[evaluation_view(item, item.runs) for item in items],
+        total=total,
+        limit=limit,
+        offset=offset,
     )
 
 
@@ -119,28 +130,24 @@ def add_run(
 ) -> RunView:
     """Add a run (the shadow one) beside the primary; 409 if the evaluation has that role already."""
     _evaluation_or_404(session, eval_id)
-    if repository.get_run(session, eval_id=eval_id, role=run.role) is not None:
+    connection = session.connection()
+    if hot.get_run(connection, eval_id=eval_id, role=run.role) is not None:
         raise Conflict(f"evaluation {eval_id} already has a {run.role} run", eval_id=eval_id)
     now = utcnow()
+    created = PlannedEvent(EventName.CREATED, Status.QUEUED, {"backend": run.backend.value})
     try:
-        created = repository.insert_run(
-            session, eval_id=eval_id, role=run.role, backend=run.backend, now=now
+        row = hot.insert_run(
+            connection, eval_id=eval_id, role=run.role, backend=run.backend, now=now
         )
-        record = repository.add_event(
-            session,
-            eval_id=eval_id,
-            event=EventName.CREATED,
-            role=run.role,
-            status=Status.QUEUED,
-            at=now,
-            detail={"backend": run.backend.value},
+        events = hot.record_events(
+            connection, eval_id=eval_id, role=run.role, at=now, planned=[created]
         )
         session.commit()
     except IntegrityError as exc:
         session.rollback()
         raise Conflict(f"evaluation {eval_id} already has a {run.role} run") from exc
-    publisher.publish([event_view(record)])
-    return run_view(created)
+    publisher.publish(events)
+    return run_view(row)
 
 
 def update_run(
@@ -194,18 +201,20 @@ def _apply(
     """Plan a change from the run as read, and write it with a compare-and-set on that status.
 
     When another writer got there first, the run is read again and the change decided anew (it
-    may then be idempotent, or illegal).
+    may then be idempotent, or illegal). The event that ends the primary run is published with
+    the evaluation as this commit leaves it (`Event.evaluation`).
     """
+    connection = session.connection()
     for _ in range(MAX_CAS_ROUNDS):
-        run = repository.get_run(session, eval_id=eval_id, role=role)
+        run = hot.get_run(connection, eval_id=eval_id, role=role)
         if run is None:
             raise _run_not_found(session, eval_id, role)
         now = utcnow()
-        plan = plan_for(_state(run), now)
+        plan = plan_for(hot.run_state(run), now)
         if plan.is_noop:
             return run_view(run)
-        updated = repository.compare_and_set_run(
-            session,
+        updated = hot.compare_and_set_run(
+            connection,
             eval_id=eval_id,
             role=role,
             expected_status=plan.expected_status,
@@ -214,22 +223,31 @@ def _apply(
         )
         if updated is None:
             continue
-        records = [
-            repository.add_event(
-                session,
-                eval_id=eval_id,
-                event=planned.event,
-                role=role,
-                status=planned.status,
-                at=now,
-                detail=planned.detail,
-            )
-            for planned in plan.events
-        ]
+        events = hot.record_events(
+            connection, eval_id=eval_id, role=role, at=now, planned=plan.events
+        )
+        if hot.ends_primary(role, plan.events):
+            events = _with_evaluation(connection, events)
         session.commit()
-        publisher.publish(event_view(record) for record in records)
+        publisher.publish(events)
         return run_view(updated)
     raise Conflict(f"run {role} of {eval_id} kept changing; try again", eval_id=eval_id)
+
+
+def _with_evaluation(connection: Connection, events: list[Event]) -> list[Event]:
+    """`events` with the evaluation, as read in this transaction, on the one that ends it."""
+    found = hot.get_evaluation(connection, eval_id=events[0].eval_id)
+    if found is None:  # deleted meanwhile: nothing to carry
+        return events
+    evaluation = evaluation_view(*found)
+    return [
+        event.model_copy(update={"evaluation": evaluation})
+        if event.event is EventName.STATUS_CHANGED
+        and event.status is not None
+        and event.status.is_terminal()
+        else event
+        for event in events
+    ]
 
 
 def stuck_runs(
@@ -313,7 +331,7 @@ def pending_comparisons(*, session: Session, limit: int = 100) -> list[Evaluatio
     has not ended is overdue is the comparer's business. Oldest first within each group.
     """
     return [
-        evaluation_view(evaluation)
+        evaluation_view(evaluation, evaluation.runs)
         for evaluation in repository.pending_comparisons(session, limit=limit)
     ]
 
@@ -353,87 +371,16 @@ def health(*, database: Database) -> Health:
     return Health(status="ok", database=database.dialect)
 
 
-# --- views -----------------------------------------------------------------------------------------
-
-
-def run_view(run: Run) -> RunView:
-    return RunView.model_validate(run, from_attributes=True)
-
-
-def evaluation_view(evaluation: Evaluation) -> EvaluationView:
-    primary = next((run for run in evaluation.runs if run.role is Role.PRIMARY), None)
-    if primary is None:
-        raise CrucibleError(f"evaluation {evaluation.eval_id} has no primary run")
-    runs = sorted(evaluation.runs, key=lambda run: run.role is not Role.PRIMARY)
-    return EvaluationView(
-        eval_id=evaluation.eval_id,
-        # The public view keeps the program's fields flat (DESIGN.md).
-        **repository.program_of(evaluation).model_dump(),
-        priority=evaluation.priority,
-        routing_key=evaluation.routing_key,
-        tenant=evaluation.tenant,
-        created_at=evaluation.created_at,
-        **run_view(primary).model_dump(exclude={"role", "created_at"}),
-        runs=[run_view(run) for run in runs],
-    )
-
-
-def stuck_run_view(run: Run) -> StuckRun:
-    evaluation = run.evaluation
-    return StuckRun(
-        eval_id=run.eval_id,
-        role=run.role,
-        backend=run.backend,
-        status=run.status,
-        attempts=run.attempts,
-        replays=run.replays,
-        created_at=run.created_at,
-        queued_at=run.queued_at or run.created_at,
-        started_at=run.started_at,
-        program=repository.program_of(evaluation),
-        priority=evaluation.priority,
-    )
-
-
-def event_view(record: EventRecord) -> Event:
-    return Event(
-        eval_id=record.eval_id,
-        event=EventName(record.event),
-        role=record.role,
-        status=record.status,
-        at=record.at,
-        detail=record.detail or {},
-    )
-
-
-def comparison_view(comparison: Comparison) -> ComparisonView:
-    return ComparisonView.model_validate(comparison, from_attributes=True)
-
-
 # --- helpers ---------------------------------------------------------------------------------------
 
 
-def _state(run: Run) -> RunState:
-    return RunState(
-        eval_id=run.eval_id,
-        role=run.role,
-        status=run.status,
-        backend=run.backend,
-        attempts=run.attempts,
-        replays=run.replays,
-        reason=run.reason,
-    )
-
-
-def _evaluation_or_404(session: Session, eval_id: str) -> Evaluation:
-    evaluation = repository.get_evaluation(session, eval_id=eval_id)
-    if evaluation is None:
-        raise NotFound(f"evaluation {eval_id} not found", eval_id=eval_id)
-    return evaluation
+def _evaluation_or_404(session: Session, eval_id: str) -> None:
+    if not hot.evaluation_exists(session.connection(), eval_id=eval_id):
+        raise tenancy.not_found(eval_id)
 
 
 def _run_not_found(session: Session, eval_id: str, role: Role) -> NotFound:
-    if repository.evaluation_exists(session, eval_id=eval_id):
+    if hot.evaluation_exists(session.connection(), eval_id=eval_id):
         return NotFound(f"evaluation {eval_id} has no {role} run", eval_id=eval_id, role=role.value)
     return NotFound(f"evaluation {eval_id} not found", eval_id=eval_id)
 
