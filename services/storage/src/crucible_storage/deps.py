@@ -9,6 +9,7 @@ from typing import Annotated, TypeVar
 from fastapi import Depends, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from crucible_storage.config import Settings
@@ -42,18 +43,20 @@ def write_session(database: Annotated[Database, Depends(get_database)]) -> Itera
         yield session
 
 
-async def in_session(database: Database, work: Callable[[Session], T], *, write: bool) -> T:
-    """`work(session)` in a session of its own, closed after (which rolls back what `work` did
-    not commit).
+async def in_connection(database: Database, work: Callable[[Connection], T], *, write: bool) -> T:
+    """`work(connection)` on a connection of its own, closed after (which rolls back what `work`
+    did not commit). A write begins a transaction (BEGIN IMMEDIATE on SQLite); a read runs in
+    autocommit, so `work` must read with a single statement.
 
-    With `database.inline` (SQLite by default: its calls are short, and the three hops to a
+    With `database.inline` (SQLite by default: its calls are short, and the four hops to a
     worker thread of a sync route cost more than the work) it runs on the event loop; otherwise
     in one hop to a worker thread, so that network round trips and lock waits never hold the loop.
     """
 
     def run() -> T:
-        with database.writer() if write else database.reader() as session:
-            return work(session)
+        engine = database.write_engine if write else database.autocommit_engine
+        with engine.connect() as connection:
+            return work(connection)
 
     if database.inline:
         return run()

@@ -10,15 +10,20 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, Row, bindparam, case, insert, select, update
+from sqlalchemy import Connection, Row, Update, bindparam, case, insert, select, update
+from sqlalchemy.orm import Session
 
 from crucible_contracts.models import EvaluationCreate, Event
 from crucible_contracts.names import Backend, EventName, Role
 from crucible_contracts.status import Status
 from crucible_storage.tables import Evaluation, EventRecord, Run
 from crucible_storage.transitions import PlannedEvent, RunState
+
+# What the hot operations run on: the routes' plain Connection, or a Session (tests, tools).
+SessionLike = Session | Connection
 
 EVALUATIONS = Evaluation.__table__
 RUNS = Run.__table__
@@ -42,6 +47,11 @@ _SELECT_EVALUATION = (
 _INSERT_EVALUATION = insert(EVALUATIONS)
 _INSERT_RUN = insert(RUNS)
 _INSERT_EVENT = insert(EVENTS)
+
+
+def connection_of(session: SessionLike) -> Connection:
+    """The Connection of `session` (itself when it is one), in its transaction."""
+    return session if isinstance(session, Connection) else session.connection()
 
 
 def insert_evaluation(
@@ -116,16 +126,34 @@ def compare_and_set_run(
 
     `attempts` is written as max(current, attempts) inside the statement, so it only grows.
     """
-    changes = dict(values)
-    if attempts is not None:
-        changes["attempts"] = case((RUNS.c.attempts < attempts, attempts), else_=RUNS.c.attempts)
-    statement = (
+    statement = _compare_and_set_statement(
+        tuple(sorted(values)), with_attempts=attempts is not None
+    )
+    params = {f"v_{name}": value for name, value in values.items()}
+    params.update(w_eval_id=eval_id, w_role=role, w_status=expected_status, v_attempts=attempts)
+    return connection.execute(statement, params).first()
+
+
+@cache
+def _compare_and_set_statement(names: tuple[str, ...], *, with_attempts: bool) -> Update:
+    """The compare-and-set UPDATE of these columns, built once per set of columns (the plans
+    make a handful): building a statement cost more than running it."""
+    changes: dict[str, Any] = {
+        name: bindparam(f"v_{name}", type_=RUNS.c[name].type) for name in names
+    }
+    if with_attempts:
+        wanted = bindparam("v_attempts", type_=RUNS.c.attempts.type)
+        changes["attempts"] = case((RUNS.c.attempts < wanted, wanted), else_=RUNS.c.attempts)
+    return (
         update(RUNS)
-        .where(RUNS.c.eval_id == eval_id, RUNS.c.role == role, RUNS.c.status == expected_status)
-        .values(**changes)
+        .where(
+            RUNS.c.eval_id == bindparam("w_eval_id"),
+            RUNS.c.role == bindparam("w_role"),
+            RUNS.c.status == bindparam("w_status"),
+        )
+        .values(changes)
         .returning(*RUNS.c)
     )
-    return connection.execute(statement).first()
 
 
 def record_events(

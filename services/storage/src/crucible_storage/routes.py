@@ -34,7 +34,7 @@ from crucible_storage.deps import (
     ReadSession,
     SettingsDep,
     WriteSession,
-    in_session,
+    in_connection,
     json_response,
 )
 from crucible_storage.schemas import Health
@@ -57,17 +57,17 @@ def health(database: DatabaseDep) -> Health:
 
 
 # The four routes every evaluation calls are coroutines that answer a ready Response: see
-# `deps.in_session` and `deps.json_response`. Their OpenAPI is the same as with sync routes.
+# `deps.in_connection` and `deps.json_response`. Their OpenAPI is the same as with sync routes.
 
 
 @router.post("/evaluations", status_code=status.HTTP_201_CREATED, response_model=EvaluationView)
 async def create_evaluation(
     body: EvaluationCreate, database: DatabaseDep, publisher: PublisherDep
 ) -> Response:
-    view = await in_session(
+    view = await in_connection(
         database,
-        lambda session: service.create_evaluation(
-            session=session, publisher=publisher, create=body
+        lambda connection: service.create_evaluation(
+            session=connection, publisher=publisher, create=body
         ),
         write=True,
     )
@@ -100,9 +100,11 @@ def delete_evaluations(
 async def get_evaluation(
     eval_id: EvalId, database: DatabaseDep, tenant: TenantScope = None
 ) -> Response:
-    view = await in_session(
+    view = await in_connection(
         database,
-        lambda session: service.get_evaluation(session=session, eval_id=eval_id, tenant=tenant),
+        lambda connection: service.get_evaluation(
+            session=connection, eval_id=eval_id, tenant=tenant
+        ),
         write=False,
     )
     return json_response(view)
@@ -114,10 +116,10 @@ async def get_evaluation(
 async def add_run(
     eval_id: EvalId, body: RunCreate, database: DatabaseDep, publisher: PublisherDep
 ) -> Response:
-    view = await in_session(
+    view = await in_connection(
         database,
-        lambda session: service.add_run(
-            session=session, publisher=publisher, eval_id=eval_id, run=body
+        lambda connection: service.add_run(
+            session=connection, publisher=publisher, eval_id=eval_id, run=body
         ),
         write=True,
     )
@@ -133,10 +135,10 @@ async def update_run(
     publisher: PublisherDep,
     tenant: TenantScope = None,
 ) -> Response:
-    view = await in_session(
+    view = await in_connection(
         database,
-        lambda session: service.update_run(
-            session=session,
+        lambda connection: service.update_run(
+            session=connection,
             publisher=publisher,
             eval_id=eval_id,
             role=role,

@@ -1,5 +1,9 @@
 """Storage's operations: each takes a session, commits what it wrote, then publishes the events.
 
+The operations of the hot path (create, get, add and report on a run) also take a plain Core
+Connection (`hot.SessionLike`), which the async routes give them: it skips the Session's
+bookkeeping, which they do not use.
+
 Publishing only after the commit means a follower of the event stream never hears of a change that
 the database does not hold; a change whose event is lost is still in the database.
 """
@@ -33,6 +37,7 @@ from crucible_contracts.status import Status
 from crucible_storage import hot, repository, stats, tenancy
 from crucible_storage.db import Database
 from crucible_storage.events import EventPublisher
+from crucible_storage.hot import SessionLike
 from crucible_storage.schemas import Health
 from crucible_storage.tables import utcnow
 from crucible_storage.transitions import Plan, PlannedEvent, RunState, plan_replay, plan_update
@@ -52,7 +57,7 @@ MAX_CAS_ROUNDS = 5
 
 
 def create_evaluation(
-    *, session: Session, publisher: EventPublisher, create: EvaluationCreate
+    *, session: SessionLike, publisher: EventPublisher, create: EvaluationCreate
 ) -> EvaluationView:
     """Create the evaluation with its primary run queued on `create.backend`; 409 if it exists,
     Busy (429) when its tenant has `create.max_in_flight` evaluations queued or running already.
@@ -67,7 +72,7 @@ def create_evaluation(
         Status.QUEUED,
         {"backend": create.backend.value, "priority": create.priority},
     )
-    connection = session.connection()
+    connection = hot.connection_of(session)
     try:
         evaluation, run = hot.insert_evaluation(connection, create=create, now=now)
         events = hot.record_events(
@@ -81,9 +86,11 @@ def create_evaluation(
     return evaluation_view(evaluation, [run])
 
 
-def get_evaluation(*, session: Session, eval_id: str, tenant: str | None = None) -> EvaluationView:
+def get_evaluation(
+    *, session: SessionLike, eval_id: str, tenant: str | None = None
+) -> EvaluationView:
     """The evaluation; NotFound when unknown or (with `tenant`) another tenant's."""
-    found = hot.get_evaluation(session.connection(), eval_id=eval_id)
+    found = hot.get_evaluation(hot.connection_of(session), eval_id=eval_id)
     if found is None or (tenant is not None and found[0].tenant != tenant):
         raise tenancy.not_found(eval_id)
     return evaluation_view(*found)
@@ -126,11 +133,11 @@ def delete_older_than(*, session: Session, seconds: float) -> Deleted:
 
 
 def add_run(
-    *, session: Session, publisher: EventPublisher, eval_id: str, run: RunCreate
+    *, session: SessionLike, publisher: EventPublisher, eval_id: str, run: RunCreate
 ) -> RunView:
     """Add a run (the shadow one) beside the primary; 409 if the evaluation has that role already."""
     _evaluation_or_404(session, eval_id)
-    connection = session.connection()
+    connection = hot.connection_of(session)
     if hot.get_run(connection, eval_id=eval_id, role=run.role) is not None:
         raise Conflict(f"evaluation {eval_id} already has a {run.role} run", eval_id=eval_id)
     now = utcnow()
@@ -152,7 +159,7 @@ def add_run(
 
 def update_run(
     *,
-    session: Session,
+    session: SessionLike,
     publisher: EventPublisher,
     eval_id: str,
     role: Role,
@@ -176,7 +183,7 @@ def update_run(
 
 
 def replay_run(
-    *, session: Session, publisher: EventPublisher, eval_id: str, role: Role, max_replays: int
+    *, session: SessionLike, publisher: EventPublisher, eval_id: str, role: Role, max_replays: int
 ) -> RunView:
     """Send a run that ended `error` back to `queued` (`transitions.plan_replay`), recording and
     publishing an `eval.replayed` event. Raises NotFound, IllegalTransition (not `error`) or
@@ -192,7 +199,7 @@ def replay_run(
 
 def _apply(
     *,
-    session: Session,
+    session: SessionLike,
     publisher: EventPublisher,
     eval_id: str,
     role: Role,
@@ -204,7 +211,7 @@ def _apply(
     may then be idempotent, or illegal). The event that ends the primary run is published with
     the evaluation as this commit leaves it (`Event.evaluation`).
     """
-    connection = session.connection()
+    connection = hot.connection_of(session)
     for _ in range(MAX_CAS_ROUNDS):
         run = hot.get_run(connection, eval_id=eval_id, role=role)
         if run is None:
@@ -374,13 +381,13 @@ def health(*, database: Database) -> Health:
 # --- helpers ---------------------------------------------------------------------------------------
 
 
-def _evaluation_or_404(session: Session, eval_id: str) -> None:
-    if not hot.evaluation_exists(session.connection(), eval_id=eval_id):
+def _evaluation_or_404(session: SessionLike, eval_id: str) -> None:
+    if not hot.evaluation_exists(hot.connection_of(session), eval_id=eval_id):
         raise tenancy.not_found(eval_id)
 
 
-def _run_not_found(session: Session, eval_id: str, role: Role) -> NotFound:
-    if hot.evaluation_exists(session.connection(), eval_id=eval_id):
+def _run_not_found(session: SessionLike, eval_id: str, role: Role) -> NotFound:
+    if hot.evaluation_exists(hot.connection_of(session), eval_id=eval_id):
         return NotFound(f"evaluation {eval_id} has no {role} run", eval_id=eval_id, role=role.value)
     return NotFound(f"evaluation {eval_id} not found", eval_id=eval_id)
 
