@@ -1,16 +1,18 @@
 """Storage's CPU per evaluation on its hot path, measured on a real storage process.
 
     .venv/bin/python services/storage/bench_hot_path.py [-n 500] [--postgres] [--shadow]
-        [--no-redis] [--profile out.svg]
+        [--no-read] [--create-only] [--no-redis] [--profile out.svg]
 
 Starts redis-server (storage publishes its events there, as in production) and storage
 (`crucible_runtime.serve`, SQLite in a temporary folder, or a private PostgreSQL cluster with
 `--postgres`), then drives `n` evaluations through exactly the calls one Celery evaluation makes
 of storage: create (the gateway), run `running` and run completed with its output (the worker),
 one read of the finished evaluation (the client, through the gateway). `--shadow` adds the shadow
-run's creation and its two reports. Prints storage's CPU (utime + stime from /proc/<pid>/stat)
+run's creation and its two reports; `--no-read` leaves the read out (a client that took the result
+from the status event), `--create-only` measures creations alone. Prints storage's CPU (utime + stime from /proc/<pid>/stat)
 per evaluation over the measured calls, after a warm-up. `--profile` records the measured part
-with py-spy (it must be on PATH or in the venv).
+with py-spy (it must be on PATH or in the venv). KEEP=1 keeps the temporary folder (logs).
+To measure another checkout's storage, put its `services/storage/src` first on PYTHONPATH.
 
 A tool for developers, not a test: it asserts nothing about speed.
 """
@@ -51,7 +53,9 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def one_evaluation(storage: StorageClient, *, shadow: bool) -> None:
+def one_evaluation(
+    storage: StorageClient, *, shadow: bool = False, read: bool = True, create_only: bool = False
+) -> None:
     """The calls one Celery evaluation of print(1) makes of storage, in order."""
     eval_id = new_eval_id()
     storage.create_evaluation(
@@ -63,6 +67,8 @@ def one_evaluation(storage: StorageClient, *, shadow: bool) -> None:
             max_in_flight=1000,
         )
     )
+    if create_only:
+        return
     roles = [Role.PRIMARY]
     if shadow:
         storage.add_run(eval_id, RunCreate(role=Role.SHADOW, backend=Backend.LEGACY))
@@ -83,7 +89,8 @@ def one_evaluation(storage: StorageClient, *, shadow: bool) -> None:
                 runtime_ms=12.5,
             ),
         )
-    storage.get_evaluation(eval_id, tenant="default")
+    if read:
+        storage.get_evaluation(eval_id, tenant="default")
 
 
 def start_postgres(starter: ProcessStarter, folder: Path) -> str:
@@ -124,6 +131,10 @@ def main() -> None:
     parser.add_argument("--postgres", action="store_true", help="PostgreSQL instead of SQLite")
     parser.add_argument("--shadow", action="store_true", help="add a shadow run to each")
     parser.add_argument("--no-redis", action="store_true", help="publish no events")
+    parser.add_argument(
+        "--no-read", action="store_true", help="no read at the end (the client used the event)"
+    )
+    parser.add_argument("--create-only", action="store_true", help="the submit-only phase")
     parser.add_argument("--profile", metavar="OUT", help="py-spy record to OUT (svg or txt)")
     args = parser.parse_args()
 
@@ -153,21 +164,23 @@ def run(storage_process: ManagedProcess, args: argparse.Namespace) -> None:
     assert storage_process.proc is not None and storage_process.url is not None
     pid = storage_process.proc.pid  # serve runs uvicorn in-process: no reloader, no workers
     storage = StorageClient(storage_process.url)
+    calls = {"shadow": args.shadow, "read": not args.no_read, "create_only": args.create_only}
     for _ in range(WARM_UP):
-        one_evaluation(storage, shadow=args.shadow)
+        one_evaluation(storage, **calls)
     profiler = _start_profiler(pid, args.profile) if args.profile else None
     before, started = cpu_seconds(pid), time.monotonic()
     for _ in range(args.n):
-        one_evaluation(storage, shadow=args.shadow)
+        one_evaluation(storage, **calls)
     cpu, wall = cpu_seconds(pid) - before, time.monotonic() - started
     if profiler is not None:
         profiler.send_signal(signal.SIGINT)
         profiler.wait(60)
     storage.close()
     database = "postgresql" if args.postgres else "sqlite"
+    flags = [name for name in ("shadow", "no_read", "create_only") if getattr(args, name)]
+    flags += [] if args.no_redis else ["redis"]
     print(
-        f"storage on {database}{' +shadow' if args.shadow else ''}"
-        f"{'' if args.no_redis else ' +redis'}: {args.n} evaluations, "
+        f"storage on {database} ({', '.join(flags)}): {args.n} evaluations, "
         f"{cpu * 1000 / args.n:.2f} ms CPU per evaluation "
         f"(wall {wall * 1000 / args.n:.2f} ms per evaluation, client included)"
     )
