@@ -135,11 +135,13 @@ def delete_older_than(*, session: Session, seconds: float) -> Deleted:
 def add_run(
     *, session: SessionLike, publisher: EventPublisher, eval_id: str, run: RunCreate
 ) -> RunView:
-    """Add a run (the shadow one) beside the primary; 409 if the evaluation has that role already."""
-    _evaluation_or_404(session, eval_id)
+    """Add a run (the shadow one) beside the primary; 409 if the evaluation has that role already,
+    404 if there is no such evaluation.
+
+    The keys are the only checks (the run's primary key, its evaluation's foreign key): looking
+    first would cost every shadow two queries to catch what the insert catches anyway.
+    """
     connection = hot.connection_of(session)
-    if hot.get_run(connection, eval_id=eval_id, role=run.role) is not None:
-        raise Conflict(f"evaluation {eval_id} already has a {run.role} run", eval_id=eval_id)
     now = utcnow()
     created = PlannedEvent(EventName.CREATED, Status.QUEUED, {"backend": run.backend.value})
     try:
@@ -152,7 +154,10 @@ def add_run(
         session.commit()
     except IntegrityError as exc:
         session.rollback()
-        raise Conflict(f"evaluation {eval_id} already has a {run.role} run") from exc
+        _evaluation_or_404(session, eval_id)
+        raise Conflict(
+            f"evaluation {eval_id} already has a {run.role} run", eval_id=eval_id
+        ) from exc
     publisher.publish(events)
     return run_view(row)
 
