@@ -33,10 +33,13 @@ MAX_PENDING_COMMITS = 10_000
 class EventPublisher:
     """Publishes Event JSON on EVENTS_CHANNEL; without a Redis URL it publishes nothing.
 
-    `publish` only hands the events of one commit to a publishing thread and returns: a slow or
-    dead Redis never holds up a write or the event loop, and a Redis failure is logged and
-    counted, never raised. The thread sends everything handed to it since its last send in one
-    pipeline (one round trip), in the order the commits handed them over.
+    A Redis failure is logged and counted, never raised: the write it follows has committed.
+    While Redis answers, `publish` sends the events of one commit itself, in one pipeline (one
+    round trip). Once a send fails, later commits only hand their events to a publishing thread,
+    which sends everything queued since its last send in one pipeline; when one of its sends
+    succeeds with nothing left queued, commits send directly again. So a dead or hanging Redis
+    costs a writer (and the event loop) at most one timeout per outage, and the order of the
+    commits is kept across the switches.
     """
 
     def __init__(
@@ -46,6 +49,10 @@ class EventPublisher:
         self._pending: SimpleQueue[list[str] | threading.Event | None] = SimpleQueue()
         self._max_pending = max_pending
         self._thread: threading.Thread | None = None
+        # Guards `_direct` and every hand-over to the thread, so that no commit is queued
+        # between the thread's "nothing left" and its switch back to direct sends.
+        self._lock = threading.Lock()
+        self._direct = True
         if redis_url:
             self._client = redis.Redis.from_url(
                 redis_url,
@@ -62,12 +69,21 @@ class EventPublisher:
         return self._client is not None
 
     def publish(self, events: Iterable[Event]) -> None:
-        """Queue the events of one commit for publishing, in order. Call after the commit."""
+        """Publish the events of one commit, in order. Call after the commit; never raises."""
         if self._client is None:
             return
         payloads = [event.model_dump_json() for event in events]
         if not payloads:
             return
+        with self._lock:
+            direct = self._direct
+            if not direct:
+                self._hand_over(payloads)
+        if direct and not self._send(payloads):
+            with self._lock:
+                self._direct = False
+
+    def _hand_over(self, payloads: list[str]) -> None:
         if self._pending.qsize() >= self._max_pending:
             EVENT_PUBLISH_FAILURES.inc(len(payloads))
             log.warning(
@@ -110,11 +126,15 @@ class EventPublisher:
                     item = self._pending.get_nowait()
                 except Empty:
                     break
-            self._send(batch)
+            if batch and self._send(batch):
+                with self._lock:
+                    if self._pending.empty():
+                        self._direct = True
 
-    def _send(self, payloads: list[str]) -> None:
+    def _send(self, payloads: list[str]) -> bool:
+        """Send `payloads` in one pipeline; False (counted and logged) when Redis failed."""
         if not payloads or self._client is None:
-            return
+            return True
         pipeline = self._client.pipeline(transaction=False)
         for payload in payloads:
             pipeline.publish(EVENTS_CHANNEL, payload)
@@ -123,5 +143,6 @@ class EventPublisher:
         except redis.RedisError as exc:
             EVENT_PUBLISH_FAILURES.inc(len(payloads))
             log.warning("could not publish %d event(s): %r", len(payloads), exc)
-            return
+            return False
         EVENTS_PUBLISHED.inc(len(payloads))
+        return True
