@@ -9,6 +9,7 @@ statements are built on the ORM's own tables. Nothing here commits: the caller's
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import fields
 from datetime import datetime
 from functools import cache
 from typing import Any
@@ -33,14 +34,9 @@ _RUN_PREFIX = "run__"
 
 _RUN_KEY = (RUNS.c.eval_id == bindparam("eval_id")) & (RUNS.c.role == bindparam("role"))
 _SELECT_RUN = select(RUNS).where(_RUN_KEY)
-# What the state machine decides on (RunState): reading every column (output included) to decide
-# cost a third of an update's database time.
-_SELECT_RUN_STATE = select(
-    *(
-        RUNS.c[name]
-        for name in ("eval_id", "role", "status", "backend", "attempts", "replays", "reason")
-    )
-).where(_RUN_KEY)
+# What the state machine decides on (RunState's fields): the other columns (the output among
+# them) would be fetched and converted for nothing.
+_SELECT_RUN_STATE = select(*(RUNS.c[field.name] for field in fields(RunState))).where(_RUN_KEY)
 _EVALUATION_EXISTS = select(EVALUATIONS.c.eval_id).where(
     EVALUATIONS.c.eval_id == bindparam("eval_id")
 )

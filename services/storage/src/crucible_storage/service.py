@@ -252,7 +252,7 @@ def _apply(
 def _with_evaluation(connection: Connection, events: list[Event]) -> list[Event]:
     """`events` with the evaluation, as read in this transaction, on the one that ends it."""
     found = hot.get_evaluation(connection, eval_id=events[0].eval_id)
-    if found is None:  # deleted meanwhile: nothing to carry
+    if found is None:  # cannot be: the run this transaction updated holds its evaluation
         return events
     evaluation = evaluation_view(*found)
     return [
