@@ -15,7 +15,7 @@ from crucible_contracts.models import EvaluationView
 from crucible_contracts.names import EventName, Role
 from crucible_contracts.status import TERMINAL, Status
 from crucible_runtime.pytest_plugin import wait_for
-from crucible_storage import repository
+from crucible_storage import hot
 
 WRITERS = 10
 ROUNDS = 4
@@ -27,8 +27,8 @@ def test_a_compare_and_set_on_a_stale_status_changes_nothing(store) -> None:
     store.update(eval_id, status=Status.RUNNING)
 
     with store.database.writer() as session:
-        lost = repository.compare_and_set_run(
-            session,
+        lost = hot.compare_and_set_run(
+            session.connection(),
             eval_id=eval_id,
             role=Role.PRIMARY,
             expected_status=Status.QUEUED,
@@ -51,8 +51,8 @@ def test_a_writer_blocked_behind_a_commit_reads_again_and_decides(
     eval_id = pg_store.create().eval_id
     pg_store.update(eval_id, status=Status.RUNNING)
     with pg_store.database.writer() as first, ThreadPoolExecutor(1) as pool:
-        won = repository.compare_and_set_run(
-            first,
+        won = hot.compare_and_set_run(
+            first.connection(),
             eval_id=eval_id,
             role=Role.PRIMARY,
             expected_status=Status.RUNNING,

@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import httpx
 import pytest
 import redis
 
-from crucible_contracts.models import Event, RunUpdate
-from crucible_contracts.names import EVENTS_CHANNEL, EventName, Role
+from crucible_contracts.ids import new_eval_id
+from crucible_contracts.models import Event, RunCreate, RunUpdate
+from crucible_contracts.names import EVENTS_CHANNEL, Backend, EventName, Role
 from crucible_contracts.status import Status
 from crucible_runtime.pytest_plugin import (
     ManagedProcess,
     ProcessStarter,
+    free_port,
     start_redis_server,
     wait_for,
 )
+from crucible_storage.events import EVENT_PUBLISH_FAILURES, EVENTS_PUBLISHED, EventPublisher
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +108,9 @@ def test_each_committed_change_is_published_after_it_is_readable(
     assert seen_by_reader is Status.RUNNING
     # The duplicate `running` report published nothing: the next event is the timeout.
     assert (timed_out.status, timed_out.detail["limit_s"]) == (Status.TIMEOUT, 5)
-    assert client.events(eval_id) == [created, running, timed_out]
+    # The timeline is what was published, less the evaluation the ending event carried.
+    published = [created, running, timed_out.model_copy(update={"evaluation": None})]
+    assert client.events(eval_id) == published
 
 
 def test_writes_succeed_while_redis_is_down_and_publishing_resumes(
@@ -121,7 +127,12 @@ def test_writes_succeed_while_redis_is_down_and_publishing_resumes(
     assert running.status is Status.RUNNING
     assert client.get_evaluation(eval_id).status is Status.RUNNING
     assert client.get_evaluation(created_meanwhile).status is Status.QUEUED
-    assert failures_counted(shared_http) == before + 2
+    # Published by storage's publishing thread after the answers: counted once it gave up.
+    wait_for(
+        lambda: failures_counted(shared_http) == before + 2,
+        timeout=10,
+        what="the two lost events to be counted",
+    )
     assert [e.status for e in client.events(eval_id)] == [Status.QUEUED, Status.RUNNING]
 
     redis_server.start()
@@ -129,3 +140,112 @@ def test_writes_succeed_while_redis_is_down_and_publishing_resumes(
     pubsub = subscribe(redis_server.url)
     client.update_run(eval_id, Role.PRIMARY, RunUpdate(status=Status.COMPLETED, exit_code=0))
     assert next_event(pubsub, eval_id).status is Status.COMPLETED
+
+
+def test_the_event_that_ends_the_primary_run_carries_the_finished_evaluation(
+    shared_client, events_redis, subscribe, new_evaluation
+) -> None:
+    pubsub = subscribe(events_redis.url)
+    client = shared_client
+    eval_id = client.create_evaluation(new_evaluation()).eval_id
+    client.add_run(eval_id, RunCreate(role=Role.SHADOW, backend=Backend.CELERY))
+    for role in (Role.PRIMARY, Role.SHADOW):
+        client.update_run(eval_id, role, RunUpdate(status=Status.RUNNING, attempts=1))
+    result = RunUpdate(status=Status.COMPLETED, exit_code=0, output="1\n", runtime_ms=3.5)
+    client.update_run(eval_id, Role.PRIMARY, result)
+    client.update_run(eval_id, Role.SHADOW, result)
+
+    events = [next_event(pubsub, eval_id) for _ in range(6)]
+    carrying = [event for event in events if event.evaluation is not None]
+
+    assert [(event.role, event.status) for event in carrying] == [(Role.PRIMARY, Status.COMPLETED)]
+    finished = carrying[0].evaluation
+    assert (finished.status, finished.output, finished.exit_code) == (Status.COMPLETED, "1\n", 0)
+    # As that commit left it: the shadow was still running then.
+    assert [(run.role, run.status) for run in finished.runs] == [
+        (Role.PRIMARY, Status.COMPLETED),
+        (Role.SHADOW, Status.RUNNING),
+    ]
+    now = client.get_evaluation(eval_id)
+    assert finished == now.model_copy(update={"runs": [now.runs[0], finished.runs[1]]})
+
+
+def test_the_events_of_one_commit_and_of_commits_in_a_row_arrive_in_order(
+    events_redis, subscribe
+) -> None:
+    """Each commit's events go out in one pipeline, in order."""
+    pubsub = subscribe(events_redis.url)
+    publisher = EventPublisher(events_redis.url)
+    eval_id = new_eval_id()
+    at = datetime.now(UTC)
+    commits = [
+        [
+            Event(eval_id=eval_id, event=EventName.RETRIED, at=at, detail={"n": commit, "i": i})
+            for i in range(3)
+        ]
+        for commit in range(20)
+    ]
+    before = EVENTS_PUBLISHED._value.get()
+    try:
+        for events in commits:
+            publisher.publish(events)
+        assert publisher.flush(timeout=10)
+    finally:
+        publisher.close()
+
+    received = [next_event(pubsub, eval_id).detail for _ in range(60)]
+    assert received == [event.detail for events in commits for event in events]
+    assert EVENTS_PUBLISHED._value.get() == before + 60
+
+
+def test_writes_commit_while_events_cannot_be_published(store) -> None:
+    """A Redis that refuses connections: every write commits, every event is counted lost."""
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    publisher = EventPublisher(dead, timeout=0.2)
+    store.publisher = publisher
+    before = EVENT_PUBLISH_FAILURES._value.get()
+    try:
+        eval_id = store.create().eval_id
+        store.update(eval_id, status=Status.RUNNING)
+        store.update(eval_id, status=Status.COMPLETED, output="done")
+        assert publisher.flush(timeout=10)
+    finally:
+        publisher.close()
+
+    assert store.get(eval_id).output == "done"
+    assert [event.status for event in store.events(eval_id)] == [
+        Status.QUEUED,
+        Status.RUNNING,
+        Status.COMPLETED,
+    ]
+    assert EVENT_PUBLISH_FAILURES._value.get() == before + 3
+
+
+def test_after_an_outage_commits_are_published_again_in_order(redis_server, subscribe) -> None:
+    """Lost while Redis is down (counted); then the publishing thread sends the next commit and
+    hands back to direct sends, without reordering."""
+    publisher = EventPublisher(redis_server.url, timeout=0.2)
+    eval_id, at = new_eval_id(), datetime.now(UTC)
+
+    def commit(n: int) -> list[Event]:
+        return [Event(eval_id=eval_id, event=EventName.RETRIED, at=at, detail={"n": n})]
+
+    before = EVENT_PUBLISH_FAILURES._value.get()
+    try:
+        redis_server.stop()
+        for n in range(3):
+            publisher.publish(commit(n))
+        assert publisher.flush(timeout=10)
+        lost = EVENT_PUBLISH_FAILURES._value.get() - before
+
+        redis_server.start()
+        wait_for(lambda: redis.Redis.from_url(redis_server.url).ping(), timeout=10, what="redis")
+        pubsub = subscribe(redis_server.url)
+        for n in range(3, 8):
+            publisher.publish(commit(n))
+        assert publisher.flush(timeout=10)
+    finally:
+        publisher.close()
+
+    assert lost == 3
+    assert [next_event(pubsub, eval_id).detail["n"] for _ in range(5)] == [3, 4, 5, 6, 7]

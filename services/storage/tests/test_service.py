@@ -10,7 +10,7 @@ from crucible_contracts.errors import Conflict, IllegalTransition, NotFound
 from crucible_contracts.models import ComparisonOutcome, ComparisonRecord, RunCreate
 from crucible_contracts.names import Backend, EventName, Role
 from crucible_contracts.status import TERMINAL, TRANSITIONS, Status
-from crucible_storage import repository, service
+from crucible_storage import hot, repository, service
 from crucible_storage.tables import utcnow
 
 LEGAL = [(old, new) for old, targets in TRANSITIONS.items() for new in sorted(targets)]
@@ -214,7 +214,7 @@ def test_delete_by_age_removes_only_old_evaluations_with_everything_they_own(sto
     with store.database.reader() as session:
         assert repository.list_events(session, eval_id=old[0]) == []
         assert repository.get_comparison(session, eval_id=old[0]) is None
-        assert repository.get_run(session, eval_id=old[1], role=Role.PRIMARY) is None
+        assert hot.get_run(session.connection(), eval_id=old[1], role=Role.PRIMARY) is None
 
 
 def test_a_comparison_is_recorded_once(store) -> None:

@@ -384,6 +384,11 @@ class Event(StrictModel):
     status: StatusValue | None = None
     at: Timestamp
     detail: dict[str, Any] = Field(default_factory=dict)
+    evaluation: EvaluationView | None = Field(
+        default=None,
+        description="On the event that ends the primary run, as published: the evaluation as "
+        "that commit left it, so that a follower needs no read. Null on the stored timeline.",
+    )
 
 
 class Deleted(StrictModel):

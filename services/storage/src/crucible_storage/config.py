@@ -21,6 +21,10 @@ class Settings(ServiceSettings):
     startup_wait_seconds: float = 30
     db_pool_size: int = 10
     db_max_overflow: int = 20
+    # Whether the hot routes call the database on the event loop instead of a worker thread.
+    # Unset: on SQLite only (short local calls); PostgreSQL's round trips and lock waits would
+    # hold every other request up.
+    db_inline: bool | None = None
     # SQLite: how long a writer waits for the file lock before giving up.
     sqlite_busy_timeout_ms: int = 5000
     # Redis publish timeouts: a slow or dead Redis must not hold up a committed write for long.

@@ -20,6 +20,9 @@ from sqlalchemy.pool import StaticPool
 from crucible_contracts.errors import Unavailable
 
 _WRITE_OPTION = "crucible_write"
+# SQLite: no BEGIN at all (pysqlite runs with isolation_level None, so each statement commits on
+# its own): for reads of one statement, which are consistent by themselves.
+_AUTOCOMMIT_OPTION = "crucible_autocommit"
 
 
 def normalize_url(raw: str) -> URL:
@@ -63,8 +66,10 @@ def _sqlite_engine(url: URL, *, busy_timeout_ms: int) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
-        writes = connection.get_execution_options().get(_WRITE_OPTION, False)
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN")
+        options = connection.get_execution_options()
+        if options.get(_AUTOCOMMIT_OPTION, False):
+            return
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if options.get(_WRITE_OPTION) else "BEGIN")
 
     return engine
 
@@ -89,15 +94,25 @@ class Database:
         pool_size: int = 10,
         max_overflow: int = 20,
         busy_timeout_ms: int = 5000,
+        inline: bool | None = None,
     ) -> None:
         self.url = normalize_url(url)
         self.dialect = self.url.get_backend_name()
+        # Whether the async routes call the database on the event loop (`deps.in_connection`);
+        # by default on SQLite only, whose calls never wait on the network.
+        self.inline = self.dialect == "sqlite" if inline is None else inline
         if self.dialect == "sqlite":
             self.engine = _sqlite_engine(self.url, busy_timeout_ms=busy_timeout_ms)
         else:
             self.engine = _postgres_engine(self.url, pool_size=pool_size, max_overflow=max_overflow)
         # Shares the engine's pool; only the way transactions begin differs (see module docstring).
         self.write_engine = self.engine.execution_options(**{_WRITE_OPTION: True})
+        # For reads of a single statement: no transaction to begin and end (two statements on
+        # SQLite, two round trips on PostgreSQL).
+        if self.dialect == "sqlite":
+            self.autocommit_engine = self.engine.execution_options(**{_AUTOCOMMIT_OPTION: True})
+        else:
+            self.autocommit_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self._reader = sessionmaker(self.engine, expire_on_commit=False)
         self._writer = sessionmaker(self.write_engine, expire_on_commit=False)
 

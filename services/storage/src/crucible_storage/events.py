@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterable
+from queue import Empty, SimpleQueue
 
 import redis
 from prometheus_client import Counter
@@ -20,46 +22,127 @@ EVENTS_PUBLISHED = Counter(
 )
 EVENT_PUBLISH_FAILURES = Counter(
     "crucible_storage_event_publish_failures_total",
-    "Committed events that could not be published because Redis failed",
+    "Committed events that could not be published because Redis failed (or too many waited)",
 )
+
+# Commits whose events may wait for Redis at once; past that a commit's events are dropped and
+# counted as failures (a Redis that hangs must not make storage hold events without bound).
+MAX_PENDING_COMMITS = 10_000
 
 
 class EventPublisher:
     """Publishes Event JSON on EVENTS_CHANNEL; without a Redis URL it publishes nothing.
 
     A Redis failure is logged and counted, never raised: the write it follows has committed.
+    While Redis answers, `publish` sends the events of one commit itself, in one pipeline (one
+    round trip). Once a send fails, later commits only hand their events to a publishing thread,
+    which sends everything queued since its last send in one pipeline; when one of its sends
+    succeeds with nothing left queued, commits send directly again. So a dead or hanging Redis
+    costs a writer (and the event loop) at most one timeout per outage, and the order of the
+    commits is kept across the switches.
     """
 
-    def __init__(self, redis_url: str | None, *, timeout: float = 0.5) -> None:
+    def __init__(
+        self, redis_url: str | None, *, timeout: float = 0.5, max_pending: int = MAX_PENDING_COMMITS
+    ) -> None:
         self._client: redis.Redis | None = None
+        self._pending: SimpleQueue[list[str] | threading.Event | None] = SimpleQueue()
+        self._max_pending = max_pending
+        self._thread: threading.Thread | None = None
+        # Guards `_direct` and every hand-over to the thread, so that no commit is queued
+        # between the thread's "nothing left" and its switch back to direct sends.
+        self._lock = threading.Lock()
+        self._direct = True
         if redis_url:
             self._client = redis.Redis.from_url(
                 redis_url,
                 socket_connect_timeout=timeout,
                 socket_timeout=timeout,
-                # One try: a dead Redis must not hold up the answer to a committed write.
+                # One try: a dead Redis costs one timeout per batch, not several.
                 retry=Retry(NoBackoff(), 0),
             )
+            self._thread = threading.Thread(target=self._run, name="event-publisher", daemon=True)
+            self._thread.start()
 
     @property
     def enabled(self) -> bool:
         return self._client is not None
 
     def publish(self, events: Iterable[Event]) -> None:
+        """Publish the events of one commit, in order. Call after the commit; never raises."""
         if self._client is None:
             return
-        pending = list(events)
-        for index, event in enumerate(pending):
-            try:
-                self._client.publish(EVENTS_CHANNEL, event.model_dump_json())
-            except redis.RedisError as exc:
-                # The rest of this batch would fail the same way; count them all as lost.
-                lost = len(pending) - index
-                EVENT_PUBLISH_FAILURES.inc(lost)
-                log.warning("could not publish %d event(s) of %s: %r", lost, event.eval_id, exc)
-                return
-            EVENTS_PUBLISHED.inc()
+        payloads = [event.model_dump_json() for event in events]
+        if not payloads:
+            return
+        with self._lock:
+            direct = self._direct
+            if not direct:
+                self._hand_over(payloads)
+        if direct and not self._send(payloads):
+            with self._lock:
+                self._direct = False
 
-    def close(self) -> None:
+    def _hand_over(self, payloads: list[str]) -> None:
+        if self._pending.qsize() >= self._max_pending:
+            EVENT_PUBLISH_FAILURES.inc(len(payloads))
+            log.warning(
+                "%d event(s) dropped: %d commits wait for Redis", len(payloads), self._max_pending
+            )
+            return
+        self._pending.put(payloads)
+
+    def flush(self, timeout: float = 5) -> bool:
+        """Wait until everything queued before this call was sent (or failed); False on timeout."""
+        if self._thread is None:
+            return True
+        done = threading.Event()
+        self._pending.put(done)
+        return done.wait(timeout)
+
+    def close(self, timeout: float = 5) -> None:
+        """Send what is queued (within `timeout`), then stop the thread and close the client."""
+        if self._thread is not None:
+            self._pending.put(None)
+            self._thread.join(timeout)
         if self._client is not None:
             self._client.close()
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            batch: list[str] = []
+            item = self._pending.get()
+            while True:
+                if item is None:
+                    stopping = True
+                elif isinstance(item, threading.Event):
+                    self._send(batch)  # everything before the marker goes out first
+                    batch = []
+                    item.set()
+                else:
+                    batch.extend(item)
+                try:
+                    item = self._pending.get_nowait()
+                except Empty:
+                    break
+            if batch and self._send(batch):
+                with self._lock:
+                    if self._pending.empty():
+                        self._direct = True
+
+    def _send(self, payloads: list[str]) -> bool:
+        """Send `payloads` in one pipeline; False (counted and logged) when Redis failed."""
+        if not payloads or self._client is None:
+            return True
+        pipeline = self._client.pipeline(transaction=False)
+        for payload in payloads:
+            pipeline.publish(EVENTS_CHANNEL, payload)
+        try:
+            pipeline.execute()
+        except redis.RedisError as exc:
+            EVENT_PUBLISH_FAILURES.inc(len(payloads))
+            log.warning("could not publish %d event(s): %r", len(payloads), exc)
+            return False
+        EVENTS_PUBLISHED.inc(len(payloads))
+        return True

@@ -33,6 +33,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+        inline=settings.db_inline,
     )
     publisher = EventPublisher(settings.redis_url, timeout=settings.redis_timeout_seconds)
 

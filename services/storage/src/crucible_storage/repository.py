@@ -9,74 +9,9 @@ from typing import Any
 from sqlalchemy import ColumnElement, Row, case, delete, exists, func, select, update
 from sqlalchemy.orm import Session, aliased, contains_eager, selectinload
 
-from crucible_contracts.models import EvaluationCreate, Program
-from crucible_contracts.names import Backend, EventName, Role
+from crucible_contracts.names import Backend, Role
 from crucible_contracts.status import TERMINAL, Status
 from crucible_storage.tables import Comparison, Evaluation, EventRecord, Run
-
-
-def program_columns(program: Program) -> dict[str, Any]:
-    """The `evaluations` columns that hold `program` (one column per field, named alike)."""
-    return program.model_dump()
-
-
-def program_of(evaluation: Evaluation) -> Program:
-    """The program an evaluation's row holds: the inverse of `program_columns`."""
-    return Program.model_validate(evaluation, from_attributes=True)
-
-
-def insert_evaluation(session: Session, *, create: EvaluationCreate, now: datetime) -> Evaluation:
-    """Add the evaluation and its primary run (queued, on `create.backend`); flushed, not committed."""
-    evaluation = Evaluation(
-        eval_id=create.eval_id,
-        **program_columns(create.program),
-        priority=create.priority,
-        routing_key=create.routing_key,
-        tenant=create.tenant,
-        created_at=now,
-    )
-    evaluation.runs.append(_new_run(role=Role.PRIMARY, backend=create.backend, now=now))
-    session.add(evaluation)
-    session.flush()
-    return evaluation
-
-
-def insert_run(
-    session: Session, *, eval_id: str, role: Role, backend: Backend, now: datetime
-) -> Run:
-    run = _new_run(role=role, backend=backend, now=now)
-    run.eval_id = eval_id
-    session.add(run)
-    session.flush()
-    return run
-
-
-def _new_run(*, role: Role, backend: Backend, now: datetime) -> Run:
-    return Run(
-        role=role,
-        backend=backend,
-        status=Status.QUEUED,
-        attempts=0,
-        output_truncated=False,
-        error_truncated=False,
-        created_at=now,
-        queued_at=now,
-    )
-
-
-def evaluation_exists(session: Session, *, eval_id: str) -> bool:
-    found = session.execute(select(Evaluation.eval_id).where(Evaluation.eval_id == eval_id))
-    return found.first() is not None
-
-
-def get_evaluation(session: Session, *, eval_id: str) -> Evaluation | None:
-    query = (
-        select(Evaluation)
-        .where(Evaluation.eval_id == eval_id)
-        .options(selectinload(Evaluation.runs))
-        .execution_options(populate_existing=True)
-    )
-    return session.scalars(query).one_or_none()
 
 
 def list_evaluations(
@@ -164,60 +99,6 @@ def stuck_runs(
     if backend is not None:
         query = query.where(Run.backend == backend)
     return session.scalars(query).all()
-
-
-def get_run(session: Session, *, eval_id: str, role: Role) -> Run | None:
-    """The run as committed now (never a copy cached by the session)."""
-    query = (
-        select(Run)
-        .where(Run.eval_id == eval_id, Run.role == role)
-        .execution_options(populate_existing=True)
-    )
-    return session.scalars(query).one_or_none()
-
-
-def compare_and_set_run(
-    session: Session,
-    *,
-    eval_id: str,
-    role: Role,
-    expected_status: Status,
-    values: dict[str, Any],
-    attempts: int | None,
-) -> Run | None:
-    """UPDATE the run only if its status is still `expected_status`; the updated run, else None.
-
-    `attempts` is written as max(current, attempts) inside the statement, so it only grows.
-    """
-    changes = dict(values)
-    if attempts is not None:
-        changes["attempts"] = case((Run.attempts < attempts, attempts), else_=Run.attempts)
-    statement = (
-        update(Run)
-        .where(Run.eval_id == eval_id, Run.role == role, Run.status == expected_status)
-        .values(**changes)
-        .returning(Run)
-        .execution_options(populate_existing=True, synchronize_session=False)
-    )
-    return session.scalars(statement).one_or_none()
-
-
-def add_event(
-    session: Session,
-    *,
-    eval_id: str,
-    event: EventName,
-    role: Role | None,
-    status: Status | None,
-    at: datetime,
-    detail: dict[str, Any],
-) -> EventRecord:
-    record = EventRecord(
-        eval_id=eval_id, event=event.value, role=role, status=status, at=at, detail=detail
-    )
-    session.add(record)
-    session.flush()
-    return record
 
 
 def list_events(session: Session, *, eval_id: str) -> Sequence[EventRecord]:

@@ -34,6 +34,8 @@ from crucible_storage.deps import (
     ReadSession,
     SettingsDep,
     WriteSession,
+    in_connection,
+    json_response,
 )
 from crucible_storage.schemas import Health
 
@@ -54,11 +56,22 @@ def health(database: DatabaseDep) -> Health:
     return service.health(database=database)
 
 
-@router.post("/evaluations", status_code=status.HTTP_201_CREATED)
-def create_evaluation(
-    body: EvaluationCreate, session: WriteSession, publisher: PublisherDep
-) -> EvaluationView:
-    return service.create_evaluation(session=session, publisher=publisher, create=body)
+# The four routes every evaluation calls are coroutines that answer a ready Response: see
+# `deps.in_connection` and `deps.json_response`. Their OpenAPI is the same as with sync routes.
+
+
+@router.post("/evaluations", status_code=status.HTTP_201_CREATED, response_model=EvaluationView)
+async def create_evaluation(
+    body: EvaluationCreate, database: DatabaseDep, publisher: PublisherDep
+) -> Response:
+    view = await in_connection(
+        database,
+        lambda connection: service.create_evaluation(
+            session=connection, publisher=publisher, create=body
+        ),
+        write=True,
+    )
+    return json_response(view, status.HTTP_201_CREATED)
 
 
 @router.get("/evaluations")
@@ -83,37 +96,58 @@ def delete_evaluations(
     return service.delete_older_than(session=session, seconds=older_than_seconds)
 
 
-@router.get("/evaluations/{eval_id}")
-def get_evaluation(
-    eval_id: EvalId, session: ReadSession, tenant: TenantScope = None
-) -> EvaluationView:
-    return service.get_evaluation(session=session, eval_id=eval_id, tenant=tenant)
+@router.get("/evaluations/{eval_id}", response_model=EvaluationView)
+async def get_evaluation(
+    eval_id: EvalId, database: DatabaseDep, tenant: TenantScope = None
+) -> Response:
+    view = await in_connection(
+        database,
+        lambda connection: service.get_evaluation(
+            session=connection, eval_id=eval_id, tenant=tenant
+        ),
+        write=False,
+    )
+    return json_response(view)
 
 
-@router.post("/evaluations/{eval_id}/runs", status_code=status.HTTP_201_CREATED)
-def add_run(
-    eval_id: EvalId, body: RunCreate, session: WriteSession, publisher: PublisherDep
-) -> RunView:
-    return service.add_run(session=session, publisher=publisher, eval_id=eval_id, run=body)
+@router.post(
+    "/evaluations/{eval_id}/runs", status_code=status.HTTP_201_CREATED, response_model=RunView
+)
+async def add_run(
+    eval_id: EvalId, body: RunCreate, database: DatabaseDep, publisher: PublisherDep
+) -> Response:
+    view = await in_connection(
+        database,
+        lambda connection: service.add_run(
+            session=connection, publisher=publisher, eval_id=eval_id, run=body
+        ),
+        write=True,
+    )
+    return json_response(view, status.HTTP_201_CREATED)
 
 
-@router.patch("/evaluations/{eval_id}/runs/{role}")
-def update_run(
+@router.patch("/evaluations/{eval_id}/runs/{role}", response_model=RunView)
+async def update_run(
     eval_id: EvalId,
     role: Role,
     body: RunUpdate,
-    session: WriteSession,
+    database: DatabaseDep,
     publisher: PublisherDep,
     tenant: TenantScope = None,
-) -> RunView:
-    return service.update_run(
-        session=session,
-        publisher=publisher,
-        eval_id=eval_id,
-        role=role,
-        update=body,
-        tenant=tenant,
+) -> Response:
+    view = await in_connection(
+        database,
+        lambda connection: service.update_run(
+            session=connection,
+            publisher=publisher,
+            eval_id=eval_id,
+            role=role,
+            update=body,
+            tenant=tenant,
+        ),
+        write=True,
     )
+    return json_response(view)
 
 
 @router.post("/evaluations/{eval_id}/runs/{role}/replay")

@@ -1,5 +1,9 @@
 """Storage's operations: each takes a session, commits what it wrote, then publishes the events.
 
+The operations of the hot path (create, get, add and report on a run) also take a plain Core
+Connection (`hot.SessionLike`), which the async routes give them: it skips the Session's
+bookkeeping, which they do not use.
+
 Publishing only after the commit means a follower of the event stream never hears of a change that
 the database does not hold; a change whose event is lost is still in the database.
 """
@@ -9,10 +13,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
+from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from crucible_contracts.errors import Conflict, CrucibleError, InvalidInput, NotFound
+from crucible_contracts.errors import Conflict, InvalidInput, NotFound
 from crucible_contracts.models import (
     ComparisonRecord,
     ComparisonView,
@@ -29,12 +34,20 @@ from crucible_contracts.models import (
 )
 from crucible_contracts.names import Backend, EventName, Role
 from crucible_contracts.status import Status
-from crucible_storage import repository, stats, tenancy
+from crucible_storage import hot, repository, stats, tenancy
 from crucible_storage.db import Database
 from crucible_storage.events import EventPublisher
+from crucible_storage.hot import SessionLike
 from crucible_storage.schemas import Health
-from crucible_storage.tables import Comparison, Evaluation, EventRecord, Run, utcnow
-from crucible_storage.transitions import Plan, RunState, plan_replay, plan_update
+from crucible_storage.tables import utcnow
+from crucible_storage.transitions import Plan, PlannedEvent, RunState, plan_replay, plan_update
+from crucible_storage.views import (
+    comparison_view,
+    evaluation_view,
+    event_view,
+    run_view,
+    stuck_run_view,
+)
 
 # Each lost compare-and-set means the status moved forward, and it can do that at most twice.
 MAX_CAS_ROUNDS = 5
@@ -44,7 +57,7 @@ MAX_CAS_ROUNDS = 5
 
 
 def create_evaluation(
-    *, session: Session, publisher: EventPublisher, create: EvaluationCreate
+    *, session: SessionLike, publisher: EventPublisher, create: EvaluationCreate
 ) -> EvaluationView:
     """Create the evaluation with its primary run queued on `create.backend`; 409 if it exists,
     Busy (429) when its tenant has `create.max_in_flight` evaluations queued or running already.
@@ -54,31 +67,33 @@ def create_evaluation(
     """
     tenancy.check_in_flight(session, tenant=create.tenant, cap=create.max_in_flight)
     now = utcnow()
+    created = PlannedEvent(
+        EventName.CREATED,
+        Status.QUEUED,
+        {"backend": create.backend.value, "priority": create.priority},
+    )
+    connection = hot.connection_of(session)
     try:
-        evaluation = repository.insert_evaluation(session, create=create, now=now)
-        record = repository.add_event(
-            session,
-            eval_id=create.eval_id,
-            event=EventName.CREATED,
-            role=Role.PRIMARY,
-            status=Status.QUEUED,
-            at=now,
-            detail={"backend": create.backend.value, "priority": create.priority},
+        evaluation, run = hot.insert_evaluation(connection, create=create, now=now)
+        events = hot.record_events(
+            connection, eval_id=create.eval_id, role=Role.PRIMARY, at=now, planned=[created]
         )
         session.commit()
     except IntegrityError as exc:  # the eval_id exists
         session.rollback()
         raise _exists(create.eval_id) from exc
-    publisher.publish([event_view(record)])
-    return evaluation_view(evaluation)
+    publisher.publish(events)
+    return evaluation_view(evaluation, [run])
 
 
-def get_evaluation(*, session: Session, eval_id: str, tenant: str | None = None) -> EvaluationView:
+def get_evaluation(
+    *, session: SessionLike, eval_id: str, tenant: str | None = None
+) -> EvaluationView:
     """The evaluation; NotFound when unknown or (with `tenant`) another tenant's."""
-    evaluation = _evaluation_or_404(session, eval_id)
-    if tenant is not None and evaluation.tenant != tenant:
+    found = hot.get_evaluation(hot.connection_of(session), eval_id=eval_id)
+    if found is None or (tenant is not None and found[0].tenant != tenant):
         raise tenancy.not_found(eval_id)
-    return evaluation_view(evaluation)
+    return evaluation_view(*found)
 
 
 def list_evaluations(
@@ -96,7 +111,10 @@ def list_evaluations(
         session, status=status, backend=backend, limit=limit, offset=offset, tenant=tenant
     )
     return EvaluationPage(
-        items=[evaluation_view(item) for item in items], total=total, limit=limit, offset=offset
+        items=[evaluation_view(item, item.runs) for item in items],
+        total=total,
+        limit=limit,
+        offset=offset,
     )
 
 
@@ -115,37 +133,38 @@ def delete_older_than(*, session: Session, seconds: float) -> Deleted:
 
 
 def add_run(
-    *, session: Session, publisher: EventPublisher, eval_id: str, run: RunCreate
+    *, session: SessionLike, publisher: EventPublisher, eval_id: str, run: RunCreate
 ) -> RunView:
-    """Add a run (the shadow one) beside the primary; 409 if the evaluation has that role already."""
-    _evaluation_or_404(session, eval_id)
-    if repository.get_run(session, eval_id=eval_id, role=run.role) is not None:
-        raise Conflict(f"evaluation {eval_id} already has a {run.role} run", eval_id=eval_id)
+    """Add a run (the shadow one) beside the primary; 409 if the evaluation has that role already,
+    404 if there is no such evaluation.
+
+    The keys are the only checks (the run's primary key, its evaluation's foreign key): looking
+    first would cost every shadow two queries to catch what the insert catches anyway.
+    """
+    connection = hot.connection_of(session)
     now = utcnow()
+    created = PlannedEvent(EventName.CREATED, Status.QUEUED, {"backend": run.backend.value})
     try:
-        created = repository.insert_run(
-            session, eval_id=eval_id, role=run.role, backend=run.backend, now=now
+        row = hot.insert_run(
+            connection, eval_id=eval_id, role=run.role, backend=run.backend, now=now
         )
-        record = repository.add_event(
-            session,
-            eval_id=eval_id,
-            event=EventName.CREATED,
-            role=run.role,
-            status=Status.QUEUED,
-            at=now,
-            detail={"backend": run.backend.value},
+        events = hot.record_events(
+            connection, eval_id=eval_id, role=run.role, at=now, planned=[created]
         )
         session.commit()
     except IntegrityError as exc:
         session.rollback()
-        raise Conflict(f"evaluation {eval_id} already has a {run.role} run") from exc
-    publisher.publish([event_view(record)])
-    return run_view(created)
+        _evaluation_or_404(session, eval_id)
+        raise Conflict(
+            f"evaluation {eval_id} already has a {run.role} run", eval_id=eval_id
+        ) from exc
+    publisher.publish(events)
+    return run_view(row)
 
 
 def update_run(
     *,
-    session: Session,
+    session: SessionLike,
     publisher: EventPublisher,
     eval_id: str,
     role: Role,
@@ -169,7 +188,7 @@ def update_run(
 
 
 def replay_run(
-    *, session: Session, publisher: EventPublisher, eval_id: str, role: Role, max_replays: int
+    *, session: SessionLike, publisher: EventPublisher, eval_id: str, role: Role, max_replays: int
 ) -> RunView:
     """Send a run that ended `error` back to `queued` (`transitions.plan_replay`), recording and
     publishing an `eval.replayed` event. Raises NotFound, IllegalTransition (not `error`) or
@@ -185,7 +204,7 @@ def replay_run(
 
 def _apply(
     *,
-    session: Session,
+    session: SessionLike,
     publisher: EventPublisher,
     eval_id: str,
     role: Role,
@@ -194,18 +213,23 @@ def _apply(
     """Plan a change from the run as read, and write it with a compare-and-set on that status.
 
     When another writer got there first, the run is read again and the change decided anew (it
-    may then be idempotent, or illegal).
+    may then be idempotent, or illegal). The event that ends the primary run is published with
+    the evaluation as this commit leaves it (`Event.evaluation`).
     """
+    connection = hot.connection_of(session)
     for _ in range(MAX_CAS_ROUNDS):
-        run = repository.get_run(session, eval_id=eval_id, role=role)
-        if run is None:
+        state = hot.get_run_state(connection, eval_id=eval_id, role=role)
+        if state is None:
             raise _run_not_found(session, eval_id, role)
         now = utcnow()
-        plan = plan_for(_state(run), now)
-        if plan.is_noop:
-            return run_view(run)
-        updated = repository.compare_and_set_run(
-            session,
+        plan = plan_for(state, now)
+        if plan.is_noop:  # a repeated report: answer the run as it is
+            run = hot.get_run(connection, eval_id=eval_id, role=role)
+            if run is not None:
+                return run_view(run)
+            continue
+        updated = hot.compare_and_set_run(
+            connection,
             eval_id=eval_id,
             role=role,
             expected_status=plan.expected_status,
@@ -214,22 +238,31 @@ def _apply(
         )
         if updated is None:
             continue
-        records = [
-            repository.add_event(
-                session,
-                eval_id=eval_id,
-                event=planned.event,
-                role=role,
-                status=planned.status,
-                at=now,
-                detail=planned.detail,
-            )
-            for planned in plan.events
-        ]
+        events = hot.record_events(
+            connection, eval_id=eval_id, role=role, at=now, planned=plan.events
+        )
+        if hot.ends_primary(role, plan.events):
+            events = _with_evaluation(connection, events)
         session.commit()
-        publisher.publish(event_view(record) for record in records)
+        publisher.publish(events)
         return run_view(updated)
     raise Conflict(f"run {role} of {eval_id} kept changing; try again", eval_id=eval_id)
+
+
+def _with_evaluation(connection: Connection, events: list[Event]) -> list[Event]:
+    """`events` with the evaluation, as read in this transaction, on the one that ends it."""
+    found = hot.get_evaluation(connection, eval_id=events[0].eval_id)
+    if found is None:  # cannot be: the run this transaction updated holds its evaluation
+        return events
+    evaluation = evaluation_view(*found)
+    return [
+        event.model_copy(update={"evaluation": evaluation})
+        if event.event is EventName.STATUS_CHANGED
+        and event.status is not None
+        and event.status.is_terminal()
+        else event
+        for event in events
+    ]
 
 
 def stuck_runs(
@@ -313,7 +346,7 @@ def pending_comparisons(*, session: Session, limit: int = 100) -> list[Evaluatio
     has not ended is overdue is the comparer's business. Oldest first within each group.
     """
     return [
-        evaluation_view(evaluation)
+        evaluation_view(evaluation, evaluation.runs)
         for evaluation in repository.pending_comparisons(session, limit=limit)
     ]
 
@@ -353,87 +386,16 @@ def health(*, database: Database) -> Health:
     return Health(status="ok", database=database.dialect)
 
 
-# --- views -----------------------------------------------------------------------------------------
-
-
-def run_view(run: Run) -> RunView:
-    return RunView.model_validate(run, from_attributes=True)
-
-
-def evaluation_view(evaluation: Evaluation) -> EvaluationView:
-    primary = next((run for run in evaluation.runs if run.role is Role.PRIMARY), None)
-    if primary is None:
-        raise CrucibleError(f"evaluation {evaluation.eval_id} has no primary run")
-    runs = sorted(evaluation.runs, key=lambda run: run.role is not Role.PRIMARY)
-    return EvaluationView(
-        eval_id=evaluation.eval_id,
-        # The public view keeps the program's fields flat (DESIGN.md).
-        **repository.program_of(evaluation).model_dump(),
-        priority=evaluation.priority,
-        routing_key=evaluation.routing_key,
-        tenant=evaluation.tenant,
-        created_at=evaluation.created_at,
-        **run_view(primary).model_dump(exclude={"role", "created_at"}),
-        runs=[run_view(run) for run in runs],
-    )
-
-
-def stuck_run_view(run: Run) -> StuckRun:
-    evaluation = run.evaluation
-    return StuckRun(
-        eval_id=run.eval_id,
-        role=run.role,
-        backend=run.backend,
-        status=run.status,
-        attempts=run.attempts,
-        replays=run.replays,
-        created_at=run.created_at,
-        queued_at=run.queued_at or run.created_at,
-        started_at=run.started_at,
-        program=repository.program_of(evaluation),
-        priority=evaluation.priority,
-    )
-
-
-def event_view(record: EventRecord) -> Event:
-    return Event(
-        eval_id=record.eval_id,
-        event=EventName(record.event),
-        role=record.role,
-        status=record.status,
-        at=record.at,
-        detail=record.detail or {},
-    )
-
-
-def comparison_view(comparison: Comparison) -> ComparisonView:
-    return ComparisonView.model_validate(comparison, from_attributes=True)
-
-
 # --- helpers ---------------------------------------------------------------------------------------
 
 
-def _state(run: Run) -> RunState:
-    return RunState(
-        eval_id=run.eval_id,
-        role=run.role,
-        status=run.status,
-        backend=run.backend,
-        attempts=run.attempts,
-        replays=run.replays,
-        reason=run.reason,
-    )
+def _evaluation_or_404(session: SessionLike, eval_id: str) -> None:
+    if not hot.evaluation_exists(hot.connection_of(session), eval_id=eval_id):
+        raise tenancy.not_found(eval_id)
 
 
-def _evaluation_or_404(session: Session, eval_id: str) -> Evaluation:
-    evaluation = repository.get_evaluation(session, eval_id=eval_id)
-    if evaluation is None:
-        raise NotFound(f"evaluation {eval_id} not found", eval_id=eval_id)
-    return evaluation
-
-
-def _run_not_found(session: Session, eval_id: str, role: Role) -> NotFound:
-    if repository.evaluation_exists(session, eval_id=eval_id):
+def _run_not_found(session: SessionLike, eval_id: str, role: Role) -> NotFound:
+    if hot.evaluation_exists(hot.connection_of(session), eval_id=eval_id):
         return NotFound(f"evaluation {eval_id} has no {role} run", eval_id=eval_id, role=role.value)
     return NotFound(f"evaluation {eval_id} not found", eval_id=eval_id)
 

@@ -7,7 +7,7 @@ counted in the same transaction that inserts the evaluation.
 
 from __future__ import annotations
 
-from sqlalchemy import func, select, text
+from sqlalchemy import bindparam, func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -22,6 +22,7 @@ from crucible_contracts.tenancy import (
     TenantLimits,
     TenantView,
 )
+from crucible_storage.hot import SessionLike, connection_of
 from crucible_storage.tables import ApiKeyRecord, Evaluation, Run, TenantRecord, utcnow
 
 IN_FLIGHT = (Status.QUEUED, Status.RUNNING)
@@ -37,7 +38,7 @@ def not_found(eval_id: str) -> NotFound:
     return NotFound(f"evaluation {eval_id} not found", eval_id=eval_id)
 
 
-def check_tenant(session: Session, *, eval_id: str, tenant: str | None) -> None:
+def check_tenant(session: SessionLike, *, eval_id: str, tenant: str | None) -> None:
     """NotFound unless the evaluation exists and, when `tenant` is given, belongs to it."""
     query = select(Evaluation.tenant).where(Evaluation.eval_id == eval_id)
     owner = session.scalar(query)
@@ -48,31 +49,33 @@ def check_tenant(session: Session, *, eval_id: str, tenant: str | None) -> None:
 # --- the in-flight cap ----------------------------------------------------------------------------
 
 
-def lock_tenant(session: Session, tenant: str) -> None:
+def lock_tenant(session: SessionLike, tenant: str) -> None:
     """Serialise the creations of one tenant's evaluations until the transaction ends.
 
     SQLite: write sessions begin IMMEDIATE, so writers are serialised already. PostgreSQL: a
     transaction-scoped advisory lock on the tenant's name (no row needs to exist for it).
     """
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(
-            text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
-            {"key": f"crucible:tenant:{tenant}"},
-        )
+    connection = connection_of(session)
+    if connection.dialect.name == "postgresql":
+        connection.execute(_LOCK_TENANT, {"key": f"crucible:tenant:{tenant}"})
 
 
-def in_flight(session: Session, tenant: str) -> int:
+_LOCK_TENANT = text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))")
+# Built once: it runs on every creation of a capped tenant's evaluation.
+_IN_FLIGHT = (
+    select(func.count())
+    .select_from(Evaluation)
+    .join(Run, (Run.eval_id == Evaluation.eval_id) & (Run.role == Role.PRIMARY))
+    .where(Evaluation.tenant == bindparam("tenant"), Run.status.in_(IN_FLIGHT))
+)
+
+
+def in_flight(session: SessionLike, tenant: str) -> int:
     """How many of the tenant's evaluations are queued or running (their primary run)."""
-    query = (
-        select(func.count())
-        .select_from(Evaluation)
-        .join(Run, (Run.eval_id == Evaluation.eval_id) & (Run.role == Role.PRIMARY))
-        .where(Evaluation.tenant == tenant, Run.status.in_(IN_FLIGHT))
-    )
-    return session.scalar(query) or 0
+    return connection_of(session).execute(_IN_FLIGHT, {"tenant": tenant}).scalar_one()
 
 
-def check_in_flight(session: Session, *, tenant: str, cap: int | None) -> None:
+def check_in_flight(session: SessionLike, *, tenant: str, cap: int | None) -> None:
     """Busy (429) when the tenant already has `cap` evaluations in flight; call inside the write
     transaction that creates the next one, so that concurrent creations cannot both pass."""
     if cap is None:
