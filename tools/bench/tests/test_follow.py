@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from crucible_bench.follow import ended_eval_id
+from crucible_bench.follow import ended_eval_id, ended_event
 
 
 def event(**fields) -> str:
@@ -45,3 +45,11 @@ def test_bytes_from_redis_are_read_too():
 )
 def test_malformed_messages_are_ignored(message):
     assert ended_eval_id(message) is None
+
+
+def test_the_end_event_hands_over_the_finished_evaluation_it_carries():
+    finished = {"eval_id": "a" * 32, "status": "completed", "output": "1\n"}
+    assert ended_event(event(evaluation=finished)) == ("a" * 32, finished)
+    # Without it (an older storage), the driver reads the evaluation itself.
+    assert ended_event(event()) == ("a" * 32, None)
+    assert ended_event(event(evaluation="not an object")) == ("a" * 32, None)

@@ -1,10 +1,12 @@
 """Following evaluations to their end without polling: storage's status events on Redis pub/sub.
 
 Storage publishes every committed status change on `EVENTS_CHANNEL` (the state Redis). The bench
-listens there, as the gateway's live event stream would, and then reads the evaluation once
-through the gateway: that read is the moment the client has seen the result. Polling every
-evaluation at a short interval instead would load the gateway and storage with the driver's own
-traffic and still add half an interval to every visibility figure.
+listens there, as the gateway's live event stream would. The event that ends the primary run
+carries the finished evaluation (`Event.evaluation`): its arrival is the moment the client has
+seen the result, with no read. Only an end event without it (an older storage) is followed by one
+read through the gateway. Polling every evaluation at a short interval instead would load the
+gateway and storage with the driver's own traffic and still add half an interval to every
+visibility figure.
 """
 
 from __future__ import annotations
@@ -12,6 +14,9 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
+from dataclasses import dataclass
+from typing import Any
 
 import redis
 
@@ -21,8 +26,17 @@ from crucible_contracts.status import Status
 log = logging.getLogger(__name__)
 
 
-def ended_eval_id(message: bytes | str) -> str | None:
-    """The eval_id of a status event that ends an evaluation's primary run, else None.
+@dataclass(frozen=True)
+class Ended:
+    """An end event as the driver received it: the finished evaluation when it carried one."""
+
+    evaluation: dict[str, Any] | None
+    received_at: float
+
+
+def ended_event(message: bytes | str) -> tuple[str, dict[str, Any] | None] | None:
+    """(eval_id, the finished evaluation or None) of a status event that ends an evaluation's
+    primary run, else None.
 
     Shadow runs do not count: the client sees the primary run. Malformed messages are ignored
     (the driver falls back to polling for an evaluation whose event never comes).
@@ -35,7 +49,16 @@ def ended_eval_id(message: bytes | str) -> str | None:
     if event.get("role") not in (None, Role.PRIMARY.value) or not status.is_terminal():
         return None
     eval_id = event.get("eval_id")
-    return eval_id if isinstance(eval_id, str) else None
+    if not isinstance(eval_id, str):
+        return None
+    evaluation = event.get("evaluation")
+    return eval_id, evaluation if isinstance(evaluation, dict) else None
+
+
+def ended_eval_id(message: bytes | str) -> str | None:
+    """The eval_id of a status event that ends an evaluation's primary run, else None."""
+    ended = ended_event(message)
+    return ended[0] if ended is not None else None
 
 
 class Completions:
@@ -48,7 +71,7 @@ class Completions:
     def __init__(self, redis_url: str) -> None:
         self._redis = redis.Redis.from_url(redis_url)
         self._lock = threading.Lock()
-        self._ended: set[str] = set()
+        self._ended: dict[str, Ended] = {}
         self._waiters: dict[str, threading.Event] = {}
         self._stop = threading.Event()
         self._subscribed = threading.Event()
@@ -80,14 +103,19 @@ class Completions:
         with self._lock:
             return eval_id in self._ended
 
+    def ended(self, eval_id: str) -> Ended | None:
+        """How `eval_id`'s end was announced (None while it has not been)."""
+        with self._lock:
+            return self._ended.get(eval_id)
+
     def forget(self, eval_id: str) -> None:
         with self._lock:
-            self._ended.discard(eval_id)
+            self._ended.pop(eval_id, None)
             self._waiters.pop(eval_id, None)
 
-    def mark_ended(self, eval_id: str) -> None:
+    def mark_ended(self, eval_id: str, evaluation: dict[str, Any] | None = None) -> None:
         with self._lock:
-            self._ended.add(eval_id)
+            self._ended[eval_id] = Ended(evaluation=evaluation, received_at=time.time())
             waiter = self._waiters.get(eval_id)
         if waiter is not None:
             waiter.set()
@@ -105,9 +133,9 @@ class Completions:
                     self._subscribed.set()
                 elif message["type"] == "message":
                     self.events_seen += 1
-                    eval_id = ended_eval_id(message["data"])
-                    if eval_id is not None:
-                        self.mark_ended(eval_id)
+                    ended = ended_event(message["data"])
+                    if ended is not None:
+                        self.mark_ended(*ended)
         except redis.RedisError as exc:
             log.warning("events channel lost (%s); the driver falls back to polling", exc)
         finally:

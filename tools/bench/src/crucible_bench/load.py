@@ -118,14 +118,22 @@ def paced(
 
 
 def follow_to_end(gateway: Gateway, completions: Completions, eval_id: str) -> tuple[Answer, str]:
-    """Wait for `eval_id`'s end event, then read it through the gateway: (the read, how noticed).
+    """Wait for `eval_id`'s end event: (the finished evaluation as seen, how it was noticed).
 
-    Without an event within NOTICE_TIMEOUT the driver polls the gateway instead ("poll").
+    An end event carrying the evaluation is the result itself ("event"); one without it is
+    followed by a read through the gateway ("event + read"). Without an event within
+    NOTICE_TIMEOUT the driver polls the gateway instead ("poll").
     """
     deadline = time.monotonic() + END_TIMEOUT
     noticed_by = "event"
     while time.monotonic() < deadline:
         if completions.wait(eval_id, NOTICE_TIMEOUT if noticed_by == "event" else POLL_INTERVAL):
+            ended = completions.ended(eval_id)
+            if ended is not None and ended.evaluation is not None and noticed_by == "event":
+                at = ended.received_at
+                return Answer(200, ended.evaluation, sent_at=at, done_at=at), noticed_by
+            if noticed_by == "event":
+                noticed_by = "event + read"
             answer = gateway.view(eval_id)
             if answer.body.get("status") in TERMINAL:
                 return answer, noticed_by

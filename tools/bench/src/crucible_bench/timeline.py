@@ -43,7 +43,8 @@ class Evaluation:
     started_at: float | None = None
     completed_at: float | None = None
     seen_at: float | None = None
-    # How the driver learnt of the end: "event" (storage's status event) or "poll" (fallback).
+    # How the driver learnt of the end: "event" (storage's status event, carrying the result),
+    # "event + read" (an end event without it, then a read) or "poll" (fallback).
     noticed_by: str | None = None
 
 
