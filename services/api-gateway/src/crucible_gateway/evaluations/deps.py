@@ -9,15 +9,27 @@ from fastapi import Depends, Request
 
 from crucible_contracts.limits import Limits
 from crucible_contracts.models import EvaluationView
-from crucible_gateway.deps import LimitsDep, PrincipalDep, StorageDep
+from crucible_gateway.deps import AsyncStorageDep, LimitsDep, PrincipalDep, StorageDep
 from crucible_gateway.evaluations import service
 from crucible_gateway.evaluations.service import Quota
 
 
-def get_evaluation(eval_id: str, storage: StorageDep, principal: PrincipalDep) -> EvaluationView:
-    """The evaluation `eval_id` as storage has it; NotFound (404) for unknown and malformed ids,
+async def get_evaluation_json(
+    eval_id: str, storage: AsyncStorageDep, principal: PrincipalDep
+) -> bytes:
+    """The evaluation `eval_id` as storage's JSON; NotFound (404) for unknown and malformed ids,
     and for another tenant's, exactly alike."""
-    return service.get_evaluation(eval_id=eval_id, storage=storage, tenant=principal.read_scope)
+    return await service.evaluation_json(
+        eval_id=eval_id, storage=storage, tenant=principal.read_scope
+    )
+
+
+EvaluationJsonDep = Annotated[bytes, Depends(get_evaluation_json)]
+
+
+async def get_evaluation(evaluation: EvaluationJsonDep) -> EvaluationView:
+    """The evaluation `eval_id`, parsed; the same 404s as `get_evaluation_json`."""
+    return EvaluationView.model_validate_json(evaluation)
 
 
 EvaluationDep = Annotated[EvaluationView, Depends(get_evaluation)]
@@ -49,13 +61,13 @@ def get_cancel_target(
 CancelTargetDep = Annotated[CancelTarget, Depends(get_cancel_target)]
 
 
-def get_quota(request: Request, principal: PrincipalDep) -> Quota:
+async def get_quota(request: Request, principal: PrincipalDep) -> Quota:
     """The caller's tenant and its in-flight cap: its own limit, else TENANT_MAX_IN_FLIGHT."""
     cap = principal.limits.max_in_flight or request.app.state.tenant_max_in_flight
     return Quota(tenant=principal.tenant, max_in_flight=cap)
 
 
-def get_tenant_limits(limits: LimitsDep, principal: PrincipalDep) -> Limits:
+async def get_tenant_limits(limits: LimitsDep, principal: PrincipalDep) -> Limits:
     """The input limits, with the caller's tenant's own batch limit when it has one."""
     if principal.limits.max_batch is None:
         return limits

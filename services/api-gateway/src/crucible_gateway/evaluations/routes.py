@@ -1,10 +1,15 @@
-"""The public evaluations API: thin adapters from requests to one service function each."""
+"""The public evaluations API: thin adapters from requests to one service function each.
+
+Submitting and reading one evaluation are `async def` on the event loop (the hot path: no hop to
+the threadpool); the other routes are plain `def` and use the sync clients from the threadpool.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Query
+from fastapi.responses import Response
 
 from crucible_contracts.limits import MAX_OFFSET
 from crucible_contracts.models import (
@@ -18,6 +23,7 @@ from crucible_contracts.models import (
 from crucible_contracts.names import Backend
 from crucible_contracts.status import Status
 from crucible_gateway.deps import (
+    AsyncStorageDep,
     ExecutorsDep,
     LanguagesDep,
     MigrationDep,
@@ -28,7 +34,7 @@ from crucible_gateway.deps import (
 from crucible_gateway.evaluations import cancellation, service
 from crucible_gateway.evaluations.deps import (
     CancelTargetDep,
-    EvaluationDep,
+    EvaluationJsonDep,
     QuotaDep,
     TenantLimitsDep,
 )
@@ -37,10 +43,10 @@ router = APIRouter(prefix="/api")
 
 
 @router.post("/eval", status_code=202)
-def submit_eval(
+async def submit_eval(
     body: EvalRequest,
     background: BackgroundTasks,
-    storage: StorageDep,
+    storage: AsyncStorageDep,
     paths: PathsDep,
     migration: MigrationDep,
     limits: TenantLimitsDep,
@@ -48,7 +54,7 @@ def submit_eval(
     quota: QuotaDep,
 ) -> Accepted:
     """Accepted for the caller's tenant; 429 with Retry-After at the tenant's in-flight cap."""
-    return service.submit(
+    return await service.submit(
         request=body,
         storage=storage,
         paths=paths,
@@ -61,10 +67,10 @@ def submit_eval(
 
 
 @router.post("/eval-batch", status_code=202)
-def submit_batch(
+async def submit_batch(
     body: BatchRequest,
     background: BackgroundTasks,
-    storage: StorageDep,
+    storage: AsyncStorageDep,
     paths: PathsDep,
     migration: MigrationDep,
     limits: TenantLimitsDep,
@@ -72,7 +78,7 @@ def submit_batch(
     quota: QuotaDep,
 ) -> BatchAccepted:
     """At most the tenant's batch limit (else 422); 429 when its in-flight cap is reached."""
-    return service.submit_batch(
+    return await service.submit_batch(
         batch=body,
         storage=storage,
         paths=paths,
@@ -84,9 +90,10 @@ def submit_batch(
     )
 
 
-@router.get("/eval/{eval_id}")
-def get_eval(evaluation: EvaluationDep) -> EvaluationView:
-    return evaluation
+@router.get("/eval/{eval_id}", response_model=EvaluationView)
+async def get_eval(evaluation: EvaluationJsonDep) -> Response:
+    """Storage's `EvaluationView` passed on as it came: no parse, no second serialisation."""
+    return Response(evaluation, media_type="application/json")
 
 
 @router.post("/eval/{eval_id}/cancel")
