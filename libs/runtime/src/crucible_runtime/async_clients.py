@@ -157,7 +157,7 @@ class AsyncInternalClient:
         connection, reused = await self._checkout()
         try:
             connection.writer.write(data)
-            reply, keep = await _read_reply(connection.reader, method=method)
+            reply, keep = await read_reply(connection.reader, method=method)
         except _STALE as exc:
             connection.close()
             if not (reused and retry_stale):
@@ -166,7 +166,7 @@ class AsyncInternalClient:
             connection, _ = await self._checkout(fresh=True)
             try:
                 connection.writer.write(data)
-                reply, keep = await _read_reply(connection.reader, method=method)
+                reply, keep = await read_reply(connection.reader, method=method)
             except BaseException:
                 connection.close()
                 raise
@@ -201,7 +201,7 @@ def _header_value(value: str) -> str:
     return value
 
 
-async def _read_reply(reader: asyncio.StreamReader, *, method: str) -> tuple[Reply, bool]:
+async def read_reply(reader: asyncio.StreamReader, *, method: str) -> tuple[Reply, bool]:
     """The answer on `reader` and whether its connection may be used again."""
     head = await reader.readuntil(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")

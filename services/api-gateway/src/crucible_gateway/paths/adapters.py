@@ -90,10 +90,10 @@ class CeleryPath:
         self.dispatcher.submit(task)
 
     async def submit_async(self, task: EvalTask) -> None:
-        """`submit`, called on the event loop itself: one LPUSH to the broker on loopback holds
-        the loop less than a hop to the threadpool and back costs. A broker that does not answer
-        holds it at most BROKER_CONNECT_TIMEOUT (its socket timeouts), once per reconnect."""
-        self.dispatcher.submit(task)
+        """`submit` from the threadpool: kombu's publish is blocking I/O, and a broker that stops
+        answering must hold one thread for its socket timeout, not the whole event loop (a
+        publish on the loop measured no cheaper than the hop)."""
+        await run_in_threadpool(self.dispatcher.submit, task)
 
     def withdraw(self, eval_id: str, role: Role) -> None:
         """Revoke the task: a hint to the workers, who also check storage before they start it."""
