@@ -23,10 +23,7 @@ from crucible_contracts.models import (
 from crucible_contracts.names import Backend
 from crucible_contracts.status import Status
 from crucible_gateway.deps import (
-    AsyncStorageDep,
     ExecutorsDep,
-    LanguagesDep,
-    MigrationDep,
     PathsDep,
     PrincipalDep,
     StorageDep,
@@ -35,8 +32,7 @@ from crucible_gateway.evaluations import cancellation, service
 from crucible_gateway.evaluations.deps import (
     CancelTargetDep,
     EvaluationJsonDep,
-    QuotaDep,
-    TenantLimitsDep,
+    SubmittingDep,
 )
 
 router = APIRouter(prefix="/api")
@@ -46,22 +42,17 @@ router = APIRouter(prefix="/api")
 async def submit_eval(
     body: EvalRequest,
     background: BackgroundTasks,
-    storage: AsyncStorageDep,
-    paths: PathsDep,
-    migration: MigrationDep,
-    limits: TenantLimitsDep,
-    languages: LanguagesDep,
-    quota: QuotaDep,
+    submitting: SubmittingDep,
 ) -> Accepted:
     """Accepted for the caller's tenant; 429 with Retry-After at the tenant's in-flight cap."""
     return await service.submit(
         request=body,
-        storage=storage,
-        paths=paths,
-        migration=migration,
-        limits=limits,
-        languages=languages,
-        quota=quota,
+        storage=submitting.storage,
+        paths=submitting.paths,
+        migration=submitting.migration,
+        limits=submitting.limits,
+        languages=submitting.languages,
+        quota=submitting.quota,
         defer=background.add_task,
     )
 
@@ -70,22 +61,17 @@ async def submit_eval(
 async def submit_batch(
     body: BatchRequest,
     background: BackgroundTasks,
-    storage: AsyncStorageDep,
-    paths: PathsDep,
-    migration: MigrationDep,
-    limits: TenantLimitsDep,
-    languages: LanguagesDep,
-    quota: QuotaDep,
+    submitting: SubmittingDep,
 ) -> BatchAccepted:
     """At most the tenant's batch limit (else 422); 429 when its in-flight cap is reached."""
     return await service.submit_batch(
         batch=body,
-        storage=storage,
-        paths=paths,
-        migration=migration,
-        limits=limits,
-        languages=languages,
-        quota=quota,
+        storage=submitting.storage,
+        paths=submitting.paths,
+        migration=submitting.migration,
+        limits=submitting.limits,
+        languages=submitting.languages,
+        quota=submitting.quota,
         defer=background.add_task,
     )
 
