@@ -13,6 +13,7 @@ Redis is not asked at all, so that an outage costs one slow request per replica,
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -80,6 +81,7 @@ return {allowed, count, oldest}
 """
 
 
+@functools.lru_cache(maxsize=1024)
 def rate_item(per_second: float, window_seconds: int) -> RateLimitItem | None:
     """The moving window that enforces `per_second`: `per_second * window_seconds` requests per
     `window_seconds`, the window stretched to one request's worth for rates below one per window
