@@ -4,6 +4,7 @@ over real processes, and the rate limit's one round trip per request."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import uuid
 
@@ -13,9 +14,10 @@ import redis
 from crucible_contracts.errors import Conflict, NotFound, Unavailable
 from crucible_contracts.ids import new_eval_id
 from crucible_contracts.models import EvalTask, EvaluationCreate, EvaluationView, Program
-from crucible_contracts.names import Backend, task_id_for
+from crucible_contracts.names import Backend, Role, task_id_for
 from crucible_contracts.tenancy import key_hash
-from crucible_gateway.paths import LegacyPath
+from crucible_gateway.paths import CeleryPath, LegacyPath
+from crucible_gateway.paths.celery_client import CeleryDispatcher
 from crucible_gateway.ratelimit import RateLimiter
 from crucible_runtime.async_clients import (
     AsyncQueueServiceClient,
@@ -140,6 +142,59 @@ def test_the_legacy_path_submits_on_the_loop_and_a_second_copy_is_a_conflict(own
     assert asyncio.run(run()) is Conflict
     assert sync.state_of(task_id_for(task.eval_id, task.role)) == "queued"
     sync.close()
+
+
+def _celery_task(**fields: object) -> EvalTask:
+    program = Program(code="print('é' * 3000)", language="python", timeout=7)
+    return EvalTask(eval_id=new_eval_id(), backend=Backend.CELERY, program=program, **fields)
+
+
+def _decoded(message: bytes) -> dict:
+    decoded = json.loads(message)
+    decoded["body"] = json.loads(base64.b64decode(decoded["body"]))
+    for name in ("delivery_tag", "reply_to"):  # unique per message / per publisher
+        decoded["properties"].pop(name)
+    return decoded
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [{}, {"priority": True}, {"role": Role.SHADOW}],
+    ids=["default", "priority", "shadow"],
+)
+def test_the_async_publish_pushes_the_message_send_task_pushes(redis_server, broker_redis, fields):
+    """The submit route's hand-built message is kombu's, field by field, on the same queue."""
+    dispatcher = CeleryDispatcher(redis_server.url, connect_timeout=1.0)
+    task = _celery_task(**fields)
+    queue = dispatcher.submit(task)
+    by_kombu = broker_redis.rpop(queue.value)
+
+    async def publish() -> None:
+        await CeleryPath(dispatcher).submit_async(task)
+        await dispatcher.aclose()
+
+    asyncio.run(publish())
+    by_us = broker_redis.rpop(queue.value)
+    dispatcher.close()
+
+    assert by_us is not None and broker_redis.llen(queue.value) == 0
+    assert _decoded(by_us) == _decoded(by_kombu)
+
+
+def test_the_async_publish_to_a_dead_broker_is_unavailable():
+    dispatcher = CeleryDispatcher(f"redis://127.0.0.1:{free_port()}/0", connect_timeout=1.0)
+
+    async def publish() -> type[Exception] | None:
+        try:
+            await dispatcher.submit_async(_celery_task())
+        except Unavailable as exc:
+            return type(exc)
+        finally:
+            await dispatcher.aclose()
+        return None
+
+    assert asyncio.run(publish()) is Unavailable
+    dispatcher.close()
 
 
 @pytest.mark.parametrize(

@@ -90,10 +90,9 @@ class CeleryPath:
         self.dispatcher.submit(task)
 
     async def submit_async(self, task: EvalTask) -> None:
-        """`submit` from the threadpool: kombu's publish is blocking I/O, and a broker that stops
-        answering must hold one thread for its socket timeout, not the whole event loop (a
-        publish on the loop measured no cheaper than the hop)."""
-        await run_in_threadpool(self.dispatcher.submit, task)
+        """`submit` on the event loop, with the async broker client: the same message, one
+        LPUSH, bounded by the broker's socket timeouts without holding the loop."""
+        await self.dispatcher.submit_async(task)
 
     def withdraw(self, eval_id: str, role: Role) -> None:
         """Revoke the task: a hint to the workers, who also check storage before they start it."""
