@@ -20,6 +20,7 @@ from crucible_gateway.paths import CeleryPath, LegacyPath
 from crucible_gateway.paths.celery_client import CeleryDispatcher
 from crucible_gateway.ratelimit import RateLimiter
 from crucible_runtime.async_clients import (
+    MAX_CONNECTIONS,
     AsyncQueueServiceClient,
     AsyncStorageClient,
     read_reply,
@@ -83,6 +84,21 @@ def test_another_tenants_evaluation_is_not_found_and_a_dead_service_unavailable(
         return errors
 
     assert asyncio.run(run()) == [NotFound, Unavailable]
+
+
+def test_more_concurrent_calls_than_connections_all_get_their_answer(storage):
+    """Past MAX_CONNECTIONS in flight, calls wait for a connection instead of opening more."""
+    created = _new()
+
+    async def run() -> set[bytes]:
+        client = AsyncStorageClient(storage.url, internal_key=INTERNAL_KEY)
+        await client.create_evaluation(created)
+        calls = [client.evaluation_json(created.eval_id) for _ in range(MAX_CONNECTIONS + 50)]
+        answers = await asyncio.gather(*calls)
+        await client.aclose()
+        return {EvaluationView.model_validate_json(answer).eval_id.encode() for answer in answers}
+
+    assert asyncio.run(run()) == {created.eval_id.encode()}
 
 
 def test_an_unknown_key_identifies_as_none(storage):

@@ -38,6 +38,11 @@ log = logging.getLogger(__name__)
 
 # Idle connections kept to one service; more in flight at once are opened and closed after use.
 MAX_KEEPALIVE = 64
+# Requests in flight to one service at once; more wait their turn, within their timeout. The
+# sync clients were held to about this many by the threadpool (40 threads) they ran in, and
+# storage stops answering past ~50 requests at once (its pool of 15 database connections runs
+# dry and its threads wait 30 s): a flood of clients must queue here, not there.
+MAX_CONNECTIONS = 32
 # What a kept-alive connection the server closed or reset under us raises, before or while the
 # answer is read (`clients.STALE_CONNECTION_ERRORS` in asyncio's terms).
 _STALE = (ConnectionError, asyncio.IncompleteReadError)
@@ -96,6 +101,7 @@ class AsyncInternalClient:
             fixed += f"{INTERNAL_KEY_HEADER}: {_header_value(internal_key)}\r\n"
         self._fixed = fixed
         self._idle: list[_Connection] = []
+        self._slots = asyncio.Semaphore(MAX_CONNECTIONS)
 
     async def request(
         self,
@@ -116,7 +122,7 @@ class AsyncInternalClient:
             content = jsonlib.dumps(json, separators=(",", ":")).encode()
         data = self._encode(method, path, content, headers, params)
         try:
-            async with asyncio.timeout(self.timeout):
+            async with asyncio.timeout(self.timeout), self._slots:
                 reply = await self._exchange(data, method=method, retry_stale=idempotent)
         except (
             OSError,
