@@ -160,6 +160,7 @@ def test_gateway_answers_429_with_retry_after_and_ratelimit_headers(limited_gate
     assert refused.json()["error"]["details"]["limit"] == 3
     assert refused.headers["RateLimit-Limit"] == "3"
     assert refused.headers["RateLimit-Remaining"] == "0"
+    assert len(refused.headers.get_list("Retry-After")) == 1
     retry_after = int(refused.headers["Retry-After"])
     assert 1 <= retry_after <= 3
     assert refused.headers["RateLimit-Reset"] == refused.headers["Retry-After"]

@@ -4,11 +4,10 @@
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable
 
 from fastapi import FastAPI, Request
-from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import Response
+from starlette.types import ASGIApp, Receive, Send
+from starlette.types import Scope as ASGIScope
 
 from crucible_contracts.errors import CrucibleError, Forbidden, Unauthorized
 from crucible_contracts.tenancy import Scope
@@ -65,24 +64,24 @@ class Authenticator:
         self.operator_tokens = operator_tokens
         self.keys_required = keys_required
 
-    def authenticate(self, request: Request) -> Principal:
+    async def authenticate(self, request: Request) -> Principal:
         """The caller of `request`, allowed to do what `required_scope` asks; else Unauthorized,
         Forbidden, or Unavailable when storage cannot look the key up."""
-        path = request.url.path
+        path = request.scope["path"]
         needed = required_scope(request.method, path)
-        principal = self._principal(request, admin=path.startswith(ADMIN_PREFIX))
+        principal = await self._principal(request, admin=path.startswith(ADMIN_PREFIX))
         if not principal.can(needed):
             raise Forbidden(f"this key lacks the {needed} scope", scope=needed.value)
         return principal
 
-    def _principal(self, request: Request, *, admin: bool) -> Principal:
+    async def _principal(self, request: Request, *, admin: bool) -> Principal:
         token = presented_operator_token(request)
         name = _operator_of(token, self.operator_tokens)
         if name is not None:
             return Principal.operator(name)
         key = presented_key(request)
         if key is not None:
-            principal = self.resolver.resolve(key)
+            principal = await self.resolver.resolve_async(key)
             if principal is not None:
                 return principal
         if admin:
@@ -97,21 +96,32 @@ class Authenticator:
         return Principal.anonymous()
 
 
-def install_auth(app: FastAPI, authenticator: Authenticator) -> None:
-    """Authenticate every /api/ request before its body is read: a request without valid
-    credentials is answered 401/403 at once, whatever its body. The principal is then
-    `request.state.principal`."""
+class AuthMiddleware:
+    """Pure ASGI: authenticates every /api/ request before the app reads its body (a request
+    without valid credentials is answered 401/403 at once, whatever its body) and leaves its
+    principal in `request.state.principal`. Every other request passes untouched."""
 
-    @app.middleware("http")
-    async def _authenticate(request: Request, call_next: Callable) -> Response:
-        if not request.url.path.startswith(PROTECTED_PREFIX):
-            return await call_next(request)
+    def __init__(self, app: ASGIApp, *, authenticator: Authenticator) -> None:
+        self.app = app
+        self.authenticator = authenticator
+
+    async def __call__(self, scope: ASGIScope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(PROTECTED_PREFIX):
+            await self.app(scope, receive, send)
+            return
         try:
-            principal = await run_in_threadpool(authenticator.authenticate, request)
+            principal = await self.authenticator.authenticate(Request(scope))
         except CrucibleError as exc:
-            return error_response(exc)
-        request.state.principal = principal
-        return await call_next(request)
+            await error_response(exc)(scope, receive, send)
+            return
+        scope.setdefault("state", {})["principal"] = principal
+        await self.app(scope, receive, send)
+
+
+def install_auth(app: FastAPI, authenticator: Authenticator) -> None:
+    """Authenticate every /api/ request (`AuthMiddleware`); the principal is then
+    `request.state.principal`."""
+    app.add_middleware(AuthMiddleware, authenticator=authenticator)
 
 
 def _operator_of(given: str | None, tokens: dict[str, str]) -> str | None:

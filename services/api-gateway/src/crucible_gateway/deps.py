@@ -1,5 +1,8 @@
 """FastAPI dependencies shared by every domain: what create_app made once, as Annotated aliases.
 
+Each is `async def`: FastAPI runs a plain `def` dependency in the threadpool, a hop that costs
+far more than reading an attribute.
+
 A domain's own resource dependencies (e.g. `evaluations.deps.EvaluationDep`) live in its package.
 """
 
@@ -21,54 +24,60 @@ from crucible_gateway.migration.store import MigrationStore
 from crucible_gateway.paths import Paths
 from crucible_gateway.paths.celery_client import CeleryDispatcher
 from crucible_gateway.tenancy.principal import KeyResolver, Principal
+from crucible_runtime.async_clients import AsyncStorageClient
 from crucible_runtime.clients import ExecutorPool, StorageClient
 from crucible_runtime.dead_letters import DeadLetterStore
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_storage(request: Request) -> StorageClient:
+async def get_storage(request: Request) -> StorageClient:
     return request.app.state.storage
 
 
-def get_paths(request: Request) -> Paths:
+async def get_async_storage(request: Request) -> AsyncStorageClient:
+    """Storage's client for routes on the event loop (submit, read)."""
+    return request.app.state.async_storage
+
+
+async def get_paths(request: Request) -> Paths:
     return request.app.state.paths
 
 
-def get_celery(request: Request) -> CeleryDispatcher:
+async def get_celery(request: Request) -> CeleryDispatcher:
     """The Celery dispatcher itself, for views about Celery (workers, tasks); not for dispatch."""
     return request.app.state.celery
 
 
-def get_migration(request: Request) -> MigrationSettings:
+async def get_migration(request: Request) -> MigrationSettings:
     return request.app.state.migration_source.current()
 
 
-def get_migration_source(request: Request) -> RedisMigrationSource:
+async def get_migration_source(request: Request) -> RedisMigrationSource:
     return request.app.state.migration_source
 
 
-def get_migration_store(request: Request) -> MigrationStore:
+async def get_migration_store(request: Request) -> MigrationStore:
     return request.app.state.migration_store
 
 
-def get_audit_log(request: Request) -> AuditLog:
+async def get_audit_log(request: Request) -> AuditLog:
     return request.app.state.audit_log
 
 
-def get_leader(request: Request) -> LeaderLoop:
+async def get_leader(request: Request) -> LeaderLoop:
     """The loop of the leader's jobs: `is_leader` says whether this replica leads now."""
     return request.app.state.leader
 
 
-def get_principal(request: Request) -> Principal:
+async def get_principal(request: Request) -> Principal:
     """The caller, as the auth middleware resolved it before the body was read."""
     return request.state.principal
 
 
-def get_operator(request: Request) -> str:
+async def get_operator(request: Request) -> str:
     """The calling operator's name (or `key:<key_id>` for a key with the operator scope); the auth
     middleware answered 401/403 already for anyone else."""
     principal: Principal | None = getattr(request.state, "principal", None)
@@ -77,28 +86,29 @@ def get_operator(request: Request) -> str:
     return operator_name(presented_operator_token(request), request.app.state.operator_tokens)
 
 
-def get_key_resolver(request: Request) -> KeyResolver:
+async def get_key_resolver(request: Request) -> KeyResolver:
     return request.app.state.key_resolver
 
 
-def get_executors(request: Request) -> ExecutorPool | None:
+async def get_executors(request: Request) -> ExecutorPool | None:
     return request.app.state.executors
 
 
-def get_dead_letters(request: Request) -> DeadLetterStore:
+async def get_dead_letters(request: Request) -> DeadLetterStore:
     return request.app.state.dead_letters
 
 
-def get_limits(request: Request) -> Limits:
+async def get_limits(request: Request) -> Limits:
     return request.app.state.limits
 
 
-def get_languages(request: Request) -> tuple[str, ...]:
+async def get_languages(request: Request) -> tuple[str, ...]:
     return request.app.state.settings.languages
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 StorageDep = Annotated[StorageClient, Depends(get_storage)]
+AsyncStorageDep = Annotated[AsyncStorageClient, Depends(get_async_storage)]
 PathsDep = Annotated[Paths, Depends(get_paths)]
 CeleryDep = Annotated[CeleryDispatcher, Depends(get_celery)]
 MigrationDep = Annotated[MigrationSettings, Depends(get_migration)]

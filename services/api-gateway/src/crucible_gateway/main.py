@@ -31,6 +31,7 @@ from crucible_gateway.ratelimit_middleware import install_rate_limit
 from crucible_gateway.tenancy.principal import KeyResolver
 from crucible_gateway.tenancy.routes import router as tenancy_router
 from crucible_gateway.tenancy.service import seed_in_background
+from crucible_runtime.async_clients import AsyncQueueServiceClient, AsyncStorageClient
 from crucible_runtime.clients import ExecutorPool, QueueServiceClient, StorageClient
 from crucible_runtime.dead_letters import DeadLetterStore
 from crucible_runtime.edge import EdgeLimits
@@ -62,7 +63,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         internal_key=settings.internal_api_key,
         timeout=settings.downstream_timeout,
     )
-    paths = Paths(LegacyPath(legacy), CeleryPath(celery))
+    # The submit and read routes run on the event loop and call storage and the queue-service
+    # with these; the threadpool's routes and the leader's jobs use the sync clients above.
+    async_storage = AsyncStorageClient(
+        settings.storage_service_url,
+        internal_key=settings.internal_api_key,
+        timeout=settings.downstream_timeout,
+    )
+    async_legacy = AsyncQueueServiceClient(
+        settings.queue_service_url,
+        internal_key=settings.internal_api_key,
+        timeout=settings.downstream_timeout,
+    )
+    paths = Paths(LegacyPath(legacy, async_client=async_legacy), CeleryPath(celery))
 
     urls = settings.all_executor_urls()
     executors = ExecutorPool(urls, internal_key=settings.internal_api_key) if urls else None
@@ -96,7 +109,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         dead_letters=dead_letters,
     )
 
-    resolver = KeyResolver(storage, ttl=settings.key_cache_seconds)
+    resolver = KeyResolver(storage, ttl=settings.key_cache_seconds, async_storage=async_storage)
     stop_seeding = threading.Event()
 
     @asynccontextmanager
@@ -120,10 +133,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             executors.close()
         storage.close()
         paths.close()
+        await async_storage.aclose()
+        await async_legacy.aclose()
+        await celery.aclose()
+        await rate_limiter.close()
 
     app = FastAPI(title="Crucible api-gateway", lifespan=lifespan)
     app.state.settings = settings
     app.state.storage = storage
+    app.state.async_storage = async_storage
     app.state.paths = paths
     # Only for the views about Celery itself (workers, tasks); everything else goes through paths.
     app.state.celery = celery

@@ -13,14 +13,14 @@ Redis is not asked at all, so that an outage costs one slow request per replica,
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
 from dataclasses import dataclass
 
+import redis.asyncio
 from limits import RateLimitItem, RateLimitItemPerSecond
-from limits.aio.storage import RedisStorage
-from limits.aio.strategies import MovingWindowRateLimiter
 from redis.exceptions import RedisError
 
 from crucible_gateway.metrics import RATE_LIMIT_UNCHECKED, RATE_LIMITED
@@ -52,6 +52,36 @@ class Decision:
         return headers
 
 
+# KEYS[1]: the tenant's list of hit times, newest first. ARGV: now, window (s), limit.
+# A hit is counted (pushed) only when the limit-th newest time has left the window; then the
+# times still in the window are counted and the oldest of them is returned, for the reset.
+_HIT_SCRIPT = """
+local now = tonumber(ARGV[1])
+local expiry = tonumber(ARGV[2])
+local amount = tonumber(ARGV[3])
+local start = now - expiry
+local allowed = 0
+local last = redis.call('LINDEX', KEYS[1], amount - 1)
+if not last or tonumber(last) <= start then
+    redis.call('LPUSH', KEYS[1], ARGV[1])
+    redis.call('LTRIM', KEYS[1], 0, amount - 1)
+    redis.call('EXPIRE', KEYS[1], expiry)
+    allowed = 1
+end
+local count = 0
+local oldest = false
+for _, at in ipairs(redis.call('LRANGE', KEYS[1], 0, amount - 1)) do
+    if tonumber(at) <= start then
+        break
+    end
+    count = count + 1
+    oldest = at
+end
+return {allowed, count, oldest}
+"""
+
+
+@functools.lru_cache(maxsize=1024)
 def rate_item(per_second: float, window_seconds: int) -> RateLimitItem | None:
     """The moving window that enforces `per_second`: `per_second * window_seconds` requests per
     `window_seconds`, the window stretched to one request's worth for rates below one per window
@@ -76,14 +106,11 @@ class RateLimiter:
         quiet_seconds: float = 5.0,
     ) -> None:
         self.window_seconds = window_seconds
-        self._storage = RedisStorage(
-            f"async+{redis_url}",
-            implementation="redispy",
-            key_prefix=key_prefix,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
+        self._key_prefix = key_prefix
+        self._redis = redis.asyncio.Redis.from_url(
+            redis_url, socket_timeout=timeout, socket_connect_timeout=timeout
         )
-        self._limiter = MovingWindowRateLimiter(self._storage)
+        self._hit = self._redis.register_script(_HIT_SCRIPT)
         self._quiet_seconds = quiet_seconds
         self._unchecked_until = 0.0
 
@@ -96,9 +123,13 @@ class RateLimiter:
         if time.monotonic() < self._unchecked_until:
             RATE_LIMIT_UNCHECKED.inc()
             return None
+        expiry = item.get_expiry()
+        key = f"{self._key_prefix}:{tenant}:{item.amount}/{expiry}"
+        now = time.time()
         try:
-            allowed = await self._limiter.hit(item, tenant)
-            stats = await self._limiter.get_window_stats(item, tenant)
+            allowed, count, oldest = await self._hit(
+                keys=[key], args=[repr(now), expiry, item.amount]
+            )
         except (RedisError, OSError) as exc:
             self._unchecked_until = time.monotonic() + self._quiet_seconds
             RATE_LIMIT_UNCHECKED.inc()
@@ -110,8 +141,14 @@ class RateLimiter:
             return None
         if not allowed:
             RATE_LIMITED.labels(tenant).inc()
-        # The oldest request in the window leaves it at reset_time: one more request may pass then.
-        reset = max(0.0, stats.reset_time - time.time())
+        # The oldest request in the window leaves it then: one more request may pass.
+        reset = float(oldest) + expiry - now if oldest else float(expiry)
         return Decision(
-            allowed=allowed, limit=item.amount, remaining=max(0, stats.remaining), reset=reset
+            allowed=bool(allowed),
+            limit=item.amount,
+            remaining=max(0, item.amount - int(count)),
+            reset=max(0.0, reset),
         )
+
+    async def close(self) -> None:
+        await self._redis.aclose()

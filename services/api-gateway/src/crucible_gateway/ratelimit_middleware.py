@@ -4,10 +4,10 @@ on every answer it counted."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from crucible_contracts.errors import RateLimited
 from crucible_gateway.ratelimit import RateLimiter
@@ -22,45 +22,74 @@ DEFAULT_TENANT = "default"
 def tenant_of(request: Request) -> str:
     """The tenant a request is counted against: its principal's (set by the auth middleware,
     which runs before this one), else the one tenant of local mode."""
-    principal = getattr(request.state, "principal", None)
-    return principal.tenant if principal is not None else DEFAULT_TENANT
+    return _tenant(getattr(request.state, "principal", None))
 
 
 def rate_of(request: Request, default: float) -> float:
     """The tenant's own requests per second, or `default` (RATE_LIMIT_PER_SECOND) when it has
     none (no principal, or a limit of None)."""
-    principal = getattr(request.state, "principal", None)
+    return _rate(getattr(request.state, "principal", None), default)
+
+
+def _tenant(principal: Any) -> str:
+    return principal.tenant if principal is not None else DEFAULT_TENANT
+
+
+def _rate(principal: Any, default: float) -> float:
     per_second = principal.limits.requests_per_second if principal is not None else None
     return default if per_second is None else per_second
 
 
+class RateLimitMiddleware:
+    """Pure ASGI: one hit per `/api/*` request but `/api/admin/*`; a refusal is answered 429
+    here, an allowed request goes on with the `RateLimit-*` headers added to its answer."""
+
+    def __init__(self, app: ASGIApp, *, limiter: RateLimiter, default_per_second: float) -> None:
+        self.app = app
+        self.limiter = limiter
+        self.default_per_second = default_per_second
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope["path"] if scope["type"] == "http" else ""
+        if not path.startswith(LIMITED_PREFIX) or path.startswith(EXEMPT_PREFIX):
+            await self.app(scope, receive, send)
+            return
+        principal = scope.get("state", {}).get("principal")
+        tenant = _tenant(principal)
+        decision = await self.limiter.hit(tenant, _rate(principal, self.default_per_second))
+        if decision is None:
+            await self.app(scope, receive, send)
+            return
+        extra = [
+            (name.lower().encode(), value.encode()) for name, value in decision.headers().items()
+        ]
+        names = {name for name, _ in extra}
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                # Ours replace the answer's own (a 429's Retry-After), as headers.update did.
+                kept = [h for h in message.get("headers", ()) if h[0].lower() not in names]
+                message = {**message, "headers": [*kept, *extra]}
+            await send(message)
+
+        if decision.allowed:
+            await self.app(scope, receive, send_with_headers)
+            return
+        retry_after = decision.headers()["Retry-After"]
+        error = RateLimited(
+            f"too many requests: tenant {tenant!r} may send {decision.limit} per "
+            f"{self.limiter.window_seconds} s; retry after {retry_after} s",
+            retry_after=int(retry_after),
+            limit=decision.limit,
+            window_seconds=self.limiter.window_seconds,
+        )
+        await error_response(error)(scope, receive, send_with_headers)
+
+
 def install_rate_limit(app: FastAPI, limiter: RateLimiter, *, default_per_second: float) -> None:
-    """Count every public API request against its tenant's rate.
+    """Count every public API request against its tenant's rate (`RateLimitMiddleware`).
 
     Install it before the auth middleware (Starlette runs the last added first), so that the
     principal is known here and a request refused 401 is never counted.
     """
-
-    @app.middleware("http")
-    async def _rate_limit(request: Request, call_next: Callable) -> Response:
-        path = request.url.path
-        if not path.startswith(LIMITED_PREFIX) or path.startswith(EXEMPT_PREFIX):
-            return await call_next(request)
-        tenant = tenant_of(request)
-        decision = await limiter.hit(tenant, rate_of(request, default_per_second))
-        if decision is None:
-            return await call_next(request)
-        if decision.allowed:
-            response = await call_next(request)
-        else:
-            headers = decision.headers()
-            error = RateLimited(
-                f"too many requests: tenant {tenant!r} may send {decision.limit} per "
-                f"{limiter.window_seconds} s; retry after {headers['Retry-After']} s",
-                retry_after=int(headers["Retry-After"]),
-                limit=decision.limit,
-                window_seconds=limiter.window_seconds,
-            )
-            response = error_response(error)
-        response.headers.update(decision.headers())
-        return response
+    app.add_middleware(RateLimitMiddleware, limiter=limiter, default_per_second=default_per_second)

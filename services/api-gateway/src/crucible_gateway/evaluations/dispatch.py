@@ -18,7 +18,7 @@ from crucible_gateway import metrics
 from crucible_gateway.migration.models import MigrationSettings
 from crucible_gateway.paths import Path, Paths
 from crucible_gateway.paths.routing import fallback_for
-from crucible_runtime.clients import StorageClient
+from crucible_runtime.async_clients import AsyncStorageClient
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +31,10 @@ class NotDispatched(NoPathAvailable):
         self.entry = entry
 
 
-def dispatch(
+async def dispatch(
     *,
     task: EvalTask,
-    storage: StorageClient,
+    storage: AsyncStorageClient,
     paths: Paths,
     migration: MigrationSettings,
     view: EvaluationView,
@@ -45,14 +45,14 @@ def dispatch(
     503) when no path took it, after recording the run as `error`.
     """
     chosen = task.backend
-    first = _try_path(paths[chosen], task)
+    first = await _try_path(paths[chosen], task)
     if first is None:
         return chosen
     errors = {chosen.value: str(first)}
     other = fallback_for(chosen, migration=migration)
     if other is not None:
-        _record_fallback(storage, task.eval_id, chosen=chosen, other=other, reason=str(first))
-        second = _try_path(paths[other], task.model_copy(update={"backend": other}))
+        await _record_fallback(storage, task.eval_id, chosen=chosen, other=other, reason=str(first))
+        second = await _try_path(paths[other], task.model_copy(update={"backend": other}))
         if second is None:
             metrics.FALLBACKS.labels(chosen.value, other.value).inc()
             return other
@@ -60,7 +60,7 @@ def dispatch(
     reason = "no path could take the evaluation: " + "; ".join(
         f"{name}: {error}" for name, error in errors.items()
     )
-    _record_error(storage, task.eval_id, reason=reason)
+    await _record_error(storage, task.eval_id, reason=reason)
     metrics.NO_PATH.inc()
     entry = Accepted(
         eval_id=task.eval_id,
@@ -72,10 +72,10 @@ def dispatch(
     raise NotDispatched(reason, entry=entry, eval_id=task.eval_id, errors=errors)
 
 
-def _try_path(path: Path, task: EvalTask) -> CrucibleError | None:
+async def _try_path(path: Path, task: EvalTask) -> CrucibleError | None:
     """None when `path` took `task`, else the error it failed with (counted, logged)."""
     try:
-        path.submit(task)
+        await path.submit_async(task)
     except CrucibleError as exc:
         metrics.DISPATCH_FAILURES.labels(path.backend.value).inc()
         log.warning("eval %s: %s path did not take it: %s", task.eval_id, path.backend, exc)
@@ -83,20 +83,22 @@ def _try_path(path: Path, task: EvalTask) -> CrucibleError | None:
     return None
 
 
-def _record_fallback(
-    storage: StorageClient, eval_id: str, *, chosen: Backend, other: Backend, reason: str
+async def _record_fallback(
+    storage: AsyncStorageClient, eval_id: str, *, chosen: Backend, other: Backend, reason: str
 ) -> None:
     update = RunUpdate(backend=other, detail={"fallback_from": chosen.value, "reason": reason})
     try:
-        storage.update_run(eval_id, Role.PRIMARY, update)
+        await storage.update_run(eval_id, Role.PRIMARY, update)
     except CrucibleError as exc:
         # Still dispatch: a run recorded under the wrong backend beats one that never runs.
         log.error("eval %s: could not record fallback %s -> %s: %s", eval_id, chosen, other, exc)
 
 
-def _record_error(storage: StorageClient, eval_id: str, *, reason: str) -> None:
+async def _record_error(storage: AsyncStorageClient, eval_id: str, *, reason: str) -> None:
     try:
-        storage.update_run(eval_id, Role.PRIMARY, RunUpdate(status=Status.ERROR, reason=reason))
+        await storage.update_run(
+            eval_id, Role.PRIMARY, RunUpdate(status=Status.ERROR, reason=reason)
+        )
     except CrucibleError as exc:
         log.error("eval %s: could not record that no path took it: %s", eval_id, exc)
 
@@ -104,8 +106,8 @@ def _record_error(storage: StorageClient, eval_id: str, *, reason: str) -> None:
 # --- shadow runs ---------------------------------------------------------------------------------
 
 
-def dispatch_shadow(
-    *, primary: EvalTask, backend: Backend, storage: StorageClient, paths: Paths
+async def dispatch_shadow(
+    *, primary: EvalTask, backend: Backend, storage: AsyncStorageClient, paths: Paths
 ) -> None:
     """Record and dispatch the shadow run of an accepted evaluation (after the client's answer).
 
@@ -117,13 +119,13 @@ def dispatch_shadow(
     """
     eval_id = primary.eval_id
     try:
-        storage.add_run(eval_id, RunCreate(role=Role.SHADOW, backend=backend))
+        await storage.add_run(eval_id, RunCreate(role=Role.SHADOW, backend=backend))
     except CrucibleError as exc:
         metrics.SHADOWS.labels(backend.value, "error").inc()
         log.error("eval %s: shadow run not recorded, so not dispatched: %s", eval_id, exc)
         return
     task = primary.model_copy(update={"role": Role.SHADOW, "backend": backend, "priority": False})
-    error = _try_path(paths[backend], task)
+    error = await _try_path(paths[backend], task)
     if error is None:
         metrics.SHADOWS.labels(backend.value, "ok").inc()
         return

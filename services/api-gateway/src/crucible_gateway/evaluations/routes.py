@@ -1,10 +1,15 @@
-"""The public evaluations API: thin adapters from requests to one service function each."""
+"""The public evaluations API: thin adapters from requests to one service function each.
+
+Submitting and reading one evaluation are `async def` on the event loop (the hot path: no hop to
+the threadpool); the other routes are plain `def` and use the sync clients from the threadpool.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Query
+from fastapi.responses import Response
 
 from crucible_contracts.limits import MAX_OFFSET
 from crucible_contracts.models import (
@@ -19,8 +24,6 @@ from crucible_contracts.names import Backend
 from crucible_contracts.status import Status
 from crucible_gateway.deps import (
     ExecutorsDep,
-    LanguagesDep,
-    MigrationDep,
     PathsDep,
     PrincipalDep,
     StorageDep,
@@ -28,65 +31,55 @@ from crucible_gateway.deps import (
 from crucible_gateway.evaluations import cancellation, service
 from crucible_gateway.evaluations.deps import (
     CancelTargetDep,
-    EvaluationDep,
-    QuotaDep,
-    TenantLimitsDep,
+    EvaluationJsonDep,
+    SubmittingDep,
 )
 
 router = APIRouter(prefix="/api")
 
 
 @router.post("/eval", status_code=202)
-def submit_eval(
+async def submit_eval(
     body: EvalRequest,
     background: BackgroundTasks,
-    storage: StorageDep,
-    paths: PathsDep,
-    migration: MigrationDep,
-    limits: TenantLimitsDep,
-    languages: LanguagesDep,
-    quota: QuotaDep,
+    submitting: SubmittingDep,
 ) -> Accepted:
     """Accepted for the caller's tenant; 429 with Retry-After at the tenant's in-flight cap."""
-    return service.submit(
+    return await service.submit(
         request=body,
-        storage=storage,
-        paths=paths,
-        migration=migration,
-        limits=limits,
-        languages=languages,
-        quota=quota,
+        storage=submitting.storage,
+        paths=submitting.paths,
+        migration=submitting.migration,
+        limits=submitting.limits,
+        languages=submitting.languages,
+        quota=submitting.quota,
         defer=background.add_task,
     )
 
 
 @router.post("/eval-batch", status_code=202)
-def submit_batch(
+async def submit_batch(
     body: BatchRequest,
     background: BackgroundTasks,
-    storage: StorageDep,
-    paths: PathsDep,
-    migration: MigrationDep,
-    limits: TenantLimitsDep,
-    languages: LanguagesDep,
-    quota: QuotaDep,
+    submitting: SubmittingDep,
 ) -> BatchAccepted:
     """At most the tenant's batch limit (else 422); 429 when its in-flight cap is reached."""
-    return service.submit_batch(
+    return await service.submit_batch(
         batch=body,
-        storage=storage,
-        paths=paths,
-        migration=migration,
-        limits=limits,
-        languages=languages,
-        quota=quota,
+        storage=submitting.storage,
+        paths=submitting.paths,
+        migration=submitting.migration,
+        limits=submitting.limits,
+        languages=submitting.languages,
+        quota=submitting.quota,
         defer=background.add_task,
     )
 
 
-@router.get("/eval/{eval_id}")
-def get_eval(evaluation: EvaluationDep) -> EvaluationView:
-    return evaluation
+@router.get("/eval/{eval_id}", response_model=EvaluationView)
+async def get_eval(evaluation: EvaluationJsonDep) -> Response:
+    """Storage's `EvaluationView` passed on as it came: no parse, no second serialisation."""
+    return Response(evaluation, media_type="application/json")
 
 
 @router.post("/eval/{eval_id}/cancel")

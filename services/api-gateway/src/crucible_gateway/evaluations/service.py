@@ -2,12 +2,13 @@
 
 One function per route, keyword-only arguments, contract models in and out. An evaluation is
 created in storage before it is dispatched (`dispatch`), so that no path ever runs work storage
-does not know. Cancelling is in `cancellation`.
+does not know. Submitting and reading one run on the event loop (`AsyncStorageClient`); the
+rest uses the sync clients from the threadpool. Cancelling is in `cancellation`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 
@@ -34,10 +35,12 @@ from crucible_gateway.evaluations.validation import validate_batch, validate_eva
 from crucible_gateway.migration.models import MigrationSettings
 from crucible_gateway.paths import Paths
 from crucible_gateway.paths.routing import choose_backend, shadow_backend
+from crucible_runtime.async_clients import AsyncStorageClient
 from crucible_runtime.clients import StorageClient
 
-# Runs a job: at once, or after the HTTP answer has gone out (FastAPI's BackgroundTasks.add_task).
-Defer = Callable[[Callable[[], None]], None]
+# Hands a job (a coroutine function) on to run after the HTTP answer has gone out (FastAPI's
+# BackgroundTasks.add_task).
+Defer = Callable[[Callable[[], Awaitable[None]]], None]
 
 
 @dataclass(frozen=True)
@@ -52,23 +55,19 @@ class Quota:
 NO_QUOTA = Quota()
 
 
-def run_now(job: Callable[[], None]) -> None:
-    job()
-
-
 # --- submitting ---------------------------------------------------------------------------------
 
 
-def submit(
+async def submit(
     *,
     request: EvalRequest,
-    storage: StorageClient,
+    storage: AsyncStorageClient,
     paths: Paths,
     migration: MigrationSettings,
     limits: Limits,
     languages: Sequence[str],
+    defer: Defer,
     quota: Quota = NO_QUOTA,
-    defer: Defer = run_now,
 ) -> Accepted:
     """Validate, record (status queued) and dispatch one evaluation of `quota.tenant`.
 
@@ -79,21 +78,21 @@ def submit(
     answering).
     """
     valid = validate_eval(request, limits=limits, languages=languages)
-    return _accept(
+    return await _accept(
         valid, storage=storage, paths=paths, migration=migration, quota=quota, defer=defer
     )
 
 
-def submit_batch(
+async def submit_batch(
     *,
     batch: BatchRequest,
-    storage: StorageClient,
+    storage: AsyncStorageClient,
     paths: Paths,
     migration: MigrationSettings,
     limits: Limits,
     languages: Sequence[str],
+    defer: Defer,
     quota: Quota = NO_QUOTA,
-    defer: Defer = run_now,
 ) -> BatchAccepted:
     """Validate every item first (at most `limits.max_batch`: the tenant's own batch limit),
     then accept each in order; one entry per item.
@@ -108,7 +107,7 @@ def submit_batch(
     for item in items:
         try:
             accepted.append(
-                _accept(
+                await _accept(
                     item,
                     storage=storage,
                     paths=paths,
@@ -133,10 +132,10 @@ def submit_batch(
     return BatchAccepted(evaluations=accepted)
 
 
-def _accept(
+async def _accept(
     request: EvalRequest,
     *,
-    storage: StorageClient,
+    storage: AsyncStorageClient,
     paths: Paths,
     migration: MigrationSettings,
     quota: Quota,
@@ -145,7 +144,7 @@ def _accept(
     eval_id = new_eval_id()
     chosen = choose_backend(eval_id=eval_id, routing_key=request.routing_key, migration=migration)
     program = Program.of(request)
-    view = storage.create_evaluation(
+    view = await storage.create_evaluation(
         EvaluationCreate(
             eval_id=eval_id,
             program=program,
@@ -157,7 +156,9 @@ def _accept(
         )
     )
     task = EvalTask(eval_id=eval_id, backend=chosen, program=program, priority=request.priority)
-    backend = dispatch(task=task, storage=storage, paths=paths, migration=migration, view=view)
+    backend = await dispatch(
+        task=task, storage=storage, paths=paths, migration=migration, view=view
+    )
     metrics.SUBMITTED.labels(backend.value).inc()
     shadow = shadow_backend(
         eval_id=eval_id, primary=backend, routing_key=request.routing_key, migration=migration
@@ -178,6 +179,16 @@ def _accept(
 
 
 # --- reading ------------------------------------------------------------------------------------
+
+
+async def evaluation_json(
+    *, eval_id: str, storage: AsyncStorageClient, tenant: str | None = None
+) -> bytes:
+    """`get_evaluation` as storage's JSON of the `EvaluationView`, passed on without a parse and
+    a new serialisation (the read a client polls with); the same NotFound answers."""
+    if not is_eval_id(eval_id):
+        raise NotFound(f"no evaluation {eval_id!r}", eval_id=eval_id)
+    return await storage.evaluation_json(eval_id, tenant=tenant)
 
 
 def get_evaluation(

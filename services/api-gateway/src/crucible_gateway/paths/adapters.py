@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from starlette.concurrency import run_in_threadpool
+
 from crucible_contracts.models import EvalTask
 from crucible_contracts.names import Backend, Role, task_id_for
 from crucible_gateway.paths.base import Holding
 from crucible_gateway.paths.celery_client import EVALUATION_QUEUES, CeleryDispatcher
+from crucible_runtime.async_clients import AsyncQueueServiceClient
 from crucible_runtime.clients import QueueServiceClient
 
 # States of the queue-service's GET /tasks/{task_id} in which the run is still on its way.
@@ -23,11 +26,21 @@ class LegacyPath:
     # again cannot make it run twice at once.
     may_redispatch = True
 
-    def __init__(self, client: QueueServiceClient) -> None:
+    def __init__(
+        self, client: QueueServiceClient, *, async_client: AsyncQueueServiceClient | None = None
+    ) -> None:
         self.client = client
+        self.async_client = async_client
 
     def submit(self, task: EvalTask) -> None:
         self.client.submit(task)
+
+    async def submit_async(self, task: EvalTask) -> None:
+        """`submit` on the event loop (through the threadpool when made without an async client)."""
+        if self.async_client is None:
+            await run_in_threadpool(self.client.submit, task)
+        else:
+            await self.async_client.submit(task)
 
     def withdraw(self, eval_id: str, role: Role) -> None:
         """Take the task out of the deque (NotFound when not queued, Conflict when processing)."""
@@ -75,6 +88,11 @@ class CeleryPath:
 
     def submit(self, task: EvalTask) -> None:
         self.dispatcher.submit(task)
+
+    async def submit_async(self, task: EvalTask) -> None:
+        """`submit` on the event loop, with the async broker client: the same message, one
+        LPUSH, bounded by the broker's socket timeouts without holding the loop."""
+        await self.dispatcher.submit_async(task)
 
     def withdraw(self, eval_id: str, role: Role) -> None:
         """Revoke the task: a hint to the workers, who also check storage before they start it."""

@@ -44,6 +44,10 @@ class Path(Protocol):
         run already)."""
         ...
 
+    async def submit_async(self, task: EvalTask) -> None:
+        """`submit` for a caller on the event loop (the submit route), same outcomes."""
+        ...
+
     def withdraw(self, eval_id: str, role: Role) -> None:
         """Keep a still-waiting run from starting. NotFound or Conflict when it is not waiting
         there (any more); the consumer still skips it, since storage says cancelled."""

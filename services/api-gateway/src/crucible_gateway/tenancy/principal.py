@@ -19,6 +19,7 @@ from crucible_contracts.tenancy import (
     TenantLimits,
     key_hash,
 )
+from crucible_runtime.async_clients import AsyncStorageClient
 from crucible_runtime.clients import StorageClient
 
 # Unknown keys are remembered too (a client retrying a wrong key costs one look-up a second);
@@ -86,11 +87,19 @@ class KeyResolver:
     """Key → Principal through storage's look-up by hash, each answer kept at most `ttl` seconds.
 
     Raises what the storage client raises (Unavailable when storage cannot answer): a key is
-    never taken as valid on a guess.
+    never taken as valid on a guess. `resolve` is for threads, `resolve_async` for the event
+    loop (with `async_storage`); both share one cache.
     """
 
-    def __init__(self, storage: StorageClient, *, ttl: float = 1.0) -> None:
+    def __init__(
+        self,
+        storage: StorageClient,
+        *,
+        ttl: float = 1.0,
+        async_storage: AsyncStorageClient | None = None,
+    ) -> None:
         self.storage = storage
+        self.async_storage = async_storage
         self.ttl = ttl
         self._cache: dict[str, tuple[float, Principal | None]] = {}
         self._lock = threading.Lock()
@@ -98,17 +107,39 @@ class KeyResolver:
     def resolve(self, key: str) -> Principal | None:
         """The principal of an active key; None for an unknown or revoked one."""
         hashed = key_hash(key)
-        now = time.monotonic()
+        found, principal = self._cached(hashed)
+        if found:
+            return principal
+        asked_at = time.monotonic()
+        return self._remember(hashed, self.storage.identify_key(hashed), asked_at)
+
+    async def resolve_async(self, key: str) -> Principal | None:
+        """`resolve` on the event loop: a remembered answer costs no call at all."""
+        hashed = key_hash(key)
+        found, principal = self._cached(hashed)
+        if found:
+            return principal
+        if self.async_storage is None:
+            raise RuntimeError("KeyResolver.resolve_async needs async_storage")
+        asked_at = time.monotonic()
+        return self._remember(hashed, await self.async_storage.identify_key(hashed), asked_at)
+
+    def _cached(self, hashed: str) -> tuple[bool, Principal | None]:
         with self._lock:
             cached = self._cache.get(hashed)
-        if cached is not None and cached[0] > now:
-            return cached[1]
-        identity = self.storage.identify_key(hashed)
+        if cached is not None and cached[0] > time.monotonic():
+            return True, cached[1]
+        return False, None
+
+    def _remember(
+        self, hashed: str, identity: KeyIdentity | None, asked_at: float
+    ) -> Principal | None:
+        # Kept from the moment storage was asked, so no answer outlives `ttl` from its source.
         principal = Principal.of_key(identity) if identity is not None else None
         with self._lock:
             if len(self._cache) >= MAX_CACHED:
                 self._cache.clear()
-            self._cache[hashed] = (now + self.ttl, principal)
+            self._cache[hashed] = (asked_at + self.ttl, principal)
         return principal
 
     def forget(self) -> None:
