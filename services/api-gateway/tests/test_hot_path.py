@@ -23,7 +23,6 @@ from crucible_runtime.async_clients import (
     MAX_CONNECTIONS,
     AsyncQueueServiceClient,
     AsyncStorageClient,
-    read_reply,
 )
 from crucible_runtime.clients import QueueServiceClient
 from crucible_runtime.pytest_plugin import free_port
@@ -179,7 +178,7 @@ def _decoded(message: bytes) -> dict:
     ids=["default", "priority", "shadow"],
 )
 def test_the_async_publish_pushes_the_message_send_task_pushes(redis_server, broker_redis, fields):
-    """The submit route's hand-built message is kombu's, field by field, on the same queue."""
+    """The submit route's publish from the loop is send_task's message, on the same queue."""
     dispatcher = CeleryDispatcher(redis_server.url, connect_timeout=1.0)
     task = _celery_task(**fields)
     queue = dispatcher.submit(task)
@@ -211,30 +210,6 @@ def test_the_async_publish_to_a_dead_broker_is_unavailable():
 
     assert asyncio.run(publish()) is Unavailable
     dispatcher.close()
-
-
-@pytest.mark.parametrize(
-    ("raw", "body"),
-    [
-        (b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\n{}{}", b"{}{}"),
-        (
-            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
-            b"3\r\n[1,\r\n2;x=y\r\n2]\r\n0\r\n\r\n",
-            b"[1,2]",
-        ),
-        (b"HTTP/1.1 204 No Content\r\n\r\n", b""),
-    ],
-    ids=["content-length", "chunked", "no-content"],
-)
-def test_an_answer_is_read_whole_by_its_length_or_its_chunks(raw, body):
-    async def run() -> bytes:
-        reader = asyncio.StreamReader()
-        reader.feed_data(raw + b"HTTP/1.1 200 OK\r\n")  # the next answer's start stays unread
-        reply, keep = await read_reply(reader, method="GET")
-        assert keep
-        return reply.content
-
-    assert asyncio.run(run()) == body
 
 
 def test_each_rate_limit_hit_is_one_round_trip_to_redis(redis_server):

@@ -89,13 +89,15 @@ def test_busy_executor_is_retried_without_counting_as_a_failure(
     stack, storage, start_worker, start_executor, submit, wait_until_ended, retries_of
 ):
     single_slot = start_executor("executor-single", slots=1)
-    # One transient failure would end the run `error`: only busy retries may happen here.
+    # One transient failure would end the run `error`: only busy retries may happen here. No
+    # wait in place for the slot: the retry through Celery is what this test is about.
     worker = start_worker(
         storage_url=stack.storage_url,
         executor_urls=[single_slot.url],
         TRANSIENT_RETRY_MAX_ATTEMPTS="1",
         BUSY_RETRY_BASE_DELAY="0.1",
         BUSY_RETRY_MAX_DELAY="0.5",
+        EXECUTOR_BUSY_WAIT_SECONDS="0",
     )
 
     code = "import time\ntime.sleep(1.5)\nprint('done')"
@@ -112,6 +114,27 @@ def test_busy_executor_is_retried_without_counting_as_a_failure(
         assert [event.detail["attempts"] for event in retries] == list(range(2, view.attempts + 1))
         assert {event.detail["failure"] for event in retries} <= {"busy"}
     assert worker.dead_letters() == []
+
+
+def test_a_run_that_finds_the_slots_taken_waits_for_one_in_place(
+    stack, storage, start_worker, start_executor, submit, wait_until_ended, retries_of
+):
+    single_slot = start_executor("executor-single", slots=1)
+    worker = start_worker(
+        storage_url=stack.storage_url,
+        executor_urls=[single_slot.url],
+        TRANSIENT_RETRY_MAX_ATTEMPTS="1",
+        EXECUTOR_BUSY_WAIT_SECONDS="30",
+    )
+
+    code = "import time\ntime.sleep(1.5)\nprint('done')"
+    eval_ids = [submit(worker.client, storage, code)[0] for _ in range(2)]
+    views = [wait_until_ended(storage, eval_id) for eval_id in eval_ids]
+
+    # Two programs at once on one slot: the second waited for it, with no retry at all.
+    assert [(view.status, view.output) for view in views] == [(Status.COMPLETED, "done\n")] * 2
+    assert [view.attempts for view in views] == [1, 1]
+    assert all(retries_of(storage, view.eval_id) == [] for view in views)
 
 
 def test_executor_busy_through_every_retry_ends_error_in_the_dead_letter_queue(
@@ -131,6 +154,7 @@ def test_executor_busy_through_every_retry_ends_error_in_the_dead_letter_queue(
         BUSY_RETRY_MAX_ATTEMPTS="3",
         BUSY_RETRY_BASE_DELAY="0.1",
         BUSY_RETRY_MAX_DELAY="0.3",
+        EXECUTOR_BUSY_WAIT_SECONDS="0",
     )
     submit(worker.client, storage, "import time\ntime.sleep(15)", timeout=20)
     wait_for(lambda: executor_busy(single_slot.url) == 1, what="the executor to be full")

@@ -90,8 +90,7 @@ class CeleryPath:
         self.dispatcher.submit(task)
 
     async def submit_async(self, task: EvalTask) -> None:
-        """`submit` on the event loop, with the async broker client: the same message, one
-        LPUSH, bounded by the broker's socket timeouts without holding the loop."""
+        """`submit` from the event loop (kombu's publish, in the threadpool)."""
         await self.dispatcher.submit_async(task)
 
     def withdraw(self, eval_id: str, role: Role) -> None:
