@@ -32,6 +32,8 @@ slots_per_executor="${EXECUTOR_SLOTS:-$(nproc)}"
 export CELERY_CONCURRENCY="${CELERY_CONCURRENCY:-$(( 3 * slots_per_executor ))}"
 export QUEUE_WORKER_CONCURRENCY="${QUEUE_WORKER_CONCURRENCY:-$(( slots_per_executor + slots_per_executor / 2 ))}"
 export LOG_LEVEL="${LOG_LEVEL:-INFO}"
+# Execution (executors, consumers) and Flower yield the CPU to intake (gateway, storage, Redis).
+export EXECUTION_NICE="${EXECUTION_NICE:-5}"
 # Flower's basic auth (user:password[,user2:password2]); unset, Flower is open (said below).
 if [[ -n "${FLOWER_BASIC_AUTH:-}" ]]; then export FLOWER_BASIC_AUTH; else unset FLOWER_BASIC_AUTH; fi
 export PYTHONUNBUFFERED=1

@@ -63,6 +63,7 @@ WIRING_VARIABLES = (
 # run.sh's defaults for the tunables; the caller's environment overrides each, as with make run.
 TUNABLE_DEFAULTS = {
     "LOG_LEVEL": "INFO",
+    "EXECUTION_NICE": "5",
     "FORCE_LEGACY_QUEUE": "false",
     "PYTHONUNBUFFERED": "1",
     # The bench measures the platform at its own rate, not the per-tenant rate limit.
