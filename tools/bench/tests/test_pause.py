@@ -7,21 +7,13 @@ import contextlib
 import os
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 
 import pytest
 
 from crucible_bench.machine import process_table
 from crucible_bench.pause import paused, process_state, tree_pids
-
-
-def wait_for(condition, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.01)
+from crucible_runtime.pytest_plugin import wait_for
 
 
 @pytest.fixture
