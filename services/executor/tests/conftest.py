@@ -7,6 +7,7 @@ import contextlib
 import itertools
 import os
 import random
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -148,7 +149,7 @@ def executor_run_cgroups() -> Callable[[int], list[Path]]:
             if child.is_dir() and not is_warm_cgroup(child)
         ]
 
-    return present
+    return lambda pid: settled(lambda: present(pid))
 
 
 async def run_in(
@@ -210,16 +211,32 @@ def in_warm_cgroup(pid: int) -> bool:
     return any(is_warm_cgroup(Path(path)) for path in paths)
 
 
+# An executor answers a run before its sandbox is torn down (the teardown follows at once, off the
+# request path): what a run leaves is looked at once teardowns had this long to finish.
+SETTLE_SECONDS = 15.0
+
+
+def settled(probe: Callable[[], list[Any]]) -> list[Any]:
+    """What `probe` still finds once it finds nothing, or after SETTLE_SECONDS: leftovers of a
+    teardown that never finishes stay in the answer, and the caller's `== []` fails on them."""
+    deadline = time.monotonic() + SETTLE_SECONDS
+    while (left := probe()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return left
+
+
 @pytest.fixture
 def live_pids_in_uid_range() -> Callable[[int, int], list[int]]:
     """live_pids_in_uid_range(base, count=16) → processes left under those sandbox uids, not
     counting the warm sandboxes waiting for the next programs."""
-    return lambda base, count=16: [
-        pid
-        for uid in range(base, base + count)
-        for pid in pids_of_uid(uid)
-        if not in_warm_cgroup(pid)
-    ]
+    return lambda base, count=16: settled(
+        lambda: [
+            pid
+            for uid in range(base, base + count)
+            for pid in pids_of_uid(uid)
+            if not in_warm_cgroup(pid)
+        ]
+    )
 
 
 @pytest.fixture
