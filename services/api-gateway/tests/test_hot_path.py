@@ -184,11 +184,7 @@ def test_the_async_publish_pushes_the_message_send_task_pushes(redis_server, bro
     queue = dispatcher.submit(task)
     by_kombu = broker_redis.rpop(queue.value)
 
-    async def publish() -> None:
-        await CeleryPath(dispatcher).submit_async(task)
-        await dispatcher.aclose()
-
-    asyncio.run(publish())
+    asyncio.run(CeleryPath(dispatcher).submit_async(task))
     by_us = broker_redis.rpop(queue.value)
     dispatcher.close()
 
@@ -204,8 +200,6 @@ def test_the_async_publish_to_a_dead_broker_is_unavailable():
             await dispatcher.submit_async(_celery_task())
         except Unavailable as exc:
             return type(exc)
-        finally:
-            await dispatcher.aclose()
         return None
 
     assert asyncio.run(publish()) is Unavailable

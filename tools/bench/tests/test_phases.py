@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-import pytest
-
-from crucible_bench.phases import MIX, BenchSettings, event_stream_listeners, mixed_programs
+from crucible_bench.phases import MIX, BenchSettings, mixed_programs
 
 
 def test_one_cycle_holds_each_kind_in_its_share():
@@ -37,13 +35,3 @@ def test_every_phase_states_clients_consumers_and_executor_slots():
         "consumers": "Celery -c 2",
         "executor_slots": "4 per executor",
     }
-
-
-def test_event_stream_listeners_are_a_place_held_for_issue_15():
-    with event_stream_listeners(None, 0):  # nothing to open: the phases run inside it today
-        pass
-    with (
-        pytest.raises(NotImplementedError, match="not built yet"),
-        event_stream_listeners(None, 100),
-    ):
-        pass

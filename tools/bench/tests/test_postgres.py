@@ -10,11 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from crucible_bench.postgres import fresh_database, pg_bin, private_cluster, server_version
-
-pytestmark = pytest.mark.skipif(
-    not (pg_bin("initdb") and pg_bin("postgres")), reason="PostgreSQL is not installed"
-)
+from crucible_bench.postgres import fresh_database, private_cluster, server_version
 
 
 @pytest.fixture

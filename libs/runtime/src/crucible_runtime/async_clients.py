@@ -27,7 +27,7 @@ from crucible_contracts.models import (
 )
 from crucible_contracts.names import INTERNAL_KEY_HEADER, Role
 from crucible_contracts.tenancy import TENANT_HEADER, KeyIdentity
-from crucible_runtime.clients import IDEMPOTENT_METHODS, Answer, raise_for_error
+from crucible_runtime.clients import IDEMPOTENT_METHODS, Answer, query_pairs, raise_for_error
 
 log = logging.getLogger(__name__)
 
@@ -133,21 +133,10 @@ async def _exchange(
     params: dict[str, Any] | None,
 ) -> Answer:
     async with session.request(
-        method, path, data=content, headers=headers, params=_query(params)
+        method, path, data=content, headers=headers, params=query_pairs(params)
     ) as response:
         body = await response.read()
         return Answer(status_code=response.status, headers=response.headers, content=body)
-
-
-def _query(params: dict[str, Any] | None) -> dict[str, str] | None:
-    """Query values as text, the way `clients` sends them (true/false for bools)."""
-    if not params:
-        return None
-    return {
-        key: ("true" if value else "false") if isinstance(value, bool) else str(value)
-        for key, value in params.items()
-        if value is not None
-    }
 
 
 def _scoped(tenant: str | None) -> dict[str, str] | None:

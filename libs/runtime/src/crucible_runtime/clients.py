@@ -131,15 +131,17 @@ def _query_value(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def _target(path: str, params: Mapping[str, Any] | None) -> str:
-    if not params:
-        return path
-    pairs = [
+def query_pairs(params: Mapping[str, Any] | None) -> list[tuple[str, str]]:
+    """A request's query as (name, text) pairs, a list or tuple value repeated per item."""
+    return [
         (key, _query_value(item))
-        for key, value in params.items()
+        for key, value in (params or {}).items()
         for item in (value if isinstance(value, list | tuple) else [value])
     ]
-    return f"{path}?{urlencode(pairs)}"
+
+
+def _target(path: str, params: Mapping[str, Any] | None) -> str:
+    return f"{path}?{urlencode(query_pairs(params))}" if params else path
 
 
 def _timeout(value: float | Timeout | None) -> Timeout | None:
@@ -490,11 +492,12 @@ class ExecutorPool:
         return live or ordered
 
     def execute(self, request: ExecuteRequest) -> ExecuteResult:
+        body = request.model_dump_json().encode()
         deadline = time.monotonic() + self._busy_wait
         pause = BUSY_PAUSE_FIRST
         while True:
             try:
-                return self._execute_once(request)
+                return self._execute_once(request, body)
             except Busy:
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -502,7 +505,7 @@ class ExecutorPool:
                 time.sleep(min(left, pause * random.uniform(0.5, 1.0)))  # noqa: S311 -- jitter
                 pause = min(pause * 2, BUSY_PAUSE_MAX)
 
-    def _execute_once(self, request: ExecuteRequest) -> ExecuteResult:
+    def _execute_once(self, request: ExecuteRequest, body: bytes) -> ExecuteResult:
         timeout = Timeout(connect=self._connect_timeout, read=request.timeout + 30)
         busy: list[Busy] = []
         down: list[Unavailable] = []
@@ -512,7 +515,7 @@ class ExecutorPool:
                 response = client.request(
                     "POST",
                     "/execute",
-                    content=request.model_dump_json().encode(),
+                    content=body,
                     timeout=timeout,
                     idempotent=True,
                 )

@@ -27,6 +27,7 @@ import pytest
 
 from crucible_contracts.ids import EVAL_ID_REGEX
 from crucible_contracts.settings import ServerSettings
+from crucible_runtime.postgres import initdb_argv, pg_bin, server_argv
 
 
 def free_port() -> int:
@@ -368,21 +369,6 @@ def redis_server(processes: ProcessStarter) -> ManagedProcess:
 # --- PostgreSQL --------------------------------------------------------------------------------
 
 
-def _pg_bin(name: str) -> str | None:
-    found = shutil.which(name)
-    if found:
-        return found
-    candidates = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), reverse=True)
-    return str(candidates[0]) if candidates else None
-
-
-def _as_postgres_user(argv: list[str]) -> list[str]:
-    # initdb and postgres refuse to run as root.
-    if os.geteuid() == 0:
-        return ["runuser", "-u", "postgres", "--", *argv]
-    return argv
-
-
 @pytest.fixture(scope="session")
 def postgres_server_url(session_processes: ProcessStarter) -> Iterator[str]:
     """SQLAlchemy URL of a PostgreSQL server: TEST_POSTGRES_URL, else a private cluster made with
@@ -393,37 +379,15 @@ def postgres_server_url(session_processes: ProcessStarter) -> Iterator[str]:
     if os.environ.get("TEST_POSTGRES_URL"):
         yield os.environ["TEST_POSTGRES_URL"]
         return
-    initdb, postgres = _pg_bin("initdb"), _pg_bin("postgres")
+    initdb, postgres = pg_bin("initdb"), pg_bin("postgres")
     if not (initdb and postgres):
         pytest.fail("PostgreSQL is not installed: run `make deps` (apt-get install postgresql)")
     data = Path(tempfile.mkdtemp(prefix="crucible-pg-"))
     if os.geteuid() == 0:
         shutil.chown(data, "postgres", "postgres")
-    subprocess.run(
-        _as_postgres_user(
-            [initdb, "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8"]
-        ),
-        check=True,
-        capture_output=True,
-    )
+    subprocess.run(initdb_argv(initdb, data), check=True, capture_output=True)
     port = free_port()
-    argv = _as_postgres_user(
-        [
-            postgres,
-            "-D",
-            str(data),
-            "-p",
-            str(port),
-            "-k",
-            str(data),
-            "-c",
-            "listen_addresses=127.0.0.1",
-            "-c",
-            "fsync=off",
-            "-c",
-            "max_connections=200",
-        ]
-    )
+    argv = server_argv(postgres, data, port)
 
     def accepts(_: ManagedProcess) -> bool:
         with socket.create_connection(("127.0.0.1", port), timeout=1):

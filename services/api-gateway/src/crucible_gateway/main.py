@@ -135,7 +135,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         paths.close()
         await async_storage.aclose()
         await async_legacy.aclose()
-        await celery.aclose()
         await rate_limiter.close()
 
     app = FastAPI(title="Crucible api-gateway", lifespan=lifespan)

@@ -216,13 +216,7 @@ class Runner:
                 ended, out, err = await self._execute(launch, request, limits, execution, cgroup)
         except (OSError, subprocess.SubprocessError) as exc:
             log.exception("sandbox for eval %s could not be started", request.eval_id)
-            return self._result(
-                request,
-                status=Status.ERROR,
-                reason="sandbox_failed",
-                error=f"the executor could not start the sandbox: {exc}",
-                started=started,
-            )
+            return self._sandbox_failed(request, f"could not start the sandbox: {exc}", started)
         finally:
             await asyncio.to_thread(self._clean_up, identity, cgroup)
         return self._collect(request, ended, out, err, limits, started)
@@ -328,13 +322,7 @@ class Runner:
             )
         except (OSError, subprocess.SubprocessError) as exc:
             log.exception("warm sandbox for eval %s failed", request.eval_id)
-            return self._result(
-                request,
-                status=Status.ERROR,
-                reason="sandbox_failed",
-                error=f"the executor could not run the sandbox: {exc}",
-                started=started,
-            )
+            return self._sandbox_failed(request, f"could not run the sandbox: {exc}", started)
         finally:
             teardown = asyncio.ensure_future(asyncio.to_thread(self.discard, warm))
             if defer_teardown:
@@ -621,6 +609,16 @@ class Runner:
             error_base64=error_base64,
             output_truncated=out.total - marker > limits.max_output_bytes,
             error_truncated=err.total > limits.max_output_bytes,
+            started=started,
+        )
+
+    def _sandbox_failed(self, request: ExecuteRequest, what: str, started: float) -> ExecuteResult:
+        """The result of a run the sandbox failed (not the program): status error."""
+        return self._result(
+            request,
+            status=Status.ERROR,
+            reason="sandbox_failed",
+            error=f"the executor {what}",
             started=started,
         )
 

@@ -21,7 +21,7 @@ from crucible_contracts.models import EvaluationCreate, Event
 from crucible_contracts.names import Backend, EventName, Role
 from crucible_contracts.status import Status
 from crucible_storage.tables import Evaluation, EventRecord, Run
-from crucible_storage.transitions import PlannedEvent, RunState
+from crucible_storage.transitions import RESULT_CLEARED, PlannedEvent, RunState
 
 # What the hot operations run on: the routes' plain Connection, or a Session (tests, tools).
 SessionLike = Session | Connection
@@ -87,21 +87,11 @@ def insert_run(
         "backend": backend,
         "status": Status.QUEUED,
         "attempts": 0,
-        "executor_id": None,
-        "exit_code": None,
-        "output": None,
-        "error": None,
-        "output_base64": None,
-        "error_base64": None,
-        "output_truncated": False,
-        "error_truncated": False,
-        "runtime_ms": None,
+        **RESULT_CLEARED,
         "reason": None,
         "replays": 0,
         "created_at": now,
         "queued_at": now,
-        "started_at": None,
-        "completed_at": None,
     }
     connection.execute(_INSERT_RUN, run)
     return run

@@ -15,9 +15,8 @@ flight, consumers, executor slots) for the report.
 
 from __future__ import annotations
 
-import contextlib
 import random
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,9 +60,6 @@ class BenchSettings:
     warm_pause: float = 0.1
     accept_rates: tuple[float, ...] = accept.RATES
     accept_step_seconds: float = accept.STEP_SECONDS
-    # Idle listeners on the gateway's live event stream during the gateway phases (issue 15);
-    # 0 until the stream exists, see `event_stream_listeners`.
-    event_listeners: int = 0
 
     def path_slots(self, backend: str) -> int:
         """Executor slots a path runs programs in: the Celery path has two executors."""
@@ -297,8 +293,7 @@ def submit_rate(ctx: Context, *, phase: str, mode: str) -> dict[str, Any]:
     rate, seconds = ctx.settings.rate, ctx.settings.seconds
 
     def body() -> dict[str, Any]:
-        with event_stream_listeners(ctx, ctx.settings.event_listeners):
-            result = fixed_rate_figures(ctx, rate, seconds)
+        result = fixed_rate_figures(ctx, rate, seconds)
         accepted = result.pop("_accepted")
         result["load"] = ctx.settings.concurrency(
             clients=open_loop_clients(ctx, rate), consumers=ctx.settings.consumers(mode)
@@ -307,22 +302,6 @@ def submit_rate(ctx: Context, *, phase: str, mode: str) -> dict[str, Any]:
         return result
 
     return measured(ctx, phase, body)
-
-
-@contextlib.contextmanager
-def event_stream_listeners(ctx: Context, count: int) -> Iterator[None]:
-    """`count` idle listeners held open on the gateway's live event stream while the body runs,
-    so that a phase measures the gateway with them attached (issue 15's 100 idle SSE listeners).
-
-    This is where they go once the stream exists; it is not built yet, so only count=0 is
-    accepted and nothing is opened.
-    """
-    if count:
-        raise NotImplementedError(
-            f"{count} event stream listeners: the gateway's live event stream is not built yet"
-        )
-    del ctx  # the listeners will connect to ctx.gateway
-    yield
 
 
 def _backlog(completions: Completions, accepted: Sequence[load.Submission]) -> dict[str, int]:
@@ -444,10 +423,7 @@ def run_accept_only(ctx: Context) -> dict[str, Any]:
         return step
 
     def body() -> dict[str, Any]:
-        with (
-            paused(pids[name] for name in CONSUMERS) as stopped,
-            event_stream_listeners(ctx, settings.event_listeners),
-        ):
+        with paused(pids[name] for name in CONSUMERS) as stopped:
             steps = accept.run_steps(settings.accept_rates, measure)
         return {
             "backend": "celery",

@@ -1,9 +1,8 @@
 """`--postgres`: storage on a private PostgreSQL cluster (initdb on a free port under the bench
 dir), a fresh database for each suite, the cluster stopped and deleted afterwards.
 
-The same recipe as the test plugin's `postgres_server_url` (crucible_runtime.pytest_plugin):
-trust authentication on 127.0.0.1 only, fsync off, and the server run as the postgres user when
-the bench runs as root (initdb and postgres refuse root).
+The cluster is the test plugin's recipe (`crucible_runtime.postgres`): trust authentication on
+127.0.0.1 only, fsync off, and the server run as the postgres user when the bench runs as root.
 """
 
 from __future__ import annotations
@@ -20,24 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from crucible_bench.suite import free_ports
+from crucible_runtime.postgres import initdb_argv, pg_bin, server_argv
 
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
-
-
-def pg_bin(name: str) -> str | None:
-    """Path of a PostgreSQL program: on PATH, else the newest under /usr/lib/postgresql."""
-    found = shutil.which(name)
-    if found:
-        return found
-    candidates = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), reverse=True)
-    return str(candidates[0]) if candidates else None
-
-
-def _as_postgres_user(argv: list[str]) -> list[str]:
-    if os.geteuid() == 0:
-        return ["runuser", "-u", "postgres", "--", *argv]
-    return argv
 
 
 @dataclass
@@ -102,34 +87,12 @@ def private_cluster(folder: Path) -> Iterator[Cluster]:
     if os.geteuid() == 0:
         for path in (folder, data):
             shutil.chown(path, "postgres", "postgres")
-    init = subprocess.run(
-        _as_postgres_user(
-            [initdb, "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8"]
-        ),
-        capture_output=True,
-        text=True,
-    )
+    init = subprocess.run(initdb_argv(initdb, data), capture_output=True, text=True)
     if init.returncode != 0:
         shutil.rmtree(folder, ignore_errors=True)
         raise RuntimeError(f"initdb failed ({init.returncode}): {init.stderr[-2000:]}")
     port = free_ports(1)[0]
-    argv = _as_postgres_user(
-        [
-            postgres,
-            "-D",
-            str(data),
-            "-p",
-            str(port),
-            "-k",
-            str(data),
-            "-c",
-            "listen_addresses=127.0.0.1",
-            "-c",
-            "fsync=off",
-            "-c",
-            "max_connections=200",
-        ]
-    )
+    argv = server_argv(postgres, data, port)
     log = (folder / "server.log").open("ab")
     try:
         # A session of its own: a Ctrl-C reaches the driver, which then stops the server.

@@ -161,9 +161,6 @@ class CeleryDispatcher:
         self.app.close()
         self._redis.close()
 
-    async def aclose(self) -> None:
-        """Nothing to close on the loop: the publishing connection is closed by `close`."""
-
 
 def _task_summaries(
     replies: dict[str, list[dict[str, Any]]] | None,
