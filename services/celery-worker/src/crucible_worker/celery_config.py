@@ -51,13 +51,15 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # redelivered copy is skipped because the run has ended.
         "worker_cancel_long_running_tasks_on_connection_loss": False,
         "worker_concurrency": settings.celery_concurrency,
-        "task_track_started": True,
+        # No STARTED state in the result backend: storage records `running`, and nothing
+        # reads Celery's copy of it (a result backend write per task saved).
+        "task_track_started": False,
         # Only a hard default: a task sent without limits (the gateway always sends both) is
         # still bounded, and a hard kill is recorded (tasks.end_after_hard_time_limit).
         "task_time_limit": hard_limit,
         "result_expires": settings.result_expires_seconds,
-        "worker_send_task_events": True,
-        "task_send_sent_event": True,
+        "worker_send_task_events": settings.celery_task_events,
+        "task_send_sent_event": settings.celery_task_events,
     }
 
 

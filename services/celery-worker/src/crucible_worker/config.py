@@ -35,6 +35,11 @@ class Settings(ServiceSettings, RetrySettings):
 
     result_expires_seconds: int = SECONDS_PER_DAY
 
+    # Celery's task events (received, started, succeeded, ...), which Flower's task views are
+    # made of. Each costs the worker a publish and Flower its processing: about 3 ms of CPU per
+    # evaluation between them (docs/benchmarks.md). Off, Flower still shows workers and queues.
+    celery_task_events: bool = True
+
     def executor_urls(self) -> list[str]:
         return split_urls(self.executor_service_url)
 

@@ -25,6 +25,8 @@ from flower import urls
 from flower.views.monitor import Metrics
 from tornado import web
 
+from crucible_worker.config import Settings
+
 BASIC_AUTH = "FLOWER_BASIC_AUTH"
 OPEN_WARNING = (
     "FLOWER_BASIC_AUTH is not set: Flower is open to anyone who can reach its port "
@@ -57,9 +59,14 @@ def flower_environment(env: Mapping[str, str]) -> tuple[dict[str, str], str | No
     return result, None
 
 
-def flower_args(options: Sequence[str]) -> list[str]:
-    """The `celery` command line that runs Flower on Crucible's app with `options`."""
-    return ["-A", "crucible_worker.main:app", "flower", *options]
+def flower_args(options: Sequence[str], *, task_events: bool = True) -> list[str]:
+    """The `celery` command line that runs Flower on Crucible's app with `options`.
+
+    Without task events (CELERY_TASK_EVENTS=false) Flower is told not to switch them on in the
+    workers, which it otherwise does every few seconds: it then shows workers and queues only.
+    """
+    events = [] if task_events else ["--enable_events=False"]
+    return ["-A", "crucible_worker.main:app", "flower", *events, *options]
 
 
 class AuthenticatedMetrics(Metrics):
@@ -94,7 +101,10 @@ def main(options: Sequence[str] | None = None) -> None:
     os.environ.clear()
     os.environ.update(env)
     protect_metrics()
-    args = flower_args(sys.argv[1:] if options is None else options)
+    args = flower_args(
+        sys.argv[1:] if options is None else options,
+        task_events=Settings().celery_task_events,
+    )
     celery.main(args=args, prog_name="celery", auto_envvar_prefix="CELERY")
 
 

@@ -69,10 +69,17 @@ def _header(results: dict[str, Any]) -> list[str]:
         f"LOG_LEVEL={settings.get('log_level', '?')}; executor slots: "
         f"{settings.get('executor_slots', '?')} per executor",
         f"- storage's database: {settings.get('database', 'SQLite')}; each process's output to "
-        "its own log file (honcho only launches and stops them)",
+        "its own log file (honcho only launches and stops them); Celery task events "
+        f"(Flower's task views): {_on_off(settings.get('celery_task_events'))}",
         f"- whole run: {ms(results.get('duration_s'))} s",
         "",
     ]
+
+
+def _on_off(value: str | None) -> str:
+    if value is None:
+        return "on"  # runs before CELERY_TASK_EVENTS existed sent them
+    return "on" if value.lower() in {"1", "true", "yes", "on"} else "off"
 
 
 def _targets(results: dict[str, Any]) -> list[str]:

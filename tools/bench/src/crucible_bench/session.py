@@ -162,6 +162,7 @@ def run(
             "warm_pause_s": settings.warm_pause,
             "database": database + " (private cluster, fsync off)" if cluster else database,
             "log_level": env["LOG_LEVEL"],
+            "celery_task_events": env["CELERY_TASK_EVENTS"],
             "profiled": profile,
         },
         "duration_s": time.monotonic() - started,
