@@ -14,6 +14,8 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from crucible_contracts.errors import CrucibleError
+from crucible_contracts.models import ComparisonOutcome
+from crucible_contracts.names import Backend
 from crucible_gateway.migration.models import MigrationMode
 from crucible_gateway.queue_readings import SOURCES, CachedQueueReader
 
@@ -94,6 +96,27 @@ RATE_LIMIT_UNCHECKED = Counter(
 
 
 ALL_PASSED = "all_passed"
+GUARD_CHECKS = ("error_rate", "mismatch_rate", "p95_latency_ratio")
+
+
+def _zeroed() -> None:
+    """Every series of a bounded label set exists from the start, at 0: a rate over a series
+    that appears only with its first event misses that event, and an alert on it never fires."""
+    for backend in Backend:
+        SUBMITTED.labels(backend.value)
+        DISPATCH_FAILURES.labels(backend.value)
+        FALLBACKS.labels(backend.value, backend.other.value)
+    for outcome in ComparisonOutcome:
+        COMPARISONS.labels(outcome.value)
+    GUARD_DECISIONS.labels("pass", ALL_PASSED)
+    for decision in ("breach", "inconclusive"):
+        for check in GUARD_CHECKS:
+            GUARD_DECISIONS.labels(decision, check)
+    for action in ("guard_rollback", "ramp_promote"):
+        GUARD_ACTIONS.labels(action)
+
+
+_zeroed()
 
 
 def deciding_check(verdict: Verdict) -> str:
