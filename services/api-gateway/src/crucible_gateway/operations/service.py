@@ -1,9 +1,10 @@
 """Operators' view of the running system: queue depths, gateway status, Celery workers and tasks.
 
-Depths and reachability are asked of every path alike (`Path.depth`, `Path.ping`); only the views
-about Celery itself (workers, tasks) talk to the Celery dispatcher. Every function asks live
-systems with a short timeout; a part that does not answer is reported, not raised, except for the
-Celery views, where an unreachable broker is a 503.
+The operator's queue report (depth and oldest age of every queue) comes from `queue_readings`;
+the clients' summary and reachability are asked of every path alike (`Path.depth`, `Path.ping`);
+only the views about Celery itself (workers, tasks) talk to the Celery dispatcher. Every function
+asks live systems with a short timeout; a part that does not answer is reported, not raised,
+except for the Celery views, where an unreachable broker is a 503.
 """
 
 from __future__ import annotations
