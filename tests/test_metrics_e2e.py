@@ -380,3 +380,17 @@ def test_the_grafana_provisioning_names_the_dashboards_datasource():
     }
     assert used == uids
     assert providers["providers"][0]["options"]["path"] == "/etc/grafana/dashboards"
+
+
+def test_the_dashboard_panels_have_unique_ids_and_do_not_overlap():
+    panels = json.loads(DASHBOARD.read_text())["panels"]
+    cells = {}
+    for panel in panels:
+        grid = panel["gridPos"]
+        for x in range(grid["x"], grid["x"] + grid["w"]):
+            for y in range(grid["y"], grid["y"] + grid["h"]):
+                assert (x, y) not in cells, f"{panel['title']} overlaps {cells[(x, y)]}"
+                cells[(x, y)] = panel["title"]
+        assert grid["x"] + grid["w"] <= 24, panel["title"]
+
+    assert len({panel["id"] for panel in panels}) == len(panels)
