@@ -165,7 +165,7 @@ def test_dead_letters_are_listed_inspected_replayed_and_purged(suite, client_for
         timeout=30,
         what="two dead letters",
     )
-    assert client.http.get("/api/queue-status").json()["dead_letter"] == {"entries": 2}
+    assert client.http.get("/api/queue-status").json()["dead_letter"]["entries"] == 2
     entry = next(item for item in page["items"] if item["eval_id"] == first)
     detail = admin.get(f"/api/admin/dlq/{entry['id']}").json()
     assert detail["attempts"] == 2 and detail["traceback"]

@@ -126,6 +126,11 @@ class DeadLetterStore:
     def count(self) -> int:
         return int(_guarded(lambda: self._client.llen(self.key)))
 
+    def oldest(self) -> DeadLetter | None:
+        """The entry parked first among those kept (None when the queue is empty)."""
+        found = self._script(self._page, -1, -1)
+        return DeadLetter.model_validate_json(found[0]) if found else None
+
     def get(self, entry_id: str) -> DeadLetter:
         found = _guarded(lambda: self._client.hget(self._keys[1], entry_id))
         if found is None:

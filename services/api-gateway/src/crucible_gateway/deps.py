@@ -23,6 +23,7 @@ from crucible_gateway.migration.source import RedisMigrationSource
 from crucible_gateway.migration.store import MigrationStore
 from crucible_gateway.paths import Paths
 from crucible_gateway.paths.celery_client import CeleryDispatcher
+from crucible_gateway.queue_readings import QueueReader
 from crucible_gateway.tenancy.principal import KeyResolver, Principal
 from crucible_runtime.async_clients import AsyncStorageClient
 from crucible_runtime.clients import ExecutorPool, StorageClient
@@ -98,6 +99,10 @@ async def get_dead_letters(request: Request) -> DeadLetterStore:
     return request.app.state.dead_letters
 
 
+async def get_queue_reader(request: Request) -> QueueReader:
+    return request.app.state.queue_reader
+
+
 async def get_limits(request: Request) -> Limits:
     return request.app.state.limits
 
@@ -121,5 +126,6 @@ PrincipalDep = Annotated[Principal, Depends(get_principal)]
 KeyResolverDep = Annotated[KeyResolver, Depends(get_key_resolver)]
 ExecutorsDep = Annotated[ExecutorPool | None, Depends(get_executors)]
 DeadLettersDep = Annotated[DeadLetterStore, Depends(get_dead_letters)]
+QueueReaderDep = Annotated[QueueReader, Depends(get_queue_reader)]
 LimitsDep = Annotated[Limits, Depends(get_limits)]
 LanguagesDep = Annotated[tuple[str, ...], Depends(get_languages)]

@@ -11,6 +11,7 @@ import redis
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
+from crucible_gateway import metrics
 from crucible_gateway.auth import Authenticator, install_auth
 from crucible_gateway.config import Settings
 from crucible_gateway.evaluations.routes import router as evaluations_router
@@ -26,6 +27,7 @@ from crucible_gateway.migration.supervisor import Supervisor
 from crucible_gateway.operations.routes import router as operations_router
 from crucible_gateway.paths import CeleryPath, LegacyPath, Paths
 from crucible_gateway.paths.celery_client import CeleryDispatcher
+from crucible_gateway.queue_readings import CachedQueueReader, QueueReader
 from crucible_gateway.ratelimit import RateLimiter
 from crucible_gateway.ratelimit_middleware import install_rate_limit
 from crucible_gateway.tenancy.principal import KeyResolver
@@ -109,6 +111,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         dead_letters=dead_letters,
     )
 
+    queue_reader = QueueReader(legacy=legacy, broker=broker_redis, dead_letters=dead_letters)
+    metrics.expose(queues=CachedQueueReader(queue_reader), source=source, store=store)
+
     resolver = KeyResolver(storage, ttl=settings.key_cache_seconds, async_storage=async_storage)
     stop_seeding = threading.Event()
 
@@ -151,6 +156,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.leader = leader
     app.state.executors = executors
     app.state.dead_letters = dead_letters
+    app.state.queue_reader = queue_reader
     app.state.operator_tokens = settings.operator_tokens
     app.state.key_resolver = resolver
     app.state.tenant_max_in_flight = settings.tenant_max_in_flight

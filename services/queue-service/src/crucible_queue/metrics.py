@@ -1,4 +1,5 @@
-"""Prometheus view of the legacy queue: depth and counters read from the TaskQueue at scrape time."""
+"""Prometheus view of the legacy queue: tasks by state and counters, read from the TaskQueue at
+scrape time."""
 
 from __future__ import annotations
 
@@ -26,12 +27,9 @@ class QueueCollector(Collector):
         )
         depth.add_metric(["queued"], status.queued)
         depth.add_metric(["processing"], status.processing)
+        # The oldest task's age is the gateway's `crucible_queue_oldest_age_seconds{queue="legacy"}`
+        # (one name for every queue's age); `/status` gives it to the gateway.
         yield depth
-        yield GaugeMetricFamily(
-            "crucible_legacy_queue_oldest_age_seconds",
-            "Age of the oldest queued task (0 when empty)",
-            value=status.oldest_queued_age_s or 0.0,
-        )
         tasks = CounterMetricFamily(
             "crucible_legacy_queue_tasks", "Legacy queue task transitions", labels=["event"]
         )

@@ -34,7 +34,7 @@ from crucible_contracts.models import (
 )
 from crucible_contracts.names import Backend, EventName, Role
 from crucible_contracts.status import Status
-from crucible_storage import hot, repository, stats, tenancy
+from crucible_storage import hot, metrics, repository, stats, tenancy
 from crucible_storage.db import Database
 from crucible_storage.events import EventPublisher
 from crucible_storage.hot import SessionLike
@@ -244,6 +244,8 @@ def _apply(
         if hot.ends_primary(role, plan.events):
             events = _with_evaluation(connection, events)
         session.commit()
+        if "status" in plan.values:
+            metrics.observe_transition(updated._mapping)
         publisher.publish(events)
         return run_view(updated)
     raise Conflict(f"run {role} of {eval_id} kept changing; try again", eval_id=eval_id)

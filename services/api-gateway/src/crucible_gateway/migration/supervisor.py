@@ -127,7 +127,7 @@ def _judge(
         recent_since = max(now - timedelta(seconds=document.guard.recent_seconds), since)
         recent = storage.stats(since=recent_since, until=now)
         verdict = confirm_recent(verdict, window=stats, recent=recent)
-    metrics.GUARD_DECISIONS.labels(verdict.decision).inc()
+    metrics.GUARD_DECISIONS.labels(verdict.decision, metrics.deciding_check(verdict)).inc()
     return status.model_copy(
         update={"since": since, "recent_since": recent_since, "verdict": verdict}
     )

@@ -23,6 +23,7 @@ from crucible_gateway.deps import (
     OperatorDep,
     PathsDep,
     PrincipalDep,
+    QueueReaderDep,
     StorageDep,
 )
 from crucible_gateway.operations import dead_letters, service
@@ -32,12 +33,12 @@ router = APIRouter(prefix="/api")
 
 
 @router.get("/queue-status")
-def queue_status(paths: PathsDep, store: DeadLettersDep, principal: PrincipalDep) -> dict[str, Any]:
-    """Depths per path and per Celery queue, and the dead-letter queue's, for operators; how
-    many evaluations wait on each path for everyone else."""
-    return service.queue_status(
-        paths=paths, dead_letters=store, details=principal.can(Scope.OPERATOR)
-    )
+def queue_status(
+    paths: PathsDep, reader: QueueReaderDep, principal: PrincipalDep
+) -> dict[str, Any]:
+    """Depths and oldest ages per path and per Celery queue, and the dead-letter queue's, for
+    operators; how many evaluations wait on each path for everyone else."""
+    return service.queue_status(paths=paths, reader=reader, details=principal.can(Scope.OPERATOR))
 
 
 @router.get("/status")

@@ -8,6 +8,7 @@ as `Unavailable`, so that the caller can fall back to the legacy path.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import redis
@@ -28,6 +29,11 @@ log = logging.getLogger(__name__)
 _PUBLISH_RETRY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
 _BROKER_ERRORS = (KombuError, redis.RedisError, OSError)
 
+
+# The message header carrying when the gateway published it (Unix time, seconds): kombu's Redis
+# messages have no time of their own, and the age of a queue's oldest message is read from it
+# (`crucible_gateway.queue_readings`).
+ENQUEUED_AT_HEADER = "crucible_enqueued_at"
 
 # The queues `queue_for` sends evaluations to: every queue but `low`.
 EVALUATION_QUEUES = (Queue.HIGH, Queue.DEFAULT, Queue.SHADOW)
@@ -88,6 +94,7 @@ class CeleryDispatcher:
                 retry=True,
                 retry_policy=_PUBLISH_RETRY,
                 ignore_result=True,
+                headers={ENQUEUED_AT_HEADER: time.time()},
             )
         except _BROKER_ERRORS as exc:
             raise Unavailable(f"Celery broker unreachable: {exc!r}", backend="celery") from exc
