@@ -180,10 +180,14 @@ URL by Kubernetes' $(VAR) expansion) or the external URL's Secret. */}}
 {{- end -}}
 {{- end -}}
 
-{{/* Environment of every process of the Celery app (worker, beat, Flower): crucible_worker.config. */}}
-{{- define "crucible.celeryEnv" -}}
+{{/* Environment of the Celery app's processes (crucible_worker.config): beat and Flower only
+talk to the broker; the worker also to storage and its executors. */}}
+{{- define "crucible.brokerEnv" -}}
 {{ include "crucible.commonEnv" . }}
 - {name: CELERY_BROKER_URL, value: {{ include "crucible.brokerRedisUrl" . | quote }}}
+{{- end -}}
+{{- define "crucible.celeryEnv" -}}
+{{ include "crucible.brokerEnv" . }}
 - {name: STORAGE_SERVICE_URL, value: {{ include "crucible.storageUrl" . | quote }}}
 - {name: EXECUTOR_SERVICE_URL, value: {{ include "crucible.executorUrls" (list . "celery") | quote }}}
 - {name: CELERY_CONCURRENCY, value: {{ .Values.celeryWorker.concurrency | quote }}}
