@@ -36,7 +36,13 @@ KUBE_VERSION = "1.30.0"
 SCENARIOS: dict[str, dict[str, Any]] = {
     "defaults": {},
     "scale": yaml.safe_load((CHART / "ci" / "scale-values.yaml").read_text()),
-    "keda": {"keda": {"enabled": True, "executors": {"maxReplicas": 9}}},
+    "keda": {
+        "keda": {
+            "enabled": True,
+            "executors": {"maxReplicas": 9},
+            "celery": {"redisAuthenticationRef": "broker-auth"},
+        }
+    },
     "external": {
         "postgresql": {"enabled": False},
         "externalDatabase": {"url": "postgresql+psycopg://crucible:pw@db.example:5432/crucible"},
