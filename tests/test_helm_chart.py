@@ -699,3 +699,33 @@ def test_metric_names_and_targets_are_values():
     # Pods wanted = busy slots / (4 slots x 0.5).
     assert float(busy["metadata"]["threshold"]) == 2.0
     assert scaled["executor-celery"]["spec"]["scaleTargetRef"]["kind"] == "StatefulSet"
+
+
+def test_prometheus_may_scrape_every_component_it_is_pointed_at():
+    docs = rendered("defaults")
+    policies = objects(docs, "NetworkPolicy")
+    scraped = set()
+    for name, workload in workloads(docs).items():
+        annotations = workload["spec"]["template"]["metadata"].get("annotations", {})
+        if annotations.get("prometheus.io/scrape") != "true":
+            continue
+        scraped.add(name)
+        port = int(annotations["prometheus.io/port"])
+        (container,) = workload["spec"]["template"]["spec"]["containers"]
+        (named,) = [p["name"] for p in container["ports"] if p["containerPort"] == port]
+        ingress = policies[name]["spec"]["ingress"]
+        monitoring = {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}
+        }
+        assert any(
+            rule["ports"] == [{"port": named}] and monitoring in rule.get("from", [monitoring])
+            for rule in ingress
+        ), name
+    assert scraped == {
+        "gateway",
+        "storage",
+        "queue-service",
+        "queue-worker",
+        "executor-celery",
+        "executor-legacy",
+    }

@@ -193,3 +193,10 @@ talk to the broker; the worker also to storage and its executors. */}}
 - {name: CELERY_CONCURRENCY, value: {{ .Values.celeryWorker.concurrency | quote }}}
 {{- include "crucible.extraEnv" .Values.celeryWorker.env }}
 {{- end -}}
+
+{{/* The annotations Prometheus' usual Kubernetes scrape configuration follows: (list $ port). */}}
+{{- define "crucible.scrapeAnnotations" -}}
+prometheus.io/scrape: "true"
+prometheus.io/port: {{ index . 1 | quote }}
+prometheus.io/path: /metrics
+{{- end -}}
