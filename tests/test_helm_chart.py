@@ -16,6 +16,7 @@ import kubernetes_validate
 import pytest
 import yaml
 from helm_python import Chart, HelmRenderError
+from helm_python import lint as helm_lint
 from pydantic_settings import BaseSettings
 
 from crucible_contracts.names import QUEUE_ORDER
@@ -729,3 +730,22 @@ def test_prometheus_may_scrape_every_component_it_is_pointed_at():
         "executor-celery",
         "executor-legacy",
     }
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_helm_lint_finds_nothing_to_warn_about(scenario):
+    report = helm_lint(CHART, SCENARIOS[scenario], strict=True, kube_version=f"v{KUBE_VERSION}")
+    assert report["errors"] == []
+    # Severity 1 is information ("icon is recommended"); 2 and 3 are warnings and errors.
+    assert [m for m in report["messages"] if m["severity"] >= 2] == []
+
+
+def test_one_image_may_have_its_own_tag():
+    docs = tuple(
+        render({"image": {"registry": "r.example/c/", "tag": "2.0", "tags": {"storage": "2.1"}}})
+    )
+    images = {name: container["image"] for name, container in containers(docs)}
+    assert images["storage"] == "r.example/c/crucible-storage:2.1"
+    assert images["gateway"] == "r.example/c/crucible-gateway:2.0"
+    assert images["executor-celery"] == "r.example/c/crucible-executor:2.0"
+    assert images["beat" if "beat" in images else "flower"] == "r.example/c/crucible-worker:2.0"

@@ -31,7 +31,7 @@ helm.sh/chart: {{ printf "%s-%s" (index . 0).Chart.Name (index . 0).Chart.Versio
 {{- define "crucible.image" -}}
 {{- $root := index . 0 -}}
 {{- $name := index $root.Values.image.names (index . 1) -}}
-{{- $tag := $root.Values.image.tag | default $root.Chart.AppVersion -}}
+{{- $tag := index ($root.Values.image.tags | default dict) (index . 1) | default $root.Values.image.tag | default $root.Chart.AppVersion -}}
 {{- if $root.Values.image.registry -}}
 {{- printf "%s/%s:%s" (trimSuffix "/" $root.Values.image.registry) $name $tag -}}
 {{- else -}}
