@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import base64
 import functools
+import os
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -774,3 +777,18 @@ def test_one_image_may_have_its_own_tag():
     assert images["gateway"] == "r.example/c/crucible-gateway:2.0"
     assert images["executor-celery"] == "r.example/c/crucible-executor:2.0"
     assert images["beat" if "beat" in images else "flower"] == "r.example/c/crucible-worker:2.0"
+
+
+def test_beats_probe_passes_while_the_broker_answers_and_fails_when_it_is_gone(redis_server):
+    """Beat has no port: its probe pings the broker it sends to. Run as rendered, against a
+    real Redis, then against the same Redis stopped."""
+    beat = objects(rendered("scale"), "Deployment")["beat"]["spec"]["template"]["spec"]
+    probe = beat["containers"][0]["livenessProbe"]["exec"]["command"]
+    assert probe[0] == "python"
+    command = [sys.executable, *probe[1:]]
+    env = {**os.environ, "CELERY_BROKER_URL": redis_server.url}
+    assert subprocess.run(command, env=env, capture_output=True, timeout=30).returncode == 0
+    redis_server.stop()
+    failed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=30)
+    assert failed.returncode != 0
+    assert "ConnectionError" in failed.stderr
