@@ -7,8 +7,8 @@ Starts redis-server (storage publishes its events there, as in production) and s
 (`crucible_runtime.serve`, SQLite in a temporary folder, or a private PostgreSQL cluster with
 `--postgres`), then drives `n` evaluations through exactly the calls one Celery evaluation makes
 of storage: create (the gateway), run `running` and run completed with its output (the worker),
-one read of the finished evaluation (the client, through the gateway). `--shadow` adds the shadow
-run's creation and its two reports; `--no-read` leaves the read out (a client that took the result
+one read of the finished evaluation (the client, through the gateway). `--shadow` creates the shadow
+run with the evaluation (one call, as the gateway does) and adds its two reports; `--no-read` leaves the read out (a client that took the result
 from the status event), `--create-only` measures creations alone. Prints storage's CPU (utime + stime from /proc/<pid>/stat)
 per evaluation over the measured calls, after a warm-up. `--profile` records the measured part
 with py-spy (it must be on PATH or in the venv). KEEP=1 keeps the temporary folder (logs).
@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 from crucible_contracts.ids import new_eval_id
-from crucible_contracts.models import EvaluationCreate, Program, RunCreate, RunUpdate
+from crucible_contracts.models import EvaluationCreate, Program, RunUpdate
 from crucible_contracts.names import Backend, Role
 from crucible_contracts.status import Status
 from crucible_runtime.clients import StorageClient
@@ -65,14 +65,12 @@ def one_evaluation(
             backend=Backend.CELERY,
             tenant="default",
             max_in_flight=1000,
+            shadow_backend=Backend.LEGACY if shadow else None,
         )
     )
     if create_only:
         return
-    roles = [Role.PRIMARY]
-    if shadow:
-        storage.add_run(eval_id, RunCreate(role=Role.SHADOW, backend=Backend.LEGACY))
-        roles.append(Role.SHADOW)
+    roles = [Role.PRIMARY, Role.SHADOW] if shadow else [Role.PRIMARY]
     for role in roles:
         storage.update_run(eval_id, role, RunUpdate(status=Status.RUNNING, attempts=1))
         storage.update_run(

@@ -202,3 +202,86 @@ def test_a_shadow_its_path_refuses_stays_queued_and_the_reconciler_sends_it_once
     )
     assert queued
     assert (shadow()["status"], shadow()["attempts"]) == ("queued", 1)
+
+
+def _shadow_run(internal, storage_url: str, eval_id: str) -> dict:
+    view = internal(storage_url).get(f"/evaluations/{eval_id}").json()
+    return next(run for run in view["runs"] if run["role"] == "shadow")
+
+
+def test_a_shadowed_submission_records_both_runs_in_one_storage_call(
+    start_gateway, own_storage, queue_service, redis_server, internal
+):
+    gateway = start_gateway(
+        broker=redis_server.url,
+        storage_url=own_storage.url,
+        celery_enabled=True,
+        celery_percentage=1.0,
+        migration_mode="shadow",
+        shadow_percentage=1.0,
+    )
+    creates = 'crucible_http_requests_total{code="201",method="POST",route="/evaluations"'
+    added = (
+        'crucible_http_requests_total{code="201",method="POST",route="/evaluations/{eval_id}/runs"'
+    )
+
+    answer = httpx.post(f"{gateway.url}/api/eval", json=CODE, timeout=30).json()
+
+    assert answer["shadow_backend"] == "legacy"
+    task = wait_for(
+        lambda: internal(queue_service.url).get(f"/tasks/{answer['eval_id']}:shadow").json(),
+        what="the shadow run to reach the legacy queue",
+    )
+    assert task["state"] == "queued"
+    assert _shadow_run(internal, own_storage.url, answer["eval_id"])["backend"] == "legacy"
+    assert (_metric(own_storage.url, creates), _metric(own_storage.url, added)) == (1.0, 0.0)
+
+
+def test_a_primary_that_falls_back_takes_its_shadow_to_the_path_it_left(
+    start_gateway, own_queue_service, redis_server, storage, internal
+):
+    gateway = start_gateway(
+        broker=redis_server.url,
+        queue=own_queue_service.url,
+        celery_enabled=True,
+        celery_percentage=0,
+        migration_mode="shadow",
+        shadow_percentage=1.0,
+    )
+    own_queue_service.stop()
+
+    answer = httpx.post(f"{gateway.url}/api/eval", json=CODE, timeout=30).json()
+
+    assert (answer["backend"], answer["fallback_from"]) == ("celery", "legacy")
+    assert answer["shadow_backend"] == "legacy"
+    shadow = _shadow_run(internal, storage.url, answer["eval_id"])
+    # Its path is down: it waits, queued, for the reconciler.
+    assert (shadow["backend"], shadow["status"]) == ("legacy", "queued")
+    events = internal(storage.url).get(f"/evaluations/{answer['eval_id']}/events").json()
+    moved = [e for e in events if e["role"] == "shadow" and e["detail"].get("primary_fell_back")]
+    assert len(moved) == 1, events
+
+
+def test_with_both_paths_down_a_shadowed_evaluation_ends_error_on_both_runs(
+    start_gateway, own_queue_service, redis_server, storage, internal
+):
+    gateway = start_gateway(
+        broker=redis_server.url,
+        queue=own_queue_service.url,
+        celery_enabled=True,
+        celery_percentage=1.0,
+        migration_mode="shadow",
+        shadow_percentage=1.0,
+    )
+    own_queue_service.stop()
+    redis_server.stop()
+
+    response = httpx.post(f"{gateway.url}/api/eval", json=CODE, timeout=30)
+
+    assert response.status_code == 503, response.text
+    eval_id = response.json()["error"]["details"]["eval_id"]
+    view = internal(storage.url).get(f"/evaluations/{eval_id}").json()
+    assert {run["role"]: run["status"] for run in view["runs"]} == {
+        "primary": "error",
+        "shadow": "error",
+    }

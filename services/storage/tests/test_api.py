@@ -149,6 +149,32 @@ def test_a_shadow_run_is_added_once(shared_client, new_evaluation) -> None:
     ]
 
 
+def test_a_shadow_run_created_with_its_evaluation_is_one_transaction(
+    shared_client, shared_http, new_evaluation
+) -> None:
+    create = new_evaluation(backend=Backend.LEGACY, shadow_backend=Backend.CELERY)
+
+    view = shared_client.create_evaluation(create)
+    again = shared_http.post("/evaluations", json=create.model_dump(mode="json"))
+    same_path = new_evaluation(backend=Backend.LEGACY).model_dump(mode="json")
+    refused = shared_http.post("/evaluations", json={**same_path, "shadow_backend": "legacy"})
+
+    runs = {run.role: (run.backend, run.status) for run in view.runs}
+    assert runs == {
+        Role.PRIMARY: (Backend.LEGACY, Status.QUEUED),
+        Role.SHADOW: (Backend.CELERY, Status.QUEUED),
+    }
+    assert shared_client.get_evaluation(view.eval_id).runs == view.runs
+    created = [(e.role, e.event) for e in shared_client.events(view.eval_id)]
+    assert created == [(Role.PRIMARY, EventName.CREATED), (Role.SHADOW, EventName.CREATED)]
+    assert again.status_code == 409  # nothing of the second one was written
+    assert len(shared_client.get_evaluation(view.eval_id).runs) == 2
+    assert refused.status_code == 422
+    assert "shadow_backend" in refused.text
+    with pytest.raises(Conflict):
+        shared_client.add_run(view.eval_id, RunCreate(role=Role.SHADOW, backend=Backend.CELERY))
+
+
 def test_unknown_ids_answer_404_and_bad_input_422(shared_http, new_evaluation) -> None:
     http = shared_http
     unknown = "f" * 32

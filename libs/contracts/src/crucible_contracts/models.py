@@ -282,6 +282,17 @@ class EvaluationCreate(Wire, CarriesProgram, UnicodeText):
     # The tenant's cap on evaluations queued or running; storage refuses (429) at the cap, checked
     # in the transaction that creates the evaluation. None: no cap.
     max_in_flight: int | None = Field(default=None, ge=1, le=INT32_MAX)
+    shadow_backend: BackendValue | None = Field(
+        default=None,
+        description="The path of a shadow run, created queued with the primary one in the same "
+        "transaction (one call for a shadowed submission); None: no shadow run. Never `backend`.",
+    )
+
+    @model_validator(mode="after")
+    def _shadow_on_the_other_path(self) -> EvaluationCreate:
+        if self.shadow_backend is not None and self.shadow_backend == self.backend:
+            raise ValueError("shadow_backend must be the other path than backend")
+        return self
 
 
 class RunCreate(Wire, UnicodeText):

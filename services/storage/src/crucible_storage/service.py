@@ -59,8 +59,9 @@ MAX_CAS_ROUNDS = 5
 def create_evaluation(
     *, session: SessionLike, publisher: EventPublisher, create: EvaluationCreate
 ) -> EvaluationView:
-    """Create the evaluation with its primary run queued on `create.backend`; 409 if it exists,
-    Busy (429) when its tenant has `create.max_in_flight` evaluations queued or running already.
+    """Create the evaluation with its primary run queued on `create.backend`, and its shadow run
+    queued on `create.shadow_backend` when there is one; 409 if it exists, Busy (429) when its
+    tenant has `create.max_in_flight` evaluations queued or running already.
 
     The primary key is the only duplicate check: a look-up first would cost every creation a
     query to catch what the insert catches anyway.
@@ -75,15 +76,38 @@ def create_evaluation(
     connection = hot.connection_of(session)
     try:
         evaluation, run = hot.insert_evaluation(connection, create=create, now=now)
+        runs = [run]
         events = hot.record_events(
             connection, eval_id=create.eval_id, role=Role.PRIMARY, at=now, planned=[created]
         )
+        if create.shadow_backend is not None:
+            runs.append(
+                hot.insert_run(
+                    connection,
+                    eval_id=create.eval_id,
+                    role=Role.SHADOW,
+                    backend=create.shadow_backend,
+                    now=now,
+                )
+            )
+            events += hot.record_events(
+                connection,
+                eval_id=create.eval_id,
+                role=Role.SHADOW,
+                at=now,
+                planned=[_run_created(create.shadow_backend)],
+            )
         session.commit()
     except IntegrityError as exc:  # the eval_id exists
         session.rollback()
         raise _exists(create.eval_id) from exc
     publisher.publish(events)
-    return evaluation_view(evaluation, [run])
+    return evaluation_view(evaluation, runs)
+
+
+def _run_created(backend: Backend) -> PlannedEvent:
+    """The event of a run added beside the primary one, queued on `backend`."""
+    return PlannedEvent(EventName.CREATED, Status.QUEUED, {"backend": backend.value})
 
 
 def get_evaluation(
@@ -143,7 +167,7 @@ def add_run(
     """
     connection = hot.connection_of(session)
     now = utcnow()
-    created = PlannedEvent(EventName.CREATED, Status.QUEUED, {"backend": run.backend.value})
+    created = _run_created(run.backend)
     try:
         row = hot.insert_run(
             connection, eval_id=eval_id, role=run.role, backend=run.backend, now=now

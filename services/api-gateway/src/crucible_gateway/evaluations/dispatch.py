@@ -11,7 +11,7 @@ import logging
 from typing import Any
 
 from crucible_contracts.errors import CrucibleError, NoPathAvailable
-from crucible_contracts.models import Accepted, EvalTask, EvaluationView, RunCreate, RunUpdate
+from crucible_contracts.models import Accepted, EvalTask, EvaluationView, RunUpdate
 from crucible_contracts.names import Backend, Role
 from crucible_contracts.status import Status
 from crucible_gateway import metrics
@@ -38,11 +38,15 @@ async def dispatch(
     paths: Paths,
     migration: MigrationSettings,
     view: EvaluationView,
+    shadow: Backend | None = None,
 ) -> Backend:
     """Hand `task` to its chosen path, else to the fallback; returns the path that took it.
 
-    A fallback is recorded on the run before it is tried. Raises NotDispatched (a NoPathAvailable,
-    503) when no path took it, after recording the run as `error`.
+    `shadow` is the path of the evaluation's shadow run, recorded queued with it (None: none).
+    A fallback is recorded on the run before it is tried, and moves the shadow run to the path
+    the primary left (the shadow is always on the other path). Raises NotDispatched (a
+    NoPathAvailable, 503) when no path took it, after recording the run as `error`, and the
+    shadow run too: neither path could take the program.
     """
     chosen = task.backend
     first = await _try_path(paths[chosen], task)
@@ -52,6 +56,8 @@ async def dispatch(
     other = fallback_for(chosen, migration=migration)
     if other is not None:
         await _record_fallback(storage, task.eval_id, chosen=chosen, other=other, reason=str(first))
+        if shadow is not None:
+            await _move_shadow(storage, task.eval_id, to=chosen, reason=str(first))
         second = await _try_path(paths[other], task.model_copy(update={"backend": other}))
         if second is None:
             metrics.FALLBACKS.labels(chosen.value, other.value).inc()
@@ -61,6 +67,8 @@ async def dispatch(
         f"{name}: {error}" for name, error in errors.items()
     )
     await _record_error(storage, task.eval_id, reason=reason)
+    if shadow is not None:
+        await _record_error(storage, task.eval_id, reason=reason, role=Role.SHADOW)
     metrics.NO_PATH.inc()
     entry = Accepted(
         eval_id=task.eval_id,
@@ -94,13 +102,25 @@ async def _record_fallback(
         log.error("eval %s: could not record fallback %s -> %s: %s", eval_id, chosen, other, exc)
 
 
-async def _record_error(storage: AsyncStorageClient, eval_id: str, *, reason: str) -> None:
+async def _move_shadow(
+    storage: AsyncStorageClient, eval_id: str, *, to: Backend, reason: str
+) -> None:
+    update = RunUpdate(backend=to, detail={"primary_fell_back": True, "reason": reason})
     try:
-        await storage.update_run(
-            eval_id, Role.PRIMARY, RunUpdate(status=Status.ERROR, reason=reason)
-        )
+        await storage.update_run(eval_id, Role.SHADOW, update)
     except CrucibleError as exc:
-        log.error("eval %s: could not record that no path took it: %s", eval_id, exc)
+        # The shadow is then dispatched to `to` while storage names the other path; the
+        # comparison still compares the two runs, and the mislabelled run is logged here.
+        log.error("eval %s: could not move the shadow run to %s: %s", eval_id, to, exc)
+
+
+async def _record_error(
+    storage: AsyncStorageClient, eval_id: str, *, reason: str, role: Role = Role.PRIMARY
+) -> None:
+    try:
+        await storage.update_run(eval_id, role, RunUpdate(status=Status.ERROR, reason=reason))
+    except CrucibleError as exc:
+        log.error("eval %s: could not record that no path took its %s run: %s", eval_id, role, exc)
 
 
 # --- shadow runs ---------------------------------------------------------------------------------
@@ -109,7 +129,8 @@ async def _record_error(storage: AsyncStorageClient, eval_id: str, *, reason: st
 async def dispatch_shadow(
     *, primary: EvalTask, backend: Backend, storage: AsyncStorageClient, paths: Paths
 ) -> None:
-    """Record and dispatch the shadow run of an accepted evaluation (after the client's answer).
+    """Dispatch the shadow run of an accepted evaluation (after the client's answer); storage
+    recorded it queued with the evaluation.
 
     The shadow run has the primary's eval_id and program, runs on `backend` (the path the primary
     did not take), never with priority, and never falls back: a shadow that its path cannot take
@@ -118,12 +139,6 @@ async def dispatch_shadow(
     is already on its way.
     """
     eval_id = primary.eval_id
-    try:
-        await storage.add_run(eval_id, RunCreate(role=Role.SHADOW, backend=backend))
-    except CrucibleError as exc:
-        metrics.SHADOWS.labels(backend.value, "error").inc()
-        log.error("eval %s: shadow run not recorded, so not dispatched: %s", eval_id, exc)
-        return
     task = primary.model_copy(update={"role": Role.SHADOW, "backend": backend, "priority": False})
     error = await _try_path(paths[backend], task)
     if error is None:

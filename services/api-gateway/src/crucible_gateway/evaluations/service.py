@@ -143,6 +143,10 @@ async def _accept(
 ) -> Accepted:
     eval_id = new_eval_id()
     chosen = choose_backend(eval_id=eval_id, routing_key=request.routing_key, migration=migration)
+    # The shadow run (always on the other path) is recorded with the evaluation, in one call.
+    shadow = shadow_backend(
+        eval_id=eval_id, primary=chosen, routing_key=request.routing_key, migration=migration
+    )
     program = Program.of(request)
     view = await storage.create_evaluation(
         EvaluationCreate(
@@ -153,17 +157,16 @@ async def _accept(
             routing_key=request.routing_key,
             tenant=quota.tenant,
             max_in_flight=quota.max_in_flight,
+            shadow_backend=shadow,
         )
     )
     task = EvalTask(eval_id=eval_id, backend=chosen, program=program, priority=request.priority)
     backend = await dispatch(
-        task=task, storage=storage, paths=paths, migration=migration, view=view
+        task=task, storage=storage, paths=paths, migration=migration, view=view, shadow=shadow
     )
     metrics.SUBMITTED.labels(backend.value).inc()
-    shadow = shadow_backend(
-        eval_id=eval_id, primary=backend, routing_key=request.routing_key, migration=migration
-    )
     if shadow is not None:
+        shadow = backend.other  # the primary may have fallen back to the shadow's path
         primary = task.model_copy(update={"backend": backend})
         defer(
             partial(dispatch_shadow, primary=primary, backend=shadow, storage=storage, paths=paths)
