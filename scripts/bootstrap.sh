@@ -13,6 +13,8 @@ command -v runuser >/dev/null || need_pkgs+=(util-linux)
 ldconfig -p 2>/dev/null | grep 'libseccomp\.so\.2' >/dev/null || need_pkgs+=(libseccomp2)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || need_pkgs+=(postgresql)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_pkgs+=(python3-venv)
+# The console's browser tests drive the system's headless Chromium through Playwright.
+command -v chromium >/dev/null || need_pkgs+=(chromium)
 
 if ((${#need_pkgs[@]})); then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
