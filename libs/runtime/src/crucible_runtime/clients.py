@@ -20,8 +20,8 @@ from urllib3.exceptions import HTTPError, ProtocolError
 from crucible_contracts.errors import BY_CODE, Busy, CrucibleError, NotFound, Unavailable
 from crucible_contracts.models import (
     AuditEntry,
-    ComparisonRecord,
     ComparisonPage,
+    ComparisonRecord,
     ComparisonView,
     Deleted,
     EvalTask,

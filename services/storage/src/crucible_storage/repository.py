@@ -191,20 +191,22 @@ def list_comparisons(
     session: Session,
     *,
     outcomes: Collection[str],
-    disagreeing_first: Collection[str],
+    agreeing: Collection[str],
     limit: int,
     offset: int,
 ) -> tuple[Sequence[Comparison], int]:
     """One page of comparisons (of `outcomes` only, when given): those whose outcome is not in
-    `disagreeing_first` first, newest first within each; and how many match in all."""
+    `agreeing` first, newest first within each; and how many match in all."""
     query = select(Comparison)
     if outcomes:
         query = query.where(Comparison.outcome.in_(sorted(outcomes)))
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    agreeing = case((Comparison.outcome.in_(sorted(disagreeing_first)), 1), else_=0)
-    page = query.order_by(
-        agreeing, Comparison.created_at.desc(), Comparison.eval_id.desc()
-    ).limit(limit).offset(offset)
+    last = case((Comparison.outcome.in_(sorted(agreeing)), 1), else_=0)
+    page = (
+        query.order_by(last, Comparison.created_at.desc(), Comparison.eval_id.desc())
+        .limit(limit)
+        .offset(offset)
+    )
     return session.scalars(page).all(), total
 
 

@@ -361,7 +361,7 @@ def list_comparisons(
     found, total = repository.list_comparisons(
         session,
         outcomes=[outcome.value for outcome in outcomes],
-        disagreeing_first=stats.AGREEING,
+        agreeing=stats.AGREEING,
         limit=limit,
         offset=offset,
     )
