@@ -1,0 +1,327 @@
+"""The operator console in a real headless Chromium, over the whole suite: signing in, the
+overview filling in, moving the split, a mismatching comparison side by side, a dead letter
+replayed. One suite start and one browser for the whole module.
+
+With CONSOLE_SCREENSHOTS=1 the screenshots of each page are saved in docs/console/ (the ones
+README.md shows); otherwise in a temporary folder.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from crucible_runtime.pytest_plugin import free_port, start_redis_server, wait_for
+
+pytestmark = pytest.mark.e2e
+
+TOKEN = "ops-token-for-the-console-tests"
+OPERATOR = {"X-Operator-Token": TOKEN}
+ADMIN = "/api/admin/migration"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "console"
+# Every expectation polls up to this long (the overview asks storage, executors and Celery).
+expect.set_options(timeout=30_000)
+
+
+@pytest.fixture(scope="module")
+def gateway(suite):
+    """A gateway of the shared suite with an operator token and a quick leader (comparisons)."""
+    started = suite.gateway(
+        CELERY_ENABLED="true",
+        CELERY_PERCENTAGE="0",
+        OPERATOR_TOKEN=f"ops:{TOKEN}",
+        SUPERVISOR_INTERVAL="0.2",
+    )
+    yield started
+    suite.extras.remove(started)
+    started.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.skip(f"{CHROMIUM} is not installed (scripts/bootstrap.sh installs it)")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    """A fresh tab (its own sessionStorage), wide enough for the side-by-side view."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    opened = context.new_page()
+    yield opened
+    context.close()
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if os.environ.get("CONSOLE_SCREENSHOTS") == "1":
+        DOCS.mkdir(parents=True, exist_ok=True)
+        return DOCS
+    return tmp_path_factory.mktemp("console-screenshots")
+
+
+@pytest.fixture
+def screenshot(shots: Path):
+    def take(page: Page, name: str) -> Path:
+        path = shots / f"{name}.png"
+        page.screenshot(path=str(path), full_page=True)
+        return path
+
+    return take
+
+
+@pytest.fixture
+def admin(gateway) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=gateway.url, headers=OPERATOR, timeout=30) as client:
+        yield client
+
+
+def sign_in(page: Page, url: str, token: str = TOKEN) -> None:
+    page.goto(f"{url}/console/")
+    page.get_by_label("Operator token").fill(token)
+    page.get_by_role("button", name="Sign in").click()
+
+
+def signed_in(page: Page, url: str) -> Page:
+    sign_in(page, url)
+    expect(page.get_by_role("navigation", name="Pages")).to_be_visible()
+    return page
+
+
+def change(admin: httpx.Client, **fields) -> dict:
+    version = admin.get(ADMIN).json()["version"]
+    response = admin.put(ADMIN, json={"expected_version": version, "reason": "test", **fields})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def submit(client, code: str) -> dict:
+    response = client.post("/api/eval", json={"code": code})
+    assert response.status_code == 202, response.text
+    return response.json()
+
+
+def wait_done(client, eval_id: str) -> dict:
+    return wait_for(
+        lambda: (
+            (view := client.get(f"/api/eval/{eval_id}").json())["status"]
+            not in ("queued", "running")
+            and view
+        ),
+        timeout=60,
+        what=f"{eval_id} to end",
+    )
+
+
+def test_a_wrong_token_is_refused_and_the_right_one_signs_in_and_out(gateway, page, screenshot):
+    sign_in(page, gateway.url, token="not-the-operator-token")
+
+    error = page.get_by_role("alert")
+    expect(error).to_have_text(re.compile("Sign-in refused: wrong operator token"))
+    expect(page.get_by_role("navigation", name="Pages")).to_be_hidden()
+    assert page.evaluate("sessionStorage.length") == 0
+    screenshot(page, "login-refused")
+
+    sign_in(page, gateway.url)
+    expect(page.get_by_role("navigation", name="Pages")).to_be_visible()
+    expect(page.get_by_role("heading", name="Overview")).to_be_visible()
+    assert page.evaluate("sessionStorage.getItem('crucible.operatorToken')") == TOKEN
+
+    page.get_by_role("button", name="Log out").click()
+    expect(page.get_by_role("button", name="Sign in")).to_be_visible()
+    assert page.evaluate("sessionStorage.length") == 0
+    # A reload after logging out stays signed out.
+    page.reload()
+    expect(page.get_by_role("button", name="Sign in")).to_be_visible()
+
+
+def test_the_overview_fills_in_after_a_few_evaluations(gateway, admin, page, screenshot):
+    change(admin, celery_percentage=0.5)
+    accepted = [submit(admin, f"print({n} * 7)") for n in range(6)]
+    for answer in accepted:
+        assert wait_done(admin, answer["eval_id"])["status"] == "completed"
+
+    signed_in(page, gateway.url)
+
+    executors = page.get_by_test_id("executors")
+    for n in (1, 2, 3):
+        expect(executors).to_contain_text(f"executor-{n}")
+    expect(executors).to_contain_text("busy")
+    expect(page.get_by_test_id("workers")).to_contain_text("celery-worker")
+    # Every path that took evaluations has a point above zero in the throughput chart.
+    for backend in {answer["backend"] for answer in accepted}:
+        chart = page.get_by_role("img", name=re.compile("Evaluations started per minute"))
+        expect(chart.locator(f'path[data-series="{backend}"]')).to_have_count(1)
+        assert page.wait_for_function(
+            """backend => [...document.querySelectorAll('svg[aria-label^="Evaluations started"] circle')]
+                .some(c => c.querySelector('title').textContent.startsWith(backend) && +c.dataset.value > 0)""",
+            arg=backend,
+        )
+    latest = page.get_by_role("table", name="latest evaluations")
+    expect(latest).to_contain_text(accepted[-1]["eval_id"])
+    expect(page.get_by_test_id("celery-share")).to_contain_text("50 %")
+    # On a gateway without GET /api/events the console says so and refreshes on its interval.
+    expect(page.get_by_role("status").first).to_have_text(
+        re.compile(r"^(live|live updates unavailable)$")
+    )
+    screenshot(page, "overview")
+
+
+def test_moving_the_split_sends_the_next_evaluations_down_the_new_path(
+    gateway, admin, page, screenshot
+):
+    change(admin, celery_percentage=0.0, mode="split")
+    before = admin.get(ADMIN).json()["version"]
+    signed_in(page, gateway.url)
+    page.get_by_role("link", name="Migration").click()
+    expect(page.get_by_test_id("version")).to_contain_text(str(before))
+
+    page.get_by_label("Celery share (%)").fill("100")
+    page.get_by_role("button", name="Set split").click()
+    expect(page.locator("#control-result")).to_contain_text("Give a reason")
+    page.get_by_label(re.compile("^Reason")).fill("the console moves everything to Celery")
+    page.get_by_role("button", name="Set split").click()
+
+    expect(page.get_by_test_id("version")).to_contain_text(str(before + 1))
+    expect(page.get_by_test_id("celery-share")).to_contain_text("100 %")
+    expect(page.get_by_test_id("audit")).to_contain_text("the console moves everything to Celery")
+    document = admin.get(ADMIN).json()
+    assert (document["celery_percentage"], document["updated_by"]) == (1.0, "ops")
+
+    accepted = [submit(admin, "print('after the move')") for _ in range(4)]
+    assert {answer["backend"] for answer in accepted} == {"celery"}
+    for answer in accepted:
+        view = wait_done(admin, answer["eval_id"])
+        assert (view["backend"], view["output"]) == ("celery", "after the move\n")
+    page.get_by_role("combobox", name="window").select_option("5m")
+    expect(page.get_by_role("table", name="report per path")).to_contain_text("celery")
+    screenshot(page, "migration")
+
+    # A change based on a version someone else moved on from is refused and says so.
+    change(admin, celery_percentage=0.5)
+    page.get_by_label(re.compile("^Reason")).fill("a stale change")
+    page.get_by_role("button", name="Pause (all to legacy)").click()
+    expect(page.locator("#control-result")).to_contain_text("changed meanwhile")
+    assert admin.get(ADMIN).json()["force_legacy"] is False
+
+
+def test_a_mismatching_comparison_shows_both_outputs_with_the_difference_marked(
+    gateway, admin, page, screenshot
+):
+    change(admin, celery_percentage=0.0, mode="shadow", shadow_percentage=1.0)
+    code = "import random\nprint('the same on both paths')\nprint('random', random.random())"
+    eval_id = submit(admin, code)["eval_id"]
+    wait_for(
+        lambda: admin.get(f"/api/eval/{eval_id}/comparison").json()["outcome"] == "mismatch",
+        timeout=60,
+        what="the mismatch to be recorded",
+    )
+    view = admin.get(f"/api/eval/{eval_id}/comparison").json()
+    signed_in(page, gateway.url)
+
+    page.get_by_role("link", name="Comparisons").click()
+    page.get_by_label("Outcome").select_option("mismatch")
+    row = page.get_by_role("row").filter(has_text=eval_id)
+    expect(row).to_contain_text("mismatch")
+    screenshot(page, "comparisons")
+    row.get_by_role("link", name=eval_id).click()
+
+    expect(page.get_by_test_id("outcome")).to_have_text("mismatch")
+    expect(page.get_by_test_id("differing")).to_have_text("stdout")
+    for role, run in (("primary", view["primary"]), ("shadow", view["shadow"])):
+        column = page.get_by_test_id(role)
+        expect(column).to_contain_text(run["backend"])
+        stdout = column.locator(f'pre[data-role="{role}"]').first
+        expect(stdout).to_contain_text(run["output"].splitlines()[1])
+        changed = stdout.locator('[data-changed="true"]')
+        expect(changed).to_have_count(1)
+        expect(changed).to_have_text(run["output"].splitlines()[1])
+        expect(stdout.locator(".line").first).to_have_text("the same on both paths")
+    assert view["primary"]["output"] != view["shadow"]["output"]
+    normalisation = page.get_by_test_id("normalisation")
+    expect(normalisation).to_contain_text("No field was made equal by normalisation")
+    for rule in ("trailing_whitespace", "hex_addresses", "timestamps", "temporary_paths"):
+        expect(normalisation).to_contain_text(rule)
+    expect(page.locator("pre.diff .add")).to_have_count(1)
+    screenshot(page, "comparison")
+
+    page.get_by_role("link", name=eval_id).click()
+    expect(page.get_by_role("table", name="runs")).to_contain_text("shadow")
+    timeline = page.get_by_test_id("timeline")
+    expect(timeline).to_contain_text("eval.created")
+    expect(page.get_by_test_id("stdout-shadow")).to_contain_text(
+        view["shadow"]["output"].splitlines()[1]
+    )
+    screenshot(page, "evaluation")
+    change(admin, mode="split", shadow_percentage=0.0)
+
+
+def test_a_dead_letter_is_inspected_and_replayed_from_the_console(suite, page, screenshot):
+    # A broker of its own, drained by a worker that cannot reach any executor: runs end `error`.
+    broker = start_redis_server(suite.starter)
+    broken = suite.extra_celery_worker(
+        "broken-worker",
+        CELERY_BROKER_URL=broker.url,
+        EXECUTOR_SERVICE_URL=f"http://127.0.0.1:{free_port()}",
+        TRANSIENT_RETRY_MAX_ATTEMPTS="2",
+        TRANSIENT_RETRY_BASE_DELAY="0.05",
+    )
+    gateway = suite.gateway(
+        CELERY_ENABLED="true",
+        CELERY_PERCENTAGE="1.0",
+        CELERY_BROKER_URL=broker.url,
+        OPERATOR_TOKEN=f"ops:{TOKEN}",
+    )
+    with httpx.Client(base_url=gateway.url, headers=OPERATOR, timeout=30) as client:
+        eval_id = submit(client, "print('replayed from the console')")["eval_id"]
+        assert wait_done(client, eval_id)["status"] == "error"
+        wait_for(
+            lambda: client.get("/api/admin/dlq").json()["total"] == 1,
+            timeout=30,
+            what="the dead letter",
+        )
+        signed_in(page, gateway.url)
+        page.get_by_role("link", name="Dead letters").click()
+        row = page.get_by_role("row").filter(has_text=eval_id)
+        expect(row).to_contain_text("celery")
+
+        row.get_by_role("button", name=f"inspect {eval_id}").click()
+        entry = page.get_by_test_id("dead-letter")
+        expect(entry).to_contain_text(eval_id)
+        expect(entry).to_contain_text("tasks.evaluate_code")
+        page.get_by_text("task arguments").click()
+        expect(entry).to_contain_text("replayed from the console")
+        screenshot(page, "dead-letters")
+
+        # The cause is fixed (a worker that reaches the executors), then the entry is replayed.
+        broken.stop()
+        suite.extra_celery_worker("fixed-worker", CELERY_BROKER_URL=broker.url)
+        row.get_by_role("button", name=f"replay {eval_id}").click()
+
+        expect(page.locator("#toast")).to_contain_text(f"Replayed {eval_id}")
+        expect(page.get_by_test_id("dead-letters")).to_contain_text("queue is empty")
+        view = wait_done(client, eval_id)
+        assert (view["status"], view["output"]) == ("completed", "replayed from the console\n")
+        assert client.get("/api/admin/dlq").json()["total"] == 0
+        assert view["runs"][0]["replays"] == 1
