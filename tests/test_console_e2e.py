@@ -325,3 +325,65 @@ def test_a_dead_letter_is_inspected_and_replayed_from_the_console(suite, page, s
         assert (view["status"], view["output"]) == ("completed", "replayed from the console\n")
         assert client.get("/api/admin/dlq").json()["total"] == 0
         assert view["runs"][0]["replays"] == 1
+
+
+SSE_TEXT = (
+    ': keep-alive\r\nid: 1\r\nevent: eval.created\r\ndata: {"a":\r\ndata: 1}\r\n\r\n'
+    "id: 2\ndata:plain\n\n:another comment\n\nevent: ignored\nid: 3\n\n"
+)
+
+
+def test_the_sse_parser_reads_messages_however_the_text_is_cut(gateway, page):
+    page.goto(f"{gateway.url}/console/")
+
+    readings = page.evaluate(
+        """async ([text, sizes]) => {
+          const { sseParser } = await import('/console/sse.js');
+          return sizes.map((size) => {
+            const got = [];
+            const parser = sseParser((message) => got.push(message));
+            for (let i = 0; i < text.length; i += size) parser.feed(text.slice(i, i + size));
+            return { got, lastId: parser.lastId };
+          });
+        }""",
+        [SSE_TEXT, [1, 2, 3, 7, len(SSE_TEXT)]],
+    )
+
+    expected = [
+        {"id": "1", "event": "eval.created", "data": '{"a":\n1}'},
+        {"id": "2", "event": "message", "data": "plain"},
+    ]
+    # A block without data dispatches nothing, but its id counts for Last-Event-ID.
+    assert readings == [{"got": expected, "lastId": "3"}] * 5
+
+
+def test_live_events_resume_with_last_event_id(gateway, page):
+    """The stream is the gateway's GET /api/events once it serves one; here the browser answers
+    it (each answer one event, then the end of the stream), so that the console's side is
+    pinned on any gateway: the operator's header on every connection, and each reconnection
+    resuming after the last event it read."""
+    body = (
+        "retry: 200\n: keep-alive\n\n"
+        'id: 41\nevent: eval.status_changed\ndata: {"eval_id": "x", "event": '
+        '"eval.status_changed"}\n\n'
+    )
+    page.route(
+        "**/api/events",
+        lambda route: route.fulfill(
+            status=200, headers={"Content-Type": "text/event-stream"}, body=body
+        ),
+    )
+    with page.expect_request("**/api/events") as first:
+        signed_in(page, gateway.url)
+    # The stream ended: the console connects again, after the `retry` the stream asked for.
+    with page.expect_request(
+        lambda request: (
+            request.url.endswith("/api/events") and request.headers.get("last-event-id") == "41"
+        )
+    ) as again:
+        pass
+
+    assert "last-event-id" not in first.value.headers
+    for request in (first.value, again.value):
+        assert request.headers["x-operator-token"] == TOKEN
+        assert request.headers["accept"] == "text/event-stream"

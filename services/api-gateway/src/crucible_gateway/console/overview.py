@@ -26,9 +26,9 @@ from crucible_runtime.dead_letters import DeadLetterStore
 MAX_BUCKETS = 60
 MAX_OVERVIEW_WINDOW_SECONDS = 6 * 3600.0
 EXECUTOR_TIMEOUT = 1.0
-# A broadcast waits this long for every worker's answer, twice (stats, queues): the overview is
-# read every few seconds.
-WORKERS_TIMEOUT = 0.5
+# A broadcast waits this long for every worker's answer, twice (stats, queues); a shorter wait
+# loses the slower second answer (the queues) under load.
+WORKERS_TIMEOUT = 1.0
 
 
 class PathBucket(BaseModel):

@@ -17,7 +17,8 @@ const ROUTES = [
   [/^evaluation\/(.+)$/, evaluations.mountOne, "evaluations"],
   [/^dead-letters$/, deadLetters.mount, "dead-letters"],
 ];
-// After an event, pages re-read at most this often.
+// After an event, pages re-read once this long later, however many events came meanwhile (a
+// steady stream must not put the re-read off for ever).
 const DEBOUNCE_MS = 400;
 
 const $ = (id) => document.getElementById(id);
@@ -76,8 +77,11 @@ function route() {
 
 function onLiveEvent(message) {
   current?.onEvent?.(message);
-  clearTimeout(debounce);
-  debounce = setTimeout(refresh, DEBOUNCE_MS);
+  if (debounce) return;
+  debounce = setTimeout(() => {
+    debounce = null;
+    refresh();
+  }, DEBOUNCE_MS);
 }
 
 const LIVE_TEXT = {

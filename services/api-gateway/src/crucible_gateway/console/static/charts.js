@@ -20,13 +20,20 @@ function niceMax(value) {
   return 10 * power;
 }
 
+// The top of the y axis; counts get whole-number ticks (4 steps of one or more).
+function yMax(top, integer) {
+  return integer ? Math.max(4, Math.ceil(niceMax(top) / 4) * 4) : niceMax(top);
+}
+
 function frame(svg, maxY, format) {
+  // Tick labels as precise as the ticks are apart.
+  const tick = format || ((v) => String(v));
   const plotH = H - PAD.top - PAD.bottom;
   for (let i = 0; i <= 4; i++) {
     const y = PAD.top + plotH - (plotH * i) / 4;
     svg.append(el("line", { x1: PAD.left, x2: W - PAD.right, y1: y, y2: y, stroke: "#e3e6ec" }));
     svg.append(el("text", { x: PAD.left - 6, y: y + 4, "text-anchor": "end", "font-size": 11, fill: "#5d6678" },
-      format((maxY * i) / 4)));
+      tick((maxY * i) / 4)));
   }
 }
 
@@ -55,11 +62,11 @@ function wrap(svg, series, label) {
 }
 
 // series: [{name, color, dashed?, points: [[Date|number, number|null]]}]; x is time.
-export function lineChart({ series, label, format = (v) => String(Math.round(v * 10) / 10), xFormat }) {
+export function lineChart({ series, label, format = (v) => String(Math.round(v * 10) / 10), xFormat, integer = false }) {
   const svg = el("svg", { viewBox: `0 0 ${W} ${H}` });
   const all = series.flatMap((s) => s.points.filter((p) => p[1] !== null && p[1] !== undefined));
   const xs = series.flatMap((s) => s.points.map((p) => +p[0]));
-  const maxY = niceMax(Math.max(0, ...all.map((p) => p[1])));
+  const maxY = yMax(Math.max(0, ...all.map((p) => p[1])), integer);
   frame(svg, maxY, format);
   if (!xs.length) return wrap(svg, series, `${label}: no data`);
   const [x0, x1] = [Math.min(...xs), Math.max(...xs)];
@@ -67,9 +74,10 @@ export function lineChart({ series, label, format = (v) => String(Math.round(v *
   const plotH = H - PAD.top - PAD.bottom;
   const px = (x) => PAD.left + (x1 === x0 ? plotW / 2 : ((+x - x0) / (x1 - x0)) * plotW);
   const py = (y) => PAD.top + plotH - (y / maxY) * plotH;
-  const fmtX = xFormat || ((x) => new Date(x).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" }));
-  for (const x of [x0, (x0 + x1) / 2, x1]) {
-    svg.append(el("text", { x: px(x), y: H - 8, "text-anchor": "middle", "font-size": 11, fill: "#5d6678" }, fmtX(x)));
+  const fmtX = xFormat || ((x) => new Date(x).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false }));
+  const ticks = x1 === x0 ? [[x0, "middle"]] : [[x0, "start"], [(x0 + x1) / 2, "middle"], [x1, "end"]];
+  for (const [x, anchor] of ticks) {
+    svg.append(el("text", { x: px(x), y: H - 8, "text-anchor": anchor, "font-size": 11, fill: "#5d6678" }, fmtX(x)));
   }
   for (const item of series) {
     const points = item.points.filter((p) => p[1] !== null && p[1] !== undefined);
@@ -91,10 +99,10 @@ export function lineChart({ series, label, format = (v) => String(Math.round(v *
 }
 
 // groups: [{label, values: [number|null per series]}]; series: [{name, color}].
-export function barChart({ groups, series, label, format = (v) => String(Math.round(v * 10) / 10) }) {
+export function barChart({ groups, series, label, format = (v) => String(Math.round(v * 10) / 10), integer = false }) {
   const svg = el("svg", { viewBox: `0 0 ${W} ${H}` });
   const values = groups.flatMap((g) => g.values.filter((v) => v !== null && v !== undefined));
-  const maxY = niceMax(Math.max(0, ...values));
+  const maxY = yMax(Math.max(0, ...values), integer);
   frame(svg, maxY, format);
   const plotW = W - PAD.left - PAD.right;
   const plotH = H - PAD.top - PAD.bottom;

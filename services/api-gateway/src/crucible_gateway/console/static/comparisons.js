@@ -37,9 +37,14 @@ function side(run) {
   return h("span", {}, badge(run.backend), " ", badge(run.status), " ", ms(run.duration_ms));
 }
 
+// An output as its lines; the newline ending the last line starts no line of its own.
+export function linesOf(text) {
+  return (text ?? "").replace(/\n$/, "").split("\n");
+}
+
 function output(text, changed, role) {
-  const lines = (text ?? "").split("\n");
-  return h("pre", { class: "output", "data-role": role }, lines.map((line, i) => h("span", {
+  if (!text) return h("pre", { class: "output", "data-role": role }, h("span", { class: "line none" }, "(empty)"));
+  return h("pre", { class: "output", "data-role": role }, linesOf(text).map((line, i) => h("span", {
     class: changed[i] ? `line changed ${role}` : "line",
     "data-changed": changed[i] ? "true" : null,
     title: changed[i] ? "differs from the other run" : null,
@@ -83,7 +88,7 @@ export function mountOne(root, [evalId], ctx) {
     ]);
     const { primary, shadow } = view;
     const text = (run, field) => (run ? (field === "stdout" ? run.output : run.error) ?? "" : "");
-    const marks = Object.fromEntries(["stdout", "stderr"].map((f) => [f, changedLines(text(primary, f), text(shadow, f))]));
+    const marks = Object.fromEntries(["stdout", "stderr"].map((f) => [f, changedLines(linesOf(text(primary, f)), linesOf(text(shadow, f)))]));
     const column = (run, other, role, key) => h("section", { class: "card", "data-testid": role, "aria-label": `${role} run` },
       h("h3", {}, role === "primary" ? "Primary" : "Shadow", run ? badge(run.backend) : null),
       run ? [facts(run, other, view.differing_fields),
@@ -96,6 +101,7 @@ export function mountOne(root, [evalId], ctx) {
         h("div", { class: "stat" }, h("span", { class: "label" }, "differs in"), h("span", { class: "value", "data-testid": "differing" }, view.differing_fields.join(", ") || "nothing")),
         h("div", { class: "stat" }, h("span", { class: "label" }, "recorded"), h("span", { class: "value" }, when(view.recorded_at))),
         h("div", { class: "stat" }, h("span", { class: "label" }, "evaluation"), h("span", { class: "value" }, evalLink(view.eval_id)))),
+      h("div", { class: "side" }, column(primary, shadow, "primary", "before"), column(shadow, primary, "shadow", "after")),
       card("Normalisation", h("div", { "data-testid": "normalisation" },
         h("p", {}, view.normalised_fields.length
           ? `Made equal only by normalisation: ${view.normalised_fields.join(", ")}.`
@@ -104,7 +110,6 @@ export function mountOne(root, [evalId], ctx) {
         table(["rule", "kind", "pattern", "replacement", "fields"], rules.map((r) => [
           h("strong", {}, r.name), r.kind, h("code", {}, r.pattern ?? "—"), r.kind === "mask" ? h("code", {}, r.replacement) : "—", r.fields.join(", "),
         ]), { label: "normalisation rules" }))),
-      h("div", { class: "side" }, column(primary, shadow, "primary", "before"), column(shadow, primary, "shadow", "after")),
       Object.keys(view.diff).length ? card("Unified diff (raw outputs)", Object.entries(view.diff).map(([f, d]) => [h("h3", {}, f), diffBlock(d)])) : null);
   }
 

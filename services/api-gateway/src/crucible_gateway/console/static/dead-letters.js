@@ -61,7 +61,7 @@ export function mount(root, _params, ctx) {
       table(["evaluation", "role", "path", "reason", "attempts ", "failed", "replays ", ""], page.items.map((e) => [
         e.eval_id ? evalLink(e.eval_id) : "—", e.role ?? "—", e.backend ? badge(e.backend) : "—", e.reason, e.attempts,
         h("span", { title: when(e.failed_at) }, ago(e.failed_at)), e.replays,
-        h("span", { class: "confirm" },
+        h("span", { class: "confirm nowrap" },
           h("button", { type: "button", onclick: guarded(inspect, e), "aria-label": `inspect ${e.eval_id}` }, "Inspect"),
           h("button", { type: "button", class: "primary", onclick: guarded(replay, e), "aria-label": `replay ${e.eval_id}` }, "Replay"),
           h("button", { type: "button", onclick: guarded(remove, e), "aria-label": `remove ${e.eval_id}` }, "Remove")),

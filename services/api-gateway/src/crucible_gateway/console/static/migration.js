@@ -66,25 +66,27 @@ function request(action, form) {
   }
 }
 
-function guardView(report) {
+function guardSummary(report) {
   const latest = report.latest;
   const decisions = report.decisions || [];
-  const checks = latest?.verdict?.checks || [];
   return h("div", {},
     h("div", { class: "stats" },
       stat("latest decision", latest ? badge(latest.verdict?.decision ?? latest.state) : "none lately"),
       stat("breach streak", report.streak ? `${report.streak.breaches}${latest?.breach_after ? ` of ${latest.breach_after}` : ""}` : "0"),
       stat("evaluated", latest ? ago(latest.evaluated_at) : "—")),
-    h("h3", {}, "Checks of the latest decision"),
-    table(["check", "verdict", "value ", "threshold ", "recent ", "samples", "detail"], checks.map((c) => [
-      c.name, badge(c.verdict), fmt(c.value), fmt(c.threshold), fmt(c.recent_value),
-      Object.entries(c.samples || {}).map(([k, v]) => `${k} ${v}`).join(", "), h("span", { class: "muted" }, c.detail),
-    ]), { empty: "no guard decision yet (the leader evaluates while Celery takes traffic)", label: "guard checks" }),
     h("h3", {}, "Recent decisions"),
     table(["when", "state", "decision", "streak ", "action"], decisions.map((d) => [
-      when(d.evaluated_at), d.state, d.verdict ? badge(d.verdict.decision) : "—", d.streak,
+      h("span", { class: "nowrap" }, when(d.evaluated_at)), d.state, d.verdict ? badge(d.verdict.decision) : "—", d.streak,
       d.action ? h("span", {}, badge(d.action, "warn"), " ", d.action_detail || "") : "—",
     ]), { empty: "no decision recorded", label: "guard decisions" }));
+}
+
+function guardChecks(report) {
+  const checks = report.latest?.verdict?.checks || [];
+  return table(["check", "verdict", "value ", "threshold ", "recent ", "samples", "detail"], checks.map((c) => [
+      c.name, badge(c.verdict), fmt(c.value), fmt(c.threshold), fmt(c.recent_value),
+      Object.entries(c.samples || {}).map(([k, v]) => `${k} ${v}`).join(", "), h("span", { class: "muted" }, c.detail),
+    ]), { empty: "no guard decision yet (the leader evaluates while Celery takes traffic)", label: "guard checks" });
 }
 
 function fmt(value) {
@@ -101,10 +103,10 @@ function reportCharts(report) {
   }
   const statuses = [...new Set(PATHS.flatMap((p) => Object.keys(report.paths[p]?.by_status || {})))].sort();
   const outcomes = Object.entries(report.comparisons.by_outcome || {});
-  return h("div", { class: "grid" },
+  return h("div", { class: "grid wide" },
     card("Latency percentiles (ms)", barChart({ label: "Latency percentiles per path", groups: latencyGroups.filter((g) => g.label.includes("end to end") || g.label.includes("p95")), series, format: (v) => ms(v) })),
     card("Runs by status", statuses.length
-      ? barChart({ label: "Runs by status per path", groups: statuses.map((s) => ({ label: s, values: PATHS.map((p) => report.paths[p]?.by_status?.[s] ?? 0) })), series, format: (v) => String(Math.round(v)) })
+      ? barChart({ label: "Runs by status per path", groups: statuses.map((s) => ({ label: s, values: PATHS.map((p) => report.paths[p]?.by_status?.[s] ?? 0) })), series, format: (v) => String(Math.round(v)), integer: true })
       : h("p", { class: "empty" }, "no run in this window")),
     card("Success and error rates", barChart({ label: "Success and error rate per path", series, format: (v) => `${Math.round(v * 100)} %`,
       groups: [
@@ -112,7 +114,7 @@ function reportCharts(report) {
         { label: "error", values: PATHS.map((p) => report.paths[p]?.error_rate ?? null) },
       ] })),
     card("Comparison outcomes", outcomes.length
-      ? barChart({ label: "Shadow comparisons by outcome", series: [{ name: "comparisons", color: "#5b4fb3" }], format: (v) => String(Math.round(v)),
+      ? barChart({ label: "Shadow comparisons by outcome", series: [{ name: "comparisons", color: "#5b4fb3" }], format: (v) => String(Math.round(v)), integer: true,
         groups: outcomes.map(([o, n]) => ({ label: o.replace(/_/g, " "), values: [n] })) })
       : h("p", { class: "empty" }, "no comparison in this window")),
     card("Per path", table(["path", "runs ", "ended ", "success", "errors", "p50 ", "p95 ", "p99 "], PATHS.map((p) => {
@@ -135,12 +137,14 @@ export function mount(root, _params, ctx) {
   const head = h("div", { class: "stats", "data-testid": "document" });
   const controlBox = h("div");
   const guard = h("div");
+  const checks = h("div");
   const reportBox = h("div");
   const audit = h("div", { "data-testid": "audit" });
   const windowSelect = h("select", { id: "window", onchange: (e) => { window = e.target.value; refresh().catch(ctx.failed); } },
     WINDOWS.map((w) => h("option", { value: w, selected: w === window }, w)));
   root.append(h("h1", {}, "Migration"), head,
     h("div", { class: "grid" }, card("Controls", controlBox), card("Guard", guard)),
+    card("Guard checks of the latest decision: values, thresholds, samples", checks),
     h("div", { class: "toolbar" }, h("h2", {}, "Report"), h("label", { for: "window" }, "window ", windowSelect)),
     reportBox, card("Audit log", audit));
 
@@ -185,13 +189,14 @@ export function mount(root, _params, ctx) {
       stat("mode", doc.mode, { "data-testid": "mode" }),
       stat("Celery", doc.force_legacy ? "paused (legacy forced)" : doc.celery_enabled ? "enabled" : "disabled", { "data-testid": "celery-enabled" }),
       stat("Celery share", pct(doc.celery_percentage), { "data-testid": "celery-share" }),
-      stat("shadow share", pct(doc.shadow_percentage), { "data-testid": "shadow-share" }),
+      stat("shadow share", `${pct(doc.shadow_percentage)}${doc.mode === "shadow" ? "" : " (in shadow mode)"}`, { "data-testid": "shadow-share" }),
       stat("ramp", doc.ramp.active ? `on, ${doc.ramp.steps.map(pct).join(" → ")}` : "off"),
       stat("changed", `${ago(doc.updated_at)} by ${doc.updated_by}`));
     // The form keeps what the operator is typing; it is rebuilt only on the first read and
     // after a refused change.
     if (first || rebuildControls) replace(controlBox, controls(doc, act));
-    replace(guard, guardView(guardReport));
+    replace(guard, guardSummary(guardReport));
+    replace(checks, guardChecks(guardReport));
     replace(reportBox, reportCharts(report));
     replace(audit, entries.error ? h("p", { class: "error" }, entries.error.message) : auditTable(entries));
   }

@@ -118,7 +118,7 @@ export function mount(root) {
     replace(head,
       stat("mode", m.mode, { "data-testid": "mode" }),
       stat("Celery share", m.force_legacy ? "paused (legacy forced)" : m.celery_enabled ? pct(m.celery_percentage) : "off", { "data-testid": "celery-share" }),
-      stat("shadow share", m.mode === "shadow" ? pct(m.shadow_percentage) : "—"),
+      stat("shadow share", m.mode === "shadow" ? pct(m.shadow_percentage) : "— (split mode)"),
       stat("dead letters", data.queues.dead_letter?.entries ?? "—"),
       stat("updated", ago(data.generated_at)));
     if (Array.isArray(data.series)) {
@@ -136,6 +136,7 @@ export function mount(root) {
     replace(depth, lineChart({
       label: "Evaluations waiting or running per path, sampled",
       format: (v) => String(Math.round(v)),
+      integer: true,
       series: PATHS.map((backend) => ({ name: backend, color: COLORS[backend], points: samples.map((s) => [s.at, s[backend]]) })),
     }));
     replace(queues, queueTables(data.queues));
