@@ -387,3 +387,29 @@ def test_live_events_resume_with_last_event_id(gateway, page):
     for request in (first.value, again.value):
         assert request.headers["x-operator-token"] == TOKEN
         assert request.headers["accept"] == "text/event-stream"
+
+
+def test_output_is_shown_as_text_never_run_as_markup(gateway, admin, page):
+    markup = '<img src=x onerror="window.pwned = 1"><script>window.pwned = 2</script>'
+    eval_id = submit(admin, f"print({markup!r})")["eval_id"]
+    assert wait_done(admin, eval_id)["output"] == markup + "\n"
+    signed_in(page, gateway.url)
+
+    page.goto(f"{gateway.url}/console/#/evaluation/{eval_id}")
+
+    expect(page.get_by_test_id("stdout-primary")).to_have_text(markup)
+    expect(page.get_by_test_id("timeline")).to_contain_text("eval.created")
+    assert page.evaluate("window.pwned") is None
+    assert page.locator("main img, main script").count() == 0
+
+
+def test_a_token_refused_mid_session_signs_the_operator_out(gateway, page):
+    signed_in(page, gateway.url)
+    # As when the gateway's OPERATOR_TOKEN is changed under an open console.
+    page.evaluate("sessionStorage.setItem('crucible.operatorToken', 'a-revoked-token')")
+
+    page.get_by_role("link", name="Migration").click()
+
+    expect(page.get_by_role("alert")).to_have_text(re.compile("Signed out: wrong operator token"))
+    expect(page.get_by_role("navigation", name="Pages")).to_be_hidden()
+    assert page.evaluate("sessionStorage.length") == 0
