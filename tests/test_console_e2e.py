@@ -232,19 +232,36 @@ def test_a_mismatching_comparison_shows_both_outputs_with_the_difference_marked(
     change(admin, celery_percentage=0.0, mode="shadow", shadow_percentage=1.0)
     code = "import random\nprint('the same on both paths')\nprint('random', random.random())"
     eval_id = submit(admin, code)["eval_id"]
-    wait_for(
-        lambda: admin.get(f"/api/eval/{eval_id}/comparison").json()["outcome"] == "mismatch",
-        timeout=60,
-        what="the mismatch to be recorded",
-    )
+    agreeing = {
+        submit(admin, "print('agreed')")["eval_id"]: "match",
+        submit(admin, "import datetime\nprint(datetime.datetime.now())")["eval_id"]: (
+            "match_after_normalisation"
+        ),
+    }
+    for compared, outcome in {eval_id: "mismatch", **agreeing}.items():
+        wait_for(
+            lambda compared=compared, outcome=outcome: (
+                admin.get(f"/api/eval/{compared}/comparison").json()["outcome"] == outcome
+            ),
+            timeout=60,
+            what=f"the {outcome} of {compared} to be recorded",
+        )
     view = admin.get(f"/api/eval/{eval_id}/comparison").json()
     signed_in(page, gateway.url)
 
     page.get_by_role("link", name="Comparisons").click()
+    listed = page.get_by_role("table", name="comparisons")
+    for compared in agreeing:
+        expect(listed).to_contain_text(compared)
+    # Those that did not agree come first.
+    outcomes = listed.locator("tbody tr td:nth-child(2)").all_inner_texts()
+    first_agreeing = min(outcomes.index(o) for o in ("match", "match after normalisation"))
+    assert "mismatch" in outcomes[:first_agreeing]
+    screenshot(page, "comparisons")
     page.get_by_label("Outcome").select_option("mismatch")
     row = page.get_by_role("row").filter(has_text=eval_id)
     expect(row).to_contain_text("mismatch")
-    screenshot(page, "comparisons")
+    expect(listed.get_by_text("match after normalisation")).to_have_count(0)
     row.get_by_role("link", name=eval_id).click()
 
     expect(page.get_by_test_id("outcome")).to_have_text("mismatch")

@@ -47,12 +47,30 @@ function failed(error) {
 
 const context = { toast, failed, api };
 
+// One read of the page at a time: a refresh asked for while one runs happens once after it
+// (a busy event stream never piles reads of a slow page on the gateway).
+let reading = null;
+let readAgain = false;
+
 async function refresh() {
   if (!current) return;
-  try {
-    await current.refresh();
-  } catch (error) {
-    failed(error);
+  if (reading) {
+    readAgain = true;
+    return;
+  }
+  const page = current;
+  reading = (async () => {
+    try {
+      await page.refresh();
+    } catch (error) {
+      if (page === current) failed(error);
+    }
+  })();
+  await reading;
+  reading = null;
+  if (readAgain) {
+    readAgain = false;
+    refresh();
   }
 }
 

@@ -53,10 +53,15 @@ function latency(series) {
 function queueTables(queues) {
   const legacy = queues.legacy || {};
   const celery = queues.celery || {};
-  const celeryRows = Object.entries(celery.queues || {}).map(([name, depth]) => [
-    name, depth, typeof celery.oldest_age_seconds === "object" && celery.oldest_age_seconds
-      ? (celery.oldest_age_seconds[name] === undefined ? "—" : `${Math.round(celery.oldest_age_seconds[name])} s`) : "—",
-  ]);
+  // A queue's entry is its depth, or an object with it (and its oldest message's age); the ages
+  // may also come as one map beside the queues.
+  const ages = typeof celery.oldest_age_seconds === "object" && celery.oldest_age_seconds ? celery.oldest_age_seconds : {};
+  const celeryRows = Object.entries(celery.queues || {}).map(([name, entry]) => {
+    const detailed = typeof entry === "object" && entry !== null;
+    const depth = detailed ? entry.depth ?? entry.waiting ?? entry.messages ?? entry.total ?? "—" : entry;
+    const age = detailed && entry.oldest_age_seconds !== undefined ? entry.oldest_age_seconds : ages[name];
+    return [name, depth, age === undefined || age === null ? "—" : `${Math.round(age)} s`];
+  });
   return h("div", {},
     h("h3", {}, "Legacy (queue-service)"),
     legacy.error ? h("p", { class: "error" }, legacy.error) : table(
