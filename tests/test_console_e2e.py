@@ -225,11 +225,50 @@ def test_moving_the_split_sends_the_next_evaluations_down_the_new_path(
     expect(page.locator("#control-result")).to_contain_text("changed meanwhile")
     assert admin.get(ADMIN).json()["force_legacy"] is False
 
+    # Read again, the same control goes through; then each of the others, in an operator's order.
+    def control(button: str, reason: str, **fields: str) -> dict:
+        version = admin.get(ADMIN).json()["version"]
+        for label, value in fields.items():
+            page.get_by_label(label).fill(value)
+        page.get_by_label(re.compile("^Reason")).fill(reason)
+        page.get_by_role("button", name=button).click()
+        expect(page.get_by_test_id("version")).to_contain_text(str(version + 1))
+        expect(page.get_by_test_id("audit")).to_contain_text(reason)
+        return admin.get(ADMIN).json()
+
+    paused = control("Pause (all to legacy)", "Celery misbehaves")
+    assert (paused["force_legacy"], paused["celery_percentage"]) == (True, 0.5)
+    expect(page.get_by_test_id("celery-enabled")).to_contain_text("paused")
+    promoted = control("Promote to this share", "fixed", **{"Celery share (%)": "25"})
+    assert (promoted["force_legacy"], promoted["celery_percentage"]) == (False, 0.25)
+    ramping = control(
+        "Start ramp",
+        "step by step",
+        **{"Steps (%, comma-separated)": "40, 100", "Hold each step (s)": "3600"},
+    )
+    assert ramping["ramp"] == {
+        "active": True,
+        "steps": [0.4, 1.0],
+        "hold_seconds": 3600,
+    }
+    assert ramping["celery_percentage"] == 0.4
+    aborted = control("Abort migration", "back out")
+    assert (aborted["celery_enabled"], aborted["force_legacy"]) == (False, True)
+    assert aborted["celery_percentage"] == 0.0
+
 
 def test_a_mismatching_comparison_shows_both_outputs_with_the_difference_marked(
     gateway, admin, page, screenshot
 ):
-    change(admin, celery_percentage=0.0, mode="shadow", shadow_percentage=1.0)
+    change(
+        admin,
+        celery_enabled=True,
+        force_legacy=False,
+        celery_percentage=0.0,
+        mode="shadow",
+        shadow_percentage=1.0,
+        ramp={"active": False},
+    )
     code = "import random\nprint('the same on both paths')\nprint('random', random.random())"
     eval_id = submit(admin, code)["eval_id"]
     agreeing = {
