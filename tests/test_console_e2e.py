@@ -351,11 +351,13 @@ def test_a_dead_letter_is_inspected_and_replayed_from_the_console(suite, page, s
     )
     with httpx.Client(base_url=gateway.url, headers=OPERATOR, timeout=30) as client:
         eval_id = submit(client, "print('replayed from the console')")["eval_id"]
-        assert wait_done(client, eval_id)["status"] == "error"
+        purged = submit(client, "print('purged from the console')")["eval_id"]
+        for given_up in (eval_id, purged):
+            assert wait_done(client, given_up)["status"] == "error"
         wait_for(
-            lambda: client.get("/api/admin/dlq").json()["total"] == 1,
+            lambda: client.get("/api/admin/dlq").json()["total"] == 2,
             timeout=30,
-            what="the dead letter",
+            what="the two dead letters",
         )
         signed_in(page, gateway.url)
         page.get_by_role("link", name="Dead letters").click()
@@ -376,11 +378,19 @@ def test_a_dead_letter_is_inspected_and_replayed_from_the_console(suite, page, s
         row.get_by_role("button", name=f"replay {eval_id}").click()
 
         expect(page.locator("#toast")).to_contain_text(f"Replayed {eval_id}")
-        expect(page.get_by_test_id("dead-letters")).to_contain_text("queue is empty")
+        expect(page.get_by_role("row").filter(has_text=eval_id)).to_have_count(0)
         view = wait_done(client, eval_id)
         assert (view["status"], view["output"]) == ("completed", "replayed from the console\n")
-        assert client.get("/api/admin/dlq").json()["total"] == 0
         assert view["runs"][0]["replays"] == 1
+
+        # Purging asks first; what is left goes without being replayed.
+        page.get_by_role("button", name="Purge…").click()
+        expect(page.get_by_text("Remove all 1 entries without replaying them?")).to_be_visible()
+        page.get_by_role("button", name="Purge all").click()
+        expect(page.locator("#toast")).to_contain_text("1 dead letter(s) purged")
+        expect(page.get_by_test_id("dead-letters")).to_contain_text("queue is empty")
+        assert client.get("/api/admin/dlq").json()["total"] == 0
+        assert client.get(f"/api/eval/{purged}").json()["status"] == "error"
 
 
 SSE_TEXT = (

@@ -3,6 +3,8 @@
 import { api } from "./api.js";
 import { ago, badge, card, evalLink, h, replace, table, when } from "./dom.js";
 
+const REASON_CHARS = 90;
+
 export function mount(root, _params, ctx) {
   const list = h("div", { "data-testid": "dead-letters" });
   const inspected = h("div");
@@ -59,7 +61,9 @@ export function mount(root, _params, ctx) {
     purgeButton(page.total);
     replace(list, card(`${page.total} entr${page.total === 1 ? "y" : "ies"}`,
       table(["evaluation", "role", "path", "reason", "attempts ", "failed", "replays ", ""], page.items.map((e) => [
-        e.eval_id ? evalLink(e.eval_id) : "—", e.role ?? "—", e.backend ? badge(e.backend) : "—", e.reason, e.attempts,
+        e.eval_id ? evalLink(e.eval_id) : "—", e.role ?? "—", e.backend ? badge(e.backend) : "—",
+        // The whole reason is in the inspected entry.
+        h("span", { title: e.reason }, e.reason.length > REASON_CHARS ? `${e.reason.slice(0, REASON_CHARS)}…` : e.reason), e.attempts,
         h("span", { title: when(e.failed_at) }, ago(e.failed_at)), e.replays,
         h("span", { class: "confirm nowrap" },
           h("button", { type: "button", onclick: guarded(inspect, e), "aria-label": `inspect ${e.eval_id}` }, "Inspect"),
