@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -479,3 +480,31 @@ def test_a_token_refused_mid_session_signs_the_operator_out(gateway, page):
     expect(page.get_by_role("alert")).to_have_text(re.compile("Signed out: wrong operator token"))
     expect(page.get_by_role("navigation", name="Pages")).to_be_hidden()
     assert page.evaluate("sessionStorage.length") == 0
+
+
+def test_an_event_about_the_evaluation_shown_makes_the_page_read_it_again(gateway, admin, page):
+    """With the page's clock held, no interval refresh can happen: a read that follows the
+    event's short debounce is the event's doing."""
+    eval_id = submit(admin, "print('followed')")["eval_id"]
+    wait_done(admin, eval_id)
+    event = f'{{"eval_id": "{eval_id}", "event": "eval.status_changed"}}'
+    page.route(
+        "**/api/events",
+        lambda route: route.fulfill(
+            status=200,
+            headers={"Content-Type": "text/event-stream"},
+            body=f"id: 7\nevent: eval.status_changed\ndata: {event}\n\n",
+        ),
+    )
+    # Held from the start: timers fire only as the test advances the clock.
+    start = datetime.now(UTC)
+    page.clock.install(time=start)
+    page.clock.pause_at(start + timedelta(seconds=1))
+    signed_in(page, gateway.url)
+    with page.expect_request(f"**/api/eval/{eval_id}"):
+        page.goto(f"{gateway.url}/console/#/evaluation/{eval_id}")
+    expect(page.get_by_test_id("stdout-primary")).to_have_text("followed")
+
+    # Well short of the page's 5 s interval, past the event's 400 ms debounce.
+    with page.expect_request(f"**/api/eval/{eval_id}"):
+        page.clock.run_for(1000)

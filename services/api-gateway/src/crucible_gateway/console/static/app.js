@@ -94,7 +94,8 @@ function route() {
 }
 
 function onLiveEvent(message) {
-  current?.onEvent?.(message);
+  // A page about one evaluation re-reads only for that evaluation's events.
+  if (!current || (current.wants && !current.wants(message.data))) return;
   if (debounce) return;
   debounce = setTimeout(() => {
     debounce = null;

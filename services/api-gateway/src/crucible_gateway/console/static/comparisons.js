@@ -113,5 +113,5 @@ export function mountOne(root, [evalId], ctx) {
       Object.keys(view.diff).length ? card("Unified diff (raw outputs)", Object.entries(view.diff).map(([f, d]) => [h("h3", {}, f), diffBlock(d)])) : null);
   }
 
-  return { title: `Comparison ${evalId}`, refresh, intervalMs: 10000, ctx };
+  return { title: `Comparison ${evalId}`, refresh, intervalMs: 10000, wants: (event) => event?.eval_id === evalId };
 }

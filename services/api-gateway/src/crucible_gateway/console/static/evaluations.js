@@ -74,5 +74,5 @@ export function mountOne(root, [evalId], ctx) {
       runs.map((r) => card(`Output of the ${r.role} run (${r.backend})`, streams(r))),
       card("Code", h("pre", { class: "output" }, h("span", { class: "line" }, view.code))));
   }
-  return { title: `Evaluation ${evalId}`, refresh, intervalMs: 5000, ctx };
+  return { title: `Evaluation ${evalId}`, refresh, intervalMs: 5000, wants: (event) => event?.eval_id === evalId };
 }
