@@ -15,6 +15,8 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/n
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_pkgs+=(python3-venv)
 # promtool lints every service's /metrics and checks deploy/prometheus* (tests/test_metrics_e2e.py).
 command -v promtool >/dev/null || need_pkgs+=(prometheus)
+# The console's browser tests drive the system's headless Chromium through Playwright.
+command -v chromium >/dev/null || need_pkgs+=(chromium)
 
 if ((${#need_pkgs[@]})); then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

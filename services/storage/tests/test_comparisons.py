@@ -122,3 +122,51 @@ def test_an_unknown_outcome_is_refused_and_records_nothing(shared_http, new_eval
     assert refused.json()["error"]["code"] == "invalid_input"
     assert refused.json()["error"]["details"]["field"] == "outcome"
     assert read.status_code == 404
+
+
+def test_comparisons_are_listed_disagreeing_first_then_newest_and_filtered(store) -> None:
+    now = utcnow()
+    recorded = {
+        "match_old": (ComparisonOutcome.MATCH, 30),
+        "mismatch_old": (ComparisonOutcome.MISMATCH, 20),
+        "match_new": (ComparisonOutcome.MATCH_AFTER_NORMALISATION, 1),
+        "missing_new": (ComparisonOutcome.SHADOW_MISSING, 2),
+    }
+    ids = {}
+    for name, (outcome, minutes_ago) in recorded.items():
+        ids[name] = shadowed(store, primary=Status.COMPLETED, shadow=Status.COMPLETED)
+        store.compare(ids[name], outcome)
+        store.set_compared_at(ids[name], now - timedelta(minutes=minutes_ago))
+
+    def listed(outcomes=(), limit=50, offset=0):
+        with store.database.reader() as session:
+            page = service.list_comparisons(
+                session=session, outcomes=outcomes, limit=limit, offset=offset
+            )
+        return page.total, [view.eval_id for view in page.items]
+
+    order = ["missing_new", "mismatch_old", "match_new", "match_old"]
+    assert listed() == (4, [ids[name] for name in order])
+    assert listed(limit=2, offset=1) == (4, [ids[name] for name in order[1:3]])
+    assert listed([ComparisonOutcome.MISMATCH]) == (1, [ids["mismatch_old"]])
+    assert listed([ComparisonOutcome.MATCH, ComparisonOutcome.MATCH_AFTER_NORMALISATION]) == (
+        2,
+        [ids["match_new"], ids["match_old"]],
+    )
+    assert listed([ComparisonOutcome.BOTH_FAILED]) == (0, [])
+
+
+def test_the_comparisons_list_over_http_filters_by_outcome_and_refuses_bad_input(
+    shared_store, shared_client, shared_http
+) -> None:
+    mismatch = shadowed(shared_store, primary=Status.COMPLETED, shadow=Status.FAILED)
+    shared_store.compare(mismatch, ComparisonOutcome.MISMATCH, differing_fields=["status"])
+
+    page = shared_client.comparisons(outcomes=["mismatch", "both_failed"], limit=500)
+
+    assert mismatch in [view.eval_id for view in page.items]
+    assert {view.outcome for view in page.items} <= {"mismatch", "both_failed"}
+    found = next(view for view in page.items if view.eval_id == mismatch)
+    assert found.differing_fields == ["status"]
+    for params in ({"outcome": "similar"}, {"limit": 0}, {"limit": 501}, {"offset": -1}):
+        assert shared_http.get("/comparisons", params=params).status_code == 422, params

@@ -464,6 +464,15 @@ class ComparisonView(StrictModel):
     created_at: Timestamp
 
 
+class ComparisonPage(StrictModel):
+    """`GET /comparisons`: recorded comparisons, the ones that did not agree first."""
+
+    items: list[ComparisonView]
+    total: int
+    limit: int
+    offset: int
+
+
 class LatencySummary(StrictModel):
     """Nearest-rank percentiles of one duration, in milliseconds; None without samples."""
 

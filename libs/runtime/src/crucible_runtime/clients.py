@@ -7,7 +7,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -20,6 +20,7 @@ from urllib3.exceptions import HTTPError, ProtocolError
 from crucible_contracts.errors import BY_CODE, Busy, CrucibleError, NotFound, Unavailable
 from crucible_contracts.models import (
     AuditEntry,
+    ComparisonPage,
     ComparisonRecord,
     ComparisonView,
     Deleted,
@@ -332,6 +333,17 @@ class StorageClient(InternalClient):
         ended too first, then the others; oldest first within each (limit 1..500)."""
         response = self.request("GET", "/comparisons/pending", params={"limit": limit})
         return [EvaluationView.model_validate(item) for item in response.json()]
+
+    def comparisons(
+        self, *, outcomes: Sequence[str] = (), limit: int = 50, offset: int = 0
+    ) -> ComparisonPage:
+        """Recorded comparisons of `outcomes` (all when empty), those that did not agree first,
+        newest first within each (limit 1..500)."""
+        params: dict[str, Any] = {"limit": limit, "offset": offset}
+        if outcomes:
+            params["outcome"] = list(outcomes)
+        response = self.request("GET", "/comparisons", params=params)
+        return ComparisonPage.model_validate_json(response.content)
 
     def stats(
         self, *, since: datetime, until: datetime | None = None, samples: int = 5

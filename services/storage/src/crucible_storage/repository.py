@@ -187,5 +187,28 @@ def newest_comparisons(
     return session.scalars(query).all()
 
 
+def list_comparisons(
+    session: Session,
+    *,
+    outcomes: Collection[str],
+    agreeing: Collection[str],
+    limit: int,
+    offset: int,
+) -> tuple[Sequence[Comparison], int]:
+    """One page of comparisons (of `outcomes` only, when given): those whose outcome is not in
+    `agreeing` first, newest first within each; and how many match in all."""
+    query = select(Comparison)
+    if outcomes:
+        query = query.where(Comparison.outcome.in_(sorted(outcomes)))
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    last = case((Comparison.outcome.in_(sorted(agreeing)), 1), else_=0)
+    page = (
+        query.order_by(last, Comparison.created_at.desc(), Comparison.eval_id.desc())
+        .limit(limit)
+        .offset(offset)
+    )
+    return session.scalars(page).all(), total
+
+
 def _recorded_within(since: datetime, until: datetime) -> ColumnElement[bool]:
     return (Comparison.created_at >= since) & (Comparison.created_at < until)

@@ -10,6 +10,8 @@ from crucible_contracts.ids import EvalId
 from crucible_contracts.limits import MAX_AGE_SECONDS, MAX_OFFSET, MAX_PAGE
 from crucible_contracts.models import (
     AuditEntry,
+    ComparisonOutcome,
+    ComparisonPage,
     ComparisonRecord,
     ComparisonView,
     Deleted,
@@ -213,6 +215,20 @@ def pending_comparisons(
     session: ReadSession, limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100
 ) -> list[EvaluationView]:
     return service.pending_comparisons(session=session, limit=limit)
+
+
+@router.get("/comparisons")
+def list_comparisons(
+    session: ReadSession,
+    outcome: Annotated[list[ComparisonOutcome] | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+) -> ComparisonPage:
+    """Recorded comparisons (of the `outcome`s given, repeatable), those that did not agree
+    first, newest first within each."""
+    return service.list_comparisons(
+        session=session, outcomes=outcome or [], limit=limit, offset=offset
+    )
 
 
 @router.get("/stats")

@@ -10,7 +10,7 @@ the database does not hold; a change whose event is lost is still in the databas
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import datetime, timedelta
 
 from sqlalchemy import Connection
@@ -19,6 +19,8 @@ from sqlalchemy.orm import Session
 
 from crucible_contracts.errors import Conflict, InvalidInput, NotFound
 from crucible_contracts.models import (
+    ComparisonOutcome,
+    ComparisonPage,
     ComparisonRecord,
     ComparisonView,
     Deleted,
@@ -375,6 +377,26 @@ def pending_comparisons(*, session: Session, limit: int = 100) -> list[Evaluatio
         evaluation_view(evaluation, evaluation.runs)
         for evaluation in repository.pending_comparisons(session, limit=limit)
     ]
+
+
+def list_comparisons(
+    *, session: Session, outcomes: Collection[ComparisonOutcome], limit: int, offset: int
+) -> ComparisonPage:
+    """Recorded comparisons, of `outcomes` only when given: the ones that did not agree first
+    (what an operator looks at), newest first within each group."""
+    found, total = repository.list_comparisons(
+        session,
+        outcomes=[outcome.value for outcome in outcomes],
+        agreeing=stats.AGREEING,
+        limit=limit,
+        offset=offset,
+    )
+    return ComparisonPage(
+        items=[comparison_view(comparison) for comparison in found],
+        total=total,
+        limit=limit,
+        offset=offset,
+    )
 
 
 # --- migration statistics --------------------------------------------------------------------------
