@@ -20,8 +20,8 @@ from crucible_gateway.migration.report import parse_window
 from crucible_gateway.operations import service as operations
 from crucible_gateway.paths import Paths
 from crucible_gateway.paths.celery_client import CeleryDispatcher
+from crucible_gateway.queue_readings import QueueReader
 from crucible_runtime.clients import ExecutorPool, StorageClient
-from crucible_runtime.dead_letters import DeadLetterStore
 
 MAX_BUCKETS = 60
 MAX_OVERVIEW_WINDOW_SECONDS = 6 * 3600.0
@@ -150,7 +150,7 @@ def overview(
     paths: Paths,
     celery: CeleryDispatcher,
     pool: ExecutorPool | None,
-    dead_letters: DeadLetterStore,
+    queues: QueueReader,
     migration: MigrationSettings,
     window: str,
     buckets: int,
@@ -173,7 +173,7 @@ def overview(
         bucket_seconds=window_seconds / buckets,
         migration=migration,
         series=drawn,
-        queues=operations.queue_status(paths=paths, dead_letters=dead_letters),
+        queues=operations.queue_status(paths=paths, reader=queues),
         executors=executors(pool),
         workers=workers(celery),
     )

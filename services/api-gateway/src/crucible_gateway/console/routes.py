@@ -15,11 +15,11 @@ from crucible_contracts.models import ComparisonOutcome, ComparisonPage, Event
 from crucible_gateway.console.overview import MAX_BUCKETS, Overview, overview
 from crucible_gateway.deps import (
     CeleryDep,
-    DeadLettersDep,
     ExecutorsDep,
     MigrationSourceDep,
     OperatorDep,
     PathsDep,
+    QueueReaderDep,
     StorageDep,
 )
 
@@ -35,7 +35,7 @@ def get_overview(
     paths: PathsDep,
     celery: CeleryDep,
     executors: ExecutorsDep,
-    dead_letters: DeadLettersDep,
+    queues: QueueReaderDep,
     source: MigrationSourceDep,
     window: str = "10m",
     buckets: Annotated[int, Query(ge=1, le=MAX_BUCKETS)] = 20,
@@ -47,7 +47,7 @@ def get_overview(
         paths=paths,
         celery=celery,
         pool=executors,
-        dead_letters=dead_letters,
+        queues=queues,
         migration=source.current(),
         window=window,
         buckets=buckets,
