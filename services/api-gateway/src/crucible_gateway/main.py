@@ -14,6 +14,7 @@ from fastapi.concurrency import run_in_threadpool
 from crucible_gateway.auth import Authenticator, install_auth
 from crucible_gateway.config import Settings
 from crucible_gateway.evaluations.routes import router as evaluations_router
+from crucible_gateway.events.routes import router as events_router
 from crucible_gateway.housekeeping.repair import Reconciler
 from crucible_gateway.housekeeping.service import Housekeeping
 from crucible_gateway.leader import Job, LeaderLease, LeaderLoop
@@ -184,6 +185,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(migration_router)
     app.include_router(operations_router)
     app.include_router(tenancy_router)
+    app.include_router(events_router)
 
     @app.get("/health")
     def health() -> dict[str, str]:
