@@ -19,6 +19,7 @@ import enum
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from functools import cached_property
 
 import redis.asyncio as aioredis
 from prometheus_client import Counter, Gauge
@@ -28,6 +29,7 @@ from crucible_contracts.errors import Unavailable
 from crucible_contracts.names import EVENTS_STREAM, EventName, Role
 from crucible_contracts.status import Status
 from crucible_gateway.events.positions import StreamId
+from crucible_gateway.events.wire import Message
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +89,11 @@ class Entry:
     @property
     def data(self) -> str:
         return self.fields.get("data", "")
+
+    @cached_property
+    def message(self) -> Message:
+        """This entry as an SSE message, made once for every listener it is handed to."""
+        return Message(id=str(self.id), event=self.event, data=self.data)
 
     def ends_primary(self) -> bool:
         """Whether this is the event that ends its evaluation's primary run."""

@@ -9,7 +9,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, FastAPI, Query
 from fastapi.responses import JSONResponse
-from sse_starlette import EventSourceResponse, ServerSentEvent
+from sse_starlette import EventSourceResponse
 from starlette.background import BackgroundTask
 
 from crucible_contracts.models import EvaluationView
@@ -20,7 +20,8 @@ from crucible_gateway.evaluations.service import evaluation_json
 from crucible_gateway.events import service
 from crucible_gateway.events.deps import HubDep, ResumePointDep
 from crucible_gateway.events.hub import EventHub, Listener, ListenersFull
-from crucible_gateway.events.service import EventFilter, Message
+from crucible_gateway.events.service import EventFilter
+from crucible_gateway.events.wire import SEPARATOR, Message
 from crucible_runtime.web import error_response
 
 # A client that takes no bytes for this long is disconnected (its TCP window is full).
@@ -111,18 +112,18 @@ async def follow_all(
 def _stream(
     messages: AsyncIterator[Message], *, hub: EventHub, listener: Listener, ping: float
 ) -> EventSourceResponse:
-    async def body() -> AsyncIterator[ServerSentEvent]:
+    async def body() -> AsyncIterator[bytes]:
         try:
             async with aclosing(messages):
                 async for message in messages:
-                    yield ServerSentEvent(data=message.data, event=message.event, id=message.id)
+                    yield message.wire
         finally:
             hub.unregister(listener)
 
     return EventSourceResponse(
         body(),
         ping=ping,
-        sep="\n",
+        sep=SEPARATOR,
         send_timeout=SEND_TIMEOUT_SECONDS,
         headers={"Cache-Control": "no-store"},
         # Also when the body never started (a client gone before the first byte).

@@ -27,6 +27,7 @@ from crucible_contracts.status import Status
 from crucible_contracts.tenancy import TENANT_HEADER
 from crucible_gateway.events.hub import Entry, EventHub, Listener, Signal
 from crucible_gateway.events.positions import ORIGIN, StreamId
+from crucible_gateway.events.wire import Message
 from crucible_runtime.async_clients import AsyncStorageClient
 
 GAP = "gap"
@@ -35,23 +36,11 @@ CLOSED = "closed"
 _TIMELINE = TypeAdapter(list[Event])
 
 
-@dataclass(frozen=True)
-class Message:
-    """One SSE message: `id`, `event`, `data` (one line of JSON)."""
-
-    id: str
-    event: str
-    data: str
-
-    @classmethod
-    def of_entry(cls, entry: Entry) -> Message:
-        return cls(id=str(entry.id), event=entry.event, data=entry.data)
-
-    @classmethod
-    def of_event(cls, event: Event, *, position: StreamId | None) -> Message:
-        return cls(
-            id=str(position or ORIGIN), event=event.event.value, data=event.model_dump_json()
-        )
+def of_event(event: Event, *, position: StreamId | None) -> Message:
+    """A message of an event not read from the stream (storage's timeline), at `position`."""
+    return Message(
+        id=str(position or ORIGIN), event=event.event.value, data=event.model_dump_json()
+    )
 
 
 @dataclass(frozen=True)
@@ -119,7 +108,7 @@ async def all_events(
                 for entry in page:
                     position = entry.id
                     if accepts(entry):
-                        yield Message.of_entry(entry)
+                        yield entry.message
         except RedisError:
             yield notice(
                 GAP,
@@ -134,7 +123,7 @@ async def all_events(
             return
         if isinstance(item, Entry) and (position is None or item.id > position):
             position = item.id
-            yield Message.of_entry(item)
+            yield item.message
 
 
 # --- one evaluation -------------------------------------------------------------------------------
@@ -181,7 +170,7 @@ async def evaluation_events(
                     for entry in page:
                         state.position = entry.id
                         if entry.eval_id == eval_id:
-                            yield Message.of_entry(entry)
+                            yield entry.message
                             if entry.ends_primary():
                                 return
         except RedisError:
@@ -193,7 +182,7 @@ async def evaluation_events(
             for event in timeline:
                 if _ends_primary(event):
                     break  # the final event is sent below, with the evaluation
-                yield Message.of_event(event, position=state.position)
+                yield of_event(event, position=state.position)
     if Status(evaluation.status).is_terminal():
         async for message in _finish(storage, listener, state, evaluation, tenant):
             yield message
@@ -217,7 +206,7 @@ async def evaluation_events(
             continue
         if state.fresh(item):
             state.position = item.id
-            yield Message.of_entry(item)
+            yield item.message
             if item.ends_primary():
                 return
 
@@ -235,7 +224,7 @@ async def _finish(
     for item in listener.pending():
         if isinstance(item, Entry) and state.fresh(item):
             state.position = item.id
-            yield Message.of_entry(item)
+            yield item.message
             if item.ends_primary():
                 return
     timeline = await _timeline(storage, evaluation.eval_id, tenant)
@@ -249,7 +238,7 @@ async def _finish(
             at=evaluation.completed_at or evaluation.created_at,
         )
     final = ending.model_copy(update={"backend": evaluation.backend, "evaluation": evaluation})
-    yield Message.of_event(final, position=state.position)
+    yield of_event(final, position=state.position)
 
 
 def _ends_primary(event: Event) -> bool:
