@@ -405,3 +405,9 @@ def test_the_listeners_phase_states_its_windows_and_the_ratio():
         rendered
     )
     assert "| 1000 | 99.9 | 202 1000 | 6.5 / 9.5 / 13.2 |" in rendered
+
+
+def test_a_run_of_some_phases_leaves_the_sections_of_the_others_out():
+    rendered = render({"phases": {}})
+    assert "#### 1. Sandbox baseline" not in rendered
+    assert "#### 2. Each path" not in rendered

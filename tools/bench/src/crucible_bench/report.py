@@ -128,6 +128,8 @@ def _load(phase: dict[str, Any]) -> list[str]:
 
 
 def _sandbox(phases: dict[str, Any]) -> list[str]:
+    if "sandbox" not in phases and "bare_python" not in phases:
+        return []  # a run of other phases only (`--only`)
     sandbox, bare = phases.get("sandbox", {}), phases.get("bare_python", {})
     saturated = phases.get("sandbox_saturated")
     warm = phases.get("warm_sandbox")
@@ -190,6 +192,8 @@ def _over(phase: dict[str, Any], bare_p50: float | None) -> float | None:
 
 def _paths(phases: dict[str, Any]) -> list[str]:
     present = [name for name in PATH_PHASES if name in phases]
+    if not present:
+        return []
     lines = ["#### 2. Each path at 100 %, end to end", ""]
     lines += table(
         ("path", *LOAD_HEADER, "evaluations", "completed/s", "statuses", "end noticed by"),
