@@ -131,16 +131,24 @@ async def all_events(
 
 @dataclass
 class _Following:
-    """Where an evaluation's stream stands: the last position covered, and (after a fallback to
-    the stored timeline) the events the client has already had from it."""
+    """Where an evaluation's stream stands: the last position covered, whether the event that
+    ends the primary run was sent (`done`) or is known to be recorded (`ended`), and (after a
+    fallback to the stored timeline) the events the client has had from it."""
 
     position: StreamId | None
+    done: bool = False
+    ended: bool = False
     had: set[tuple] | None = None
 
     def fresh(self, entry: Entry) -> bool:
         if self.position is not None and entry.id <= self.position:
             return False
         return self.had is None or _key(Event.model_validate_json(entry.data)) not in self.had
+
+    def sent(self, entry: Entry) -> Message:
+        self.position = entry.id
+        self.done = entry.ends_primary()
+        return entry.message
 
 
 async def evaluation_events(
@@ -160,34 +168,17 @@ async def evaluation_events(
     holds what followed (or cannot be read), the evaluation's stored timeline is sent instead
     (events the client had may come again; each carries the position the stream had reached).
     """
-    eval_id = evaluation.eval_id
     state = _Following(position=after if after is not None else listener.start)
     if after is not None:
-        try:
-            resumable = (await hub.retention()).covers(after)
-            if resumable:
-                async for page in hub.pages_after(after):
-                    for entry in page:
-                        state.position = entry.id
-                        if entry.eval_id == eval_id:
-                            yield entry.message
-                            if entry.ends_primary():
-                                return
-        except RedisError:
-            resumable = False
-        if not resumable:
-            state.position = hub.position
-            timeline = await _timeline(storage, eval_id, tenant)
-            state.had = {_key(event) for event in timeline}
-            for event in timeline:
-                if _ends_primary(event):
-                    break  # the final event is sent below, with the evaluation
-                yield of_event(event, position=state.position)
-    if Status(evaluation.status).is_terminal():
+        async for message in _resume(hub, storage, state, evaluation, tenant, after):
+            yield message
+    if state.done:
+        return
+    if state.ended or Status(evaluation.status).is_terminal():
         async for message in _finish(storage, listener, state, evaluation, tenant):
             yield message
         return
-    while True:
+    while not state.done:
         item = await listener.next()
         if item is Signal.OVERFLOW:
             yield slow_listener(state.position)
@@ -196,19 +187,49 @@ async def evaluation_events(
             # Redis failed meanwhile: the end may have been committed while it could not be
             # published. Storage is the truth.
             try:
-                evaluation = await _evaluation(storage, eval_id, tenant)
+                evaluation = await _evaluation(storage, evaluation.eval_id, tenant)
             except NotFound:
                 return  # purged meanwhile
             if Status(evaluation.status).is_terminal():
                 async for message in _finish(storage, listener, state, evaluation, tenant):
                     yield message
                 return
-            continue
-        if state.fresh(item):
-            state.position = item.id
-            yield item.message
-            if item.ends_primary():
-                return
+        elif state.fresh(item):
+            yield state.sent(item)
+
+
+async def _resume(
+    hub: EventHub,
+    storage: AsyncStorageClient,
+    state: _Following,
+    evaluation: EvaluationView,
+    tenant: str | None,
+    after: StreamId,
+) -> AsyncIterator[Message]:
+    """The evaluation's events after `after`: from the stream while it holds them all, else
+    (or when Redis fails) its stored timeline up to, not including, the event that ends it
+    (`state.ended` then says that one is recorded)."""
+    try:
+        if (await hub.retention()).covers(after):
+            async for page in hub.pages_after(after):
+                for entry in page:
+                    state.position = entry.id
+                    if entry.eval_id == evaluation.eval_id:
+                        yield state.sent(entry)
+                        if state.done:
+                            return
+            return
+    except RedisError:
+        pass
+    # Every entry handed out up to here was committed before the timeline is read: in it.
+    state.position = hub.position
+    timeline = await _timeline(storage, evaluation.eval_id, tenant)
+    state.had = {_key(event) for event in timeline}
+    for event in timeline:
+        if _ends_primary(event):
+            state.ended = True  # sent by `_finish`, with the evaluation
+            return
+        yield of_event(event, position=state.position)
 
 
 async def _finish(
@@ -220,18 +241,21 @@ async def _finish(
 ) -> AsyncIterator[Message]:
     """The last messages of a finished evaluation: what the listener holds up to the event that
     ends it, or, when that event is not there (published before this stream began, or lost
-    while Redis was down), that event as storage recorded it, carrying the evaluation."""
+    while Redis was down), that event as storage recorded it, carrying the evaluation (read
+    again unless `evaluation` is finished already)."""
+    eval_id = evaluation.eval_id
     for item in listener.pending():
         if isinstance(item, Entry) and state.fresh(item):
-            state.position = item.id
-            yield item.message
-            if item.ends_primary():
+            yield state.sent(item)
+            if state.done:
                 return
-    timeline = await _timeline(storage, evaluation.eval_id, tenant)
+    if not Status(evaluation.status).is_terminal():
+        evaluation = await _evaluation(storage, eval_id, tenant)
+    timeline = await _timeline(storage, eval_id, tenant)
     ending = next((event for event in reversed(timeline) if _ends_primary(event)), None)
     if ending is None:  # the timeline always holds it; built from the evaluation, to be sure
         ending = Event(
-            eval_id=evaluation.eval_id,
+            eval_id=eval_id,
             event=EventName.STATUS_CHANGED,
             role=Role.PRIMARY,
             status=evaluation.status,
