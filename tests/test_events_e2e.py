@@ -406,8 +406,14 @@ def test_a_state_redis_outage_neither_hangs_the_gateway_nor_stops_the_streams(ow
     client = http(gateway, OPERATOR)
     finished = submit(client, "print('before')")
     read_to_end(client, finished)
-    with follow(client, "/api/events") as live:
-        assert live.status_code == 200
+    # Ends while Redis is down: its end is committed but cannot be published.
+    running = submit(client, "import time\ntime.sleep(4)\nprint('meanwhile')")
+    with (
+        follow(client, "/api/events") as live,
+        follow(client, f"/api/eval/{running}/events") as following,
+    ):
+        assert live.status_code == following.status_code == 200
+        wait_for(lambda: listeners(client, "evaluation") == 1, what="the evaluation's listener")
         state.stop()
 
         assert client.get("/health").status_code == 200
@@ -417,9 +423,15 @@ def test_a_state_redis_outage_neither_hangs_the_gateway_nor_stops_the_streams(ow
         with follow(client, "/api/events", after="1-0") as resumed:
             gap = next(sse_messages(resumed, deadline=time.monotonic() + 30))
         assert (gap.event, gap.json["reason"]) == ("gap", "unavailable")
+        wait_for(
+            lambda: client.get(f"/api/eval/{running}").json()["status"] == "completed",
+            what="the running evaluation to end while Redis is down",
+        )
 
         own_suite.starter.restart(state)
         wait_for(lambda: redis.Redis.from_url(state.url).ping(), what="the state Redis")
+        # Once the gateway reads again, it asks storage, which says the evaluation ended.
+        followed = list(sse_messages(following, deadline=time.monotonic() + 60))
         eval_id = wait_for(
             lambda: (
                 (r := client.post("/api/eval", json={"code": "print('after')"}))
@@ -435,5 +447,6 @@ def test_a_state_redis_outage_neither_hangs_the_gateway_nor_stops_the_streams(ow
                 if message.json["evaluation"] is not None:
                     break
 
+    assert_ends_with_the_result(followed, running, "meanwhile\n")
     # The stream opened before the outage relays the events of one submitted after it.
     assert statuses == ["queued", "running", "completed"]
