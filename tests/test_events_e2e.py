@@ -363,6 +363,14 @@ def test_a_resume_older_than_the_stream_says_so_in_a_gap_notice(gateways, http, 
     assert after_gap[-1].json["status"] == "queued"
 
 
+def test_an_id_the_stream_never_made_is_a_gap_too(gateways, http):
+    """As after Redis was emptied: the client's id lies past everything the stream made."""
+    operator = http(gateways["legacy"], OPERATOR)
+    with follow(operator, "/api/events", after="99999999999999-0") as response:
+        gap = next(sse_messages(response, deadline=time.monotonic() + 30))
+    assert (gap.event, gap.id, gap.json["reason"]) == ("gap", "99999999999999-0", "reset")
+
+
 # --- listeners --------------------------------------------------------------------------------------
 
 

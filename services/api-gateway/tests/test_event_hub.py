@@ -73,6 +73,19 @@ def test_what_the_stream_still_covers(retention, after, covers):
 
 
 @pytest.mark.parametrize(
+    ("retention", "reason"),
+    [
+        (Retention(StreamId(10, 0), StreamId(20, 0), trimmed=True), "trimmed"),
+        (Retention(StreamId(1, 0), StreamId(4, 0), trimmed=False), "reset"),
+        (Retention(None, None, trimmed=False), "reset"),
+        (Retention(StreamId(1, 0), StreamId(20, 0), trimmed=True), None),
+    ],
+)
+def test_a_gap_says_why(retention, reason):
+    assert retention.gap_after(StreamId(5, 0)) == reason
+
+
+@pytest.mark.parametrize(
     ("wanted", "accepted"),
     [
         (EventFilter(), True),

@@ -161,19 +161,21 @@ class Retention:
     trimmed: bool
 
     def covers(self, after: StreamId) -> bool:
-        """True when every entry after `after` is still in the stream.
+        """True when every entry after `after` is still in the stream."""
+        return self.gap_after(after) is None
 
-        False when entries were trimmed and `after` lies before the first one kept (or, with
-        none kept, before the last), and when
-        the stream does not know `after` at all (an id past its last, or no stream: Redis was
-        emptied since that id was handed out).
-        """
+    def gap_after(self, after: StreamId) -> str | None:
+        """Why the stream cannot resume after `after` without a gap, or None when it can:
+        "trimmed" when entries were trimmed and `after` lies before the first one kept (or,
+        with none kept, before the last); "reset" when the stream does not know `after` at all
+        (an id past its last, or no stream: Redis was emptied since that id was handed out)."""
         if self.last is None or after > self.last:
-            return False
+            return "reset"
         if not self.trimmed:
-            return True
+            return None
         # Whatever was trimmed lies before the first entry kept (before the last, when none is).
-        return after >= (self.first if self.first is not None else self.last)
+        kept_from = self.first if self.first is not None else self.last
+        return None if after >= kept_from else "trimmed"
 
 
 class EventHub:

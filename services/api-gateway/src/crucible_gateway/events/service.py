@@ -94,12 +94,13 @@ async def all_events(
         try:
             retention = await hub.retention()
             start: StreamId | None = after
-            if not retention.covers(after):
+            reason = retention.gap_after(after)
+            if reason is not None:
                 start = None
                 yield notice(
                     GAP,
                     position=after,
-                    reason="trimmed",
+                    reason=reason,
                     message="the events stream no longer holds what followed Last-Event-ID; "
                     "what it holds follows",
                     first_retained_id=str(retention.first) if retention.first else None,
