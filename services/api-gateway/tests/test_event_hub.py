@@ -145,15 +145,14 @@ def test_a_listener_too_slow_to_keep_up_is_closed_with_a_notice_and_frees_its_pl
         hub.position = StreamId(999, 0)
         slow = hub.register(stream="all", accepts=lambda _: True)
         messages = all_events(hub=hub, listener=slow, accepts=lambda _: True, after=None)
-        for n in range(3):
-            hub.hand_out(entry(n))
-        first = await anext(messages)  # the client takes one, then falls behind
-        for n in range(3, 8):
+        hub.hand_out(entry(0))
+        (first, *_) = await anext(messages)  # the client takes a batch, then falls behind
+        for n in range(1, 8):
             hub.hand_out(entry(n))
 
         assert hub.listeners == 0
         assert slow.queue.qsize() == 1  # only the notice: memory does not grow with the backlog
-        notice = await anext(messages)
+        (notice,) = await anext(messages)
         with pytest.raises(StopAsyncIteration):
             await anext(messages)
         assert (first.id, first.event) == ("1000-0", "eval.status_changed")
@@ -172,6 +171,22 @@ def test_a_resync_reaches_every_listener():
         listeners = [hub.register(stream="evaluation", accepts=lambda _: True) for _ in range(2)]
         hub._resync()
         assert [listener.pending() for listener in listeners] == [[Signal.RESYNC]] * 2
+        await hub.close()
+
+    asyncio.run(scenario())
+
+
+def test_what_queued_up_while_a_listener_lingered_comes_in_one_batch():
+    async def scenario() -> None:
+        hub = EventHub(UNREACHED, max_listeners=10, queue_size=10)
+        hub.position = StreamId(999, 0)
+        listener = hub.register(stream="all", accepts=EventFilter(role=Role.PRIMARY).accepts)
+        messages = all_events(hub=hub, listener=listener, accepts=listener.accepts, after=None)
+        for n in range(4):
+            hub.hand_out(entry(n, role="primary" if n != 2 else "shadow"))
+        batch = await anext(messages)
+        assert [message.id for message in batch] == ["1000-0", "1001-0", "1003-0"]
+        await messages.aclose()
         await hub.close()
 
     asyncio.run(scenario())

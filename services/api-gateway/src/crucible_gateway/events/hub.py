@@ -144,6 +144,14 @@ class Listener:
     async def next(self) -> Entry | Signal:
         return await self.queue.get()
 
+    async def batch(self, linger: float = 0) -> list[Entry | Signal]:
+        """The next item and, `linger` seconds later, everything queued behind it (one wake-up
+        and one write for a burst, instead of one per entry)."""
+        first = await self.queue.get()
+        if linger > 0:
+            await asyncio.sleep(linger)
+        return [first, *self.pending()]
+
     def pending(self) -> list[Entry | Signal]:
         """What is queued now, taken out of the queue (never waits)."""
         items = []

@@ -105,18 +105,25 @@ async def follow_all(
         listener = hub.register(stream="all", accepts=accepts)
     except ListenersFull as exc:
         return _full(exc)
-    messages = service.all_events(hub=hub, listener=listener, accepts=accepts, after=after)
+    messages = service.all_events(
+        hub=hub,
+        listener=listener,
+        accepts=accepts,
+        after=after,
+        linger=settings.events_batch_seconds,
+    )
     return _stream(messages, hub=hub, listener=listener, ping=settings.events_ping_seconds)
 
 
 def _stream(
-    messages: AsyncIterator[Message], *, hub: EventHub, listener: Listener, ping: float
+    messages: AsyncIterator[list[Message]], *, hub: EventHub, listener: Listener, ping: float
 ) -> EventSourceResponse:
     async def body() -> AsyncIterator[bytes]:
         try:
             async with aclosing(messages):
-                async for message in messages:
-                    yield message.wire
+                async for batch in messages:
+                    if batch:
+                        yield b"".join(message.wire for message in batch)
         finally:
             hub.unregister(listener)
 

@@ -80,9 +80,15 @@ def slow_listener(position: StreamId | None) -> Message:
 
 
 async def all_events(
-    *, hub: EventHub, listener: Listener, accepts: Callable[[Entry], bool], after: StreamId | None
-) -> AsyncIterator[Message]:
-    """Every event `accepts` takes: those after `after` still in the stream, then live ones.
+    *,
+    hub: EventHub,
+    listener: Listener,
+    accepts: Callable[[Entry], bool],
+    after: StreamId | None,
+    linger: float = 0,
+) -> AsyncIterator[list[Message]]:
+    """Every event `accepts` takes: those after `after` still in the stream, then live ones, in
+    batches (what is queued when the listener wakes, `linger` seconds after the first one).
 
     Without `after` the stream starts now. When the stream no longer holds what followed
     `after` (trimmed, or Redis emptied), a `gap` notice comes first and the catch-up starts
@@ -97,34 +103,39 @@ async def all_events(
             reason = retention.gap_after(after)
             if reason is not None:
                 start = None
-                yield notice(
-                    GAP,
-                    position=after,
-                    reason=reason,
-                    message="the events stream no longer holds what followed Last-Event-ID; "
-                    "what it holds follows",
-                    first_retained_id=str(retention.first) if retention.first else None,
-                )
+                yield [
+                    notice(
+                        GAP,
+                        position=after,
+                        reason=reason,
+                        message="the events stream no longer holds what followed "
+                        "Last-Event-ID; what it holds follows",
+                        first_retained_id=str(retention.first) if retention.first else None,
+                    )
+                ]
             async for page in hub.pages_after(start):
-                for entry in page:
-                    position = entry.id
-                    if accepts(entry):
-                        yield entry.message
+                position = page[-1].id
+                yield [entry.message for entry in page if accepts(entry)]
         except RedisError:
-            yield notice(
-                GAP,
-                position=position,
-                reason="unavailable",
-                message="the events stream cannot be read now; live events follow once it can",
-            )
+            yield [
+                notice(
+                    GAP,
+                    position=position,
+                    reason="unavailable",
+                    message="the events stream cannot be read now; live events follow once it can",
+                )
+            ]
     while True:
-        item = await listener.next()
-        if item is Signal.OVERFLOW:
-            yield slow_listener(position)
-            return
-        if isinstance(item, Entry) and (position is None or item.id > position):
-            position = item.id
-            yield item.message
+        batch = []
+        for item in await listener.batch(linger):
+            if item is Signal.OVERFLOW:
+                yield [*batch, slow_listener(position)]
+                return
+            if isinstance(item, Entry) and (position is None or item.id > position):
+                position = item.id
+                batch.append(item.message)
+        if batch:
+            yield batch
 
 
 # --- one evaluation -------------------------------------------------------------------------------
@@ -160,7 +171,7 @@ async def evaluation_events(
     evaluation: EvaluationView,
     tenant: str | None,
     after: StreamId | None,
-) -> AsyncIterator[Message]:
+) -> AsyncIterator[list[Message]]:
     """The events of `evaluation` (read after `listener` was registered) until the one that
     ends its primary run, which carries the finished evaluation; then the stream ends.
 
@@ -172,17 +183,17 @@ async def evaluation_events(
     state = _Following(position=after if after is not None else listener.start)
     if after is not None:
         async for message in _resume(hub, storage, state, evaluation, tenant, after):
-            yield message
+            yield [message]
     if state.done:
         return
     if state.ended or Status(evaluation.status).is_terminal():
         async for message in _finish(storage, listener, state, evaluation, tenant):
-            yield message
+            yield [message]
         return
     while not state.done:
         item = await listener.next()
         if item is Signal.OVERFLOW:
-            yield slow_listener(state.position)
+            yield [slow_listener(state.position)]
             return
         if item is Signal.RESYNC:
             # Redis failed meanwhile: the end may have been committed while it could not be
@@ -193,10 +204,10 @@ async def evaluation_events(
                 return  # purged meanwhile
             if Status(evaluation.status).is_terminal():
                 async for message in _finish(storage, listener, state, evaluation, tenant):
-                    yield message
+                    yield [message]
                 return
         elif state.fresh(item):
-            yield state.sent(item)
+            yield [state.sent(item)]
 
 
 async def _resume(
