@@ -6,6 +6,7 @@ Event's JSON, as storage wrote it). Two notices stand beside them: `gap` (the op
 cannot resume where the client asked: what lies between is gone) and `closed` (the gateway ends
 the stream itself: a listener too slow to keep up).
 
+Each stream is a generator of batches of messages, each batch written to the client at once.
 Every generator here starts from a listener the caller registered *before* it read anything, and
 skips the entries it already delivered from its catch-up by their id: the listener's queue holds
 everything handed out after it was registered, so nothing falls between the two.
