@@ -13,7 +13,7 @@ import redis
 
 from crucible_contracts.ids import new_eval_id
 from crucible_contracts.models import Event, RunCreate, RunUpdate
-from crucible_contracts.names import EVENTS_STREAM, Backend, EventName, Role
+from crucible_contracts.names import EVENT_ENTRY_FIELDS, EVENTS_STREAM, Backend, EventName, Role
 from crucible_contracts.status import Status
 from crucible_runtime.pytest_plugin import (
     ManagedProcess,
@@ -88,6 +88,7 @@ def next_event(follower: StreamFollower, eval_id: str, *, timeout: float = 10) -
             return None
         event = Event.model_validate(json.loads(fields["data"]))
         assert fields == stream_entry(event)
+        assert tuple(fields) == EVENT_ENTRY_FIELDS
         return event if event.eval_id == eval_id else None
 
     return wait_for(receive, timeout=timeout, what=f"an event of {eval_id}")
