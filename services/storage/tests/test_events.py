@@ -1,4 +1,5 @@
-"""Events on Redis: published after commit, and a write that succeeds while Redis is down."""
+"""Events on the Redis stream: appended after commit, and a write that succeeds while Redis is
+down."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import redis
 
 from crucible_contracts.ids import new_eval_id
 from crucible_contracts.models import Event, RunCreate, RunUpdate
-from crucible_contracts.names import EVENTS_CHANNEL, Backend, EventName, Role
+from crucible_contracts.names import EVENT_ENTRY_FIELDS, EVENTS_STREAM, Backend, EventName, Role
 from crucible_contracts.status import Status
 from crucible_runtime.pytest_plugin import (
     ManagedProcess,
@@ -21,7 +22,12 @@ from crucible_runtime.pytest_plugin import (
     start_redis_server,
     wait_for,
 )
-from crucible_storage.events import EVENT_PUBLISH_FAILURES, EVENTS_PUBLISHED, EventPublisher
+from crucible_storage.events import (
+    EVENT_PUBLISH_FAILURES,
+    EVENTS_PUBLISHED,
+    EventPublisher,
+    stream_entry,
+)
 
 
 @pytest.fixture(scope="module")
@@ -38,36 +44,51 @@ def shared_storage_env(events_redis: ManagedProcess) -> dict[str, str]:
     return {"REDIS_URL": events_redis.url}
 
 
+class StreamFollower:
+    """Reads EVENTS_STREAM from the entry that was last when it was opened."""
+
+    def __init__(self, url: str) -> None:
+        self.redis = redis.Redis.from_url(url, decode_responses=True)
+        last = self.redis.xrevrange(EVENTS_STREAM, count=1)
+        self.position = last[0][0] if last else "0-0"
+        self.waiting: list[dict[str, str]] = []
+
+    def receive(self) -> dict[str, str] | None:
+        """The next entry, waiting up to 0.2 s for one."""
+        if not self.waiting:
+            answer = self.redis.xread({EVENTS_STREAM: self.position}, block=200, count=100)
+            for _, entries in answer:
+                for entry_id, fields in entries:
+                    self.position = entry_id
+                    self.waiting.append(fields)
+        return self.waiting.pop(0) if self.waiting else None
+
+
 @pytest.fixture
 def subscribe() -> Iterator:
-    """Subscribe to EVENTS_CHANNEL on a Redis URL; returns a function that waits for events."""
-    opened: list[redis.client.PubSub] = []
+    """Follow EVENTS_STREAM on a Redis URL from now on; returns a function that opens a follower."""
+    opened: list[StreamFollower] = []
 
-    def open_subscription(url: str):
-        pubsub = redis.Redis.from_url(url).pubsub()
-        pubsub.subscribe(EVENTS_CHANNEL)
-        # Redis has confirmed the subscription: nothing published from now on can be missed.
-        wait_for(
-            lambda: (pubsub.get_message(timeout=0.2) or {}).get("type") == "subscribe",
-            timeout=5,
-            what="the subscription to be confirmed",
-        )
-        opened.append(pubsub)
-        return pubsub
+    def open_follower(url: str) -> StreamFollower:
+        opened.append(StreamFollower(url))
+        return opened[-1]
 
-    yield open_subscription
-    for pubsub in opened:
-        pubsub.close()
+    yield open_follower
+    for follower in opened:
+        follower.redis.close()
 
 
-def next_event(pubsub, eval_id: str, *, timeout: float = 10) -> Event:
-    """The next event published for `eval_id` (events of other evaluations are skipped)."""
+def next_event(follower: StreamFollower, eval_id: str, *, timeout: float = 10) -> Event:
+    """The next event appended for `eval_id` (events of other evaluations are skipped); its
+    entry's filter fields must say what its JSON says."""
 
     def receive() -> Event | None:
-        message = pubsub.get_message(timeout=0.2)
-        if message is None or message["type"] != "message":
+        fields = follower.receive()
+        if fields is None:
             return None
-        event = Event.model_validate(json.loads(message["data"]))
+        event = Event.model_validate(json.loads(fields["data"]))
+        assert fields == stream_entry(event)
+        assert tuple(fields) == EVENT_ENTRY_FIELDS
         return event if event.eval_id == eval_id else None
 
     return wait_for(receive, timeout=timeout, what=f"an event of {eval_id}")
@@ -84,20 +105,20 @@ def failures_counted(http: httpx.Client) -> float:
 def test_each_committed_change_is_published_after_it_is_readable(
     shared_client, events_redis, subscribe, new_evaluation
 ) -> None:
-    pubsub = subscribe(events_redis.url)
+    follower = subscribe(events_redis.url)
     client = shared_client
     eval_id = client.create_evaluation(new_evaluation()).eval_id
 
-    created = next_event(pubsub, eval_id)
+    created = next_event(follower, eval_id)
     client.update_run(eval_id, Role.PRIMARY, RunUpdate(status=Status.RUNNING, attempts=1))
-    running = next_event(pubsub, eval_id)
+    running = next_event(follower, eval_id)
     # Published after the commit: whoever hears of it can read it already.
     seen_by_reader = client.get_evaluation(eval_id).status
     client.update_run(eval_id, Role.PRIMARY, RunUpdate(status=Status.RUNNING, attempts=1))
     client.update_run(
         eval_id, Role.PRIMARY, RunUpdate(status=Status.TIMEOUT, detail={"limit_s": 5})
     )
-    timed_out = next_event(pubsub, eval_id)
+    timed_out = next_event(follower, eval_id)
 
     assert (created.event, created.status) == (EventName.CREATED, Status.QUEUED)
     assert (running.event, running.status, running.role) == (
@@ -108,8 +129,13 @@ def test_each_committed_change_is_published_after_it_is_readable(
     assert seen_by_reader is Status.RUNNING
     # The duplicate `running` report published nothing: the next event is the timeout.
     assert (timed_out.status, timed_out.detail["limit_s"]) == (Status.TIMEOUT, 5)
-    # The timeline is what was published, less the evaluation the ending event carried.
-    published = [created, running, timed_out.model_copy(update={"evaluation": None})]
+    assert {event.backend for event in (created, running, timed_out)} == {Backend.LEGACY}
+    # The timeline is what was published, less the evaluation the ending event carried and the
+    # run's backend.
+    published = [
+        event.model_copy(update={"evaluation": None, "backend": None})
+        for event in (created, running, timed_out)
+    ]
     assert client.events(eval_id) == published
 
 
@@ -137,15 +163,15 @@ def test_writes_succeed_while_redis_is_down_and_publishing_resumes(
 
     redis_server.start()
     wait_for(lambda: redis.Redis.from_url(redis_server.url).ping(), timeout=10, what="redis")
-    pubsub = subscribe(redis_server.url)
+    follower = subscribe(redis_server.url)
     client.update_run(eval_id, Role.PRIMARY, RunUpdate(status=Status.COMPLETED, exit_code=0))
-    assert next_event(pubsub, eval_id).status is Status.COMPLETED
+    assert next_event(follower, eval_id).status is Status.COMPLETED
 
 
 def test_the_event_that_ends_the_primary_run_carries_the_finished_evaluation(
     shared_client, events_redis, subscribe, new_evaluation
 ) -> None:
-    pubsub = subscribe(events_redis.url)
+    follower = subscribe(events_redis.url)
     client = shared_client
     eval_id = client.create_evaluation(new_evaluation()).eval_id
     client.add_run(eval_id, RunCreate(role=Role.SHADOW, backend=Backend.CELERY))
@@ -155,7 +181,7 @@ def test_the_event_that_ends_the_primary_run_carries_the_finished_evaluation(
     client.update_run(eval_id, Role.PRIMARY, result)
     client.update_run(eval_id, Role.SHADOW, result)
 
-    events = [next_event(pubsub, eval_id) for _ in range(6)]
+    events = [next_event(follower, eval_id) for _ in range(6)]
     carrying = [event for event in events if event.evaluation is not None]
 
     assert [(event.role, event.status) for event in carrying] == [(Role.PRIMARY, Status.COMPLETED)]
@@ -174,7 +200,7 @@ def test_the_events_of_one_commit_and_of_commits_in_a_row_arrive_in_order(
     events_redis, subscribe
 ) -> None:
     """Each commit's events go out in one pipeline, in order."""
-    pubsub = subscribe(events_redis.url)
+    follower = subscribe(events_redis.url)
     publisher = EventPublisher(events_redis.url)
     eval_id = new_eval_id()
     at = datetime.now(UTC)
@@ -193,7 +219,7 @@ def test_the_events_of_one_commit_and_of_commits_in_a_row_arrive_in_order(
     finally:
         publisher.close()
 
-    received = [next_event(pubsub, eval_id).detail for _ in range(60)]
+    received = [next_event(follower, eval_id).detail for _ in range(60)]
     assert received == [event.detail for events in commits for event in events]
     assert EVENTS_PUBLISHED._value.get() == before + 60
 
@@ -240,7 +266,7 @@ def test_after_an_outage_commits_are_published_again_in_order(redis_server, subs
 
         redis_server.start()
         wait_for(lambda: redis.Redis.from_url(redis_server.url).ping(), timeout=10, what="redis")
-        pubsub = subscribe(redis_server.url)
+        follower = subscribe(redis_server.url)
         for n in range(3, 8):
             publisher.publish(commit(n))
         assert publisher.flush(timeout=10)
@@ -248,4 +274,4 @@ def test_after_an_outage_commits_are_published_again_in_order(redis_server, subs
         publisher.close()
 
     assert lost == 3
-    assert [next_event(pubsub, eval_id).detail["n"] for _ in range(5)] == [3, 4, 5, 6, 7]
+    assert [next_event(follower, eval_id).detail["n"] for _ in range(5)] == [3, 4, 5, 6, 7]

@@ -21,6 +21,7 @@ def phases(
     warm_p50=9.0,
     platform_cpu_s=2.8,
     highest_held=300.0,
+    listeners_ratio=1.05,
 ):
     return {
         "bare_python": {"latency_ms": latency(10.0)},
@@ -47,6 +48,7 @@ def phases(
         "submit_celery": {"rate": 100.0, "latency_ms": latency(5.0, submit_p99)},
         "submit_shadow": {"rate": 100.0, "latency_ms": latency(5.0, 60.0)},
         "accept_only": {"max_p99_ms": 25.0, "highest_held_per_s": highest_held},
+        "listeners": {"listeners": 100, "p99_ratio": listeners_ratio},
     }
 
 
@@ -97,7 +99,15 @@ def test_targets_met_and_missed():
         "Gateway submit p99, celery at 100/s": True,
         "Gateway submit p99, shadow at 100/s": False,
         "Accept-only: submissions/s sustained with p99 <= 25 ms": True,
+        "Submit p99 with 100 event listeners / without": True,
     }
+
+
+@pytest.mark.parametrize(("ratio", "expected"), [(1.2, True), (1.21, False)])
+def test_the_listeners_target_at_its_bound(ratio, expected):
+    data = phases(listeners_ratio=ratio)
+    rows = met(targets(data, path_ratios(data)))
+    assert rows["Submit p99 with 100 event listeners / without"] is expected
 
 
 def test_the_legacy_throughput_is_reported_with_a_value_but_no_verdict():

@@ -367,3 +367,47 @@ def test_replace_section_keeps_the_text_around_it():
 def test_replace_section_appends_when_the_markers_are_missing():
     updated = replace_section("# Benchmarks\n", "tables")
     assert updated == f"# Benchmarks\n\n{BEGIN}\n\ntables\n\n{END}\n"
+
+
+def test_the_listeners_phase_states_its_windows_and_the_ratio():
+    window = {
+        "sent": 1000,
+        "achieved_rate_per_s": 99.9,
+        "status_codes": {"202": 1000},
+        "latency_ms": summary(6.0, 9.0, 12.0),
+    }
+    phase = {
+        "backend": "celery",
+        "rate": 100.0,
+        "window_seconds": 10.0,
+        "listeners": 100,
+        "load": load("open loop at 100/s, at most 128 in flight", "paused (SIGSTOP)"),
+        "windows": {
+            "without": window,
+            "with_listeners": {**window, "latency_ms": summary(6.5, 9.5, 13.2)},
+            "without_again": window,
+        },
+        "held": {
+            "status_codes": {"200": 100},
+            "open_at_end": 100,
+            "bytes_min": 250000,
+            "bytes_median": 251000,
+        },
+        "p99_ratio": 1.1,
+    }
+
+    rendered = render({"phases": {"listeners": phase}})
+
+    assert "#### 6. Submit latency with 100 live event listeners (Celery path" in rendered
+    assert "Submit p99 with them / mean p99 without: **1.10x**" in rendered
+    assert "answers 200 100, 100 still open at the end" in rendered
+    assert "| with listeners | open loop at 100/s, at most 128 in flight | paused (SIGSTOP) " in (
+        rendered
+    )
+    assert "| 1000 | 99.9 | 202 1000 | 6.5 / 9.5 / 13.2 |" in rendered
+
+
+def test_a_run_of_some_phases_leaves_the_sections_of_the_others_out():
+    rendered = render({"phases": {}})
+    assert "#### 1. Sandbox baseline" not in rendered
+    assert "#### 2. Each path" not in rendered

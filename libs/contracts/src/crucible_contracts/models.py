@@ -387,12 +387,17 @@ class EvaluationPage(StrictModel):
 
 
 class Event(StrictModel):
-    """One entry on an evaluation's timeline; also what storage publishes on EVENTS_CHANNEL."""
+    """One entry on an evaluation's timeline; also what storage appends to EVENTS_STREAM."""
 
     eval_id: str
     event: EventValue
     role: RoleValue | None = None
     status: StatusValue | None = None
+    backend: BackendValue | None = Field(
+        default=None,
+        description="As published: the backend of the run when the event was recorded (after "
+        "a reroute, the new one). Null on the stored timeline.",
+    )
     at: Timestamp
     detail: dict[str, Any] = Field(default_factory=dict)
     evaluation: EvaluationView | None = Field(

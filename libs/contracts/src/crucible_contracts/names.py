@@ -14,8 +14,13 @@ DEAD_LETTER_KEY = "crucible:dead_letter"
 
 INTERNAL_KEY_HEADER = "X-Internal-Key"
 
-# Redis pub/sub channel on which storage publishes every committed status change.
-EVENTS_CHANNEL = "crucible:events"
+# Redis Stream (in the state Redis) to which storage appends every committed event, one entry
+# per event, capped at about EVENTS_STREAM_MAXLEN entries: the gateway's live event streams read
+# it, and a `Last-Event-ID` is one of its entry ids. The entry's fields are EVENT_ENTRY_FIELDS.
+EVENTS_STREAM = "crucible:events"
+# An entry's fields: the Event's JSON (`data`), and beside it the fields a reader filters on,
+# so that it need not parse the JSON of an event it drops.
+EVENT_ENTRY_FIELDS = ("eval_id", "event", "role", "status", "backend", "data")
 
 
 class Queue(StrEnum):

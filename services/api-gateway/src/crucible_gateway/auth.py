@@ -17,7 +17,7 @@ from crucible_runtime.web import error_response
 PROTECTED_PREFIX = "/api/"
 # The admin API: operators, by their token or a key with the operator scope.
 ADMIN_PREFIX = "/api/admin/"
-OPERATOR_PREFIXES = ("/api/celery/", "/api/migration/report")
+OPERATOR_PREFIXES = ("/api/celery/", "/api/migration/report", "/api/events")
 SUBMIT_PATHS = frozenset({"/api/eval", "/api/eval-batch"})
 API_KEY_HEADER = "X-API-Key"
 OPERATOR_HEADER = "X-Operator-Token"
@@ -38,7 +38,8 @@ def required_scope(method: str, path: str) -> Scope:
     """The scope a request to `path` needs, decided from the path alone (before any body is read).
 
     Submitting needs `submit`; the operators' views (the admin API, Celery's workers and tasks,
-    the migration report with its samples of other tenants' output) need `operator`; every other
+    the migration report with its samples of other tenants' output, the live stream of every
+    tenant's events) need `operator`; every other
     /api/ route needs `read` and then answers about the caller's own tenant only.
     """
     if path.startswith(ADMIN_PREFIX) or path.startswith(OPERATOR_PREFIXES):

@@ -101,6 +101,19 @@ class Settings(ServiceSettings):
     max_body_bytes: int = Field(default=8 * MIB, gt=0)
     max_batch_body_bytes: int = Field(default=32 * MIB, gt=0)
 
+    # Live events (events/): listeners one gateway process serves at once (past it: 503 with
+    # Retry-After of EVENTS_RETRY_AFTER_SECONDS), entries one listener may fall behind before it
+    # is closed (a `closed` notice; it resumes with Last-Event-ID), and the keep-alive comment.
+    events_max_listeners: int = Field(default=1000, ge=1)
+    events_queue_size: int = Field(default=500, ge=1)
+    events_ping_seconds: float = Field(default=15, gt=0)
+    # The operators' stream sends what arrived within this long of an event in one write: at
+    # 100 events/s and a hundred listeners, a write per event each would cost the event loop
+    # (which the submit path shares) ten thousand writes a second. An evaluation's own stream
+    # never waits.
+    events_batch_seconds: float = Field(default=0.05, ge=0, le=1)
+    events_retry_after_seconds: float = Field(default=5, gt=0)
+
     # How long a dead dependency may hold a request before the gateway gives up on it.
     broker_connect_timeout: float = Field(default=1.5, gt=0)
     downstream_timeout: float = Field(default=10.0, gt=0)

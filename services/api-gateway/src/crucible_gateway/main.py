@@ -16,6 +16,7 @@ from crucible_gateway.auth import Authenticator, install_auth
 from crucible_gateway.config import Settings
 from crucible_gateway.console.routes import install_console
 from crucible_gateway.evaluations.routes import router as evaluations_router
+from crucible_gateway.events.routes import router as events_router
 from crucible_gateway.housekeeping.repair import Reconciler
 from crucible_gateway.housekeeping.service import Housekeeping
 from crucible_gateway.leader import Job, LeaderLease, LeaderLoop
@@ -191,6 +192,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(migration_router)
     app.include_router(operations_router)
     app.include_router(tenancy_router)
+    app.include_router(events_router)
     install_console(app)
 
     @app.get("/health")

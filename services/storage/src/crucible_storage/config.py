@@ -29,5 +29,9 @@ class Settings(ServiceSettings):
     sqlite_busy_timeout_ms: int = 5000
     # Redis publish timeouts: a slow or dead Redis must not hold up a committed write for long.
     redis_timeout_seconds: float = 0.5
+    # Entries the events stream (EVENTS_STREAM) keeps, about: how far back a follower of the
+    # gateway's live events can resume (`Last-Event-ID`). Each entry holds one event's JSON, the
+    # result's output included on the event that ends an evaluation.
+    events_stream_maxlen: int = Field(default=20_000, ge=100)
     # How often an operator may send one run that ended `error` back to `queued`.
     max_replays: int = Field(default=3, ge=0)

@@ -1,4 +1,5 @@
-"""Publishing committed events on Redis pub/sub: best effort, because the database is the truth."""
+"""Appending committed events to the Redis Stream EVENTS_STREAM: best effort, because the
+database is the truth."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from crucible_contracts.models import Event
-from crucible_contracts.names import EVENTS_CHANNEL
+from crucible_contracts.names import EVENTS_STREAM
 
 log = logging.getLogger(__name__)
 
@@ -28,10 +29,28 @@ EVENT_PUBLISH_FAILURES = Counter(
 # Commits whose events may wait for Redis at once; past that a commit's events are dropped and
 # counted as failures (a Redis that hangs must not make storage hold events without bound).
 MAX_PENDING_COMMITS = 10_000
+# Entries the stream keeps (about: trimmed with `MAXLEN ~`, by whole nodes, which is cheap).
+DEFAULT_STREAM_MAXLEN = 20_000
+
+# One event as a stream entry: the fields of crucible_contracts.names.EVENT_ENTRY_FIELDS.
+Entry = dict[str, str]
+
+
+def stream_entry(event: Event) -> Entry:
+    """The stream entry of `event`: its JSON, and the fields readers filter on ("" when unset)."""
+    return {
+        "eval_id": event.eval_id,
+        "event": event.event.value,
+        "role": event.role.value if event.role is not None else "",
+        "status": event.status.value if event.status is not None else "",
+        "backend": event.backend.value if event.backend is not None else "",
+        "data": event.model_dump_json(),
+    }
 
 
 class EventPublisher:
-    """Publishes Event JSON on EVENTS_CHANNEL; without a Redis URL it publishes nothing.
+    """Appends each event to EVENTS_STREAM (`stream_entry`), capped at about `maxlen` entries;
+    without a Redis URL it publishes nothing.
 
     A Redis failure is logged and counted, never raised: the write it follows has committed.
     While Redis answers, `publish` sends the events of one commit itself, in one pipeline (one
@@ -43,10 +62,16 @@ class EventPublisher:
     """
 
     def __init__(
-        self, redis_url: str | None, *, timeout: float = 0.5, max_pending: int = MAX_PENDING_COMMITS
+        self,
+        redis_url: str | None,
+        *,
+        timeout: float = 0.5,
+        max_pending: int = MAX_PENDING_COMMITS,
+        maxlen: int = DEFAULT_STREAM_MAXLEN,
     ) -> None:
         self._client: redis.Redis | None = None
-        self._pending: SimpleQueue[list[str] | threading.Event | None] = SimpleQueue()
+        self._maxlen = maxlen
+        self._pending: SimpleQueue[list[Entry] | threading.Event | None] = SimpleQueue()
         self._max_pending = max_pending
         self._thread: threading.Thread | None = None
         # Guards `_direct` and every hand-over to the thread, so that no commit is queued
@@ -72,7 +97,7 @@ class EventPublisher:
         """Publish the events of one commit, in order. Call after the commit; never raises."""
         if self._client is None:
             return
-        payloads = [event.model_dump_json() for event in events]
+        payloads = [stream_entry(event) for event in events]
         if not payloads:
             return
         with self._lock:
@@ -83,7 +108,7 @@ class EventPublisher:
             with self._lock:
                 self._direct = False
 
-    def _hand_over(self, payloads: list[str]) -> None:
+    def _hand_over(self, payloads: list[Entry]) -> None:
         if self._pending.qsize() >= self._max_pending:
             EVENT_PUBLISH_FAILURES.inc(len(payloads))
             log.warning(
@@ -111,7 +136,7 @@ class EventPublisher:
     def _run(self) -> None:
         stopping = False
         while not stopping:
-            batch: list[str] = []
+            batch: list[Entry] = []
             item = self._pending.get()
             while True:
                 if item is None:
@@ -131,13 +156,13 @@ class EventPublisher:
                     if self._pending.empty():
                         self._direct = True
 
-    def _send(self, payloads: list[str]) -> bool:
-        """Send `payloads` in one pipeline; False (counted and logged) when Redis failed."""
+    def _send(self, payloads: list[Entry]) -> bool:
+        """Append `payloads` in one pipeline; False (counted and logged) when Redis failed."""
         if not payloads or self._client is None:
             return True
         pipeline = self._client.pipeline(transaction=False)
         for payload in payloads:
-            pipeline.publish(EVENTS_CHANNEL, payload)
+            pipeline.xadd(EVENTS_STREAM, payload, maxlen=self._maxlen, approximate=True)
         try:
             pipeline.execute()
         except redis.RedisError as exc:

@@ -162,8 +162,10 @@ def record_events(
     role: Role | None,
     at: datetime,
     planned: Iterable[PlannedEvent],
+    backend: Backend | str | None = None,
 ) -> list[Event]:
-    """Insert the events on the evaluation's timeline, in order, in one statement; their views."""
+    """Insert the events on the evaluation's timeline, in order, in one statement; their views,
+    as published (with `backend`, the run's, which the timeline does not store)."""
     rows = [
         {
             "eval_id": eval_id,
@@ -184,6 +186,7 @@ def record_events(
             event=EventName(row["event"]),
             role=role,
             status=row["status"],
+            backend=Backend(backend) if backend is not None else None,
             at=at,
             detail=row["detail"],
             evaluation=None,

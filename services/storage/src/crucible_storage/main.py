@@ -35,7 +35,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         busy_timeout_ms=settings.sqlite_busy_timeout_ms,
         inline=settings.db_inline,
     )
-    publisher = EventPublisher(settings.redis_url, timeout=settings.redis_timeout_seconds)
+    publisher = EventPublisher(
+        settings.redis_url,
+        timeout=settings.redis_timeout_seconds,
+        maxlen=settings.events_stream_maxlen,
+    )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

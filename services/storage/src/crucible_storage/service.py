@@ -80,7 +80,12 @@ def create_evaluation(
         evaluation, run = hot.insert_evaluation(connection, create=create, now=now)
         runs = [run]
         events = hot.record_events(
-            connection, eval_id=create.eval_id, role=Role.PRIMARY, at=now, planned=[created]
+            connection,
+            eval_id=create.eval_id,
+            role=Role.PRIMARY,
+            at=now,
+            planned=[created],
+            backend=create.backend,
         )
         if create.shadow_backend is not None:
             runs.append(
@@ -175,7 +180,12 @@ def add_run(
             connection, eval_id=eval_id, role=run.role, backend=run.backend, now=now
         )
         events = hot.record_events(
-            connection, eval_id=eval_id, role=run.role, at=now, planned=[created]
+            connection,
+            eval_id=eval_id,
+            role=run.role,
+            at=now,
+            planned=[created],
+            backend=run.backend,
         )
         session.commit()
     except IntegrityError as exc:
@@ -265,7 +275,12 @@ def _apply(
         if updated is None:
             continue
         events = hot.record_events(
-            connection, eval_id=eval_id, role=role, at=now, planned=plan.events
+            connection,
+            eval_id=eval_id,
+            role=role,
+            at=now,
+            planned=plan.events,
+            backend=updated._mapping["backend"],
         )
         if hot.ends_primary(role, plan.events):
             events = _with_evaluation(connection, events)

@@ -39,6 +39,13 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="storage on a private PostgreSQL cluster under the bench dir instead of SQLite",
     )
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=session.PHASE_GROUPS,
+        help="run only this group of phases (repeatable): paths (1, 2, 4), submit (3), "
+        "accept (5), listeners (6); all by default",
+    )
     return parser.parse_args(argv)
 
 
@@ -67,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
             profile=args.profile,
             command=_command(argv),
             use_postgres=args.postgres,
+            only=args.only,
         )
     except KeyboardInterrupt:
         print("interrupted: the suite has been stopped; nothing was written", file=sys.stderr)

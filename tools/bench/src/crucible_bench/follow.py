@@ -1,7 +1,7 @@
-"""Following evaluations to their end without polling: storage's status events on Redis pub/sub.
+"""Following evaluations to their end without polling: storage's events on the Redis stream.
 
-Storage publishes every committed status change on `EVENTS_CHANNEL` (the state Redis). The bench
-listens there, as the gateway's live event stream would. The event that ends the primary run
+Storage appends every committed status change to `EVENTS_STREAM` (the state Redis). The bench
+reads it there, as the gateway's live event streams do. The event that ends the primary run
 carries the finished evaluation (`Event.evaluation`): its arrival is the moment the client has
 seen the result, with no read. Only an end event without it (an older storage) is followed by one
 read through the gateway. Polling every evaluation at a short interval instead would load the
@@ -20,7 +20,7 @@ from typing import Any
 
 import redis
 
-from crucible_contracts.names import EVENTS_CHANNEL, Role
+from crucible_contracts.names import EVENTS_STREAM, Role
 from crucible_contracts.status import Status
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ def ended_eval_id(message: bytes | str) -> str | None:
 
 
 class Completions:
-    """Which evaluations have ended, learnt from the events channel; threads wait on one of them.
+    """Which evaluations have ended, learnt from the events stream; threads wait on one of them.
 
     An event may arrive before the submitting thread knows its eval_id (the 202 is still on its
     way), so ended ids are remembered until `forget`.
@@ -74,16 +74,16 @@ class Completions:
         self._ended: dict[str, Ended] = {}
         self._waiters: dict[str, threading.Event] = {}
         self._stop = threading.Event()
-        self._subscribed = threading.Event()
+        self._reading = threading.Event()
         self._thread: threading.Thread | None = None
         self.events_seen = 0
 
     def start(self, timeout: float = 10) -> None:
-        """Subscribe in a daemon thread; returns once the subscription is in place."""
+        """Read the stream in a daemon thread, from its last entry now; returns once that is known."""
         self._thread = threading.Thread(target=self._listen, name="completions", daemon=True)
         self._thread.start()
-        if not self._subscribed.wait(timeout):
-            raise RuntimeError(f"could not subscribe to {EVENTS_CHANNEL} within {timeout}s")
+        if not self._reading.wait(timeout):
+            raise RuntimeError(f"could not read {EVENTS_STREAM} within {timeout}s")
 
     def stop(self) -> None:
         self._stop.set()
@@ -121,22 +121,19 @@ class Completions:
             waiter.set()
 
     def _listen(self) -> None:
-        pubsub = self._redis.pubsub()
-        pubsub.subscribe(EVENTS_CHANNEL)
         try:
+            last = self._redis.xrevrange(EVENTS_STREAM, count=1)
+            # From here on no event is missed: the stream is read from this entry on.
+            position = last[0][0] if last else b"0-0"
+            self._reading.set()
             while not self._stop.is_set():
-                message = pubsub.get_message(timeout=0.5)
-                if message is None:
-                    continue
-                if message["type"] == "subscribe":
-                    # Confirmed by the server: from here on no event is missed.
-                    self._subscribed.set()
-                elif message["type"] == "message":
-                    self.events_seen += 1
-                    ended = ended_event(message["data"])
-                    if ended is not None:
-                        self.mark_ended(*ended)
+                answer = self._redis.xread({EVENTS_STREAM: position}, block=500, count=500)
+                for _, entries in answer:
+                    for entry_id, fields in entries:
+                        position = entry_id
+                        self.events_seen += 1
+                        ended = ended_event(fields.get(b"data", b""))
+                        if ended is not None:
+                            self.mark_ended(*ended)
         except redis.RedisError as exc:
-            log.warning("events channel lost (%s); the driver falls back to polling", exc)
-        finally:
-            pubsub.close()
+            log.warning("events stream lost (%s); the driver falls back to polling", exc)

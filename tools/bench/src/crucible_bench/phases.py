@@ -7,9 +7,11 @@
 4. a mixed workload on the Celery path;
 5. accept-only: the consumers paused, rising submission rates until the submit p99 or the answers
    fail.
+6. listeners: the consumers paused, submit latency at the fixed rate without, with and again
+   without LISTENERS operators following every live event (`GET /api/events`).
 
-`run_paths` runs 1, 2 and 4 on one suite; `run_submit` one mode of 3, and `run_accept_only` 5,
-each on a suite of its own. Every result records its concurrency (`load`: clients in
+`run_paths` runs 1, 2 and 4 on one suite; `run_submit` one mode of 3, `run_accept_only` 5 and
+`run_listeners` 6, each on a suite of its own. Every result records its concurrency (`load`: clients in
 flight, consumers, executor slots) for the report.
 """
 
@@ -24,8 +26,9 @@ from typing import Any
 from crucible_bench import accept, load, machine, profiling
 from crucible_bench.api import QUICK, Executors, Gateway, Program
 from crucible_bench.follow import Completions
+from crucible_bench.listeners import listening
 from crucible_bench.pause import paused
-from crucible_bench.stats import per_second, summarize
+from crucible_bench.stats import per_second, ratio, summarize
 from crucible_bench.suite import Suite
 from crucible_bench.timeline import Evaluation, count_by, span_seconds, split_summaries
 from crucible_executor.bench import bare_spawn_ms
@@ -440,6 +443,62 @@ def run_accept_only(ctx: Context) -> dict[str, Any]:
         }
 
     return measured(ctx, "accept_only", body)
+
+
+# --- 6. listeners ----------------------------------------------------------------------------------
+
+# Operators following every live event while clients submit.
+LISTENERS = 100
+
+
+def run_listeners(ctx: Context) -> dict[str, Any]:
+    """Phase 6 on the Celery path, consumers paused (so that no program competes for the CPU and
+    only what the listeners cost can move the figures): the fixed-rate submit window without
+    listeners, with LISTENERS of them on `GET /api/events` (each event of each submission goes
+    to every one), and without again. The ratio is the p99 with them over the mean p99 of the
+    two windows without (before and after, so that a drift over the phase shows)."""
+    settings = ctx.settings
+    print(
+        f"phase 6: submit latency at {settings.rate:g}/s, {LISTENERS} event listeners", flush=True
+    )
+    route(ctx, backend="celery")
+    pids = ctx.suite.pids()
+    missing = [name for name in CONSUMERS if name not in pids]
+    if missing:
+        raise RuntimeError(f"listeners: no pid for {missing}")
+
+    def window(name: str) -> dict[str, Any]:
+        figures = fixed_rate_figures(ctx, settings.rate, settings.seconds)
+        del figures["_accepted"]
+        print(f"  {name}: {summary_line(figures)}", flush=True)
+        return figures
+
+    def body() -> dict[str, Any]:
+        with paused(pids[name] for name in CONSUMERS):
+            before = window("without listeners")
+            with listening(
+                ctx.suite.url("gateway"), operator_token=ctx.suite.operator_token, count=LISTENERS
+            ) as held:
+                during = window(f"with {LISTENERS} listeners")
+            after = window("without listeners, again")
+        baseline = [w["latency_ms"]["p99"] for w in (before, after) if w["latency_ms"]["p99"]]
+        return {
+            "backend": "celery",
+            "rate": settings.rate,
+            "window_seconds": settings.seconds,
+            "listeners": LISTENERS,
+            "load": settings.concurrency(
+                clients=open_loop_clients(ctx, settings.rate), consumers="paused (SIGSTOP)"
+            ),
+            "windows": {"without": before, "with_listeners": during, "without_again": after},
+            "held": held.figures,
+            "p99_ratio": ratio(
+                during["latency_ms"]["p99"], sum(baseline) / len(baseline) if baseline else None
+            ),
+            "count": before["sent"] + during["sent"] + after["sent"],
+        }
+
+    return measured(ctx, "listeners", body)
 
 
 def _counts(values: Iterable[object]) -> dict[str, int]:

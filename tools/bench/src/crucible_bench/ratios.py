@@ -28,6 +28,8 @@ CELERY_MIN_THROUGHPUT_RATIO = 0.80
 CELERY_MAX_OVERHEAD_MS = 15.0
 SUBMIT_MAX_P99_MS = 50.0
 ACCEPT_MIN_RATE = 250.0
+# Submit p99 with 100 live event listeners over the p99 without them (phase 6).
+LISTENERS_MAX_P99_RATIO = 1.2
 
 
 def _get(data: dict[str, Any], *keys: str) -> Any:
@@ -169,6 +171,16 @@ def targets(
             _accept_value(phases),
             "per_s",
             lambda value: value >= ACCEPT_MIN_RATE,
+        )
+    )
+    listeners = _get(phases, "listeners", "listeners")
+    rows.append(
+        _target(
+            f"Submit p99 with {listeners or 'the'} event listeners / without",
+            f"<= {LISTENERS_MAX_P99_RATIO:g}x",
+            _get(phases, "listeners", "p99_ratio"),
+            "x",
+            lambda value: value <= LISTENERS_MAX_P99_RATIO,
         )
     )
     return rows

@@ -32,6 +32,7 @@ CPU_PHASES = (
     *SUBMIT_PHASES,
     "mixed_celery",
     "accept_only",
+    "listeners",
 )
 LOAD_HEADER = ("clients in flight", "consumers", "executor slots")
 
@@ -46,6 +47,7 @@ def render(results: dict[str, Any]) -> str:
     lines += _submits(phases)
     lines += _mixed(phases)
     lines += _accept(phases)
+    lines += _listeners(phases)
     lines += _cpu(phases)
     lines += _profiles(results.get("profiles") or {})
     return "\n".join(lines).rstrip() + "\n"
@@ -133,6 +135,8 @@ def _load(phase: dict[str, Any]) -> list[str]:
 
 
 def _sandbox(phases: dict[str, Any]) -> list[str]:
+    if "sandbox" not in phases and "bare_python" not in phases:
+        return []  # a run of other phases only (`--only`)
     sandbox, bare = phases.get("sandbox", {}), phases.get("bare_python", {})
     saturated = phases.get("sandbox_saturated")
     warm = phases.get("warm_sandbox")
@@ -195,6 +199,8 @@ def _over(phase: dict[str, Any], bare_p50: float | None) -> float | None:
 
 def _paths(phases: dict[str, Any]) -> list[str]:
     present = [name for name in PATH_PHASES if name in phases]
+    if not present:
+        return []
     lines = ["#### 2. Each path at 100 %, end to end", ""]
     lines += table(
         ("path", *LOAD_HEADER, "evaluations", "completed/s", "statuses", "end noticed by"),
@@ -337,6 +343,50 @@ def _accept(phases: dict[str, Any]) -> list[str]:
                 "yes" if step.get("held") else f"**no**: {step.get('why_not')}",
             )
             for step in accept.get("steps", [])
+        ),
+    )
+    return lines
+
+
+LISTENER_WINDOWS = {
+    "without": "without listeners",
+    "with_listeners": "with listeners",
+    "without_again": "without listeners, again",
+}
+
+
+def _listeners(phases: dict[str, Any]) -> list[str]:
+    phase = phases.get("listeners")
+    if not phase:
+        return []
+    held = phase.get("held") or {}
+    lines = [
+        f"#### 6. Submit latency with {phase['listeners']} live event listeners "
+        f"({phase['backend'].capitalize()} path, consumers paused)",
+        "",
+        f"{phase['listeners']} operators follow `GET /api/events` (every event, unfiltered) "
+        f"during the middle window, from a process of their own; {ms(phase['window_seconds'])} s "
+        f"per window at {phase['rate']:g}/s. Submit p99 with them / mean p99 without: "
+        f"**{times(phase.get('p99_ratio'))}**. The listeners: answers "
+        f"{counts(held.get('status_codes'))}, {held.get('open_at_end', MISSING)} still open at "
+        f"the end, bytes received each: min {held.get('bytes_min', MISSING)}, median "
+        f"{held.get('bytes_median', MISSING)}.",
+        "",
+    ]
+    windows = phase.get("windows", {})
+    lines += table(
+        ("window", *LOAD_HEADER, "sent", "achieved/s", "answers", "p50 / p95 / p99 (ms)"),
+        (
+            (
+                label,
+                *_load(phase),
+                str(windows[name]["sent"]),
+                rate(windows[name].get("achieved_rate_per_s")),
+                counts(windows[name].get("status_codes")),
+                triple(windows[name].get("latency_ms")),
+            )
+            for name, label in LISTENER_WINDOWS.items()
+            if name in windows
         ),
     )
     return lines

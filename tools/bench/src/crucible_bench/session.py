@@ -6,7 +6,7 @@ import contextlib
 import os
 import secrets
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,8 @@ from crucible_bench.suite import running_suite
 from crucible_queue.config import Settings as QueueSettings
 
 SettingsFor = Callable[[Mapping[str, str]], phases.BenchSettings]
+# The groups of phases, each on suites of its own, in the order they run (`--only`).
+PHASE_GROUPS = ("paths", "submit", "accept", "listeners")
 
 
 def consumer_concurrency(env: Mapping[str, str]) -> tuple[int, int]:
@@ -102,11 +104,14 @@ def run(
     command: str,
     use_postgres: bool = False,
     inherited: Mapping[str, str] = os.environ,
+    only: Collection[str] | None = None,
 ) -> dict[str, Any]:
     """Phases 1, 2 and 4 on one suite, then each fixed-rate phase and the accept-only phase on a
     fresh suite of its own (stopping a suite is much faster than draining the backlog they
     leave on a small machine); the results document. With `use_postgres`, storage uses a
-    private PostgreSQL cluster under `bench_dir`, deleted at the end."""
+    private PostgreSQL cluster under `bench_dir`, deleted at the end. `only` names the groups
+    of PHASE_GROUPS to run (all of them by default)."""
+    wanted = set(PHASE_GROUPS if only is None else only)
     started = time.monotonic()
     described = machine.describe()
 
@@ -135,16 +140,26 @@ def run(
             "inherited": inherited,
             "cluster": cluster,
         }
-        with driving(**suites) as ctx:
-            results = phases.run_paths(ctx)
-            profiles.update(ctx.profiles)
-            env = ctx.suite.env
-        for mode in phases.SUBMIT_MODES:
+        results: dict[str, Any] = {}
+        env: Mapping[str, str] = {}
+        if "paths" in wanted:
+            with driving(**suites) as ctx:
+                results.update(phases.run_paths(ctx))
+                profiles.update(ctx.profiles)
+                env = ctx.suite.env
+        for mode in phases.SUBMIT_MODES if "submit" in wanted else ():
             with driving(**suites) as ctx:
                 results[f"submit_{mode}"] = phases.run_submit(ctx, mode)
                 profiles.update(ctx.profiles)
-        with driving(**suites) as ctx:
-            results["accept_only"] = phases.run_accept_only(ctx)
+                env = ctx.suite.env
+        if "accept" in wanted:
+            with driving(**suites) as ctx:
+                results["accept_only"] = phases.run_accept_only(ctx)
+                env = ctx.suite.env
+        if "listeners" in wanted:
+            with driving(**suites) as ctx:
+                results["listeners"] = phases.run_listeners(ctx)
+                env = ctx.suite.env
         database = f"PostgreSQL {postgres.server_version(cluster)}" if cluster else "SQLite"
     settings = settings_for(env)
     path_ratios = ratios.path_ratios(results)
@@ -161,8 +176,8 @@ def run(
             "executor_slots": settings.executor_slots,
             "warm_pause_s": settings.warm_pause,
             "database": database + " (private cluster, fsync off)" if cluster else database,
-            "log_level": env["LOG_LEVEL"],
-            "celery_task_events": env["CELERY_TASK_EVENTS"],
+            "log_level": env.get("LOG_LEVEL"),
+            "celery_task_events": env.get("CELERY_TASK_EVENTS"),
             "profiled": profile,
         },
         "duration_s": time.monotonic() - started,
