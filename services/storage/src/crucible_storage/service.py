@@ -103,6 +103,7 @@ def create_evaluation(
                 role=Role.SHADOW,
                 at=now,
                 planned=[_run_created(create.shadow_backend)],
+                backend=create.shadow_backend,
             )
         session.commit()
     except IntegrityError as exc:  # the eval_id exists
