@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 import redis
+from httpx_sse import EventSource
 from prometheus_client.parser import text_string_to_metric_families
 
 from crucible_contracts.ids import new_eval_id
@@ -44,21 +45,14 @@ class Message:
 
 
 def sse_messages(response: httpx.Response, *, deadline: float) -> Iterator[Message]:
-    """The messages of an SSE response as they arrive (comments, i.e. pings, skipped); fails
-    once `deadline` (time.monotonic) has passed. Fields as the SSE format has them: a message
-    is its lines up to an empty one, each `field: value`."""
-    fields: dict[str, str] = {}
-    for line in response.iter_lines():
+    """The messages of an SSE response as they arrive (httpx-sse's parser; comments, i.e.
+    pings, are not messages); fails once `deadline` (time.monotonic) has passed."""
+    for sse in EventSource(response).iter_sse():
         assert time.monotonic() < deadline, "the stream did not say what the test waits for"
-        if line.startswith(":"):
-            continue
-        if not line:
-            if fields:
-                yield Message(fields.get("id", ""), fields.get("event", ""), fields["data"])
-            fields = {}
-            continue
-        name, _, value = line.partition(":")
-        fields[name] = value.removeprefix(" ")
+        # httpx-sse also hands over the blank line after a ping comment once an id has been
+        # seen; the SSE format dispatches no message with an empty data buffer.
+        if sse.data:
+            yield Message(sse.id, sse.event, sse.data)
 
 
 @pytest.fixture(scope="module")
