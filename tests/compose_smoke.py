@@ -21,7 +21,10 @@ from crucible_runtime.pytest_plugin import wait_for
 
 
 def _engine_answers() -> bool:
-    if shutil.which("docker") and subprocess.run(["docker", "info"], capture_output=True).returncode == 0:
+    if (
+        shutil.which("docker")
+        and subprocess.run(["docker", "info"], capture_output=True).returncode == 0
+    ):
         return True
     return bool(shutil.which("podman") and shutil.which("podman-compose"))
 
@@ -134,6 +137,40 @@ def test_a_sandboxed_program_reaches_nothing_on_the_compose_network(gateway, adm
     assert result["output"].splitlines()[-1] == "['lo']"
 
 
+HOSTILE = {
+    # The seccomp filter refuses ptrace with EPERM (1); the program goes on.
+    "ptrace": (
+        "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+        "print(libc.ptrace(0, 0, 0, 0), ctypes.get_errno())",
+        "-1 1\n",
+    ),
+    # The root file system is read-only inside the sandbox, and the pid namespace its own.
+    "filesystem-and-pids": (
+        "import os\ntry:\n    open('/etc/crucible-was-here', 'w')\nexcept OSError as exc:\n"
+        "    print(type(exc).__name__)\n"
+        "print(sorted(int(p) for p in os.listdir('/proc') if p.isdigit())[0])",
+        "OSError\n1\n",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_hostile_programs_are_contained_by_the_containerised_sandbox(gateway, admin, name):
+    code, expected = HOSTILE[name]
+    _migrate(admin, celery_enabled=True, celery_percentage=0.5, mode="split")
+    result = _ended(gateway, _submit(gateway, code)["eval_id"])
+    assert (result["status"], result["output"]) == ("completed", expected), result
+
+
+def test_a_fork_bomb_ends_by_its_limits_and_the_suite_goes_on(gateway, admin):
+    _migrate(admin, celery_enabled=True, celery_percentage=0.0, mode="split")
+    bomb = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass"
+    ended = _ended(gateway, _submit(gateway, bomb, timeout=5)["eval_id"])
+    assert ended["status"] in {"timeout", "failed"}, ended
+    after = _ended(gateway, _submit(gateway, "print('still here')")["eval_id"])
+    assert (after["status"], after["output"]) == ("completed", "still here\n")
+
+
 def test_shadow_mode_runs_both_paths_and_records_a_comparison(gateway, admin):
     _migrate(
         admin, celery_enabled=True, celery_percentage=0.0, mode="shadow", shadow_percentage=1.0
@@ -161,11 +198,11 @@ def test_shadow_mode_runs_both_paths_and_records_a_comparison(gateway, admin):
 
 
 @pytest.mark.parametrize("percentage", [0.0, 1.0], ids=["legacy", "celery"])
-def test_cancel_ends_a_running_program_and_a_finished_one_answers_409(
-    gateway, admin, percentage
-):
+def test_cancel_ends_a_running_program_and_a_finished_one_answers_409(gateway, admin, percentage):
     _migrate(admin, celery_enabled=True, celery_percentage=percentage, mode="split")
-    accepted = _submit(gateway, "import time\nprint('started', flush=True)\ntime.sleep(120)", timeout=150)
+    accepted = _submit(
+        gateway, "import time\nprint('started', flush=True)\ntime.sleep(120)", timeout=150
+    )
     eval_id = accepted["eval_id"]
     wait_for(
         lambda: gateway.get(f"/api/eval/{eval_id}").json()["status"] == "running",
@@ -194,7 +231,10 @@ def test_flower_answers_and_sees_the_worker_only_with_its_credentials(gateway):
     assert httpx.get(f"{FLOWER}/api/workers", timeout=10).status_code == 401
 
     def workers() -> dict | None:
-        response = httpx.get(f"{FLOWER}/api/workers", auth=(user, password), timeout=30)
+        # refresh: ask the workers now (Flower's cache is empty when it started before them).
+        response = httpx.get(
+            f"{FLOWER}/api/workers", params={"refresh": 1}, auth=(user, password), timeout=30
+        )
         assert response.status_code == 200, response.text
         return response.json() or None
 
@@ -211,7 +251,10 @@ def test_metrics_answer_and_prometheus_scrapes_every_service(gateway):
 
     def scraped() -> dict | None:
         targets = httpx.get(f"{PROMETHEUS}/api/v1/targets", timeout=10).json()["data"]
-        health = {t["labels"]["job"] + "/" + t["labels"]["instance"]: t["health"] for t in targets["activeTargets"]}
+        health = {
+            t["labels"]["job"] + "/" + t["labels"]["instance"]: t["health"]
+            for t in targets["activeTargets"]
+        }
         return health if health and all(state == "up" for state in health.values()) else None
 
     health = wait_for(scraped, timeout=90, interval=1, what="every Prometheus target up")

@@ -109,7 +109,9 @@ def test_every_setting_that_defaults_to_this_host_is_set_for_the_container(name)
     settings = importlib.import_module(SETTINGS[name]).Settings
     environment = {key.upper() for key in _environment(SERVICES[name])}
     for field_name, field in settings.model_fields.items():
-        local = isinstance(field.default, str) and re.search(r"127\.0\.0\.1|localhost", field.default)
+        local = isinstance(field.default, str) and re.search(
+            r"127\.0\.0\.1|localhost", field.default
+        )
         env_name = str(field.validation_alias or field_name).upper()
         if local and env_name != "BIND_HOST":
             assert env_name in environment, f"{name} leaves {env_name} at {field.default}"
@@ -118,7 +120,7 @@ def test_every_setting_that_defaults_to_this_host_is_set_for_the_container(name)
 @pytest.mark.parametrize("name", sorted(SETTINGS))
 def test_every_service_url_names_a_compose_service_on_its_port(name):
     for key, value in _environment(SERVICES[name]).items():
-        if not key.endswith("_URL") or key == "DATABASE_URL" and value.startswith("sqlite"):
+        if not key.endswith("_URL") or (key == "DATABASE_URL" and value.startswith("sqlite")):
             continue
         for url in value.split(","):
             parts = urlsplit(url)
