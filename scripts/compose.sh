@@ -23,6 +23,24 @@ if docker info >/dev/null 2>&1; then
   COMPOSE=(docker compose -p "$PROJECT")
 elif command -v podman >/dev/null && command -v podman-compose >/dev/null; then
   ENGINE=podman
+  # What podman needs here beyond itself: runc (the runtime the suite runs on) and, on a CNI
+  # network backend, the dnsname plugin (without it, service names do not resolve).
+  need=()
+  command -v runc >/dev/null || need+=(runc)
+  if [ "$(podman info --format '{{.Host.NetworkBackend}}' 2>/dev/null)" = cni ] &&
+    [ ! -e /usr/lib/cni/dnsname ] && [ ! -e /usr/libexec/cni/dnsname ]; then
+    need+=(golang-github-containernetworking-plugin-dnsname)
+  fi
+  if ((${#need[@]})); then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+      echo "compose: installing ${need[*]} with apt-get"
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+        --no-install-recommends "${need[@]}" >/dev/null
+    else
+      echo "compose: podman needs ${need[*]}: install them and run again" >&2
+      exit 1
+    fi
+  fi
   # runc, cgroupfs, a private cgroup namespace and explicit ulimits (deploy/compose/containers.conf).
   export CONTAINERS_CONF="$PWD/deploy/compose/containers.conf"
   # Docker's image format: the OCI format has no HEALTHCHECK.
@@ -230,13 +248,17 @@ case "${1:-}" in
     export COMPOSE_FLOWER_URL="http://127.0.0.1:$FLOWER_PORT"
     export COMPOSE_PROMETHEUS_URL="http://127.0.0.1:$PROMETHEUS_PORT"
     export COMPOSE_FLOWER_AUTH="$FLOWER_BASIC_AUTH"
-    .venv/bin/python -m pytest tests/test_compose_smoke.py -p no:xdist -p no:cacheprovider -q \
+    .venv/bin/python -m pytest tests/compose_smoke.py -p no:xdist -p no:cacheprovider -q \
       ${PYTEST_ARGS:-}
     sandbox_tests
     ;;
   down)
     executor_cgroups
     compose down ${COMPOSE_VOLUMES:+--volumes} >"$STATE/down.log" 2>&1 || { tail -n 20 "$STATE/down.log" >&2; exit 1; }
+    # The executors' cgroup subtrees, now empty (a cgroup directory is removed by rmdir).
+    for dir in /sys/fs/cgroup/*/"$PROJECT-compose"; do
+      [ -d "$dir" ] && find "$dir" -depth -type d -exec rmdir {} + 2>/dev/null || true
+    done
     echo "compose: stopped"
     ;;
   ps) containers | while read -r name; do echo "$name $(health_of "$name")"; done ;;
