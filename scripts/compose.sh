@@ -41,7 +41,7 @@ elif command -v podman >/dev/null && command -v podman-compose >/dev/null; then
       exit 1
     fi
   fi
-  # runc, cgroupfs, a private cgroup namespace and explicit ulimits (deploy/compose/containers.conf).
+  # runc, cgroupfs and explicit ulimits (deploy/compose/containers.conf).
   export CONTAINERS_CONF="$PWD/deploy/compose/containers.conf"
   # Docker's image format: the OCI format has no HEALTHCHECK.
   export BUILDAH_FORMAT=docker
