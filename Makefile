@@ -8,7 +8,7 @@ export UV_PYTHON_DOWNLOADS := never
 # each costs about a second of CPU.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: deps run test test-fast lint format bench chaos fuzz lock clean
+.PHONY: deps run test test-fast lint format bench chaos fuzz lock clean compose-up compose-smoke compose-down
 
 deps: .venv/.bootstrapped
 
@@ -52,9 +52,25 @@ fuzz: deps
 	@FUZZ_EXAMPLES=$(or $(FUZZ_EXAMPLES),50) $(PY) -m pytest tests/test_edge_e2e.py -k answers_every_generated_request \
 		-p no:xdist -p no:cacheprovider -s -q --timeout 1800 $(PYTEST_ARGS)
 
+# The suite in containers (docker-compose.yml; docs/deploy.md, "Compose"), with docker if a Docker
+# engine answers, else podman + podman-compose: compose-up builds the base image, the wheelhouse and
+# every image and waits until the suite is healthy; compose-smoke starts it, runs
+# tests/compose_smoke.py and the executor's sandbox tests in its image, and stops it again
+# (COMPOSE_KEEP=1 leaves it running); compose-down stops it (COMPOSE_VOLUMES=1 drops its data).
+# Host ports: GATEWAY_PORT, FLOWER_PORT, PROMETHEUS_PORT.
+compose-up: deps
+	@scripts/compose.sh up
+
+compose-smoke: compose-up
+	@status=0; scripts/compose.sh smoke || status=$$?; \
+		if [ -z "$(COMPOSE_KEEP)" ]; then scripts/compose.sh down; fi; exit $$status
+
+compose-down:
+	@scripts/compose.sh down
+
 lock:
 	@scripts/bootstrap.sh || true
 	@$(UV) lock
 
 clean:
-	rm -rf .venv .tools .run .bench .chaos .pytest_cache .ruff_cache
+	rm -rf .venv .tools .run .bench .chaos .compose .pytest_cache .ruff_cache
