@@ -25,6 +25,7 @@ import random
 import resource
 import statistics
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -259,6 +260,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("runs", nargs="?", type=int, default=20)
     parser.add_argument("--slots", type=int, default=4)
     parser.add_argument("--in-flight", default="1,2,4")
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0].isdigit():  # `bench 40`: the sandbox bench, as before
+        argv = ["sandbox", *argv]
     args = parser.parse_args(argv)
     if args.what == "http":
         in_flight = [int(n) for n in args.in_flight.split(",")]

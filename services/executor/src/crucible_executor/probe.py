@@ -15,7 +15,7 @@ from crucible_executor.languages import Language
 from crucible_executor.runner import Runner
 from crucible_executor.sandbox import mode_is_installed
 from crucible_executor.scratch import Scratch
-from crucible_executor.uids import UidClaim
+from crucible_executor.uids import claim_uids
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +54,7 @@ async def select_runner(settings: Settings, languages: dict[str, Language]) -> R
     cgroups = cgroup_tree(settings)
     uids = None
     if os.geteuid() == 0:
-        uids = UidClaim(
-            base=settings.sandbox_uid_base,
-            count=settings.executor_slots,
-            lock_dir=settings.uid_lock_dir,
-        )
+        uids = claim_uids(settings)
     scratch = scratch_space(settings)
     runner = Runner(
         settings, mode=mode, languages=languages, uids=uids, cgroups=cgroups, scratch=scratch

@@ -53,10 +53,11 @@ class Identity:
     dedicated: bool
 
 
-def identity_for(slot: int, uids: list[int] | None) -> Identity:
-    """As root, slot N runs as the N-th claimed uid (gid alike); else as the executor's own user."""
-    if uids:
-        return Identity(uid=uids[slot], gid=uids[slot], dedicated=True)
+def identity_for(uid: int | None) -> Identity:
+    """As root, a sandbox runs as the uid lent to it (gid alike; uids.Seats); else (`None`) as
+    the executor's own user."""
+    if uid is not None:
+        return Identity(uid=uid, gid=uid, dedicated=True)
     return Identity(uid=os.getuid(), gid=os.getgid(), dedicated=False)
 
 
