@@ -185,3 +185,20 @@ def test_an_executor_killed_mid_preparation_leaves_nothing_after_its_restart(
     assert live_pids_in_uid_range(base) == []
     answer = httpx.post(f"{url}/execute", json={"eval_id": uuid.uuid4().hex, "code": SHOW_UID})
     assert answer.json()["status"] == "completed"
+
+
+def test_programs_in_a_row_are_not_refused_processes_by_their_predecessors_leftovers(
+    processes, start_executor
+):
+    """bwrap leaves each sandbox's init to its new parent to reap; until then that zombie
+    counts against its uid's RLIMIT_NPROC. The executor reaps it before lending the uid again,
+    so with room for only a few processes per uid, every program in a row still starts."""
+    executor = start_executor(processes, executor_slots=1, nproc=4)
+    url = executor.url
+    for n in range(30):
+        answer = httpx.post(
+            f"{url}/execute", json={"eval_id": uuid.uuid4().hex, "code": f"print({n})"}
+        )
+        assert (answer.json()["status"], answer.json()["output"]) == ("completed", f"{n}\n")
+    failed = 'crucible_executor_warm_discarded_total{executor_id="executor-test",reason="failed"}'
+    assert metric(url, failed) == 0

@@ -35,6 +35,7 @@ from pathlib import Path
 from crucible_contracts.ids import new_eval_id
 from crucible_contracts.models import ExecuteRequest
 from crucible_executor.config import SandboxMode, Settings
+from crucible_executor.orphans import adopt_orphans
 from crucible_executor.probe import cgroup_tree, scratch_space
 from crucible_executor.runner import Execution, Runner
 from crucible_executor.sandbox import mode_is_installed
@@ -93,6 +94,7 @@ def _cpu() -> float:
 def _runner(mode: SandboxMode) -> Runner:
     """As the executor runs programs: with a cgroup and a tmpfs per run where this host allows."""
     settings = Settings()
+    adopt_orphans()
     return Runner(
         settings, mode=mode, cgroups=cgroup_tree(settings), scratch=scratch_space(settings)
     )

@@ -24,6 +24,7 @@ from crucible_executor.cgroups import CgroupTree, RunCgroup, RunUsage
 from crucible_executor.config import SandboxMode, Settings
 from crucible_executor.languages import Language, load_languages
 from crucible_executor.limits import RunLimits
+from crucible_executor.orphans import reap_orphans
 from crucible_executor.outcome import Ended, classify, exit_code_of
 from crucible_executor.sandbox import (
     STARTED_MARKER,
@@ -155,6 +156,7 @@ class Runner:
             self.cgroups.close()
         if self.scratch is not None:
             self.scratch.close()
+        reap_orphans()
 
     @property
     def warm_languages(self) -> list[str]:
@@ -359,15 +361,19 @@ class Runner:
         if not removed:
             log.error("the cgroup of a finished run could not be removed: %s", cgroup.dirs)
         if not identity.dedicated or self.seats is None:
+            reap_orphans()
             return
-        if cgroup is None or not removed:
+        killed = cgroup is None or not removed
+        if killed:
             leftovers = kill_uid(identity.uid)
             if leftovers:
                 # Usually the sandbox's init, still exiting after bwrap itself was reaped.
                 log.debug("killed %d leftover processes of uid %d", leftovers, identity.uid)
-            if pids_of_uid(identity.uid):
-                log.error("uid %d still has processes: not lent again", identity.uid)
-                return
+        # The sandbox's init, orphaned by bwrap, counts against the uid until it is reaped.
+        reap_orphans(uid=identity.uid, within=self.settings.kill_reap_timeout_seconds)
+        if killed and pids_of_uid(identity.uid):
+            log.error("uid %d still has processes: not lent again", identity.uid)
+            return
         self.seats.give_back(identity.uid)
 
     @contextlib.asynccontextmanager
