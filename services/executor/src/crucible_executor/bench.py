@@ -12,14 +12,16 @@ process's, and the sandbox's own).
 `POST /execute` of `print(1)` from closed-loop clients, `runs` requests per level of requests in
 flight; the levels take turns in rounds (random order each round) with bare spawns between them,
 so that every figure comes from the same stretch of the machine's load. For each level: the
-median and p95 wall time of a request, and the executor's CPU per request (its own, and with its
-reaped sandboxes': utime + stime + cutime + cstime of /proc/<pid>/stat, preparations included).
+median and p95 wall time of a request, and the CPU per request of the executor process (utime +
+stime of /proc/<pid>/stat) and of its sandboxes (the usage its parent cgroup counted, which
+keeps the count of removed children: preparations included).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import random
 import resource
@@ -34,6 +36,7 @@ from pathlib import Path
 
 from crucible_contracts.ids import new_eval_id
 from crucible_contracts.models import ExecuteRequest
+from crucible_executor.cgroups import CgroupMode, CgroupUnavailable, discover
 from crucible_executor.config import SandboxMode, Settings
 from crucible_executor.orphans import adopt_orphans
 from crucible_executor.probe import cgroup_tree, scratch_space
@@ -155,13 +158,13 @@ _ROUNDS = 10
 @dataclass
 class Level:
     """What `in_flight` closed-loop clients measured: request wall times (ms), statuses, and the
-    executor's CPU seconds (its own; with its reaped children) over their batches."""
+    CPU seconds of the executor process and of its sandboxes over their batches."""
 
     in_flight: int
     wall: list[float] = field(default_factory=list)
     statuses: dict[str, int] = field(default_factory=dict)
     own_cpu: float = 0.0
-    tree_cpu: float = 0.0
+    sandbox_cpu: float = 0.0
 
     def line(self, bare: float) -> str:
         wall = sorted(self.wall)
@@ -169,18 +172,28 @@ class Level:
         runs = len(wall)
         return (
             f"{self.in_flight} in flight: median {median:.1f} ms ({median / bare:.2f}x bare), "
-            f"p95 {p95:.1f} ms over {runs}; executor CPU per request {self.own_cpu / runs * 1000:.1f}"
-            f" ms, with its sandboxes {self.tree_cpu / runs * 1000:.1f} ms; {self.statuses}"
+            f"p95 {p95:.1f} ms over {runs}; CPU per request: executor {self.own_cpu / runs * 1000:.1f}"
+            f" ms, sandboxes {self.sandbox_cpu / runs * 1000:.1f} ms; {self.statuses}"
         )
 
 
-def _process_cpu(pid: int) -> tuple[float, float]:
-    """(utime + stime, the same + cutime + cstime) of process `pid`, in seconds."""
+def _cpu_of(pid: int) -> tuple[float, float]:
+    """CPU seconds so far of process `pid` (utime + stime) and of the sandboxes of the executor
+    it is (its parent cgroup's count; 0 without cgroups)."""
     with open(f"/proc/{pid}/stat") as handle:
         fields = handle.read().rsplit(")", 1)[1].split()
     ticks = os.sysconf("SC_CLK_TCK")
-    utime, stime, cutime, cstime = (int(value) / ticks for value in fields[11:15])
-    return utime + stime, utime + stime + cutime + cstime
+    own = (int(fields[11]) + int(fields[12])) / ticks
+    sandboxes = 0.0
+    with contextlib.suppress(CgroupUnavailable, OSError):
+        mode, dirs = discover()
+        parent = f"crucible-executor-{pid}"
+        if mode is CgroupMode.V2:
+            stat = (dirs["unified"] / parent / "cpu.stat").read_text().split()
+            sandboxes = int(stat[stat.index("usage_usec") + 1]) / 1e6
+        else:
+            sandboxes = int((dirs["cpuacct"] / parent / "cpuacct.usage").read_text()) / 1e9
+    return own, sandboxes
 
 
 def _batch(url: str, level: Level, requests: int) -> None:
@@ -236,11 +249,11 @@ def over_http(runs: int, *, slots: int, in_flight: list[int]) -> None:
         per_round = max(1, runs // _ROUNDS)
         for _ in range(_ROUNDS):
             for n in random.sample(in_flight, len(in_flight)):
-                before = _process_cpu(executor.proc.pid)
+                before = _cpu_of(executor.proc.pid)
                 _batch(executor.url, levels[n], per_round)
-                after = _process_cpu(executor.proc.pid)
+                after = _cpu_of(executor.proc.pid)
                 levels[n].own_cpu += after[0] - before[0]
-                levels[n].tree_cpu += after[1] - before[1]
+                levels[n].sandbox_cpu += after[1] - before[1]
                 bare += bare_spawn_ms(max(1, per_round // 4))
     finally:
         executor.stop()

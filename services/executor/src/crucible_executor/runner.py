@@ -211,7 +211,10 @@ class Runner:
         started: float,
     ) -> ExecuteResult:
         language = self.languages[request.language]
-        identity = await self._identity()
+        try:
+            identity = await self._identity()
+        except OSError as exc:
+            return self._sandbox_failed(request, f"could not start the sandbox: {exc}", started)
         cgroup: RunCgroup | None = None
         try:
             if self.cgroups is not None:
@@ -350,8 +353,17 @@ class Runner:
     # --- private steps ---------------------------------------------------------------------------
 
     async def _identity(self) -> Identity:
-        """The uid a new sandbox runs as: one lent by the seats (root), else the executor's."""
-        return identity_for(await self.seats.take() if self.seats is not None else None)
+        """The uid a new sandbox runs as: one lent by the seats (root), else the executor's.
+
+        Every uid is lent only while a finished sandbox is still being torn down; OSError when
+        none comes back within two teardowns' time (a uid retired with processes it kept)."""
+        if self.seats is None:
+            return identity_for(None)
+        within = 2 * self.settings.kill_reap_timeout_seconds + 1
+        try:
+            return identity_for(await asyncio.wait_for(self.seats.take(), within))
+        except TimeoutError:
+            raise OSError(f"no sandbox uid came back within {within:g}s") from None
 
     def _clean_up(self, identity: Identity, cgroup: RunCgroup | None) -> None:
         """Kill whatever the sandbox left and remove its cgroup (the namespaces normally took
