@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import select
 import time
 from pathlib import Path
 
@@ -59,18 +60,29 @@ def reap_orphans(*, uid: int | None = None, within: float = 0.0) -> int:
     ours alone to reap, so between reading its state and reaping it nothing else can."""
     deadline = time.monotonic() + within
     reaped = 0
-    while True:
-        exiting = False
-        for pid in _children():
-            status = _status(pid)
-            if len(status.get("NSpid", "").split()) < 2:
+    for pid in _children():
+        status = _status(pid)
+        if len(status.get("NSpid", "").split()) < 2:
+            continue
+        if not status.get("State", "").startswith("Z"):
+            if uid is None or int(status.get("Uid", "-1").split()[0]) != uid:
                 continue
-            if status.get("State", "").startswith("Z"):
-                with contextlib.suppress(ChildProcessError):
-                    os.waitpid(pid, os.WNOHANG)
-                    reaped += 1
-            elif uid is not None and int(status.get("Uid", "-1").split()[0]) == uid:
-                exiting = True
-        if not exiting or time.monotonic() >= deadline:
-            return reaped
-        time.sleep(0.001)
+            _wait_exit(pid, within=deadline - time.monotonic())
+        with contextlib.suppress(ChildProcessError):
+            done, _ = os.waitpid(pid, os.WNOHANG)
+            reaped += done != 0
+    return reaped
+
+
+def _wait_exit(pid: int, *, within: float) -> None:
+    """Until child `pid` has exited (its pidfd is readable), at most `within` seconds."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    try:
+        poller = select.poll()
+        poller.register(pidfd, select.POLLIN)
+        poller.poll(max(0, round(within * 1000)))
+    finally:
+        os.close(pidfd)
