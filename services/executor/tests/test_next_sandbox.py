@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from crucible_executor.cgroups import CgroupMode, discover
-from crucible_executor.sandbox import pids_of_uid
+from crucible_executor.sandbox import pids_of_uid, tasks_of_uid
 from crucible_runtime.pytest_plugin import wait_for
 
 SHOW_UID_AND_WAIT = "import os, time\nprint(os.getuid(), flush=True)\ntime.sleep(60)\n"
@@ -202,3 +202,54 @@ def test_programs_in_a_row_are_not_refused_processes_by_their_predecessors_lefto
         assert (answer.json()["status"], answer.json()["output"]) == ("completed", f"{n}\n")
     failed = 'crucible_executor_warm_discarded_total{executor_id="executor-test",reason="failed"}'
     assert metric(url, failed) == 0
+
+
+# Forks until the process limit refuses, holds every child, says how many it got, then waits.
+HOLD_EVERY_PROCESS = """
+import os, time
+r, w = os.pipe()
+held = 0
+while True:
+    try:
+        pid = os.fork()
+    except OSError:
+        break
+    if pid == 0:
+        os.read(r, 1)
+        os._exit(0)
+    held += 1
+print(held, flush=True)
+time.sleep(60)
+"""
+
+
+def pids_current(executor_pid: int, cgroup: str) -> int:
+    mode, own = discover()
+    hierarchy = own["unified"] if mode is CgroupMode.V2 else own["pids"]
+    path = hierarchy / f"crucible-executor-{executor_pid}" / cgroup / "pids.current"
+    return int(path.read_text())
+
+
+def test_a_program_at_its_process_limit_shares_none_with_the_next_sandbox(
+    processes, start_executor
+):
+    nproc = 12
+    executor = start_executor(processes, executor_slots=1, nproc=nproc)
+    url = executor.url
+    current = wait_for(lambda: waiting_one(url), what="the first sandbox")
+    running = Background(url, HOLD_EVERY_PROCESS, timeout=60)
+    wait_for(
+        lambda: tasks_of_uid(current["uid"]) == nproc,
+        what="the program holding every process its uid may have",
+    )
+    following = wait_for(
+        lambda: waiting_one(url) != current and waiting_one(url), what="the next sandbox"
+    )
+    assert following["uid"] != current["uid"]
+    # The program holds its whole limit (its cgroup's and its uid's) beside the prepared sandbox.
+    assert pids_current(executor.proc.pid, current["cgroup"]) == nproc
+    assert tasks_of_uid(current["uid"]) == nproc
+    assert httpx.post(f"{url}/kill/{running.eval_id}").json() == {"killed": True, "reaped": True}
+    assert running.result().json()["reason"] == "killed"
+    answer = httpx.post(f"{url}/execute", json={"eval_id": uuid.uuid4().hex, "code": SHOW_UID})
+    assert answer.json()["output"] == f"{following['uid']}\n"
