@@ -561,7 +561,7 @@ class Runner:
         """fork+exec in a thread (fork of a large process is not free); a cancelled spawn is reaped.
 
         The child enters the run's cgroup (`join`: its cgroup.procs fds) while still root, before
-        anything of the program exists, then drops to the slot's uid and execs.
+        anything of the program exists, then drops to the sandbox's uid and execs.
         """
         spawning = asyncio.ensure_future(
             asyncio.to_thread(
@@ -666,7 +666,7 @@ def _enter(join: list[int], *, user: int | None, group: int | None) -> Callable[
     """What the child does between fork and exec: join the run's cgroup, then drop privileges.
 
     Runs in the forked child, so it only makes system calls (no locks, no allocation to speak
-    of). Joining first matters: as the slot's uid the child could no longer move itself.
+    of). Joining first matters: as the sandbox's uid the child could no longer move itself.
     """
 
     def enter() -> None:

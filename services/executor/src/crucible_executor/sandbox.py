@@ -226,7 +226,7 @@ def unshare_launch(
     extra_nproc: int = 0,
 ) -> Launch:
     """unshare run in `workdir` (a host temp dir holding the code). As root, unshare runs as root
-    and setpriv drops to the slot's uid; otherwise a user namespace makes the other ones."""
+    and setpriv drops to the sandbox's uid; otherwise a user namespace makes the other ones."""
     namespaces = ["--net", "--pid", "--ipc", "--uts", "--mount-proc", "--fork", "--kill-child"]
     if identity.dedicated:
         drop = [

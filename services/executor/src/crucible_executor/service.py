@@ -207,7 +207,7 @@ def weaknesses(runner: Runner) -> list[str]:
     found = []
     if runner.mode is SandboxMode.UNSHARE:
         found.append(
-            "sandbox is the unshare fallback: the host's files are visible as the slot's uid "
+            "sandbox is the unshare fallback: the host's files are visible as the sandbox's uid "
             "allows, and no seccomp filter is installed"
         )
     if runner.scratch is None:
