@@ -27,6 +27,9 @@ from crucible_runtime.pytest_plugin import ProcessStarter
 APP = "crucible_executor.main:create_app"
 # Each executor a test starts gets its own uid range, clear of the ranges `make run` uses.
 _UID_BASES = itertools.count(400_000 + random.randrange(0, 50_000) * 16, 16)
+# The URL of each executor `start_executor` started, by its pid and by its uid base: the
+# leftover checks ask it which sandboxes are waiting for a program (/health's warm section).
+_URLS: dict[int, str] = {}
 
 
 @pytest.fixture(scope="session")
@@ -54,6 +57,7 @@ def start_executor() -> Callable[..., Any]:
         base = int(env.pop("sandbox_uid_base", next(_UID_BASES)))
         managed = starter.service(APP, name="executor", env=executor_env(base, **env))
         managed.extra["uid_base"] = base
+        _URLS[managed.proc.pid] = _URLS[base] = managed.url
         return managed
 
     return start
@@ -126,10 +130,10 @@ def run_cgroups() -> Callable[[Runner], list[Path]]:
     return present
 
 
-def is_warm_cgroup(directory: Path) -> bool:
-    """A waiting warm sandbox's cgroup (warm.py): `warm-<n>`; a run's is `run-<n>` (cgroup v1
-    renames it at the hand-over, which this machine's runs rely on)."""
-    return directory.name.startswith("warm-")
+def waiting_sandboxes(url: str) -> tuple[set[str], set[int]]:
+    """The cgroup names and uids of the warm sandboxes waiting for a program, from /health."""
+    waiting = httpx.get(f"{url}/health", timeout=10).json()["warm"]["waiting"]
+    return {sandbox["cgroup"] for sandbox in waiting}, {sandbox["uid"] for sandbox in waiting}
 
 
 @pytest.fixture
@@ -142,11 +146,12 @@ def executor_run_cgroups() -> Callable[[int], list[Path]]:
         name = f"crucible-executor-{pid}"
         parents = [directory / name for directory in own.values()]
         assert all(parent.is_dir() for parent in parents), parents
+        cgroups, _ = waiting_sandboxes(_URLS[pid])
         return [
             child
             for parent in parents
             for child in parent.iterdir()
-            if child.is_dir() and not is_warm_cgroup(child)
+            if child.is_dir() and child.name not in cgroups
         ]
 
     return lambda pid: settled(lambda: present(pid))
@@ -201,14 +206,13 @@ def host_processes_with() -> Callable[[str], list[int]]:
     return find
 
 
-def in_warm_cgroup(pid: int) -> bool:
-    """Whether process `pid` belongs to a waiting warm sandbox (its cgroup is `warm-<n>`)."""
+def cgroup_names_of(pid: int) -> set[str]:
+    """The names of the cgroups process `pid` is in (one per hierarchy; empty once it is gone)."""
     try:
         with open(f"/proc/{pid}/cgroup") as handle:
-            paths = [line.rstrip("\n").split(":", 2)[2] for line in handle]
+            return {Path(line.rstrip("\n").split(":", 2)[2]).name for line in handle}
     except OSError:
-        return False
-    return any(is_warm_cgroup(Path(path)) for path in paths)
+        return set()
 
 
 # An executor answers a run before its sandbox is torn down (the teardown follows at once, off the
@@ -228,15 +232,18 @@ def settled(probe: Callable[[], list[Any]]) -> list[Any]:
 @pytest.fixture
 def live_pids_in_uid_range() -> Callable[[int, int], list[int]]:
     """live_pids_in_uid_range(base, count=16) → processes left under those sandbox uids, not
-    counting the warm sandboxes waiting for the next programs."""
-    return lambda base, count=16: settled(
-        lambda: [
+    counting the warm sandboxes waiting for the next programs (their uid and their cgroup)."""
+
+    def present(base: int, count: int) -> list[int]:
+        cgroups, uids = waiting_sandboxes(_URLS[base])
+        return [
             pid
             for uid in range(base, base + count)
             for pid in pids_of_uid(uid)
-            if not in_warm_cgroup(pid)
+            if uid not in uids or not cgroup_names_of(pid) & cgroups
         ]
-    )
+
+    return lambda base, count=16: settled(lambda: present(base, count))
 
 
 @pytest.fixture

@@ -226,8 +226,10 @@ def test_executors_sharing_a_uid_base_still_get_disjoint_uids(processes, start_e
     base = 900_000 + (time.time_ns() // 1000) % 50_000 * 16
     first = start_executor(processes, executor_slots=1, sandbox_uid_base=base)
     second = start_executor(processes, executor_slots=1, sandbox_uid_base=base)
-    uids = {
+    uids = [
         int(execute(e.url, "import os; print(os.getuid())").json()["output"])
         for e in (first, second)
-    }
-    assert uids == {base, base + 1}
+    ]
+    # Each claims two uids (a slot's running sandbox and its next one) under the lock files.
+    assert uids[0] != uids[1]
+    assert all(base <= uid < base + 4 for uid in uids), uids

@@ -204,7 +204,9 @@ def test_the_executor_hands_programs_to_warm_sandboxes_and_leaves_nothing_at_shu
     _, own = discover()
     trees = [directory / f"crucible-executor-{pid}" for directory in own.values()]
     children = {child.name for tree in trees for child in tree.iterdir() if child.is_dir()}
-    assert children and all(name.startswith("warm-") for name in children), children
+    waiting = httpx.get(f"{url}/health").json()["warm"]["waiting"]
+    assert children == {sandbox["cgroup"] for sandbox in waiting}, (children, waiting)
+    assert {sandbox["slot"] for sandbox in waiting} == {0, 1}
     scratch = Path("/run/crucible-executor") / f"executor-{pid}"
     # One tmpfs per waiting sandbox; those of the three runs are gone.
     assert len([entry for entry in scratch.iterdir() if entry.name.startswith("run-")]) == 2
@@ -226,6 +228,8 @@ def test_without_warm_sandboxes_every_run_is_cold(processes, start_executor, exe
         "enabled": False,
         "languages": [],
         "ready": 0,
+        "preparing": 0,
+        "waiting": [],
     }
     assert execute(url, "print('cold')").json()["output"] == "cold\n"
     assert metric(url, "crucible_executor_warm_handovers_total") == 0

@@ -18,9 +18,13 @@ Two kernel interfaces, one API (`CgroupTree.run()` → `RunCgroup`):
 Runs (and the executor's parent cgroup, which holds them all) get a lower CPU weight than the
 default, so that under overload the platform's own processes still get the CPU they need.
 
-A warm sandbox (warm.py) waits in a cgroup named `warm-<n>`; at the hand-over it becomes `run-<n>`
-(a rename, on v1; cgroup v2 does not rename, so there it keeps its name). Either way the memory charge covers anonymous memory, tmpfs and shared memory pages (memfd, SysV
-shm) and kernel memory such as the inodes and dentries of the sandbox's files.
+Every sandbox's cgroup is `run-<n>` from its creation to its removal, on both versions: a warm
+sandbox (warm.py) is made in the cgroup its program will run in. It is never renamed (cgroup v2
+cannot rename a cgroup) nor moved to another (v2 leaves the memory already charged where it was,
+and a move waits for an RCU grace period on the request path). Which `run-<n>` are waiting for a
+program is the executor's to say (/health's warm section). The memory charge covers anonymous
+memory, tmpfs and shared memory pages (memfd, SysV shm) and kernel memory such as the inodes and
+dentries of the sandbox's files.
 """
 
 from __future__ import annotations
@@ -145,22 +149,6 @@ class RunCgroup:
     def name(self) -> str:
         return next(iter(self.dirs.values())).name
 
-    def rename(self, name: str) -> bool:
-        """Give the cgroup another name below the same parent (v1 only; False where the kernel
-        refuses: cgroup v2 has no rename). The processes in it stay where they are."""
-        renamed: dict[str, Path] = {}
-        for key, directory in self.dirs.items():
-            target = directory.with_name(name)
-            try:
-                directory.rename(target)
-            except OSError:
-                for done, moved in renamed.items():
-                    moved.rename(self.dirs[done])
-                return False
-            renamed[key] = target
-        self.dirs = renamed
-        return True
-
     def limit_memory(self, memory_bytes: int) -> None:
         """Change the memory limit of a cgroup already in use (a warm sandbox at its hand-over)."""
         if self.mode is CgroupMode.V2:
@@ -247,9 +235,9 @@ class CgroupTree:
     favordynmods: bool = False
     _names: itertools.count = field(default_factory=itertools.count)
 
-    def run(self, limits: CgroupLimits, *, prefix: str = "run") -> RunCgroup:
-        """A new cgroup `<prefix>-<n>` under the parent(s), with `limits` written."""
-        name = f"{prefix}-{next(self._names)}"
+    def run(self, limits: CgroupLimits) -> RunCgroup:
+        """A new cgroup `run-<n>` under the parent(s), with `limits` written."""
+        name = f"run-{next(self._names)}"
         dirs = {key: parent / name for key, parent in self.parents.items()}
         for directory in dirs.values():
             directory.mkdir()
@@ -309,6 +297,7 @@ def set_cpu_weight(mode: CgroupMode, dirs: dict[str, Path], cpu_weight: int) -> 
 def _remove_tree(parent: Path, *, mode: CgroupMode) -> None:
     if not parent.is_dir():
         return
+    _thaw(parent, mode=mode)
     for child in [p for p in parent.iterdir() if p.is_dir()]:
         _remove_tree(child, mode=mode)
     if mode is CgroupMode.V2:
@@ -319,6 +308,15 @@ def _remove_tree(parent: Path, *, mode: CgroupMode) -> None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
     _rmdir_when_empty(parent, within=5)
+
+
+def _thaw(directory: Path, *, mode: CgroupMode) -> None:
+    """Let a frozen cgroup's tasks run (and so die of a SIGKILL): an executor that died between
+    freezing a run and thawing it (RunCgroup.kill on v1) leaves it frozen. A no-op elsewhere."""
+    name, thawed = ("cgroup.freeze", "0") if mode is CgroupMode.V2 else ("freezer.state", "THAWED")
+    if (directory / name).exists():
+        with contextlib.suppress(OSError):
+            _write(directory / name, thawed)
 
 
 # --- discovery -----------------------------------------------------------------------------------
@@ -408,8 +406,15 @@ def create_tree(*, name: str | None = None, cpu_weight: int | None = None) -> Cg
     name = name or f"{_PARENT_PREFIX}{os.getpid()}"
     parents: dict[str, Path] = {}
     try:
+        # Thaw first in every hierarchy: a frozen task of v1's freezer survives its SIGKILL.
+        stale = {key: _stale(directory) for key, directory in own.items()}
+        for found in stale.values():
+            for entry in found:
+                _thaw_tree(entry, mode=mode)
         for key, directory in own.items():
-            _sweep_stale(directory)
+            for entry in stale[key]:
+                log.info("removing the cgroup %s of an executor that is gone", entry)
+                _remove_tree(entry, mode=mode)
             parent = directory / name
             parent.mkdir(exist_ok=True)
             parents[key] = parent
@@ -445,12 +450,21 @@ def _delegate_v2(own: Path, parent: Path) -> None:
     _write(parent / "cgroup.subtree_control", wanted)
 
 
-def _sweep_stale(directory: Path) -> None:
-    """Remove parent cgroups left by executors that died (their pid no longer runs)."""
+def _stale(directory: Path) -> list[Path]:
+    """Parent cgroups left by executors that died (their pid no longer runs)."""
+    found = []
     with contextlib.suppress(OSError):
         for entry in directory.iterdir():
             suffix = entry.name.removeprefix(_PARENT_PREFIX)
             stale = suffix.isdigit() and not Path(f"/proc/{suffix}").exists()
             if entry.name.startswith(_PARENT_PREFIX) and stale and entry.is_dir():
-                log.info("removing the cgroup %s of an executor that is gone", entry)
-                _remove_tree(entry, mode=CgroupMode.V1)
+                found.append(entry)
+    return found
+
+
+def _thaw_tree(directory: Path, *, mode: CgroupMode) -> None:
+    _thaw(directory, mode=mode)
+    with contextlib.suppress(OSError):
+        for child in directory.iterdir():
+            if child.is_dir():
+                _thaw_tree(child, mode=mode)

@@ -12,10 +12,11 @@ from crucible_contracts.status import Status
 from crucible_executor.cgroups import CgroupTree, CgroupUnavailable, create_tree
 from crucible_executor.config import SandboxMode, Settings
 from crucible_executor.languages import Language
+from crucible_executor.orphans import adopt_orphans
 from crucible_executor.runner import Runner
 from crucible_executor.sandbox import mode_is_installed
 from crucible_executor.scratch import Scratch
-from crucible_executor.uids import UidClaim
+from crucible_executor.uids import claim_uids
 
 log = logging.getLogger(__name__)
 
@@ -51,14 +52,11 @@ async def select_runner(settings: Settings, languages: dict[str, Language]) -> R
             "or ask for the weaker fallback by name with SANDBOX_MODE=unshare)",
             problems={mode: "not installed"},
         )
+    adopt_orphans()  # the sandboxes' inits that bwrap leaves behind are the executor's to reap
     cgroups = cgroup_tree(settings)
     uids = None
     if os.geteuid() == 0:
-        uids = UidClaim(
-            base=settings.sandbox_uid_base,
-            count=settings.executor_slots,
-            lock_dir=settings.uid_lock_dir,
-        )
+        uids = claim_uids(settings)
     scratch = scratch_space(settings)
     runner = Runner(
         settings, mode=mode, languages=languages, uids=uids, cgroups=cgroups, scratch=scratch

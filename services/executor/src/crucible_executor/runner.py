@@ -20,10 +20,11 @@ from crucible_contracts.models import ExecuteRequest, ExecuteResult
 from crucible_contracts.names import Role
 from crucible_contracts.output import encode_stream
 from crucible_contracts.status import Status
-from crucible_executor.cgroups import CgroupMode, CgroupTree, RunCgroup, RunUsage
+from crucible_executor.cgroups import CgroupTree, RunCgroup, RunUsage
 from crucible_executor.config import SandboxMode, Settings
 from crucible_executor.languages import Language, load_languages
 from crucible_executor.limits import RunLimits
+from crucible_executor.orphans import reap_orphans
 from crucible_executor.outcome import Ended, classify, exit_code_of
 from crucible_executor.sandbox import (
     STARTED_MARKER,
@@ -37,13 +38,14 @@ from crucible_executor.sandbox import (
     identity_for,
     kill_uid,
     mounted_files,
+    pids_of_uid,
     tasks_of_uid,
     unshare_launch,
 )
 from crucible_executor.scratch import RunScratch, Scratch
 from crucible_executor.seccomp import compile_filter
 from crucible_executor.streams import Captured, consume_output, feed_input
-from crucible_executor.uids import UidClaim
+from crucible_executor.uids import Seats, UidClaim, claim_uids
 from crucible_executor.warm import (
     LAUNCHERS,
     WarmSandbox,
@@ -87,6 +89,9 @@ class Execution:
     answer: asyncio.Future[ExecuteResult] | None = None
     # A warm sandbox's teardown still under way when `Runner.run` returned (defer_teardown).
     teardown: asyncio.Future[None] | None = None
+    # Called once the program has its sandbox (handed over, or a cold one spawned): from then
+    # on the slot may prepare the sandbox of its next program (warm.py).
+    on_start: Callable[[], None] | None = None
 
     def deliver(self, result: ExecuteResult) -> None:
         """Answer the run's callers now (the slot stays taken until the run's task ends)."""
@@ -122,7 +127,8 @@ class Runner:
         cgroups: CgroupTree | None = None,
         scratch: Scratch | None = None,
     ) -> None:
-        """`uids` (one per slot) is claimed here when running as root and none is given. With
+        """`uids` (uids.SEATS_PER_SLOT per slot: each sandbox borrows one, see uids.Seats) are
+        claimed here when running as root and none are given. With
         `cgroups`, each run gets a cgroup of its own below it; without, RLIMIT_AS bounds memory
         per process and the host is not protected from a run's total (development only). With
         `scratch`, each run writes to a tmpfs of its own (bounded in inodes too)."""
@@ -140,12 +146,9 @@ class Runner:
             else None
         )
         if uids is None and os.geteuid() == 0:
-            uids = UidClaim(
-                base=settings.sandbox_uid_base,
-                count=settings.executor_slots,
-                lock_dir=settings.uid_lock_dir,
-            )
+            uids = claim_uids(settings)
         self.uids = uids
+        self.seats = Seats(uids.uids) if uids is not None else None
 
     def close(self) -> None:
         """Remove the executor's cgroup tree and scratch directory (on shutdown)."""
@@ -153,6 +156,7 @@ class Runner:
             self.cgroups.close()
         if self.scratch is not None:
             self.scratch.close()
+        reap_orphans()
 
     @property
     def warm_languages(self) -> list[str]:
@@ -207,7 +211,10 @@ class Runner:
         started: float,
     ) -> ExecuteResult:
         language = self.languages[request.language]
-        identity = identity_for(slot, self.uids.uids if self.uids else None)
+        try:
+            identity = await self._identity()
+        except OSError as exc:
+            return self._sandbox_failed(request, f"could not start the sandbox: {exc}", started)
         cgroup: RunCgroup | None = None
         try:
             if self.cgroups is not None:
@@ -231,15 +238,17 @@ class Runner:
         language = self.languages[language_name]
         # The executor's maxima; the hand-over lowers what the request asks for.
         limits = RunLimits.for_run(self.settings, timeout=self.settings.max_timeout)
-        identity = identity_for(slot, self.uids.uids if self.uids else None)
         assert self.seccomp_program is not None
+        identity = await self._identity()
         cleanup = contextlib.ExitStack()
         sandbox: WarmSandbox | None = None
         cgroup: RunCgroup | None = None
         try:
-            if self.cgroups is not None:
-                cgroup = self.cgroups.run(limits.cgroup(), prefix="warm")
-            cleanup.callback(self._clean_up, identity, cgroup)
+            try:
+                if self.cgroups is not None:
+                    cgroup = self.cgroups.run(limits.cgroup())
+            finally:  # from here on the teardown gives the uid back
+                cleanup.callback(self._clean_up, identity, cgroup)
             extra_nproc = 0
             if not identity.dedicated:
                 extra_nproc = await asyncio.to_thread(tasks_of_uid, identity.uid)
@@ -301,7 +310,7 @@ class Runner:
         """Hand the program to `warm` and run it to its end; None when the hand-over itself
         failed (the sandbox is gone then, and the caller runs the program cold)."""
         try:
-            self._hand_over(warm, limits)  # a rename and a write: no thread hop on this path
+            self._hand_over(warm, limits)  # at most a write: no thread hop on this path
         except OSError as exc:
             log.warning(
                 "the warm sandbox of slot %d failed its hand-over (%s): cold", warm.slot, exc
@@ -333,31 +342,51 @@ class Runner:
 
     def _hand_over(self, warm: WarmSandbox, limits: RunLimits) -> None:
         """What the request asks for, applied to the waiting sandbox before it gets the code:
-        the cgroup's name and memory limit (the rlimits travel with the code: warm_python.py).
-        The cgroup keeps counting CPU from the sandbox's start, as a cold run's counts the
-        interpreter's start-up: outcomes compare it with RLIMIT_CPU alike (outcome.py)."""
+        the cgroup's memory limit (the rlimits travel with the code: warm_python.py). The cgroup
+        keeps its name `run-<n>` (cgroup v2 cannot rename one) and keeps counting CPU from the
+        sandbox's start, as a cold run's counts the interpreter's start-up: outcomes compare it
+        with RLIMIT_CPU alike (outcome.py)."""
         cgroup = warm.cgroup
-        if cgroup is None:
-            return
-        renamed = cgroup.rename(cgroup.name.replace("warm-", "run-", 1))
-        if not renamed and cgroup.mode is CgroupMode.V1:
-            raise OSError(f"cannot rename the warm cgroup {cgroup.name}")
-        if limits.memory_mb != warm.limits.memory_mb:
+        if cgroup is not None and limits.memory_mb != warm.limits.memory_mb:
             cgroup.limit_memory(limits.memory_mb * MIB)
 
     # --- private steps ---------------------------------------------------------------------------
 
+    async def _identity(self) -> Identity:
+        """The uid a new sandbox runs as: one lent by the seats (root), else the executor's.
+
+        Every uid is lent only while a finished sandbox is still being torn down; OSError when
+        none comes back within two teardowns' time (a uid retired with processes it kept)."""
+        if self.seats is None:
+            return identity_for(None)
+        within = 2 * self.settings.kill_reap_timeout_seconds + 1
+        try:
+            return identity_for(await asyncio.wait_for(self.seats.take(), within))
+        except TimeoutError:
+            raise OSError(f"no sandbox uid came back within {within:g}s") from None
+
     def _clean_up(self, identity: Identity, cgroup: RunCgroup | None) -> None:
-        """Kill whatever the run left and remove its cgroup; the namespaces normally took every
-        process with them already. Without a cgroup, every process of a dedicated uid."""
-        if cgroup is not None:
-            if not cgroup.remove(within=self.settings.kill_reap_timeout_seconds):
-                log.error("the cgroup of a finished run could not be removed: %s", cgroup.dirs)
-        elif identity.dedicated:
+        """Kill whatever the sandbox left and remove its cgroup (the namespaces normally took
+        every process with them already; without a cgroup, kill every process of its dedicated
+        uid), then give its uid back: only with no process of it left, else the uid is retired."""
+        removed = cgroup is None or cgroup.remove(within=self.settings.kill_reap_timeout_seconds)
+        if not removed:
+            log.error("the cgroup of a finished run could not be removed: %s", cgroup.dirs)
+        if not identity.dedicated or self.seats is None:
+            reap_orphans()
+            return
+        killed = cgroup is None or not removed
+        if killed:
             leftovers = kill_uid(identity.uid)
             if leftovers:
                 # Usually the sandbox's init, still exiting after bwrap itself was reaped.
                 log.debug("killed %d leftover processes of uid %d", leftovers, identity.uid)
+        # The sandbox's init, orphaned by bwrap, counts against the uid until it is reaped.
+        reap_orphans(uid=identity.uid, within=self.settings.kill_reap_timeout_seconds)
+        if killed and pids_of_uid(identity.uid):
+            log.error("uid %d still has processes: not lent again", identity.uid)
+            return
+        self.seats.give_back(identity.uid)
 
     @contextlib.asynccontextmanager
     async def _staged(
@@ -504,6 +533,8 @@ class Runner:
         err = Captured(cap=limits.max_output_bytes)
         feeding = asyncio.create_task(feed_input(stdin_w, stdin))
         readers = asyncio.gather(consume_output(out_r, out), consume_output(err_r, err))
+        if execution.on_start is not None:
+            execution.on_start()
         try:
             wait_status, usage = await self._wait(proc, limits.timeout, execution)
             with contextlib.suppress(TimeoutError):
@@ -530,7 +561,7 @@ class Runner:
         """fork+exec in a thread (fork of a large process is not free); a cancelled spawn is reaped.
 
         The child enters the run's cgroup (`join`: its cgroup.procs fds) while still root, before
-        anything of the program exists, then drops to the slot's uid and execs.
+        anything of the program exists, then drops to the sandbox's uid and execs.
         """
         spawning = asyncio.ensure_future(
             asyncio.to_thread(
@@ -635,7 +666,7 @@ def _enter(join: list[int], *, user: int | None, group: int | None) -> Callable[
     """What the child does between fork and exec: join the run's cgroup, then drop privileges.
 
     Runs in the forked child, so it only makes system calls (no locks, no allocation to speak
-    of). Joining first matters: as the slot's uid the child could no longer move itself.
+    of). Joining first matters: as the sandbox's uid the child could no longer move itself.
     """
 
     def enter() -> None:

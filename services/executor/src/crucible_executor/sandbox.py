@@ -53,10 +53,11 @@ class Identity:
     dedicated: bool
 
 
-def identity_for(slot: int, uids: list[int] | None) -> Identity:
-    """As root, slot N runs as the N-th claimed uid (gid alike); else as the executor's own user."""
-    if uids:
-        return Identity(uid=uids[slot], gid=uids[slot], dedicated=True)
+def identity_for(uid: int | None) -> Identity:
+    """As root, a sandbox runs as the uid lent to it (gid alike; uids.Seats); else (`None`) as
+    the executor's own user."""
+    if uid is not None:
+        return Identity(uid=uid, gid=uid, dedicated=True)
     return Identity(uid=os.getuid(), gid=os.getgid(), dedicated=False)
 
 
@@ -225,7 +226,7 @@ def unshare_launch(
     extra_nproc: int = 0,
 ) -> Launch:
     """unshare run in `workdir` (a host temp dir holding the code). As root, unshare runs as root
-    and setpriv drops to the slot's uid; otherwise a user namespace makes the other ones."""
+    and setpriv drops to the sandbox's uid; otherwise a user namespace makes the other ones."""
     namespaces = ["--net", "--pid", "--ipc", "--uts", "--mount-proc", "--fork", "--kill-child"]
     if identity.dedicated:
         drop = [

@@ -9,7 +9,7 @@
 The executor mounts it (it needs CAP_SYS_ADMIN in its mount namespace: root on a host, or a
 container granted that) before the run and detaches it after, so nothing a program wrote
 survives it. The directories a program writes to are its uid's alone (0700), and the parent
-directories root's and not listable (0711): bwrap, running as the slot's uid, can bind them, but
+directories root's and not listable (0711): bwrap, running as the sandbox's uid, can bind them, but
 no program can list or enter another run's files, even under the unshare fallback where the
 host's file system is visible. Where the
 executor cannot mount, `Scratch.create` says so and bwrap's own size-bounded tmpfs is used
@@ -89,7 +89,7 @@ class Scratch:
         Path(root).mkdir(mode=0o755, parents=True, exist_ok=True)
         _sweep_stale(Path(root))
         base.mkdir(mode=0o711, exist_ok=True)
-        os.chmod(base, 0o711)  # noqa: S103 -- traversable for bwrap as the slot uid, not listable
+        os.chmod(base, 0o711)  # noqa: S103 -- traversable for bwrap as the sandbox uid, not listable
         scratch = cls(base, size_mb=size_mb, inodes=inodes)
         try:
             scratch.release(scratch._mount())

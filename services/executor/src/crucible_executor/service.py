@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import functools
 import logging
 import time
 from dataclasses import dataclass
@@ -90,6 +92,9 @@ async def execute(*, request: ExecuteRequest, executor: Executor) -> ExecuteResu
         log.info("eval %s %s started in slot %d", request.eval_id, request.role, execution.slot)
         began = time.monotonic()
         pool = executor.warm
+        if pool is not None:
+            # Once this program has its sandbox, the slot prepares its next one.
+            execution.on_start = functools.partial(pool.refill, execution.slot)
         try:
             warm = await pool.take(execution.slot) if pool is not None else None
             result = await executor.runner.run(
@@ -100,14 +105,13 @@ async def execute(*, request: ExecuteRequest, executor: Executor) -> ExecuteResu
                 defer_teardown=True,
             )
             _ended(request, result, execution, executor_id, began)
-            # The caller has its answer (and the slot is free) while the sandbox is torn down;
-            # the slot's next run, and its next warm sandbox, wait for that (slots.py).
+            # The caller has its answer (and the slot is free) while the sandbox is torn down.
             execution.deliver(result)
             if execution.teardown is not None:
                 await asyncio.shield(execution.teardown)
         finally:
             if pool is not None:
-                pool.refill(execution.slot)  # its sandbox is gone: prepare the next one
+                pool.refill(execution.slot)  # unless on_start did: a sandbox that never started
         return result
 
     try:
@@ -176,12 +180,17 @@ def kept_results(executor: Executor) -> dict[str, int]:
 
 
 def warm_state(executor: Executor) -> dict[str, Any]:
-    """Whether slots keep warm sandboxes, for which languages, and how many wait now."""
+    """Whether slots keep warm sandboxes, for which languages, how many wait now (and which:
+    slot, uid, cgroup) and how many are being prepared."""
     pool = executor.warm
+    if pool is None:
+        return {"enabled": False, "languages": [], "ready": 0, "preparing": 0, "waiting": []}
     return {
-        "enabled": pool is not None and pool.enabled,
-        "languages": [pool.language] if pool is not None and pool.enabled else [],
-        "ready": pool.ready_count if pool is not None else 0,
+        "enabled": pool.enabled,
+        "languages": [pool.language] if pool.enabled else [],
+        "ready": pool.ready_count,
+        "preparing": pool.preparing_count,
+        "waiting": [dataclasses.asdict(waiting) for waiting in pool.waiting()],
     }
 
 
@@ -198,7 +207,7 @@ def weaknesses(runner: Runner) -> list[str]:
     found = []
     if runner.mode is SandboxMode.UNSHARE:
         found.append(
-            "sandbox is the unshare fallback: the host's files are visible as the slot's uid "
+            "sandbox is the unshare fallback: the host's files are visible as the sandbox's uid "
             "allows, and no seccomp filter is installed"
         )
     if runner.scratch is None:

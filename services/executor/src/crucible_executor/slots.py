@@ -31,7 +31,8 @@ class Running:
     # still be being torn down), else when the task ends.
     answer: asyncio.Future[ExecuteResult]
     # Set once the run has left its slot (its program reaped and answered, the slot free for
-    # the next run, which starts once this task has torn its sandbox down).
+    # the next run, which may start while this task still tears its sandbox down: the two
+    # sandboxes never share a uid, a cgroup or a tmpfs).
     released: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -75,9 +76,8 @@ class SlotRegistry:
         self.slots = slots
         self.prefer = prefer
         self.on_busy = on_busy
-        # Tasks of runs that answered and still tear their sandbox down, by slot: the slot's
-        # next run starts after it.
-        self._settling: dict[int, asyncio.Task[ExecuteResult]] = {}
+        # Tasks of runs that answered and still tear their sandbox down (shutdown waits for them).
+        self._settling: set[asyncio.Task[ExecuteResult]] = set()
         self.retry_after = retry_after
         self.finished = finished
         self._free = list(range(slots))
@@ -126,10 +126,7 @@ class SlotRegistry:
         slot = self._pick()
         answer: asyncio.Future[ExecuteResult] = asyncio.get_running_loop().create_future()
         execution = Execution(eval_id=key[0], role=key[1], slot=slot, answer=answer)
-        previous = self._settling.pop(slot, None)
-        task = asyncio.create_task(
-            _after(previous, start, execution), name=f"run-{key[0]}-{key[1]}"
-        )
+        task = asyncio.create_task(start(execution), name=f"run-{key[0]}-{key[1]}")
         running = Running(execution, task, answer)
         self._running[key] = running
         task.add_done_callback(lambda _: _answer_from(task, answer))
@@ -146,22 +143,18 @@ class SlotRegistry:
         return slot
 
     def _release(self, key: RunKey, slot: int, running: Running) -> None:
-        """The run answered: its key and slot are free (the slot's next run waits for this
-        run's task, which may still tear its sandbox down)."""
+        """The run answered: its key and slot are free (its task may still tear its sandbox
+        down)."""
         if self._running.get(key) is running:
             del self._running[key]
         if not running.task.done():
-            self._settling[slot] = running.task
-            running.task.add_done_callback(lambda task: self._settled(slot, task))
+            self._settling.add(running.task)
+            running.task.add_done_callback(self._settling.discard)
         self._free.append(slot)
         self._free.sort()
         self._keep(key, running)
         running.released.set()
         self._busy_changed()
-
-    def _settled(self, slot: int, task: asyncio.Task[ExecuteResult]) -> None:
-        if self._settling.get(slot) is task:
-            del self._settling[slot]
 
     def _busy_changed(self) -> None:
         if self.on_busy is not None:
@@ -196,21 +189,12 @@ class SlotRegistry:
     async def shutdown(self) -> None:
         """Kill and reap every running program (executor stopping)."""
         tasks = [running.task for running in self._running.values()]
-        tasks += self._settling.values()
+        tasks += self._settling
         for running in self._running.values():
             running.execution.kill()
         for outcome in await asyncio.gather(*tasks, return_exceptions=True):
             if isinstance(outcome, BaseException):
                 log.error("a run failed while the executor stopped: %r", outcome)
-
-
-async def _after(
-    previous: asyncio.Task[ExecuteResult] | None, start: Start, execution: Execution
-) -> ExecuteResult:
-    """`start(execution)` once the slot's previous run has torn its sandbox down."""
-    if previous is not None:
-        await asyncio.gather(asyncio.shield(previous), return_exceptions=True)
-    return await start(execution)
 
 
 def _answer_from(task: asyncio.Task[ExecuteResult], answer: asyncio.Future[ExecuteResult]) -> None:

@@ -1,14 +1,18 @@
-"""Warm single-use sandboxes: each slot keeps one sandbox started before its request arrives.
+"""Warm single-use sandboxes: each slot keeps the sandbox of its next program ready.
 
-A warm sandbox is a cold run stopped just before the program: its cgroup (`warm-<n>`), tmpfs,
+A warm sandbox is a cold run stopped just before the program: its cgroup (`run-<n>`), tmpfs,
 uid, rlimits, bwrap namespaces, mounts and seccomp filter are in place and the language's
 launcher (warm_python.py, written as the sandbox's main.py) has started the interpreter and
-waits on stdin. The hand-over (Runner._run_warm) renames the cgroup `run-<n>`, writes the
-request's memory limit to it, and writes a header, the code and the program's stdin to the
-launcher's stdin; the launcher lowers its RLIMIT_CPU to the run's (counted from then), puts the
-code in main.py and runs it as `python3 -I -B main.py` would. After the run the sandbox is torn down like a cold
-one, and `WarmPool` prepares the slot's next one off the request path. Nothing is reused: every
-sandbox runs one program.
+waits on stdin. The hand-over (Runner._run_warm) writes the request's memory limit to its
+cgroup, and a header, the code and the program's stdin to the launcher's stdin; the launcher
+lowers its RLIMIT_CPU to the run's (counted from then), puts the code in main.py and runs it as
+`python3 -I -B main.py` would. After the run the sandbox is torn down like a cold one. Nothing is
+reused: every sandbox runs one program.
+
+`WarmPool` prepares a slot's next sandbox as soon as the slot's current program has its sandbox
+(the hand-over, or a cold start), so while that program runs. The two exist side by side: each
+has its own uid (uids.Seats), cgroup and tmpfs, so the prepared one counts against none of the
+running program's limits.
 """
 
 from __future__ import annotations
@@ -118,14 +122,24 @@ async def read_marker(out: int, err: int, proc: subprocess.Popen, *, within: flo
     return STARTED_MARKER
 
 
-class WarmPool:
-    """One warm sandbox per slot, prepared in the background on the event loop.
+@dataclass(frozen=True)
+class Waiting:
+    """A prepared sandbox as /health shows it: its slot, uid and cgroup."""
 
-    `refill(slot)` starts preparing (at start-up, and after each run once its sandbox is torn
-    down); `take(slot)` hands the slot's sandbox to a run, waiting for one still being prepared
-    (it is as far along as a cold start would be), else None: the run starts cold. A sandbox
-    that waited `max_idle` seconds or whose process died is discarded and replaced; after a
-    failed preparation the slot stays cold for `retry` seconds. `close()` tears all down.
+    slot: int
+    uid: int | None
+    cgroup: str | None
+
+
+class WarmPool:
+    """The next sandbox of each slot, prepared in the background on the event loop.
+
+    `refill(slot)` starts preparing (at start-up, and once the slot's program has its sandbox:
+    the run calls it through `Execution.on_start`); `take(slot)` hands the slot's sandbox to a
+    run, waiting for one still being prepared (it is as far along as a cold start would be),
+    else None: the run starts cold. A sandbox that waited `max_idle` seconds or whose process
+    died is discarded and replaced; after a failed preparation the slot runs cold and tries
+    again `retry` seconds later. `close()` tears all down.
     """
 
     def __init__(
@@ -148,24 +162,41 @@ class WarmPool:
         self._ready: dict[int, WarmSandbox] = {}
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._preparing: dict[int, asyncio.Event] = {}
+        # When a slot whose preparation failed may try again (loop time).
+        self._retry_at: dict[int, float] = {}
         # Teardowns of discarded sandboxes still under way (threads: cancelling does not stop
-        # them); a run on the slot, or the executor's shutdown, waits for them.
-        self._discarding: dict[int, asyncio.Future[None]] = {}
+        # them); the executor's shutdown waits for them.
+        self._discarding: set[asyncio.Future[None]] = set()
         self._closed = False
 
     @property
     def ready_count(self) -> int:
         return len(self._ready)
 
+    @property
+    def preparing_count(self) -> int:
+        return len(self._preparing)
+
     def ready(self, slot: int) -> bool:
         return slot in self._ready
+
+    def waiting(self) -> list[Waiting]:
+        """The prepared sandboxes, by slot."""
+        return [
+            Waiting(
+                slot=slot,
+                uid=sandbox.identity.uid if sandbox.identity.dedicated else None,
+                cgroup=sandbox.cgroup.name if sandbox.cgroup is not None else None,
+            )
+            for slot, sandbox in sorted(self._ready.items())
+        ]
 
     def start(self) -> None:
         for slot in range(self.slots):
             self.refill(slot)
 
     def refill(self, slot: int) -> None:
-        """Prepare the slot's next sandbox in the background (the slot must hold none)."""
+        """Prepare the slot's next sandbox in the background (unless one is ready or under way)."""
         if not self.enabled or self._closed:
             return
         previous = self._tasks.get(slot)
@@ -176,8 +207,8 @@ class WarmPool:
     async def take(self, slot: int) -> WarmSandbox | None:
         """The slot's warm sandbox for a run (waiting for one being prepared), else None.
 
-        Either way the slot's background task ends here: until `refill` after the run, nothing
-        else is started under the slot's uid."""
+        Either way the slot's background task ends here; the run calls `refill` once its
+        program has its sandbox."""
         if not self.enabled:
             return None
         preparing = self._preparing.get(slot)
@@ -191,14 +222,7 @@ class WarmPool:
             task.cancel()  # its watch of the idle sandbox (the run's now), or its retry wait
             if sandbox is None:
                 await asyncio.gather(task, return_exceptions=True)
-        await self._discarded(slot)
         return sandbox
-
-    async def _discarded(self, slot: int) -> None:
-        """Wait until the slot's discarded sandbox (if any) is gone: one uid, one sandbox."""
-        discarding = self._discarding.get(slot)
-        if discarding is not None:
-            await asyncio.gather(asyncio.shield(discarding), return_exceptions=True)
 
     async def close(self) -> None:
         """Stop preparing and tear every waiting sandbox down (executor shutdown)."""
@@ -207,8 +231,7 @@ class WarmPool:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        for slot in list(self._discarding):
-            await self._discarded(slot)
+        await asyncio.gather(*map(asyncio.shield, self._discarding), return_exceptions=True)
         waiting = list(self._ready.values())
         self._ready.clear()
         for sandbox in waiting:
@@ -218,10 +241,13 @@ class WarmPool:
     async def _keep(self, slot: int) -> None:
         """Prepare the slot's sandbox, then watch it until a run takes it (this task is then
         cancelled), it dies, or it has waited too long (then prepare another)."""
+        loop = asyncio.get_running_loop()
         while not self._closed:
+            if (wait := self._retry_at.get(slot, 0) - loop.time()) > 0:
+                await asyncio.sleep(wait)
             sandbox = await self._prepare(slot)
             if sandbox is None:
-                await asyncio.sleep(self.retry)
+                self._retry_at[slot] = loop.time() + self.retry
                 continue
             reason = await self._watch(sandbox)
             if self._ready.get(slot) is not sandbox:
@@ -231,9 +257,8 @@ class WarmPool:
             metrics.WARM_DISCARDED.labels(self.executor_id, reason).inc()
             log.info("warm sandbox of slot %d discarded (%s); preparing another", slot, reason)
             discarding = asyncio.ensure_future(asyncio.to_thread(self.runner.discard, sandbox))
-            self._discarding[slot] = discarding
-            discarding.add_done_callback(lambda _, slot=slot: self._discarding.pop(slot, None))
-            await asyncio.shield(discarding)
+            self._discarding.add(discarding)
+            discarding.add_done_callback(self._discarding.discard)
 
     async def _prepare(self, slot: int) -> WarmSandbox | None:
         settled = self._preparing[slot] = asyncio.Event()
@@ -246,6 +271,7 @@ class WarmPool:
         finally:
             settled.set()
             self._preparing.pop(slot, None)
+        self._retry_at.pop(slot, None)
         metrics.WARM_PREPARE_SECONDS.labels(self.executor_id).observe(sandbox.prepared_seconds)
         self._ready[slot] = sandbox
         self._gauge()
