@@ -262,6 +262,7 @@ def test_metrics_answer_and_prometheus_scrapes_every_service(gateway):
         "gateway",
         "storage",
         "queue-service",
+        "queue-worker",
         "executors",
         "flower",
     }
