@@ -63,8 +63,8 @@ export COMPOSE_ENGINE=$ENGINE
 if [ ! -s "$STATE/env" ]; then
   secret() { python3 -c 'import secrets; print(secrets.token_urlsafe(24))'; }
   flower_password=$(secret)
-  umask 077
-  cat >"$STATE/env" <<EOF
+  # Only the secrets are private: the wheelhouse made later is read inside the containers.
+  (umask 077; cat >"$STATE/env") <<EOF
 INTERNAL_API_KEY=$(secret)
 OPERATOR_TOKEN=$(secret)
 POSTGRES_PASSWORD=$(secret)
