@@ -17,7 +17,7 @@ from crucible_contracts.models import EvalTask, EvaluationCreate, EvaluationView
 from crucible_contracts.names import Backend, Role, task_id_for
 from crucible_contracts.tenancy import key_hash
 from crucible_gateway.paths import CeleryPath, LegacyPath
-from crucible_gateway.paths.celery_client import CeleryDispatcher
+from crucible_gateway.paths.celery_client import ENQUEUED_AT_HEADER, CeleryDispatcher
 from crucible_gateway.ratelimit import RateLimiter
 from crucible_runtime.async_clients import (
     MAX_CONNECTIONS,
@@ -169,6 +169,7 @@ def _decoded(message: bytes) -> dict:
     decoded["body"] = json.loads(base64.b64decode(decoded["body"]))
     for name in ("delivery_tag", "reply_to"):  # unique per message / per publisher
         decoded["properties"].pop(name)
+    decoded["headers"].pop(ENQUEUED_AT_HEADER)  # the time of each publish
     return decoded
 
 
