@@ -69,6 +69,26 @@ class Suite:
         self.extras.append(worker)
         return worker
 
+    def dead_letter_path(self, operator_token: str) -> DeadLetterPath:
+        """A Celery path of its own whose runs all end as dead letters: its own broker, drained
+        by a worker that reaches no executor (two quick retries), behind a gateway that sends
+        everything there; `DeadLetterPath.mend` later drains it with a working worker."""
+        broker = start_redis_server(self.starter)
+        broken = self.extra_celery_worker(
+            "broken-worker",
+            CELERY_BROKER_URL=broker.url,
+            EXECUTOR_SERVICE_URL=f"http://127.0.0.1:{free_port()}",
+            TRANSIENT_RETRY_MAX_ATTEMPTS="2",
+            TRANSIENT_RETRY_BASE_DELAY="0.05",
+        )
+        gateway = self.gateway(
+            CELERY_ENABLED="true",
+            CELERY_PERCENTAGE="1.0",
+            CELERY_BROKER_URL=broker.url,
+            OPERATOR_TOKEN=operator_token,
+        )
+        return DeadLetterPath(self, broker, broken, gateway)
+
     def parts(self) -> list[ManagedProcess]:
         """The suite's own processes, dependencies first (not the extras a test started)."""
         return [
@@ -90,6 +110,21 @@ class Suite:
     @staticmethod
     def celery_command(*args: str) -> list[str]:
         return celery_command(*args)
+
+
+@dataclass
+class DeadLetterPath:
+    """`Suite.dead_letter_path`: its broker, its broken worker and its gateway."""
+
+    suite: Suite
+    broker: ManagedProcess
+    broken: ManagedProcess
+    gateway: ManagedProcess
+
+    def mend(self) -> ManagedProcess:
+        """Stop the broken worker and drain the broker with one that reaches the executors."""
+        self.broken.stop()
+        return self.suite.extra_celery_worker("fixed-worker", CELERY_BROKER_URL=self.broker.url)
 
 
 def _celery_worker_ready(env: dict[str, str]):

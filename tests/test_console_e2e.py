@@ -18,7 +18,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from crucible_runtime.pytest_plugin import free_port, start_redis_server, wait_for
+from crucible_runtime.pytest_plugin import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -336,20 +336,8 @@ def test_a_mismatching_comparison_shows_both_outputs_with_the_difference_marked(
 
 def test_a_dead_letter_is_inspected_and_replayed_from_the_console(suite, page, screenshot):
     # A broker of its own, drained by a worker that cannot reach any executor: runs end `error`.
-    broker = start_redis_server(suite.starter)
-    broken = suite.extra_celery_worker(
-        "broken-worker",
-        CELERY_BROKER_URL=broker.url,
-        EXECUTOR_SERVICE_URL=f"http://127.0.0.1:{free_port()}",
-        TRANSIENT_RETRY_MAX_ATTEMPTS="2",
-        TRANSIENT_RETRY_BASE_DELAY="0.05",
-    )
-    gateway = suite.gateway(
-        CELERY_ENABLED="true",
-        CELERY_PERCENTAGE="1.0",
-        CELERY_BROKER_URL=broker.url,
-        OPERATOR_TOKEN=f"ops:{TOKEN}",
-    )
+    path = suite.dead_letter_path(f"ops:{TOKEN}")
+    gateway = path.gateway
     with httpx.Client(base_url=gateway.url, headers=OPERATOR, timeout=30) as client:
         eval_id = submit(client, "print('replayed from the console')")["eval_id"]
         purged = submit(client, "print('purged from the console')")["eval_id"]
@@ -374,8 +362,7 @@ def test_a_dead_letter_is_inspected_and_replayed_from_the_console(suite, page, s
         screenshot(page, "dead-letters")
 
         # The cause is fixed (a worker that reaches the executors), then the entry is replayed.
-        broken.stop()
-        suite.extra_celery_worker("fixed-worker", CELERY_BROKER_URL=broker.url)
+        path.mend()
         row.get_by_role("button", name=f"replay {eval_id}").click()
 
         expect(page.locator("#toast")).to_contain_text(f"Replayed {eval_id}")

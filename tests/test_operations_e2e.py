@@ -6,17 +6,13 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from crucible_runtime.pytest_plugin import free_port, start_redis_server, wait_for
+from crucible_runtime.pytest_plugin import start_redis_server, wait_for
 
 pytestmark = pytest.mark.e2e
 
 TOKEN = "ops-token-for-the-operations-tests"
 OPERATOR = {"Authorization": f"Bearer {TOKEN}"}
 SLEEPER = "import time\nprint('started', flush=True)\ntime.sleep(60)"
-
-
-def _celery_worker(suite, name: str, **env: str):
-    return suite.extra_celery_worker(name, **env)
 
 
 def _status(client, eval_id: str) -> str:
@@ -61,7 +57,7 @@ def test_a_queued_evaluation_is_cancelled_and_never_runs(suite, client_for, path
         assert httpx.get(f"{idle_queue.url}/status", timeout=10).json()["queued"] == 0
     else:
         # A worker that starts now still receives the message, and skips it: storage says cancelled.
-        _celery_worker(suite, "late-worker", CELERY_BROKER_URL=broker.url)
+        suite.extra_celery_worker("late-worker", CELERY_BROKER_URL=broker.url)
         wait_for(
             lambda: client.http.get("/api/queue-status").json()["celery"]["total"] == 0,
             timeout=60,
@@ -138,21 +134,8 @@ def test_a_finished_evaluation_cannot_be_cancelled(suite, client_for):
 
 
 def test_dead_letters_are_listed_inspected_replayed_and_purged(suite, client_for):
-    broker = start_redis_server(suite.starter)
-    broken = _celery_worker(
-        suite,
-        "broken-worker",
-        CELERY_BROKER_URL=broker.url,
-        EXECUTOR_SERVICE_URL=f"http://127.0.0.1:{free_port()}",
-        TRANSIENT_RETRY_MAX_ATTEMPTS="2",
-        TRANSIENT_RETRY_BASE_DELAY="0.05",
-    )
-    gateway = suite.gateway(
-        CELERY_ENABLED="true",
-        CELERY_PERCENTAGE="1.0",
-        CELERY_BROKER_URL=broker.url,
-        OPERATOR_TOKEN=f"ops:{TOKEN}",
-    )
+    path = suite.dead_letter_path(f"ops:{TOKEN}")
+    gateway = path.gateway
     client = client_for(gateway)
     admin = httpx.Client(base_url=gateway.url, headers=OPERATOR, timeout=30)
     first, second = (client.submit(f"print('replayed {n}')")["eval_id"] for n in (1, 2))
@@ -172,8 +155,7 @@ def test_dead_letters_are_listed_inspected_replayed_and_purged(suite, client_for
     assert detail["kwargs"]["task"]["program"]["code"] == "print('replayed 1')"
 
     # The cause is fixed (a worker that reaches the executors), then the entry is replayed.
-    broken.stop()
-    _celery_worker(suite, "fixed-worker", CELERY_BROKER_URL=broker.url)
+    path.mend()
     replayed = admin.post(f"/api/admin/dlq/{entry['id']}/replay")
 
     assert replayed.status_code == 200, replayed.text

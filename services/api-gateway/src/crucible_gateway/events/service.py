@@ -233,7 +233,7 @@ async def _resume(
                             return
             return
     except RedisError:
-        pass
+        pass  # the stream cannot be read now: the stored timeline below stands in for it
     # Every entry handed out up to here was committed before the timeline is read: in it.
     state.position = hub.position
     timeline = await _timeline(storage, evaluation.eval_id, tenant)
