@@ -219,12 +219,31 @@ def test_moving_the_split_sends_the_next_evaluations_down_the_new_path(
     expect(page.get_by_role("table", name="report per path")).to_contain_text("celery")
     screenshot(page, "migration")
 
-    # A change based on a version someone else moved on from is refused and says so.
+    # A change based on a version someone else moved on from is refused and says so. Until the
+    # page sends its change, its reads of the settings answer what it last saw (a live re-read
+    # between the other change and the click would otherwise catch up first).
+    shown = admin.get(ADMIN).json()
+    sent: list[str] = []
+
+    def hold_what_the_page_saw(route) -> None:
+        settings_read = route.request.method == "GET" and route.request.url.endswith(ADMIN)
+        if settings_read and not sent:
+            route.fulfill(json=shown)
+            return
+        if route.request.method != "GET":
+            sent.append(route.request.url)
+        route.continue_()
+
+    page.route("**/api/admin/migration**", hold_what_the_page_saw)
+    expect(page.get_by_test_id("version")).to_contain_text(str(shown["version"]))
     change(admin, celery_percentage=0.5)
     page.get_by_label(re.compile("^Reason")).fill("a stale change")
     page.get_by_role("button", name="Pause (all to legacy)").click()
     expect(page.locator("#control-result")).to_contain_text("changed meanwhile")
     assert admin.get(ADMIN).json()["force_legacy"] is False
+    page.unroute("**/api/admin/migration**")
+    # The refusal makes the page read the settings again.
+    expect(page.get_by_test_id("version")).to_contain_text(str(admin.get(ADMIN).json()["version"]))
 
     # Read again, the same control goes through; then each of the others, in an operator's order.
     def control(button: str, reason: str, **fields: str) -> dict:
